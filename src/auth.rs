@@ -1,0 +1,153 @@
+//! Bearer-token authentication: validates JWTs (HS256/384/512), extracts the user id from `sub`, and mints tokens for local use.
+
+use std::path::Path;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::UserId;
+
+/// Validates and mints tokens with one secret and one algorithm.
+#[derive(Clone)]
+pub struct Auth {
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    /// A positive integer, as a JSON number or a string of digits.
+    sub: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct MintedClaims {
+    sub: String,
+    exp: u64,
+    iat: u64,
+}
+
+impl Auth {
+    pub fn new(secret: &[u8], algorithm: Algorithm) -> Auth {
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        // The original (python-jose) allowed no clock leeway and did not check `aud`.
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        Auth {
+            algorithm,
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// The user id of a valid `Authorization` header value.
+    pub fn user_from_header(&self, header: Option<&str>) -> Result<UserId> {
+        let header = header.ok_or_else(|| Error::Unauthorized("missing Authorization header; send `Authorization: Bearer <token>`".into()))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Unauthorized("Authorization header is not `Bearer <token>`".into()))?;
+        self.user_from_token(token)
+    }
+
+    pub fn user_from_token(&self, token: &str) -> Result<UserId> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            Error::Unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "token has expired".to_string(),
+                ErrorKind::InvalidSignature => "token signature is invalid".to_string(),
+                ErrorKind::InvalidAlgorithm => format!("token is not signed with {:?}", self.algorithm),
+                ErrorKind::MissingRequiredClaim(c) => format!("token has no `{c}` claim"),
+                _ => format!("token is not valid: {e}"),
+            })
+        })?;
+        parse_sub(&data.claims.sub)
+            .ok_or_else(|| Error::Unauthorized("token `sub` is not a positive integer user id".into()))
+    }
+
+    /// A token for `user` valid for `ttl_seconds`.
+    pub fn mint(&self, user: UserId, ttl_seconds: u64) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = MintedClaims { sub: user.to_string(), iat: now, exp: now + ttl_seconds };
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
+            .expect("HMAC signing with an in-memory key cannot fail")
+    }
+}
+
+fn parse_sub(sub: &serde_json::Value) -> Option<UserId> {
+    let id = match sub {
+        serde_json::Value::Number(n) => n.as_i64()?,
+        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok()?,
+        _ => return None,
+    };
+    (id > 0).then_some(id)
+}
+
+/// The configured secret, or the one generated on first start and kept in
+/// `data_dir/secret_key` (mode 0600). Returns the secret and whether it was just made.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> std::io::Result<(Vec<u8>, Option<std::path::PathBuf>)> {
+    if let Some(s) = configured {
+        return Ok((s.as_bytes().to_vec(), None));
+    }
+    let path = data_dir.join("secret_key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok((s.trim().as_bytes().to_vec(), None)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(&path) {
+        Ok(mut f) => {
+            std::io::Write::write_all(&mut f, secret.as_bytes())?;
+            f.sync_all()?;
+            Ok((secret.into_bytes(), Some(path)))
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok((std::fs::read_to_string(&path)?.trim().as_bytes().to_vec(), None))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_as_number_or_digit_string() {
+        assert_eq!(parse_sub(&serde_json::json!(7)), Some(7));
+        assert_eq!(parse_sub(&serde_json::json!("42")), Some(42));
+        assert_eq!(parse_sub(&serde_json::json!("-3")), None);
+        assert_eq!(parse_sub(&serde_json::json!(0)), None);
+        assert_eq!(parse_sub(&serde_json::json!("abc")), None);
+        assert_eq!(parse_sub(&serde_json::json!(1.5)), None);
+    }
+
+    #[test]
+    fn minted_tokens_validate_and_others_do_not() {
+        let auth = Auth::new(b"0123456789abcdef0123", Algorithm::HS256);
+        let token = auth.mint(5, 60);
+        assert_eq!(auth.user_from_header(Some(&format!("Bearer {token}"))).unwrap(), 5);
+        let other = Auth::new(b"another-secret-of-20b", Algorithm::HS256);
+        assert!(other.user_from_token(&token).is_err());
+        let hs512 = Auth::new(b"0123456789abcdef0123", Algorithm::HS512);
+        assert!(hs512.user_from_token(&token).is_err(), "algorithm mismatch must fail");
+        assert!(auth.user_from_header(None).is_err());
+        assert!(auth.user_from_header(Some(&token)).is_err(), "no Bearer prefix");
+    }
+}

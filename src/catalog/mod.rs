@@ -1,0 +1,62 @@
+//! The catalog: durable file records and active-file entries, behind one trait with one backend per file.
+//!
+//! Every method blocks (SQLite and PostgreSQL drivers are synchronous); the service calls
+//! them on the blocking pool.
+
+pub mod sqlite;
+
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::model::{FileRecord, UserId};
+
+/// A catalog row that an interrupted upload or delete left half-done.
+#[derive(Debug, Clone)]
+pub enum Unfinished {
+    /// Reserved by an upload; its bytes may or may not have reached their final place.
+    Upload(FileRecord),
+    /// A delete that may not have removed the bytes yet.
+    Delete(FileRecord),
+}
+
+pub trait Catalog: Send + Sync + 'static {
+    /// Applies pending migrations; safe to call from several processes at once.
+    fn migrate(&self) -> Result<()>;
+
+    /// Reserves `record.file_name` for its user with an invisible, pending record.
+    /// `Error::Conflict` when the user already has (or is uploading) that name.
+    fn reserve_upload(&self, record: &FileRecord) -> Result<()>;
+
+    /// Makes a reserved upload visible and, in the same transaction, the active file of
+    /// `session` (none when recovery completes an upload). Returns the record as stored.
+    fn commit_upload(&self, id: Uuid, session: Option<Uuid>) -> Result<FileRecord>;
+
+    /// Forgets a reserved upload whose bytes could not be stored.
+    fn abort_upload(&self, id: Uuid) -> Result<()>;
+
+    /// The user's visible files, oldest first.
+    fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>>;
+
+    fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>>;
+
+    /// Makes `file_name` the active file of `(user, session)`; `None` if no such file.
+    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>>;
+
+    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>>;
+
+    /// First half of a delete: hides the record and removes its active entries.
+    /// Returns the record and the sessions it was active in; `None` if no such file.
+    fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
+
+    /// Second half of a delete, once the bytes are gone.
+    fn finish_delete(&self, id: Uuid) -> Result<()>;
+
+    /// Rows left pending or deleting by a crash, for startup recovery.
+    fn unfinished(&self) -> Result<Vec<Unfinished>>;
+
+    /// Cheap round trip proving the catalog is reachable.
+    fn ping(&self) -> Result<()>;
+
+    /// What this backend is, for logs ("sqlite ./data/files.db").
+    fn describe(&self) -> String;
+}

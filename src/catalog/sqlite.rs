@@ -1,0 +1,306 @@
+//! The embedded catalog on SQLite (bundled, WAL mode) through an r2d2 pool.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use uuid::Uuid;
+
+use super::{Catalog, Unfinished};
+use crate::error::{Error, Result};
+use crate::model::{FileRecord, UserId};
+
+/// Migrations in order; a version is applied once and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schema/sqlite/0001_init.sql"))];
+
+/// The columns every query selects, in the order `record_at` reads them.
+const COLUMNS: &str = "id, user_id, file_name, storage_uri, storage_type, description, summary, \
+     format, size_bytes, sha256, row_count, column_count, profile, created_at, state";
+
+pub struct SqliteCatalog {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteCatalog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the folder of the SQLite database {}", dir.display()))?;
+        }
+        // WAL is a property of the database file: set it once, before the pool opens
+        // several connections at once (doing it per connection races for the lock).
+        Connection::open(path)
+            .and_then(|c| c.pragma_update(None, "journal_mode", "WAL"))
+            .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            // busy_timeout: writers queue instead of failing with SQLITE_BUSY under
+            // concurrent uploads; NORMAL is durable in WAL mode except on power loss.
+            c.execute_batch(
+                "PRAGMA busy_timeout = 10000;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        Ok(SqliteCatalog { pool, path: path.to_path_buf() })
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.pool
+            .get()
+            .map_err(|e| Error::Unavailable(format!("the SQLite catalog is not available: {e}")))
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn db_err(err: rusqlite::Error) -> Error {
+    Error::Internal(anyhow::Error::new(err).context("SQLite catalog"))
+}
+
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _)
+        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+/// Reads a record from the `COLUMNS` of `row`, starting at column `at` (queries that
+/// also select `pk` put it first).
+fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
+    let conv = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+    };
+    let id: String = row.get(at)?;
+    let created: String = row.get(at + 13)?;
+    Ok(FileRecord {
+        id: Uuid::parse_str(&id).map_err(|e| conv(at, Box::new(e)))?,
+        user_id: row.get(at + 1)?,
+        file_name: row.get(at + 2)?,
+        storage_uri: row.get(at + 3)?,
+        storage_type: row.get(at + 4)?,
+        description: row.get(at + 5)?,
+        summary: row.get(at + 6)?,
+        format: row.get(at + 7)?,
+        size_bytes: row.get::<_, i64>(at + 8)? as u64,
+        sha256: row.get(at + 9)?,
+        row_count: row.get::<_, i64>(at + 10)? as u64,
+        column_count: row.get::<_, i64>(at + 11)? as u64,
+        profile_json: row.get(at + 12)?,
+        created_at: DateTime::parse_from_rfc3339(&created)
+            .map_err(|e| conv(at + 13, Box::new(e)))?
+            .with_timezone(&Utc),
+    })
+}
+
+fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    record_at(row, 0)
+}
+
+fn pk_and_record(row: &Row<'_>) -> rusqlite::Result<(i64, FileRecord)> {
+    Ok((row.get(0)?, record_at(row, 1)?))
+}
+
+fn ready_by_name(conn: &Connection, user: UserId, name: &str) -> rusqlite::Result<Option<(i64, FileRecord)>> {
+    conn.query_row(
+        &format!("SELECT pk, {COLUMNS} FROM files WHERE user_id = ?1 AND file_name = ?2 AND state = 'ready'"),
+        params![user, name],
+        pk_and_record,
+    )
+    .optional()
+}
+
+fn activate(conn: &Connection, user: UserId, session: Uuid, file_pk: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO active_files (user_id, session_id, file_pk, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id, session_id) DO UPDATE SET file_pk = excluded.file_pk, updated_at = excluded.updated_at",
+        params![user, session.to_string(), file_pk, now()],
+    )?;
+    Ok(())
+}
+
+impl Catalog for SqliteCatalog {
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        // IMMEDIATE takes the write lock up front, so two processes starting together
+        // apply each migration once.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .map_err(db_err)?;
+        let current: i64 = tx
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .map_err(db_err)?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.execute_batch(sql)
+                .map_err(|e| Error::Internal(anyhow::Error::new(e).context(format!("SQLite migration {version}"))))?;
+            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now()])
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn reserve_upload(&self, r: &FileRecord) -> Result<()> {
+        let conn = self.conn()?;
+        let created = r.created_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let inserted = conn.execute(
+            "INSERT INTO files (id, user_id, file_name, storage_uri, storage_type, description, summary,
+                 format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?14)",
+            params![
+                r.id.to_string(),
+                r.user_id,
+                r.file_name,
+                r.storage_uri,
+                r.storage_type,
+                r.description,
+                r.summary,
+                r.format,
+                r.size_bytes as i64,
+                r.sha256,
+                r.row_count as i64,
+                r.column_count as i64,
+                r.profile_json,
+                created,
+            ],
+        );
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
+                "a file named {:?} already exists for this user",
+                r.file_name
+            ))),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    fn commit_upload(&self, id: Uuid, session: Option<Uuid>) -> Result<FileRecord> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let ts = now();
+        let (pk, record): (i64, FileRecord) = tx
+            .query_row(
+                &format!("UPDATE files SET state = 'ready', updated_at = ?2 WHERE id = ?1 AND state = 'pending' RETURNING pk, {COLUMNS}"),
+                params![id.to_string(), ts],
+                pk_and_record,
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| Error::internal(format!("upload {id} is no longer reserved")))?;
+        if let Some(session) = session {
+            activate(&tx, record.user_id, session, pk).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(record)
+    }
+
+    fn abort_upload(&self, id: Uuid) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM files WHERE id = ?1 AND state = 'pending'", params![id.to_string()])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM files WHERE user_id = ?1 AND state = 'ready' ORDER BY pk"))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![user], record)
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {
+        let conn = self.conn()?;
+        Ok(ready_by_name(&conn, user, file_name).map_err(db_err)?.map(|(_, r)| r))
+    }
+
+    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
+            return Ok(None);
+        };
+        activate(&tx, user, session, pk).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some(record))
+    }
+
+    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
+        let conn = self.conn()?;
+        let cols = COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ");
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {cols} FROM active_files a JOIN files f ON f.pk = a.file_pk
+                 WHERE a.user_id = ?1 AND a.session_id = ?2 AND f.state = 'ready'"
+            ))
+            .map_err(db_err)?;
+        stmt.query_row(params![user, session.to_string()], record)
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let sessions = {
+            let mut stmt = tx
+                .prepare("DELETE FROM active_files WHERE file_pk = ?1 RETURNING session_id")
+                .map_err(db_err)?;
+            let rows = stmt.query_map(params![pk], |row| row.get::<_, String>(0)).map_err(db_err)?;
+            rows.filter_map(|s| s.ok().and_then(|s| Uuid::parse_str(&s).ok())).collect()
+        };
+        tx.execute("UPDATE files SET state = 'deleting', updated_at = ?2 WHERE pk = ?1", params![pk, now()])
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
+    fn finish_delete(&self, id: Uuid) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM files WHERE id = ?1 AND state = 'deleting'", params![id.to_string()])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(&format!("SELECT {COLUMNS} FROM files WHERE state != 'ready' ORDER BY pk"))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |row| Ok((record(row)?, row.get::<_, String>(14)?)))
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (record, state) = row.map_err(db_err)?;
+            out.push(if state == "pending" { Unfinished::Upload(record) } else { Unfinished::Delete(record) });
+        }
+        Ok(out)
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.conn()?.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}

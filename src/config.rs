@@ -1,0 +1,229 @@
+//! Loads the configuration: `config.toml` (or `--config` / `FILE_SERVICE_CONFIG`), then environment variables, validated key by key.
+//!
+//! Every key of the file can be overridden by the environment variable of the same name
+//! in upper case (`bind_addr` ↔ `BIND_ADDR`), so the original design's variables keep
+//! working. A bad value stops startup with one line naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::Algorithm;
+
+/// Where the catalog lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind_addr: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub redis_url: Option<String>,
+    /// `None`: use (or create) the generated secret in `data_dir`.
+    pub secret_key: Option<String>,
+    pub algorithm: Algorithm,
+    pub data_dir: PathBuf,
+    pub local_storage_path: PathBuf,
+    pub active_file_ttl_seconds: u64,
+    pub max_upload_bytes: u64,
+    /// How many analyses (CPU-bound) may run at once; default: the number of cores.
+    pub max_concurrent_analyses: usize,
+}
+
+/// A configuration problem, shown as `config: KEY: message` and exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+fn config_error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), message: message.into() }
+}
+
+/// Raw key/value source: the TOML table, overridden by the environment.
+struct Source {
+    table: toml::Table,
+    env: Box<dyn Fn(&str) -> Option<String>>,
+}
+
+impl Source {
+    /// The value of `key` (lower-case name), from the environment first, then the file.
+    fn get(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        if let Some(v) = (self.env)(&key.to_ascii_uppercase()) {
+            return Ok(Some(v));
+        }
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(toml::Value::Integer(i)) => Ok(Some(i.to_string())),
+            Some(toml::Value::Boolean(b)) => Ok(Some(b.to_string())),
+            Some(other) => Err(config_error(key, format!("expected a string or a number, found {}", other.type_str()))),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(key)? {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| config_error(&key.to_ascii_uppercase(), format!("{raw:?} is not {what}"))),
+        }
+    }
+}
+
+impl Config {
+    /// Loads from `path` if given, else `FILE_SERVICE_CONFIG`, else `./config.toml` when it
+    /// exists; the process environment overrides every key.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("FILE_SERVICE_CONFIG").map(PathBuf::from));
+        let table = match path {
+            Some(p) => read_table(&p)?,
+            None if Path::new("config.toml").exists() => read_table(Path::new("config.toml"))?,
+            None => toml::Table::new(),
+        };
+        Config::from_source(Source { table, env: Box::new(|k| std::env::var(k).ok().filter(|v| !v.is_empty())) })
+    }
+
+    fn from_source(src: Source) -> Result<Config, ConfigError> {
+        let bind_addr = src.parse("bind_addr", SocketAddr::from(([127, 0, 0, 1], 8002)), "a socket address like 127.0.0.1:8002")?;
+        let data_dir = PathBuf::from(src.get("data_dir")?.unwrap_or_else(|| "./data".into()));
+        let database_url = match src.get("database_url")? {
+            Some(url) => parse_database_url(&url)?,
+            None => match postgres_url_from_parts(&src)? {
+                Some(url) => DatabaseUrl::Postgres(url),
+                None => DatabaseUrl::Sqlite(data_dir.join("files.db")),
+            },
+        };
+        let redis_url = src.get("redis_url")?;
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return Err(config_error("REDIS_URL", format!("{url:?} is not a redis:// URL")));
+            }
+        }
+        let algorithm = match src.get("algorithm")?.as_deref().map(str::trim) {
+            None | Some("HS256") => Algorithm::HS256,
+            Some("HS384") => Algorithm::HS384,
+            Some("HS512") => Algorithm::HS512,
+            Some(other) => return Err(config_error("ALGORITHM", format!("{other:?} is not supported; use HS256, HS384 or HS512"))),
+        };
+        let secret_key = src.get("secret_key")?;
+        if matches!(&secret_key, Some(s) if s.len() < 16) {
+            return Err(config_error("SECRET_KEY", "is shorter than 16 bytes; use e.g. `openssl rand -hex 32`"));
+        }
+        let local_storage_path = src
+            .get("local_storage_path")?
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("storage"));
+        let active_file_ttl_seconds = src.parse("active_file_ttl_seconds", 3600u64, "a whole number of seconds")?;
+        if active_file_ttl_seconds == 0 {
+            return Err(config_error("ACTIVE_FILE_TTL_SECONDS", "must be at least 1"));
+        }
+        let max_upload_bytes = src.parse("max_upload_bytes", 1u64 << 30, "a whole number of bytes")?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let max_concurrent_analyses = src.parse("max_concurrent_analyses", cores, "a whole number")?.max(1);
+        Ok(Config {
+            bind_addr,
+            database_url,
+            redis_url,
+            secret_key,
+            algorithm,
+            data_dir,
+            local_storage_path,
+            active_file_ttl_seconds,
+            max_upload_bytes,
+            max_concurrent_analyses,
+        })
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| config_error("--config", format!("cannot read {}: {e}", path.display())))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| config_error("--config", format!("{} is not valid TOML: {}", path.display(), e.message())))
+}
+
+fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(config_error("DATABASE_URL", "sqlite:// needs a file path, e.g. sqlite://./data/files.db"));
+        }
+        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseUrl::Postgres(url.to_string()));
+    }
+    Err(config_error("DATABASE_URL", format!("{url:?} is neither sqlite://PATH nor postgres://…")))
+}
+
+/// The original design configured PostgreSQL with `DB_HOST`, `DB_PORT`, … instead of a URL.
+fn postgres_url_from_parts(src: &Source) -> Result<Option<String>, ConfigError> {
+    let Some(host) = src.get("db_host")? else { return Ok(None) };
+    let port: u16 = src.parse("db_port", 5432, "a port number")?;
+    let user = src.get("db_user")?.unwrap_or_else(|| "postgres".into());
+    let pass = src.get("db_pass")?;
+    let name = src.get("db_name")?.unwrap_or_else(|| "postgres".into());
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let auth = match pass {
+        Some(p) => format!("{}:{}", enc(&user), enc(&p)),
+        None => enc(&user),
+    };
+    Ok(Some(format!("postgres://{auth}@{host}:{port}/{}", enc(&name))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_source(Source { table: toml_text.parse().unwrap(), env: Box::new(move |k| env.get(k).cloned()) })
+    }
+
+    #[test]
+    fn defaults_are_embedded() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8002");
+        assert_eq!(c.database_url, DatabaseUrl::Sqlite(PathBuf::from("./data/files.db")));
+        assert_eq!(c.local_storage_path, PathBuf::from("./data/storage"));
+        assert_eq!(c.active_file_ttl_seconds, 3600);
+        assert_eq!(c.max_upload_bytes, 1 << 30);
+        assert!(c.redis_url.is_none() && c.secret_key.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = load("bind_addr = \"127.0.0.1:9000\"\nmax_upload_bytes = 10", &[("BIND_ADDR", "0.0.0.0:1")]).unwrap();
+        assert_eq!(c.bind_addr.to_string(), "0.0.0.0:1");
+        assert_eq!(c.max_upload_bytes, 10);
+    }
+
+    #[test]
+    fn db_parts_build_a_postgres_url() {
+        let c = load("", &[("DB_HOST", "db"), ("DB_USER", "u"), ("DB_PASS", "p@ss"), ("DB_NAME", "files")]).unwrap();
+        assert_eq!(c.database_url, DatabaseUrl::Postgres("postgres://u:p%40ss@db:5432/files".into()));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (env, key) in [
+            (("BIND_ADDR", "nope"), "BIND_ADDR"),
+            (("DATABASE_URL", "mysql://x"), "DATABASE_URL"),
+            (("ALGORITHM", "RS256"), "ALGORITHM"),
+            (("ACTIVE_FILE_TTL_SECONDS", "-1"), "ACTIVE_FILE_TTL_SECONDS"),
+            (("MAX_UPLOAD_BYTES", "1GB"), "MAX_UPLOAD_BYTES"),
+            (("REDIS_URL", "localhost:6379"), "REDIS_URL"),
+        ] {
+            let err = load("", &[env]).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The one error type of the service and its mapping to HTTP statuses and stable codes.
+
+use warp::http::StatusCode;
+
+/// Everything a request can fail with. Each variant carries the `detail` shown to the
+/// client; [`Error::status`] and [`Error::code`] are the only place statuses are chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request is well-formed HTTP but its content is not acceptable (bad name,
+    /// bad session id, missing field, unparseable file...). `code` is stable for clients.
+    #[error("{detail}")]
+    Invalid { code: &'static str, detail: String },
+    /// A backend (catalog, cache, storage) cannot be reached right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected backend failure; the detail is logged, not shown.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
+        Error::Invalid { code, detail: detail.into() }
+    }
+
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        Error::Internal(anyhow::anyhow!("{context}"))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthorized(_) => "unauthorized",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::Invalid { code, .. } => code,
+            Error::Unavailable(_) => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The message for the client: internal errors are not described beyond this.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Internal(_) => "internal server error; the server log has the cause".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl warp::reject::Reject for Error {}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(err: tokio::task::JoinError) -> Self {
+        Error::internal(format_args!("background task failed: {err}"))
+    }
+}

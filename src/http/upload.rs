@@ -1,0 +1,65 @@
+//! Reads a multipart upload form part by part, streaming the `file` part to the service without buffering it.
+
+use bytes::Buf;
+use futures_util::{StreamExt, TryStreamExt};
+use warp::multipart::{FormData, Part};
+
+use crate::error::{Error, Result};
+use crate::model::{FileRecord, UserId};
+use crate::service::{FileService, ReceivedFile, UploadFields, MAX_DESCRIPTION_BYTES};
+
+/// Handles `POST /files/`: fields `file_name`, `session_id`, `description`, `file`, in any order.
+pub async fn handle(service: &FileService, user: UserId, mut form: FormData) -> Result<FileRecord> {
+    let mut fields = UploadFields::default();
+    let mut file: Option<ReceivedFile> = None;
+    while let Some(part) = form.next().await {
+        let part = part.map_err(malformed)?;
+        match part.name() {
+            "file" => {
+                if file.is_some() {
+                    return Err(Error::invalid("duplicate_field", "the form has more than one `file` part"));
+                }
+                let filename = part.filename().map(str::to_string);
+                service.precheck_upload(user, &fields, filename.as_deref()).await?;
+                let chunks = part.stream().map_ok(|mut buf| buf.copy_to_bytes(buf.remaining())).map_err(malformed);
+                file = Some(service.receive_file(filename.as_deref(), Box::pin(chunks)).await?);
+            }
+            "file_name" => fields.file_name = Some(text(part, "file_name").await?),
+            "session_id" => fields.session_id = Some(text(part, "session_id").await?),
+            "description" => fields.description = Some(text(part, "description").await?),
+            // Unknown parts are read and ignored, as the original's form parser did.
+            _ => drain(part).await?,
+        }
+    }
+    let file = file.ok_or_else(|| Error::invalid("missing_field", "the multipart form has no `file` field"))?;
+    service.store_upload(user, fields, file).await
+}
+
+/// A text field, at most `MAX_DESCRIPTION_BYTES` long and valid UTF-8.
+async fn text(part: Part, name: &str) -> Result<String> {
+    let mut buf = Vec::new();
+    let mut stream = part.stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(malformed)?;
+        if buf.len() + chunk.remaining() > MAX_DESCRIPTION_BYTES {
+            return Err(Error::invalid(
+                "field_too_long",
+                format!("the `{name}` field is longer than {MAX_DESCRIPTION_BYTES} bytes"),
+            ));
+        }
+        buf.extend_from_slice(chunk.chunk());
+    }
+    String::from_utf8(buf).map_err(|_| Error::invalid("invalid_field", format!("the `{name}` field is not UTF-8 text")))
+}
+
+async fn drain(part: Part) -> Result<()> {
+    let mut stream = part.stream();
+    while let Some(chunk) = stream.next().await {
+        chunk.map_err(malformed)?;
+    }
+    Ok(())
+}
+
+fn malformed(err: warp::Error) -> Error {
+    Error::invalid("invalid_multipart", format!("the multipart body could not be read: {err}"))
+}

@@ -1,0 +1,24 @@
+//! file-service: stores users' dataset files, keeps their metadata, summarizes each
+//! dataset for people and LLM agents, and remembers which file is active in each session.
+//!
+//! Layers, outermost first:
+//! - [`http`]: warp routes and the mapping of [`error::Error`] to responses;
+//! - [`service`]: every business rule (names, uploads, active files, deletes);
+//! - backends behind traits, one file per implementation: [`catalog`] (records and
+//!   active entries: SQLite), [`cache`] (active-file cache: moka), [`storage`] (bytes:
+//!   local folder);
+//! - [`analysis`]: reads a dataset in one bounded-memory pass and writes its summary;
+//! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens.
+
+#[path = "analysis_stub.rs"] // until the streaming analysis engine lands
+pub mod analysis;
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod service;
+pub mod storage;

@@ -1,0 +1,128 @@
+//! The `file-service` command: `serve` (default), `token`, `migrate`, `summarize`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use file_service::analysis::{self, Format};
+use file_service::app::{self, StartupError};
+use file_service::config::Config;
+
+#[derive(Parser)]
+#[command(name = "file-service", version, about = "Stores dataset files, summarizes them and tracks the active file of each session.")]
+struct Cli {
+    /// Configuration file (TOML). Default: $FILE_SERVICE_CONFIG, else ./config.toml if present.
+    /// Every key can be overridden by its environment variable (BIND_ADDR, DATABASE_URL, …).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Print a bearer token for a user, signed with the configured (or generated) secret.
+    Token {
+        /// The user id (the token's `sub`), a positive integer.
+        #[arg(long)]
+        user: i64,
+        /// How long the token is valid: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: u64,
+    },
+    /// Apply catalog migrations and exit.
+    Migrate,
+    /// Print the summary of a dataset file without a server.
+    Summarize {
+        file: PathBuf,
+        /// Print the full profile as JSON instead of the Markdown summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration like 3600, 90s, 30m, 1h or 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{raw:?}: unknown unit {unit:?}; use s, m, h or d")),
+    };
+    n.checked_mul(scale).filter(|&s| s > 0).ok_or_else(|| format!("{raw:?} is out of range"))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartupError::Config(e)) => {
+            eprintln!("file-service: configuration error: {e}");
+            ExitCode::from(2)
+        }
+        Err(StartupError::Other(e)) => {
+            eprintln!("file-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), StartupError> {
+    if let Some(Command::Summarize { file, json }) = &cli.command {
+        return summarize(file, *json).map_err(StartupError::Other);
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartupError::Other(e.into()))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => runtime.block_on(app::serve(config)),
+        Command::Token { user, ttl } => {
+            if user <= 0 {
+                return Err(StartupError::Other(anyhow::anyhow!("--user must be a positive integer")));
+            }
+            println!("{}", app::auth(&config)?.mint(user, ttl));
+            Ok(())
+        }
+        Command::Migrate => {
+            let catalog = app::open_catalog(&config)?;
+            catalog.migrate().map_err(|e| StartupError::Other(e.into()))?;
+            println!("migrations applied to {}", catalog.describe());
+            Ok(())
+        }
+        Command::Summarize { .. } => unreachable!("handled above"),
+    }
+}
+
+fn summarize(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let format = Format::from_extension(ext)
+        .ok_or_else(|| anyhow::anyhow!("{}: unsupported extension {ext:?}; supported: .csv, .tsv", file.display()))?;
+    let profile = analysis::profile_path(file, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&profile)?);
+    } else {
+        println!("{}", profile.summary());
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The service's data types: file records, validated file names and session ids, and the JSON shapes returned to clients.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+/// The id of the user a token was issued for (the JWT `sub`), always positive.
+pub type UserId = i64;
+
+/// A file as the catalog keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub file_name: String,
+    pub storage_uri: String,
+    pub storage_type: String,
+    pub description: String,
+    pub summary: String,
+    pub format: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub row_count: u64,
+    pub column_count: u64,
+    /// The analysis profile as JSON (see `analysis::Profile`).
+    pub profile_json: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `FileRead`: the record as clients see it. The first four fields are the original
+/// service's; the rest are additions old clients ignore. `user_id` and `storage_type`
+/// stay private.
+#[derive(Debug, Serialize)]
+pub struct FileRead<'a> {
+    pub file_name: &'a str,
+    pub storage_uri: &'a str,
+    pub description: &'a str,
+    pub summary: &'a str,
+    pub id: Uuid,
+    pub size_bytes: u64,
+    pub sha256: &'a str,
+    pub format: &'a str,
+    pub row_count: u64,
+    pub column_count: u64,
+    pub created_at: String,
+}
+
+impl FileRecord {
+    pub fn to_read(&self) -> FileRead<'_> {
+        FileRead {
+            file_name: &self.file_name,
+            storage_uri: &self.storage_uri,
+            description: &self.description,
+            summary: &self.summary,
+            id: self.id,
+            size_bytes: self.size_bytes,
+            sha256: &self.sha256,
+            format: &self.format,
+            row_count: self.row_count,
+            column_count: self.column_count,
+            created_at: self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// Longest name in characters and in UTF-8 bytes. 200 bytes plus the `{user_id}_`
+/// prefix and extension keeps the stored name under the common 255-byte limit.
+pub const MAX_NAME_CHARS: usize = 128;
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// Checks a user-chosen file name against the naming rules of the spec and returns it
+/// unchanged. Only letters (any script), digits, space and `_ - . ( )` are allowed, so a
+/// valid name can never address anything outside the storage folder.
+pub fn validate_file_name(name: &str) -> Result<&str> {
+    let invalid = |why: String| Error::invalid("invalid_file_name", format!("file_name {name:?} is not valid: {why}"));
+    if name.is_empty() {
+        return Err(invalid("it is empty".into()));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(invalid(format!("it has {chars} characters; at most {MAX_NAME_CHARS} are allowed")));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(invalid(format!("it is {} bytes of UTF-8; at most {MAX_NAME_BYTES} are allowed", name.len())));
+    }
+    if name.starts_with('.') || name.starts_with(' ') {
+        return Err(invalid("it must not start with '.' or a space".into()));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.' | '(' | ')')))
+    {
+        return Err(invalid(format!(
+            "{bad:?} is not allowed; use letters, digits, space and _ - . ( )"
+        )));
+    }
+    Ok(name)
+}
+
+/// Parses a session id, which must be a UUID.
+pub fn parse_session_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        Error::invalid("invalid_session_id", format!("session id {raw:?} is not a UUID"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_of_any_script() {
+        for ok in ["sales", "Sales 2024 (v2).final", "é_中文-1", "a", &"x".repeat(128)] {
+            assert!(validate_file_name(ok).is_ok(), "{ok:?} should be valid");
+        }
+    }
+
+    #[test]
+    fn refuses_path_tricks_and_oversize() {
+        for bad in ["", ".hidden", " lead", "a/b", "..", "../x", "a\\b", "a\0b", "a:b", "tab\there", &"x".repeat(129), &"é".repeat(101)] {
+            assert!(validate_file_name(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn session_ids_must_be_uuids() {
+        assert!(parse_session_id("7d4a3f0e-9c1b-4a8e-bf6a-2f0f4b1f6c11").is_ok());
+        assert!(parse_session_id("not-a-uuid").is_err());
+    }
+}

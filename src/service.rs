@@ -1,0 +1,413 @@
+//! The business rules of the service: upload, list, activate, look up the active file and delete, over the catalog, cache and storage.
+//!
+//! HTTP handlers only translate requests into these calls. Blocking backends (catalog,
+//! storage, analysis) run on the blocking pool behind semaphores, so a burst of requests
+//! queues instead of swamping two cores.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+use tokio::sync::{mpsc, Mutex, Semaphore};
+use uuid::Uuid;
+
+use crate::analysis::{self, Format};
+use crate::cache::ActiveFileCache;
+use crate::catalog::{Catalog, Unfinished};
+use crate::error::{Error, Result};
+use crate::model::{parse_session_id, validate_file_name, FileRecord, UserId};
+use crate::storage::{object_name, Storage};
+
+/// Longest accepted `description`, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
+
+/// The text fields of an upload form, as received (any may be missing).
+#[derive(Debug, Default)]
+pub struct UploadFields {
+    pub file_name: Option<String>,
+    pub session_id: Option<String>,
+    pub description: Option<String>,
+}
+
+/// An upload's bytes, complete, in a temporary file of the storage backend.
+pub struct ReceivedFile {
+    temp: NamedTempFile,
+    format: Format,
+    extension: String,
+    size_bytes: u64,
+    sha256: String,
+}
+
+pub struct FileService {
+    catalog: Arc<dyn Catalog>,
+    cache: Arc<dyn ActiveFileCache>,
+    storage: Arc<dyn Storage>,
+    /// Analyses are CPU-bound: at most one per core.
+    analyses: Semaphore,
+    /// Catalog and storage calls block a thread each: bound how many at once.
+    blocking_calls: Arc<Semaphore>,
+    /// Serialises catalog-then-cache updates of one user, so a slow cache write can never
+    /// re-insert an entry that a concurrent delete has just cleared.
+    user_locks: Vec<Mutex<()>>,
+    max_upload_bytes: u64,
+    /// Set while the cache is failing, so the outage is logged once, not per request.
+    cache_failing: AtomicBool,
+}
+
+impl FileService {
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        cache: Arc<dyn ActiveFileCache>,
+        storage: Arc<dyn Storage>,
+        max_upload_bytes: u64,
+        max_concurrent_analyses: usize,
+    ) -> FileService {
+        FileService {
+            catalog,
+            cache,
+            storage,
+            analyses: Semaphore::new(max_concurrent_analyses.max(1)),
+            blocking_calls: Arc::new(Semaphore::new(16)),
+            user_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            max_upload_bytes,
+            cache_failing: AtomicBool::new(false),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "catalog: {}; cache: {}; storage: {}",
+            self.catalog.describe(),
+            self.cache.describe(),
+            self.storage.describe()
+        )
+    }
+
+    async fn with_catalog<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Catalog) -> Result<T> + Send + 'static,
+    {
+        let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || f(&*catalog)).await?
+    }
+
+    async fn with_storage<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Storage) -> Result<T> + Send + 'static,
+    {
+        let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || f(&*storage)).await?
+    }
+
+    fn user_lock(&self, user: UserId) -> &Mutex<()> {
+        &self.user_locks[(user as u64 % self.user_locks.len() as u64) as usize]
+    }
+
+    /// Logs a cache failure the first time in a row it happens; the caller carries on
+    /// with the catalog alone.
+    fn cache_result<T>(&self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => {
+                if self.cache_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("active-file cache is answering again");
+                }
+                Some(v)
+            }
+            Err(e) => {
+                if !self.cache_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "active-file cache failed; serving from the catalog until it recovers");
+                }
+                None
+            }
+        }
+    }
+
+    // ----- uploads -----
+
+    /// Checks what an upload's fields say before its bytes are read, so a bad name,
+    /// session or extension, or a name already taken, fails fast. The same checks run
+    /// again in [`FileService::store_upload`]; the catalog has the last word on names.
+    pub async fn precheck_upload(&self, user: UserId, fields: &UploadFields, filename: Option<&str>) -> Result<()> {
+        upload_format(filename)?;
+        if let Some(raw) = &fields.session_id {
+            parse_session_id(raw)?;
+        }
+        if let Some(name) = &fields.file_name {
+            let name = validate_file_name(name)?.to_string();
+            if self.with_catalog(move |c| c.get_file(user, &name)).await?.is_some() {
+                return Err(name_taken(fields.file_name.as_deref().unwrap_or_default()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams an upload's bytes into a temporary file while counting and hashing them.
+    /// Memory stays at a few chunks whatever the size; more than `MAX_UPLOAD_BYTES` is
+    /// refused as soon as it is seen. On any error the temporary file is gone.
+    pub async fn receive_file<S>(&self, filename: Option<&str>, mut chunks: S) -> Result<ReceivedFile>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin,
+    {
+        let (format, extension) = upload_format(filename)?;
+        let temp = self.with_storage(|s| s.new_upload()).await?;
+        // The blocking writer takes chunks from a short queue, so receiving the next chunk
+        // overlaps with writing and hashing the previous one.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+        let writer = tokio::task::spawn_blocking(move || -> Result<(NamedTempFile, String)> {
+            let mut temp = temp;
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                temp.write_all(&chunk).map_err(|e| storage_write_error(e))?;
+                hasher.update(&chunk);
+            }
+            temp.as_file().sync_all().map_err(storage_write_error)?;
+            Ok((temp, hex::encode(hasher.finalize())))
+        });
+        let max = self.max_upload_bytes;
+        let mut size_bytes = 0u64;
+        let received: Result<()> = async {
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                size_bytes += chunk.len() as u64;
+                if size_bytes > max {
+                    return Err(Error::PayloadTooLarge(format!(
+                        "the file is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
+                    )));
+                }
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Ok(())
+        }
+        .await;
+        drop(tx);
+        // Wait for the writer even on error, so the temporary file is removed before the
+        // response goes out.
+        let written = writer.await?;
+        received?;
+        let (temp, sha256) = written?;
+        Ok(ReceivedFile { temp, format, extension, size_bytes, sha256 })
+    }
+
+    /// Validates the form, analyzes the received file, records it, moves its bytes into
+    /// place and makes it the session's active file. All or nothing: on any error no
+    /// record, no stored file and no active entry remain.
+    pub async fn store_upload(&self, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {
+        let file_name = validate_file_name(required(&fields.file_name, "file_name")?)?.to_string();
+        let session = parse_session_id(required(&fields.session_id, "session_id")?)?;
+        let description = required(&fields.description, "description")?.to_string();
+        if description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(Error::invalid(
+                "description_too_long",
+                format!("description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed", description.len()),
+            ));
+        }
+
+        let ReceivedFile { temp, format, extension, size_bytes, sha256 } = file;
+        let profile = {
+            let _permit = self.analyses.acquire().await.map_err(Error::internal)?;
+            let path = temp.path().to_path_buf();
+            tokio::task::spawn_blocking(move || analysis::profile_path(&path, format))
+                .await?
+                .map_err(|e| match e {
+                    analysis::AnalysisError::Io(io) => {
+                        Error::Internal(anyhow::Error::new(io).context("reading the received upload"))
+                    }
+                    other => Error::invalid("unreadable_file", format!("the file could not be read as {extension}: {other}")),
+                })?
+        };
+
+        let object = object_name(user, &file_name, &extension);
+        let record = FileRecord {
+            id: Uuid::new_v4(),
+            user_id: user,
+            storage_uri: self.storage.uri(&object),
+            storage_type: self.storage.storage_type().to_string(),
+            description,
+            summary: profile.summary(),
+            format: extension,
+            size_bytes,
+            sha256,
+            row_count: profile.row_count,
+            column_count: profile.column_count,
+            profile_json: serde_json::to_string(&profile).map_err(Error::internal)?,
+            created_at: Utc::now(),
+            file_name,
+        };
+
+        // Reserve the name first: the unique index decides between concurrent uploads.
+        let reserved = record.clone();
+        self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+        let id = record.id;
+        let persisted = {
+            let object = object.clone();
+            self.with_storage(move |s| s.persist(temp, &object)).await
+        };
+        if let Err(e) = persisted {
+            self.with_catalog(move |c| c.abort_upload(id)).await?;
+            return Err(e);
+        }
+
+        let _guard = self.user_lock(user).lock().await;
+        let committed = self.with_catalog(move |c| c.commit_upload(id, Some(session))).await;
+        let stored = match committed {
+            Ok(stored) => Arc::new(stored),
+            Err(e) => {
+                // Undo in reverse; if this fails too, startup recovery finishes the job.
+                let _ = self.with_storage(move |s| s.delete(&object)).await;
+                let _ = self.with_catalog(move |c| c.abort_upload(id)).await;
+                return Err(e);
+            }
+        };
+        self.cache_result(self.cache.put(user, session, stored.clone()).await);
+        Ok(Arc::unwrap_or_clone(stored))
+    }
+
+    // ----- reads and updates -----
+
+    pub async fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>> {
+        self.with_catalog(move |c| c.list_files(user)).await
+    }
+
+    pub async fn get_active(&self, user: UserId, session: &str) -> Result<Arc<FileRecord>> {
+        let session = parse_session_id(session)?;
+        if let Some(Some(hit)) = self.cache_result(self.cache.get(user, session).await) {
+            return Ok(hit);
+        }
+        let _guard = self.user_lock(user).lock().await;
+        let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
+        let record = Arc::new(found.ok_or_else(|| {
+            Error::NotFound(format!("session {session} has no active file"))
+        })?);
+        self.cache_result(self.cache.put(user, session, record.clone()).await);
+        Ok(record)
+    }
+
+    pub async fn set_active(&self, user: UserId, session: &str, file_name: &str) -> Result<Arc<FileRecord>> {
+        let session = parse_session_id(session)?;
+        let name = file_name.to_string();
+        let _guard = self.user_lock(user).lock().await;
+        let found = self.with_catalog(move |c| c.set_active(user, session, &name)).await?;
+        let record = Arc::new(found.ok_or_else(|| file_not_found(file_name))?);
+        self.cache_result(self.cache.put(user, session, record.clone()).await);
+        Ok(record)
+    }
+
+    /// Deletes the record and the bytes, and clears the file as active in every session.
+    pub async fn delete_file(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
+        let name = file_name.to_string();
+        let (record, sessions) = {
+            let _guard = self.user_lock(user).lock().await;
+            let found = self.with_catalog(move |c| c.begin_delete(user, &name)).await?;
+            let (record, sessions) = found.ok_or_else(|| file_not_found(file_name))?;
+            for session in &sessions {
+                self.cache_result(self.cache.remove(user, *session).await);
+            }
+            (record, sessions)
+        };
+        tracing::debug!(file = %record.id, sessions = sessions.len(), "deleting");
+        let object = object_name(user, &record.file_name, &record.format);
+        self.with_storage(move |s| s.delete(&object)).await?;
+        let id = record.id;
+        self.with_catalog(move |c| c.finish_delete(id)).await?;
+        Ok(record)
+    }
+
+    // ----- startup -----
+
+    /// Finishes or undoes what a crash interrupted: stray temporary uploads, uploads
+    /// reserved but not committed, deletes begun but not finished. Blocking; run once at
+    /// startup before serving.
+    pub fn recover(&self) -> Result<()> {
+        let swept = self.storage.sweep_temporaries()?;
+        if swept > 0 {
+            tracing::info!(count = swept, "removed temporary files of interrupted uploads");
+        }
+        for unfinished in self.catalog.unfinished()? {
+            match unfinished {
+                Unfinished::Upload(r) => {
+                    let object = object_name(r.user_id, &r.file_name, &r.format);
+                    // Keep the upload only if the bytes in place are exactly its bytes: a
+                    // file that was there before (never overwritten) is not ours.
+                    if self.storage_holds(&object, &r)? {
+                        self.catalog.commit_upload(r.id, None)?;
+                        tracing::info!(file = %r.file_name, user = r.user_id, "completed an interrupted upload");
+                    } else {
+                        self.catalog.abort_upload(r.id)?;
+                        tracing::info!(file = %r.file_name, user = r.user_id, "discarded an interrupted upload");
+                    }
+                }
+                Unfinished::Delete(r) => {
+                    self.storage.delete(&object_name(r.user_id, &r.file_name, &r.format))?;
+                    self.catalog.finish_delete(r.id)?;
+                    tracing::info!(file = %r.file_name, user = r.user_id, "completed an interrupted delete");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn storage_holds(&self, object: &str, record: &FileRecord) -> Result<bool> {
+        let Some(path) = self.storage.local_path(object) else { return Ok(false) };
+        let Ok(mut file) = std::fs::File::open(&path) else { return Ok(false) };
+        let mut hasher = Sha256::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(Error::internal)?;
+        Ok(size == record.size_bytes && hex::encode(hasher.finalize()) == record.sha256)
+    }
+}
+
+/// The format of an upload, from the extension of the uploaded part's filename.
+fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
+    let filename = filename.ok_or_else(|| {
+        Error::invalid("missing_filename", "the `file` part has no filename; send it as a file with a .csv name")
+    })?;
+    let ext = std::path::Path::new(filename)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    match Format::from_extension(&ext) {
+        Some(format) => Ok((format, ext)),
+        None => Err(Error::invalid(
+            "unsupported_extension",
+            format!("{filename:?} is not a supported file type; supported extensions: .csv, .tsv"),
+        )),
+    }
+}
+
+fn required<'a>(field: &'a Option<String>, name: &str) -> Result<&'a str> {
+    field
+        .as_deref()
+        .ok_or_else(|| Error::invalid("missing_field", format!("the multipart form has no `{name}` field")))
+}
+
+fn name_taken(name: &str) -> Error {
+    Error::Conflict(format!("a file named {name:?} already exists for this user"))
+}
+
+fn file_not_found(name: &str) -> Error {
+    Error::NotFound(format!("no file named {name:?} for this user"))
+}
+
+fn storage_write_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(28) {
+        // ENOSPC: nothing the client did wrong, and nothing a retry fixes soon.
+        Error::Unavailable("the storage folder is full".into())
+    } else {
+        Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
+    }
+}

@@ -1,0 +1,120 @@
+//! The local-folder storage backend: a flat folder of `{user_id}_{file_name}.{ext}` files with `local://` URIs.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tempfile::NamedTempFile;
+
+use super::Storage;
+use crate::error::{Error, Result};
+
+/// Temporary uploads start with this; stored objects start with a digit, so the two can
+/// never collide, and a sweep can tell leftovers apart.
+const TEMP_PREFIX: &str = ".upload-";
+
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    /// Opens the folder, creating it if needed, and checks it is writable.
+    pub fn open(root: &Path) -> anyhow::Result<LocalStorage> {
+        std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+        let root = root.canonicalize().with_context(|| format!("cannot resolve {}", root.display()))?;
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&root)
+            .with_context(|| format!("{} is not writable", root.display()))?;
+        Ok(LocalStorage { root })
+    }
+
+    fn path(&self, object: &str) -> PathBuf {
+        // Object names come from validated file names (no separators, no leading dot);
+        // this guard keeps that true even if a caller forgets.
+        assert!(!object.contains('/') && !object.starts_with('.'), "unsafe object name {object:?}");
+        self.root.join(object)
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        // Makes the rename/unlink itself durable, not only the file's contents.
+        std::fs::File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", self.root.display()))?;
+        Ok(())
+    }
+}
+
+impl Storage for LocalStorage {
+    fn storage_type(&self) -> &'static str {
+        "local"
+    }
+
+    fn new_upload(&self) -> Result<NamedTempFile> {
+        let file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.root)
+            .with_context(|| format!("cannot create a temporary file in {}", self.root.display()))?;
+        // The lock says "an upload is using this"; it dies with the process, so a sweep
+        // by another process sharing the folder only removes real leftovers.
+        file.as_file().try_lock().context("cannot lock a new temporary file")?;
+        Ok(file)
+    }
+
+    fn uri(&self, object: &str) -> String {
+        format!("local://{}", self.path(object).display())
+    }
+
+    fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()> {
+        let target = self.path(object);
+        match upload.persist_noclobber(&target) {
+            Ok(_) => self.sync_dir(),
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(Error::Conflict(format!(
+                "the storage folder already holds {} (a file without a catalog record); \
+                 it is never overwritten: move it away or delete it, then upload again",
+                target.display()
+            ))),
+            Err(e) => Err(Error::Internal(anyhow::Error::new(e.error).context(format!("cannot store {}", target.display())))),
+        }
+    }
+
+    fn delete(&self, object: &str) -> Result<()> {
+        let path = self.path(object);
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot delete {}", path.display())))),
+        }
+    }
+
+    fn exists(&self, object: &str) -> Result<bool> {
+        Ok(self.path(object).try_exists().with_context(|| format!("cannot check {object}"))?)
+    }
+
+    fn local_path(&self, object: &str) -> Option<PathBuf> {
+        Some(self.path(object))
+    }
+
+    fn sweep_temporaries(&self) -> Result<usize> {
+        let mut removed = 0;
+        let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let unused = std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+            if unused && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn describe(&self) -> String {
+        format!("local folder {}", self.root.display())
+    }
+
+    fn temp_dir(&self) -> &Path {
+        &self.root
+    }
+}

@@ -1,0 +1,52 @@
+//! Where file bytes live: one trait with one backend per file.
+//!
+//! Uploads are always received into a local temporary file first (the analysis reads it
+//! there); `persist` then moves it to its final place without ever overwriting anything.
+//! Every method blocks; the service calls them on the blocking pool.
+
+pub mod local;
+
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::Result;
+use crate::model::UserId;
+
+/// The stored name of a file: `{user_id}_{file_name}.{ext}`, as the original design laid out.
+pub fn object_name(user: UserId, file_name: &str, ext: &str) -> String {
+    format!("{user}_{file_name}.{ext}")
+}
+
+pub trait Storage: Send + Sync + 'static {
+    /// The `storage_type` recorded in the catalog ("local").
+    fn storage_type(&self) -> &'static str;
+
+    /// A new temporary file to receive an upload into; it disappears when dropped.
+    fn new_upload(&self) -> Result<NamedTempFile>;
+
+    /// The URI a stored object will have.
+    fn uri(&self, object: &str) -> String;
+
+    /// Moves a complete upload to `object`. `Error::Conflict` if something is already
+    /// stored there (with or without a catalog record): bytes are never overwritten.
+    fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()>;
+
+    /// Removes `object`; removing one that is already gone is not an error.
+    fn delete(&self, object: &str) -> Result<()>;
+
+    /// Whether `object` exists.
+    fn exists(&self, object: &str) -> Result<bool>;
+
+    /// A path the object can be read from on this machine.
+    fn local_path(&self, object: &str) -> Option<PathBuf>;
+
+    /// Removes temporary files left by uploads that were cut off by a crash; returns how many.
+    fn sweep_temporaries(&self) -> Result<usize>;
+
+    /// Where the bytes are, for logs.
+    fn describe(&self) -> String;
+
+    /// The folder temporary uploads go to (checked writable at startup).
+    fn temp_dir(&self) -> &Path;
+}
