@@ -32,8 +32,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
     let active = warp::path!("api" / "v1" / "files" / "active" / String);
     let one_file = warp::path!("api" / "v1" / "files" / String);
 
-    let list = warp::get()
-        .and(files)
+    let list = files
+        .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
         .and_then(|user, service: Arc<FileService>| async move {
@@ -41,8 +41,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(json(StatusCode::OK, &files.iter().map(FileRecord::to_read).collect::<Vec<_>>()))
         }.map_err_reject());
 
-    let create = warp::post()
-        .and(files)
+    let create = files
+        .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
         .and(warp::multipart::form().max_length(None))
@@ -51,8 +51,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(json(StatusCode::CREATED, &record.to_read()))
         }.map_err_reject());
 
-    let get_active = warp::get()
-        .and(active)
+    let get_active = active
+        .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
         .and_then(|session: String, user, service: Arc<FileService>| async move {
@@ -60,8 +60,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
         }.map_err_reject());
 
-    let set_active = warp::post()
-        .and(active)
+    let set_active = active
+        .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
         .and(warp::body::content_length_limit(MAX_JSON_BODY))
@@ -78,8 +78,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
         }.map_err_reject());
 
-    let delete = warp::delete()
-        .and(one_file)
+    let delete = one_file
+        .and(warp::delete())
         .and(user.clone())
         .and(with_service.clone())
         .and_then(|name: String, user: UserId, service: Arc<FileService>| async move {
@@ -142,20 +142,22 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(err) = rejection.find::<Error>() {
         return Ok(error_response(err));
     }
-    let (status, code, detail) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found", "no such route; the API is under /api/v1/files".to_string())
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".to_string())
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+    // Most specific first: a route whose path matched but whose body was wrong should
+    // say so, rather than the 405 of a sibling route with another method.
+    let (status, code, detail) = if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("invalid {} header; uploads are multipart/form-data", e.name()))
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("missing {} header; uploads are multipart/form-data", e.name()))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".to_string())
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported Content-Type".to_string())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
+    } else if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not_found", "no such route; the API is under /api/v1/files".to_string())
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_string())

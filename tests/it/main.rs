@@ -1,0 +1,7 @@
+//! The HTTP integration suite: every test starts the real server binary and talks HTTP to it.
+
+mod api;
+mod auth;
+mod harness;
+mod spectrum;
+mod uploads;
