@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod file_api;
 mod harness;
 mod spectrum;
 mod uploads;
