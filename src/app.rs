@@ -11,7 +11,8 @@ use crate::cache::ActiveFileCache;
 use crate::catalog::sqlite::SqliteCatalog;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DatabaseUrl};
-use crate::service::FileService;
+use crate::http::server::ServerOptions;
+use crate::service::{FileService, Limits};
 use crate::storage::local::LocalStorage;
 use crate::storage::Storage;
 
@@ -51,20 +52,7 @@ pub fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartupError> {
 
 /// Opens every backend, applies migrations and finishes interrupted work.
 pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
-    let catalog = open_catalog(config)?;
-    let storage: Arc<dyn Storage> =
-        Arc::new(LocalStorage::open(&config.local_storage_path).map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?);
-    let cache: Arc<dyn ActiveFileCache> = match &config.redis_url {
-        None => Arc::new(MemoryCache::new(Duration::from_secs(config.active_file_ttl_seconds))),
-        Some(_) => return Err(key_error("REDIS_URL", "Redis caches are not supported by this version yet; unset REDIS_URL")),
-    };
-    let service = Arc::new(FileService::new(
-        catalog,
-        cache,
-        storage,
-        config.max_upload_bytes,
-        config.max_concurrent_analyses,
-    ));
+    let service = open(config)?;
     let setup = service.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         setup.catalog().migrate().context("applying catalog migrations")?;
@@ -76,8 +64,52 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
     Ok(service)
 }
 
-/// Serves until SIGINT or SIGTERM, then finishes in-flight requests.
-pub async fn serve(config: Config) -> Result<(), StartupError> {
+/// `file-service check`: opens every backend without changing anything and reports
+/// what is in use and whether each part answers.
+pub async fn check(config: &Config) -> Result<String, StartupError> {
+    auth(config)?;
+    let service = open(config)?;
+    let report = service.readiness().await;
+    let describe = service.describe();
+    let line = |name: &str, c: &crate::service::Check| match &c.detail {
+        None => format!("  {name}: ok"),
+        Some(d) => format!("  {name}: FAILED: {d}"),
+    };
+    let text = format!(
+        "listen: {}\n{describe}\n{}\n{}\n{}",
+        config.bind_addr,
+        line("catalog", &report.checks.catalog),
+        line("storage", &report.checks.storage),
+        line("cache", &report.checks.cache)
+    );
+    if report.status == "ready" {
+        Ok(text)
+    } else {
+        Err(StartupError::Other(anyhow::anyhow!("{text}\nstatus: {}", report.status)))
+    }
+}
+
+/// Opens every backend (creating the SQLite file and storage folder if needed).
+fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
+    let catalog = open_catalog(config)?;
+    let storage: Arc<dyn Storage> =
+        Arc::new(LocalStorage::open(&config.local_storage_path).map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?);
+    let cache: Arc<dyn ActiveFileCache> = match &config.redis_url {
+        None => Arc::new(MemoryCache::new(Duration::from_secs(config.active_file_ttl_seconds))),
+        Some(_) => return Err(key_error("REDIS_URL", "Redis caches are not supported by this version yet; unset REDIS_URL")),
+    };
+    let limits = Limits {
+        max_upload_bytes: config.max_upload_bytes,
+        max_concurrent_analyses: config.max_concurrent_analyses,
+        max_concurrent_uploads: config.max_concurrent_uploads,
+        upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_seconds),
+    };
+    Ok(Arc::new(FileService::new(catalog, cache, storage, limits)))
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish within the grace
+/// period. Returns the service so the caller can clean up once the runtime has stopped.
+pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
     let auth = Arc::new(auth(&config)?);
     let service = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
@@ -85,9 +117,13 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .map_err(|e| key_error("BIND_ADDR", format!("cannot listen on {}: {e}", config.bind_addr)))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!("file-service listening on http://{addr} ({})", service.describe());
-    crate::http::server::serve(listener, crate::http::routes(service, auth), shutdown_signal()).await;
-    tracing::info!("file-service stopped");
-    Ok(())
+    let options = ServerOptions {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+    };
+    let routes = crate::http::routes(service.clone(), auth, &config.cors_allowed_origins);
+    crate::http::server::serve(listener, routes, options, shutdown_signal()).await;
+    Ok(service)
 }
 
 async fn shutdown_signal() {
