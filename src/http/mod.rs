@@ -334,10 +334,12 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported Content-Type".to_string())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
+    } else if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
+        (StatusCode::FORBIDDEN, "cors_forbidden", "this origin, method or header is not allowed by CORS_ALLOWED_ORIGINS".to_string())
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
     } else if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found", "no such route; the API is under /api/v1/files".to_string())
+        (StatusCode::NOT_FOUND, "route_not_found", "no such route; the API is under /api/v1/files".to_string())
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_string())

@@ -4,5 +4,6 @@ mod api;
 mod auth;
 mod file_api;
 mod harness;
+mod ops;
 mod spectrum;
 mod uploads;
