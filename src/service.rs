@@ -413,6 +413,26 @@ impl FileService {
         Ok(record)
     }
 
+    /// The stored analysis profile of a file (computed at upload), as JSON text.
+    pub async fn get_profile(&self, user: UserId, file_name: &str) -> Result<String> {
+        Ok(self.get_file(user, file_name).await?.profile_json)
+    }
+
+    /// The header and first `rows` rows (1–1000) of a file, read from storage.
+    pub async fn preview(&self, user: UserId, file_name: &str, rows: usize) -> Result<analysis::Preview> {
+        if !(1..=1000).contains(&rows) {
+            return Err(Error::invalid("invalid_rows", format!("rows must be between 1 and 1000, not {rows}")));
+        }
+        let (record, file) = self.open_content(user, file_name).await?;
+        let format = Format::from_extension(&record.format)
+            .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
+        let windows_1252 = record.profile_json.contains("\"encoding\":\"windows-1252\"");
+        let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || analysis::preview_reader(std::io::BufReader::new(file), format, rows, windows_1252))
+            .await?
+            .map_err(|e| Error::internal(format!("previewing {}: {e}", record.file_name)))
+    }
+
     /// The session no longer has an active file; idempotent.
     pub async fn clear_active(&self, user: UserId, session: &str) -> Result<()> {
         let session = parse_session_id(session)?;

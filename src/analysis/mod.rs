@@ -9,6 +9,7 @@ mod column;
 mod header;
 mod infer;
 mod iso;
+mod preview;
 mod reader;
 mod sketch;
 mod summary;
@@ -108,6 +109,8 @@ pub enum AnalysisError {
     #[error("could not read the file: {0}")]
     Io(#[from] std::io::Error),
 }
+
+pub use preview::{preview_reader, Preview};
 
 /// Profile a stored file.
 pub fn profile_path(path: &Path, format: Format) -> Result<Profile, AnalysisError> {

@@ -32,6 +32,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/files/{file_name}"),
     ("DELETE", "/api/v1/files/{file_name}"),
     ("GET", "/api/v1/files/{file_name}/content"),
+    ("GET", "/api/v1/files/{file_name}/profile"),
+    ("GET", "/api/v1/files/{file_name}/preview"),
     ("HEAD", "/api/v1/files/{file_name}/content"),
     ("GET", "/api/v1/files/active/{session}"),
     ("POST", "/api/v1/files/active/{session}"),
@@ -50,6 +52,8 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "files"] => "/api/v1/files/",
         ["api", "v1", "files", "active", _] => "/api/v1/files/active/{session}",
         ["api", "v1", "files", _, "content"] => "/api/v1/files/{file_name}/content",
+        ["api", "v1", "files", _, "profile"] => "/api/v1/files/{file_name}/profile",
+        ["api", "v1", "files", _, "preview"] => "/api/v1/files/{file_name}/preview",
         ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
@@ -81,6 +85,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     let active = warp::path!("api" / "v1" / "files" / "active" / String);
     let one_file = warp::path!("api" / "v1" / "files" / String);
     let content = warp::path!("api" / "v1" / "files" / String / "content");
+    let profile = warp::path!("api" / "v1" / "files" / String / "profile");
+    let preview = warp::path!("api" / "v1" / "files" / String / "preview");
     let get_or_head = warp::get().map(|| false).or(warp::head().map(|| true)).unify();
 
     let list = files
@@ -173,6 +179,31 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
             Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
         }.map_err_reject());
 
+    let get_profile = profile
+        .and(warp::get())
+        .and(user.clone())
+        .and(with_service.clone())
+        .and_then(|name: String, user, service: Arc<FileService>| async move {
+            let profile = service.get_profile(user, &decode(&name)).await?;
+            let mut response = profile.into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            Ok::<_, Error>(response)
+        }.map_err_reject());
+
+    let get_preview = preview
+        .and(warp::get())
+        .and(user.clone())
+        .and(with_service.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .and_then(|name: String, user, service: Arc<FileService>, params: Vec<(String, String)>| async move {
+            let rows = match params.iter().find(|(k, _)| k == "rows") {
+                None => 20,
+                Some((_, v)) => v.parse().map_err(|_| Error::invalid("invalid_rows", format!("rows must be a whole number, not {v:?}")))?,
+            };
+            let preview = service.preview(user, &decode(&name), rows).await?;
+            Ok::<_, Error>(json(StatusCode::OK, &preview))
+        }.map_err_reject());
+
     let download = content
         .and(get_or_head)
         .and(user)
@@ -199,6 +230,10 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .or(delete)
         .unify()
         .or(download)
+        .unify()
+        .or(get_profile)
+        .unify()
+        .or(get_preview)
         .unify()
         .or(ops)
         .unify();

@@ -223,3 +223,30 @@ async fn rename_racing_a_download_never_mixes() {
         assert_eq!(server.delete(1, &format!("/files/{}", name.0)).await.0, 200);
     }
 }
+
+#[tokio::test]
+async fn profile_and_preview() {
+    let server = TestServer::start().await;
+    let csv = "id,price,when,ok,name\n1,1.5,2024-01-01,true,a\n2,,2024-02-01,false,b\n3,2.5,2024-03-01T10:00:00,true,\n";
+    assert_eq!(server.upload(1, "p", &new_session(), "p.csv", csv).await.0, 201);
+    let (status, profile) = server.get(1, "/files/p/profile").await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!((profile["row_count"].as_u64(), profile["column_count"].as_u64()), (Some(3), Some(5)));
+    assert_eq!(profile["encoding"], "utf-8");
+    assert_eq!(profile["delimiter"], ",");
+    let dtypes: Vec<&str> = profile["columns"].as_array().unwrap().iter().map(|c| c["dtype"].as_str().unwrap()).collect();
+    assert_eq!(dtypes, ["int64", "float64", "datetime64[ns]", "bool", "object"]);
+    assert_eq!(profile["columns"][1]["null_count"], 1);
+    assert_eq!(profile["columns"][0]["max"], 3);
+
+    let (status, preview) = server.get(1, "/files/p/preview?rows=2").await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["columns"], serde_json::json!(["id", "price", "when", "ok", "name"]));
+    assert_eq!(preview["rows"], serde_json::json!([["1", "1.5", "2024-01-01", "true", "a"], ["2", "", "2024-02-01", "false", "b"]]));
+    assert_eq!(server.get(1, "/files/p/preview").await.1["rows"].as_array().unwrap().len(), 3);
+    for bad in ["rows=0", "rows=1001", "rows=x"] {
+        assert_eq!(server.get(1, &format!("/files/p/preview?{bad}")).await.0, 422, "{bad}");
+    }
+    assert_eq!(server.get(1, "/files/nope/profile").await.0, 404);
+    assert_eq!(server.get(2, "/files/p/preview").await.0, 404);
+}
