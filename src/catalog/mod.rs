@@ -59,6 +59,18 @@ pub trait Catalog: Send + Sync + 'static {
     /// Second half of a delete, once the bytes are gone.
     fn finish_delete(&self, id: Uuid) -> Result<()>;
 
+    /// Every visible record of every user, for reconciliation with storage.
+    fn all_files(&self) -> Result<Vec<FileRecord>>;
+
+    /// Whether any record (visible or not: an upload or delete in progress) claims this
+    /// user's name.
+    fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool>;
+
+    /// Replaces what was learned from a file's bytes (size, hash, analysis) after they
+    /// changed in storage. Returns the new record and the sessions it is active in;
+    /// `None` if the record is gone.
+    fn replace_content(&self, content: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
+
     /// Rows left pending or deleting by a crash, for startup recovery.
     fn unfinished(&self) -> Result<Vec<Unfinished>>;
 

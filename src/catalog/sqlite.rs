@@ -338,6 +338,51 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
+    fn all_files(&self) -> Result<Vec<FileRecord>> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(&format!("SELECT {COLUMNS} FROM files WHERE state = 'ready' ORDER BY pk"))
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], record).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
+        self.conn()?
+            .query_row("SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)", params![user, file_name], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn replace_content(&self, c: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let updated = tx
+            .query_row(
+                &format!(
+                    "UPDATE files SET size_bytes = ?2, sha256 = ?3, summary = ?4, row_count = ?5, column_count = ?6,
+                         profile = ?7, updated_at = ?8
+                     WHERE id = ?1 AND state = 'ready' RETURNING pk, {COLUMNS}"
+                ),
+                params![
+                    c.id.to_string(),
+                    c.size_bytes as i64,
+                    c.sha256,
+                    c.summary,
+                    c.row_count as i64,
+                    c.column_count as i64,
+                    c.profile_json,
+                    now()
+                ],
+                pk_and_record,
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some((pk, record)) = updated else { return Ok(None) };
+        let sessions = sessions_of(&tx, pk).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
     fn unfinished(&self) -> Result<Vec<Unfinished>> {
         let conn = self.conn()?;
         let mut stmt = conn

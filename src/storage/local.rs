@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tempfile::NamedTempFile;
 
-use super::Storage;
+use super::{Storage, StoredObject};
 use crate::error::{Error, Result};
 
 /// Temporary uploads start with this; stored objects start with a digit, so the two can
@@ -114,6 +114,40 @@ impl Storage for LocalStorage {
 
     fn local_path(&self, object: &str) -> Option<PathBuf> {
         Some(self.path(object))
+    }
+
+    fn list(&self) -> Result<Vec<StoredObject>> {
+        let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
+        let mut objects = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            if let Some(object) = self.stat(&name)? {
+                objects.push(object);
+            }
+        }
+        Ok(objects)
+    }
+
+    fn stat(&self, object: &str) -> Result<Option<StoredObject>> {
+        if object.starts_with('.') || object.contains('/') {
+            return Ok(None); // temporary uploads and hidden files are not objects
+        }
+        let meta = match std::fs::symlink_metadata(self.root.join(object)) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot stat {object}")))),
+        };
+        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        #[cfg(unix)]
+        let changed = {
+            use std::os::unix::fs::MetadataExt;
+            let ctime = std::time::UNIX_EPOCH + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().clamp(0, 999_999_999) as u32);
+            modified.max(ctime)
+        };
+        #[cfg(not(unix))]
+        let changed = modified;
+        Ok(Some(StoredObject { name: object.to_string(), size: meta.len(), changed }))
     }
 
     fn sweep_temporaries(&self) -> Result<usize> {

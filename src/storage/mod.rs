@@ -18,6 +18,16 @@ pub fn object_name(user: UserId, file_name: &str, ext: &str) -> String {
     format!("{user}_{file_name}.{ext}")
 }
 
+/// A stored object as listed by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub name: String,
+    pub size: u64,
+    /// Last change of the content or of the name (the later of mtime and ctime): an
+    /// object is "settled" once this is far enough in the past.
+    pub changed: std::time::SystemTime,
+}
+
 pub trait Storage: Send + Sync + 'static {
     /// The `storage_type` recorded in the catalog ("local").
     fn storage_type(&self) -> &'static str;
@@ -47,6 +57,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A path the object can be read from on this machine.
     fn local_path(&self, object: &str) -> Option<PathBuf>;
+
+    /// Every stored object (not temporary uploads, not folders).
+    fn list(&self) -> Result<Vec<StoredObject>>;
+
+    /// Looks at one object; `None` if it is not there.
+    fn stat(&self, object: &str) -> Result<Option<StoredObject>>;
 
     /// Removes temporary files left by uploads that were cut off by a crash; returns how many.
     fn sweep_temporaries(&self) -> Result<usize>;
