@@ -13,12 +13,12 @@ use chrono::Utc;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
-use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::sync::{mpsc, Mutex, MutexGuard, Semaphore};
 use uuid::Uuid;
 
 use crate::analysis::{self, Format};
 use crate::cache::ActiveFileCache;
-use crate::catalog::{Catalog, Unfinished};
+use crate::catalog::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
 use crate::model::{parse_session_id, validate_file_name, FileRecord, UserId};
 use crate::storage::{object_name, Storage};
@@ -114,6 +114,21 @@ impl FileService {
 
     fn user_lock(&self, user: UserId) -> &Mutex<()> {
         &self.user_locks[(user as u64 % self.user_locks.len() as u64) as usize]
+    }
+
+    /// Serialises one user's catalog-change-then-cache-write sequences: in this process
+    /// always, and across every replica when the cache is shared (Redis) and the catalog
+    /// can lock (PostgreSQL advisory lock). Without the shared lock, replica A's cache
+    /// write after its commit could land after replica B's newer change or delete had
+    /// cleared the entry, and every replica would serve A's stale file until the TTL.
+    async fn lock_user(&self, user: UserId) -> Result<UserGuard<'_>> {
+        let local = self.user_lock(user).lock().await;
+        let shared = if self.cache.is_shared() {
+            self.with_catalog(move |c| c.lock_user(user)).await?
+        } else {
+            None
+        };
+        Ok(UserGuard { _shared: shared, _local: local })
     }
 
     /// Logs a cache failure the first time in a row it happens; the caller carries on
@@ -262,7 +277,7 @@ impl FileService {
             return Err(e);
         }
 
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let committed = self.with_catalog(move |c| c.commit_upload(id, Some(session))).await;
         let stored = match committed {
             Ok(stored) => Arc::new(stored),
@@ -285,10 +300,15 @@ impl FileService {
 
     pub async fn get_active(&self, user: UserId, session: &str) -> Result<Arc<FileRecord>> {
         let session = parse_session_id(session)?;
+        if self.cache.is_pass_through() {
+            // Nothing to refill: no lock needed around the catalog read.
+            let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
+            return found.map(Arc::new).ok_or_else(|| Error::NotFound(format!("session {session} has no active file")));
+        }
         if let Some(Some(hit)) = self.cache_result(self.cache.get(user, session).await) {
             return Ok(hit);
         }
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
         let record = Arc::new(found.ok_or_else(|| {
             Error::NotFound(format!("session {session} has no active file"))
@@ -300,7 +320,7 @@ impl FileService {
     pub async fn set_active(&self, user: UserId, session: &str, file_name: &str) -> Result<Arc<FileRecord>> {
         let session = parse_session_id(session)?;
         let name = file_name.to_string();
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let found = self.with_catalog(move |c| c.set_active(user, session, &name)).await?;
         let record = Arc::new(found.ok_or_else(|| file_not_found(file_name))?);
         self.cache_result(self.cache.put(user, session, record.clone()).await);
@@ -311,7 +331,7 @@ impl FileService {
     pub async fn delete_file(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
         let name = file_name.to_string();
         let (record, sessions) = {
-            let _guard = self.user_lock(user).lock().await;
+            let _guard = self.lock_user(user).await?;
             let found = self.with_catalog(move |c| c.begin_delete(user, &name)).await?;
             let (record, sessions) = found.ok_or_else(|| file_not_found(file_name))?;
             for session in &sessions {
@@ -368,6 +388,13 @@ impl FileService {
         let size = std::io::copy(&mut file, &mut hasher).map_err(Error::internal)?;
         Ok(size == record.size_bytes && hex::encode(hasher.finalize()) == record.sha256)
     }
+}
+
+/// Held while one user's catalog change and its cache write happen; fields drop in
+/// order, so the cross-process lock is released before the in-process one.
+struct UserGuard<'a> {
+    _shared: Option<UserLock>,
+    _local: MutexGuard<'a, ()>,
 }
 
 /// The format of an upload, from the extension of the uploaded part's filename.
