@@ -112,11 +112,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .map_err(|e| key_error("BIND_ADDR", format!("cannot listen on {}: {e}", config.bind_addr)))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!("file-service listening on http://{addr} ({})", service.describe());
-    warp::serve(crate::http::routes(service, auth))
-        .incoming(listener)
-        .graceful(shutdown_signal())
-        .run()
-        .await;
+    crate::http::server::serve(listener, crate::http::routes(service, auth), shutdown_signal()).await;
     tracing::info!("file-service stopped");
     Ok(())
 }

@@ -21,6 +21,7 @@ pub struct Auth {
 #[derive(Deserialize)]
 struct Claims {
     /// A positive integer, as a JSON number or a string of digits.
+    #[serde(default)]
     sub: serde_json::Value,
 }
 
@@ -34,7 +35,8 @@ struct MintedClaims {
 impl Auth {
     pub fn new(secret: &[u8], algorithm: Algorithm) -> Auth {
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `sub` is checked below: jsonwebtoken only understands string subjects.
+        validation.set_required_spec_claims(&["exp"]);
         validation.validate_exp = true;
         // The original (python-jose) allowed no clock leeway and did not check `aud`.
         validation.leeway = 0;

@@ -27,6 +27,8 @@ pub struct FileRecord {
     /// The analysis profile as JSON (see `analysis::Profile`).
     pub profile_json: String,
     pub created_at: DateTime<Utc>,
+    /// Last change of the record (rename, description, content).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// `FileRead`: the record as clients see it. The first four fields are the original
@@ -45,6 +47,7 @@ pub struct FileRead<'a> {
     pub row_count: u64,
     pub column_count: u64,
     pub created_at: String,
+    pub updated_at: String,
 }
 
 impl FileRecord {
@@ -61,8 +64,27 @@ impl FileRecord {
             row_count: self.row_count,
             column_count: self.column_count,
             created_at: self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            updated_at: self.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }
     }
+}
+
+/// Which of a user's files a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// At most this many (1–1000); `None`: all of them.
+    pub limit: Option<u32>,
+    pub offset: u64,
+    /// Only names starting with this (exact, case-sensitive).
+    pub name_prefix: Option<String>,
+}
+
+/// A change to a file's record: a rename (with the stored object's new URI) and/or a
+/// new description.
+#[derive(Debug, Clone, Default)]
+pub struct FileUpdate {
+    pub rename: Option<(String, String)>,
+    pub description: Option<String>,
 }
 
 /// Longest name in characters and in UTF-8 bytes. 200 bytes plus the `{user_id}_`

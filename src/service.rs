@@ -20,7 +20,7 @@ use crate::analysis::{self, Format};
 use crate::cache::ActiveFileCache;
 use crate::catalog::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
-use crate::model::{parse_session_id, validate_file_name, FileRecord, UserId};
+use crate::model::{parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, UserId};
 use crate::storage::{object_name, Storage};
 
 /// Longest accepted `description`, in bytes.
@@ -247,6 +247,7 @@ impl FileService {
         };
 
         let object = object_name(user, &file_name, &extension);
+        let now = Utc::now();
         let record = FileRecord {
             id: Uuid::new_v4(),
             user_id: user,
@@ -260,7 +261,8 @@ impl FileService {
             row_count: profile.row_count,
             column_count: profile.column_count,
             profile_json: serde_json::to_string(&profile).map_err(Error::internal)?,
-            created_at: Utc::now(),
+            created_at: now,
+            updated_at: now,
             file_name,
         };
 
@@ -294,8 +296,94 @@ impl FileService {
 
     // ----- reads and updates -----
 
-    pub async fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>> {
-        self.with_catalog(move |c| c.list_files(user)).await
+    /// A page of the user's files, oldest first, and the total that match.
+    pub async fn list_files(&self, user: UserId, query: ListQuery) -> Result<(Vec<FileRecord>, u64)> {
+        if let Some(limit) = query.limit {
+            if !(1..=1000).contains(&limit) {
+                return Err(Error::invalid("invalid_limit", format!("limit must be between 1 and 1000, not {limit}")));
+            }
+        }
+        self.with_catalog(move |c| c.list_files(user, &query)).await
+    }
+
+    pub async fn get_file(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
+        let name = file_name.to_string();
+        self.with_catalog(move |c| c.get_file(user, &name)).await?.ok_or_else(|| file_not_found(file_name))
+    }
+
+    /// The record and an open handle on its bytes. The handle keeps reading the same
+    /// bytes even if the file is renamed or deleted meanwhile.
+    pub async fn open_content(&self, user: UserId, file_name: &str) -> Result<(FileRecord, std::fs::File)> {
+        let record = self.get_file(user, file_name).await?;
+        let object = object_name(user, &record.file_name, &record.format);
+        let file = self.with_storage(move |s| s.open(&object)).await?;
+        // Between the lookup and the open, a rename may have moved the bytes and another
+        // upload may have taken the name: serve only if the record is still the same.
+        let again = self.get_file(user, file_name).await.ok();
+        match (file, again) {
+            (Some(file), Some(again)) if again.id == record.id && again.sha256 == record.sha256 => Ok((record, file)),
+            _ => Err(file_not_found(file_name)),
+        }
+    }
+
+    /// Renames and/or re-describes a file. A rename moves the stored bytes without
+    /// overwriting anything; active entries follow the file, and cached copies are
+    /// dropped so every session sees the new record.
+    pub async fn update_file(&self, user: UserId, file_name: &str, new_name: Option<String>, description: Option<String>) -> Result<FileRecord> {
+        if new_name.is_none() && description.is_none() {
+            return Err(Error::invalid("empty_update", "send at least one of `file_name` and `description`"));
+        }
+        if let Some(name) = &new_name {
+            validate_file_name(name)?;
+        }
+        if description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
+            return Err(Error::invalid("description_too_long", format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes")));
+        }
+        let _guard = self.user_lock(user).lock().await;
+        let current = self.get_file(user, file_name).await?;
+        let old_object = object_name(user, &current.file_name, &current.format);
+        let new_object = new_name
+            .as_ref()
+            .filter(|n| **n != current.file_name)
+            .map(|n| object_name(user, n, &current.format));
+        let mut update = FileUpdate { rename: None, description };
+        if let (Some(name), Some(object)) = (&new_name, &new_object) {
+            // The name may be taken: say so before touching storage.
+            let taken = name.clone();
+            if self.with_catalog(move |c| c.get_file(user, &taken)).await?.is_some() {
+                return Err(name_taken(name));
+            }
+            let (from, to) = (old_object.clone(), object.clone());
+            self.with_storage(move |s| s.link(&from, &to)).await?;
+            update.rename = Some((name.clone(), self.storage.uri(object)));
+        }
+        let name = file_name.to_string();
+        let updated = self.with_catalog(move |c| c.update_file(user, &name, &update)).await;
+        let (record, sessions) = match updated {
+            Ok(Some(found)) => found,
+            other => {
+                if let Some(object) = new_object.clone() {
+                    let _ = self.with_storage(move |s| s.delete(&object)).await;
+                }
+                return Err(other.err().unwrap_or_else(|| file_not_found(file_name)));
+            }
+        };
+        if new_object.is_some() {
+            self.with_storage(move |s| s.delete(&old_object)).await?;
+        }
+        for session in sessions {
+            self.cache_result(self.cache.remove(user, session).await);
+        }
+        Ok(record)
+    }
+
+    /// The session no longer has an active file; idempotent.
+    pub async fn clear_active(&self, user: UserId, session: &str) -> Result<()> {
+        let session = parse_session_id(session)?;
+        let _guard = self.user_lock(user).lock().await;
+        self.with_catalog(move |c| c.clear_active(user, session)).await?;
+        self.cache_result(self.cache.remove(user, session).await);
+        Ok(())
     }
 
     pub async fn get_active(&self, user: UserId, session: &str) -> Result<Arc<FileRecord>> {

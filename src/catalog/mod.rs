@@ -9,7 +9,7 @@ pub mod sqlite;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{FileRecord, UserId};
+use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
 
 /// A catalog row that an interrupted upload or delete left half-done.
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// Forgets a reserved upload whose bytes could not be stored.
     fn abort_upload(&self, id: Uuid) -> Result<()>;
 
-    /// The user's visible files, oldest first.
-    fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>>;
+    /// A page of the user's visible files, oldest first, and how many match in all.
+    fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)>;
 
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>>;
 
@@ -47,6 +47,14 @@ pub trait Catalog: Send + Sync + 'static {
     fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>>;
 
     fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>>;
+
+    /// The session no longer has an active file (no error if it had none).
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()>;
+
+    /// Renames and/or re-describes a file in one transaction; its active entries follow
+    /// it. Returns the new record and the sessions it is active in; `None` if no such
+    /// file; `Error::Conflict` if the new name is taken.
+    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
 
     /// First half of a delete: hides the record and removes its active entries.
     /// Returns the record and the sessions it was active in; `None` if no such file.

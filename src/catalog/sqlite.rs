@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use super::{Catalog, Unfinished};
 use crate::error::{Error, Result};
-use crate::model::{FileRecord, UserId};
+use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schema/sqlite/0001_init.sql"))];
 
 /// The columns every query selects, in the order `record_at` reads them.
 const COLUMNS: &str = "id, user_id, file_name, storage_uri, storage_type, description, summary, \
-     format, size_bytes, sha256, row_count, column_count, profile, created_at, state";
+     format, size_bytes, sha256, row_count, column_count, profile, created_at, updated_at, state";
 
 pub struct SqliteCatalog {
     pool: r2d2::Pool<SqliteConnectionManager>,
@@ -83,6 +83,10 @@ fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
     };
     let id: String = row.get(at)?;
     let created: String = row.get(at + 13)?;
+    let updated: String = row.get(at + 14)?;
+    let time = |text: &str, i: usize| {
+        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| conv(i, Box::new(e)))
+    };
     Ok(FileRecord {
         id: Uuid::parse_str(&id).map_err(|e| conv(at, Box::new(e)))?,
         user_id: row.get(at + 1)?,
@@ -97,9 +101,8 @@ fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
         row_count: row.get::<_, i64>(at + 10)? as u64,
         column_count: row.get::<_, i64>(at + 11)? as u64,
         profile_json: row.get(at + 12)?,
-        created_at: DateTime::parse_from_rfc3339(&created)
-            .map_err(|e| conv(at + 13, Box::new(e)))?
-            .with_timezone(&Utc),
+        created_at: time(&created, at + 13)?,
+        updated_at: time(&updated, at + 14)?,
     })
 }
 
@@ -127,6 +130,14 @@ fn activate(conn: &Connection, user: UserId, session: Uuid, file_pk: i64) -> rus
         params![user, session.to_string(), file_pk, now()],
     )?;
     Ok(())
+}
+
+/// The sessions in which the file `file_pk` is active.
+fn sessions_of(conn: &Connection, file_pk: i64) -> rusqlite::Result<Vec<Uuid>> {
+    let mut stmt = conn.prepare_cached("SELECT session_id FROM active_files WHERE file_pk = ?1")?;
+    let rows = stmt.query_map(params![file_pk], |row| row.get::<_, String>(0))?;
+    // Session ids are written from parsed UUIDs, so every row parses.
+    Ok(rows.filter_map(|s| s.ok().and_then(|s| Uuid::parse_str(&s).ok())).collect())
 }
 
 impl Catalog for SqliteCatalog {
@@ -213,15 +224,29 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
-    fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>> {
+    fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {
         let conn = self.conn()?;
+        // An empty prefix matches everything; substr compares characters, not bytes.
+        let prefix = query.name_prefix.clone().unwrap_or_default();
+        let filter = "user_id = ?1 AND state = 'ready' AND substr(file_name, 1, length(?2)) = ?2";
+        let limit = query.limit.map_or(-1, i64::from);
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM files WHERE user_id = ?1 AND state = 'ready' ORDER BY pk"))
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM files WHERE {filter} ORDER BY pk LIMIT ?3 OFFSET ?4"))
             .map_err(db_err)?;
-        let rows = stmt
-            .query_map(params![user], record)
+        let files = stmt
+            .query_map(params![user, prefix, limit, query.offset as i64], record)
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db_err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        // Without paging the page is the whole answer; count only when it may not be.
+        let total = if query.limit.is_none() && query.offset == 0 {
+            files.len() as u64
+        } else {
+            conn.prepare_cached(&format!("SELECT COUNT(*) FROM files WHERE {filter}"))
+                .and_then(|mut s| s.query_row(params![user, prefix], |r| r.get::<_, i64>(0)))
+                .map_err(db_err)? as u64
+        };
+        Ok((files, total))
     }
 
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {
@@ -254,19 +279,52 @@ impl Catalog for SqliteCatalog {
             .map_err(db_err)
     }
 
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM active_files WHERE user_id = ?1 AND session_id = ?2", params![user, session.to_string()])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let Some((pk, _)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (new_name, new_uri) = update.rename.clone().unzip();
+        let updated = tx.query_row(
+            &format!(
+                "UPDATE files SET file_name = COALESCE(?2, file_name), storage_uri = COALESCE(?3, storage_uri),
+                     description = COALESCE(?4, description), updated_at = ?5
+                 WHERE pk = ?1 RETURNING {COLUMNS}"
+            ),
+            params![pk, new_name, new_uri, update.description, now()],
+            record,
+        );
+        let record = match updated {
+            Ok(r) => r,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::Conflict(format!(
+                    "a file named {:?} already exists for this user",
+                    new_name.unwrap_or_default()
+                )))
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let sessions = sessions_of(&tx, pk).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
     fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
         let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
             return Ok(None);
         };
-        let sessions = {
-            let mut stmt = tx
-                .prepare("DELETE FROM active_files WHERE file_pk = ?1 RETURNING session_id")
-                .map_err(db_err)?;
-            let rows = stmt.query_map(params![pk], |row| row.get::<_, String>(0)).map_err(db_err)?;
-            rows.filter_map(|s| s.ok().and_then(|s| Uuid::parse_str(&s).ok())).collect()
-        };
+        let sessions = sessions_of(&tx, pk).map_err(db_err)?;
+        tx.execute("DELETE FROM active_files WHERE file_pk = ?1", params![pk]).map_err(db_err)?;
         tx.execute("UPDATE files SET state = 'deleting', updated_at = ?2 WHERE pk = ?1", params![pk, now()])
             .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
@@ -286,7 +344,7 @@ impl Catalog for SqliteCatalog {
             .prepare(&format!("SELECT {COLUMNS} FROM files WHERE state != 'ready' ORDER BY pk"))
             .map_err(db_err)?;
         let rows = stmt
-            .query_map([], |row| Ok((record(row)?, row.get::<_, String>(14)?)))
+            .query_map([], |row| Ok((record(row)?, row.get::<_, String>(15)?)))
             .map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {

@@ -2,6 +2,8 @@
 //!
 //! Handlers are thin: they parse the request, call [`FileService`], and serialize.
 
+mod download;
+pub mod server;
 mod upload;
 
 use std::convert::Infallible;
@@ -14,7 +16,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Auth;
 use crate::error::Error;
-use crate::model::{FileRecord, UserId};
+use crate::model::{FileRecord, ListQuery, UserId};
 use crate::service::FileService;
 
 /// Largest JSON body accepted on small JSON routes.
@@ -27,22 +29,27 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
         let auth = auth.clone();
         async move { auth.user_from_header(header.as_deref()).map_err(warp::reject::custom) }
     });
-
+    // Path first, then method: an unknown path is 404, a known one with the wrong method 405.
     let files = warp::path!("api" / "v1" / "files");
     let active = warp::path!("api" / "v1" / "files" / "active" / String);
     let one_file = warp::path!("api" / "v1" / "files" / String);
+    let content = warp::path!("api" / "v1" / "files" / String / "content");
+    let get_or_head = warp::get().map(|| false).or(warp::head().map(|| true)).unify();
 
-    let list = warp::get()
-        .and(files)
+    let list = files
+        .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
-        .and_then(|user, service: Arc<FileService>| async move {
-            let files = service.list_files(user).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &files.iter().map(FileRecord::to_read).collect::<Vec<_>>()))
+        .and(warp::query::<Vec<(String, String)>>())
+        .and_then(|user, service: Arc<FileService>, params| async move {
+            let (files, total) = service.list_files(user, list_query(params)?).await?;
+            let mut response = json(StatusCode::OK, &files.iter().map(FileRecord::to_read).collect::<Vec<_>>());
+            response.headers_mut().insert("x-total-count", total.into());
+            Ok::<_, Error>(response)
         }.map_err_reject());
 
-    let create = warp::post()
-        .and(files)
+    let create = files
+        .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
         .and(warp::multipart::form().max_length(None))
@@ -51,8 +58,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(json(StatusCode::CREATED, &record.to_read()))
         }.map_err_reject());
 
-    let get_active = warp::get()
-        .and(active)
+    let get_active = active
+        .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
         .and_then(|session: String, user, service: Arc<FileService>| async move {
@@ -60,31 +67,73 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
         }.map_err_reject());
 
-    let set_active = warp::post()
-        .and(active)
+    let set_active = active
+        .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
-        .and(warp::body::content_length_limit(MAX_JSON_BODY))
-        .and(warp::body::bytes())
+        .and(json_body())
         .and_then(|session: String, user, service: Arc<FileService>, body: bytes::Bytes| async move {
             #[derive(Deserialize)]
             struct ActiveFile {
                 file_name: String,
             }
-            let body: ActiveFile = serde_json::from_slice(&body).map_err(|e| {
-                Error::invalid("invalid_body", format!("expected a JSON body {{\"file_name\": \"…\"}}: {e}"))
-            })?;
+            let body: ActiveFile = parse_json(&body, "{\"file_name\": \"…\"}")?;
             let record = service.set_active(user, &decode(&session), &body.file_name).await?;
             Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
         }.map_err_reject());
 
-    let delete = warp::delete()
-        .and(one_file)
+    let clear_active = active
+        .and(warp::delete())
+        .and(user.clone())
+        .and(with_service.clone())
+        .and_then(|session: String, user, service: Arc<FileService>| async move {
+            service.clear_active(user, &decode(&session)).await?;
+            Ok::<_, Error>(StatusCode::NO_CONTENT.into_response())
+        }.map_err_reject());
+
+    let get_file = one_file
+        .and(warp::get())
+        .and(user.clone())
+        .and(with_service.clone())
+        .and_then(|name: String, user, service: Arc<FileService>| async move {
+            let record = service.get_file(user, &decode(&name)).await?;
+            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
+        }.map_err_reject());
+
+    let update_file = one_file
+        .and(warp::patch())
+        .and(user.clone())
+        .and(with_service.clone())
+        .and(json_body())
+        .and_then(|name: String, user, service: Arc<FileService>, body: bytes::Bytes| async move {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Update {
+                file_name: Option<String>,
+                description: Option<String>,
+            }
+            let body: Update = parse_json(&body, "{\"file_name\"?: \"…\", \"description\"?: \"…\"}")?;
+            let record = service.update_file(user, &decode(&name), body.file_name, body.description).await?;
+            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
+        }.map_err_reject());
+
+    let delete = one_file
+        .and(warp::delete())
         .and(user.clone())
         .and(with_service.clone())
         .and_then(|name: String, user: UserId, service: Arc<FileService>| async move {
             let record = service.delete_file(user, &decode(&name)).await?;
             Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
+        }.map_err_reject());
+
+    let download = content
+        .and(get_or_head)
+        .and(user)
+        .and(with_service)
+        .and(warp::header::headers_cloned())
+        .and_then(|name: String, head: bool, user, service: Arc<FileService>, headers| async move {
+            let (record, file) = service.open_content(user, &decode(&name)).await?;
+            Ok::<_, Error>(download::respond(&record, file, &headers, head))
         }.map_err_reject());
 
     list.or(create)
@@ -93,10 +142,43 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
         .unify()
         .or(set_active)
         .unify()
+        .or(clear_active)
+        .unify()
+        .or(get_file)
+        .unify()
+        .or(update_file)
+        .unify()
         .or(delete)
+        .unify()
+        .or(download)
         .unify()
         .recover(recover)
         .unify()
+}
+
+fn json_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(MAX_JSON_BODY).and(warp::body::bytes())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::invalid("invalid_body", format!("expected a JSON body {shape}: {e}")))
+}
+
+/// `limit`, `offset` and `name_prefix` of `GET /files/`; other parameters are ignored.
+fn list_query(params: Vec<(String, String)>) -> Result<ListQuery, Error> {
+    let mut query = ListQuery::default();
+    for (key, value) in params {
+        let number = |what: &str| {
+            value.parse::<u64>().map_err(|_| Error::invalid("invalid_query", format!("{what} must be a whole number, not {value:?}")))
+        };
+        match key.as_str() {
+            "limit" => query.limit = Some(number("limit")?.min(u32::MAX as u64) as u32),
+            "offset" => query.offset = number("offset")?,
+            "name_prefix" => query.name_prefix = Some(value),
+            _ => {}
+        }
+    }
+    Ok(query)
 }
 
 /// Turns a handler's `Result<_, Error>` future into warp's `Result<_, Rejection>`.
@@ -142,20 +224,22 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(err) = rejection.find::<Error>() {
         return Ok(error_response(err));
     }
-    let (status, code, detail) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found", "no such route; the API is under /api/v1/files".to_string())
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".to_string())
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+    // Most specific first: a route whose path matched but whose body was wrong should
+    // say so, rather than the 405 of a sibling route with another method.
+    let (status, code, detail) = if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("invalid {} header; uploads are multipart/form-data", e.name()))
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("missing {} header; uploads are multipart/form-data", e.name()))
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".to_string())
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported Content-Type".to_string())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
+    } else if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not_found", "no such route; the API is under /api/v1/files".to_string())
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_string())

@@ -45,6 +45,14 @@ impl LocalStorage {
     }
 }
 
+fn occupied(target: &Path) -> Error {
+    Error::Conflict(format!(
+        "the storage folder already holds {} (a file without a catalog record); \
+         it is never overwritten: move it away or delete it, then try again",
+        target.display()
+    ))
+}
+
 impl Storage for LocalStorage {
     fn storage_type(&self) -> &'static str {
         "local"
@@ -69,12 +77,25 @@ impl Storage for LocalStorage {
         let target = self.path(object);
         match upload.persist_noclobber(&target) {
             Ok(_) => self.sync_dir(),
-            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(Error::Conflict(format!(
-                "the storage folder already holds {} (a file without a catalog record); \
-                 it is never overwritten: move it away or delete it, then upload again",
-                target.display()
-            ))),
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
             Err(e) => Err(Error::Internal(anyhow::Error::new(e.error).context(format!("cannot store {}", target.display())))),
+        }
+    }
+
+    fn link(&self, from: &str, to: &str) -> Result<()> {
+        let target = self.path(to);
+        match std::fs::hard_link(self.path(from), &target) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
+            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot link {}", target.display())))),
+        }
+    }
+
+    fn open(&self, object: &str) -> Result<Option<std::fs::File>> {
+        match std::fs::File::open(self.path(object)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot open {object}")))),
         }
     }
 

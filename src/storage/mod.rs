@@ -32,6 +32,13 @@ pub trait Storage: Send + Sync + 'static {
     /// stored there (with or without a catalog record): bytes are never overwritten.
     fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()>;
 
+    /// Gives the bytes of `from` a second name `to` (for a rename: the old name is
+    /// deleted once the catalog has switched). `Error::Conflict` if `to` exists.
+    fn link(&self, from: &str, to: &str) -> Result<()>;
+
+    /// Opens `object` for reading; `None` if it is not there.
+    fn open(&self, object: &str) -> Result<Option<std::fs::File>>;
+
     /// Removes `object`; removing one that is already gone is not an error.
     fn delete(&self, object: &str) -> Result<()>;
 

@@ -1,0 +1,119 @@
+//! The HTTP/1.1 connection loop: accepts connections, applies timeouts, streams file downloads, and shuts down gracefully.
+//!
+//! Routing, auth and errors are warp's ([`super::routes`]). warp 0.4 has no public way to
+//! build a streaming response body, so a download handler returns its headers with an
+//! empty body and a [`StreamFile`] extension, and this layer swaps in the file's bytes.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A slow client must send its request headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Download chunk size: large enough for throughput, small enough to keep memory flat.
+const CHUNK: usize = 256 * 1024;
+
+/// Bytes of an open file to send as a response body (`len` bytes from `start`).
+#[derive(Clone)]
+pub struct StreamFile(Arc<Mutex<Option<(std::fs::File, u64, u64)>>>);
+
+impl StreamFile {
+    pub fn new(file: std::fs::File, start: u64, len: u64) -> StreamFile {
+        StreamFile(Arc::new(Mutex::new(Some((file, start, len)))))
+    }
+
+    fn take(&self) -> Option<(std::fs::File, u64, u64)> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+/// Serves `filter` on `listener` until `shutdown` completes, then lets open
+/// connections finish their current request.
+pub async fn serve<F>(listener: TcpListener, filter: F, shutdown: impl Future<Output = ()>)
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let service = warp::service(filter);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let mut service = service.clone();
+            async move {
+                let response = tower_service::Service::call(&mut service, req).await?;
+                Ok::<_, Infallible>(with_file_body(response).await)
+            }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), hyper_service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Replaces the body of a response that carries a [`StreamFile`] with the file's bytes.
+async fn with_file_body(response: warp::reply::Response) -> http::Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    let Some((file, start, len)) = parts.extensions.remove::<StreamFile>().and_then(|f| f.take()) else {
+        return http::Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    if start > 0 {
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
+            tracing::error!(error = %e, "cannot seek in a stored file");
+            parts.status = http::StatusCode::INTERNAL_SERVER_ERROR;
+            return http::Response::from_parts(parts, http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync());
+        }
+    }
+    let chunks = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; CHUNK.min(left as usize)];
+        match file.read(&mut buf).await {
+            // The file shrank under us: end the body early; the client sees a short read
+            // against Content-Length rather than wrong bytes.
+            Ok(0) => Some((Err(BoxError::from("stored file ended early")), (file, 0))),
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Frame::data(Bytes::from(buf))), (file, left - n as u64)))
+            }
+            Err(e) => Some((Err(BoxError::from(e)), (file, 0))),
+        }
+    });
+    http::Response::from_parts(parts, StreamBody::new(chunks).boxed_unsync())
+}

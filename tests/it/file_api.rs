@@ -1,0 +1,225 @@
+//! The file API beyond the original contract: one file, download with ranges and ETags, rename and describe, paging, clearing the active file.
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::{new_session, sales_csv, TestServer};
+
+async fn download(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = server.client.get(server.url(path)).bearer_auth(server.token(1));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn get_one_file_and_its_content() {
+    let server = TestServer::start().await;
+    let (_, created) = server.upload(1, "sales 2024 é 中文", &new_session(), "s.csv", sales_csv()).await;
+    let encoded = "/files/sales%202024%20%C3%A9%20%E4%B8%AD%E6%96%87";
+    let (status, body) = server.get(1, encoded).await;
+    assert_eq!((status, &body), (200, &created));
+    assert_eq!(server.get(1, "/files/nope").await.0, 404);
+    assert_eq!(server.get(2, encoded).await.0, 404, "another user's file");
+
+    let resp = download(&server, &format!("{encoded}/content"), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(h["content-length"], sales_csv().len().to_string().as_str());
+    assert_eq!(h["accept-ranges"], "bytes");
+    let etag = format!("\"{}\"", created["sha256"].as_str().unwrap());
+    assert_eq!(h["etag"], etag.as_str());
+    assert!(h.contains_key("last-modified"));
+    let disposition = h["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment; filename=\""), "{disposition}");
+    assert!(disposition.contains("filename*=UTF-8''sales%202024%20%C3%A9%20%E4%B8%AD%E6%96%87%2Ecsv"), "{disposition}");
+    assert_eq!(resp.text().await.unwrap(), sales_csv());
+
+    // HEAD: same headers, no body.
+    let resp = server.client.head(server.url(&format!("{encoded}/content"))).bearer_auth(server.token(1)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], sales_csv().len().to_string().as_str());
+    assert_eq!(resp.headers()["etag"], etag.as_str());
+    assert!(resp.bytes().await.unwrap().is_empty());
+
+    // If-None-Match with the current ETag: 304; with another: 200.
+    let resp = download(&server, &format!("{encoded}/content"), &[("if-none-match", &etag)]).await;
+    assert_eq!(resp.status(), 304);
+    let resp = download(&server, &format!("{encoded}/content"), &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(download(&server, "/files/nope/content", &[]).await.status(), 404);
+}
+
+#[tokio::test]
+async fn byte_ranges() {
+    let server = TestServer::start().await;
+    let body: String = (0..1000).map(|i| format!("{i},{}\n", i * 2)).collect();
+    let body = format!("a,b\n{body}");
+    server.upload(1, "r", &new_session(), "r.csv", body.clone()).await;
+    let size = body.len();
+    let cases = [
+        ("bytes=0-9", 0, 9),
+        ("bytes=100-199", 100, 199),
+        (&*format!("bytes={}-", size - 5), size - 5, size - 1),
+        ("bytes=-7", size - 7, size - 1),
+        (&*format!("bytes=10-{}", size + 100), 10, size - 1),
+    ];
+    for (range, first, last) in cases {
+        let resp = download(&server, "/files/r/content", &[("range", range)]).await;
+        assert_eq!(resp.status(), 206, "{range}");
+        assert_eq!(resp.headers()["content-range"], format!("bytes {first}-{last}/{size}").as_str(), "{range}");
+        assert_eq!(resp.headers()["content-length"], (last - first + 1).to_string().as_str());
+        assert_eq!(resp.text().await.unwrap(), body[first..=last], "{range}");
+    }
+    let resp = download(&server, "/files/r/content", &[("range", &format!("bytes={size}-"))]).await;
+    assert_eq!(resp.status(), 416);
+    assert_eq!(resp.headers()["content-range"], format!("bytes */{size}").as_str());
+    // Several ranges: the whole body.
+    let resp = download(&server, "/files/r/content", &[("range", "bytes=0-1,5-6")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), body);
+    // If-Range with a stale ETag: the whole body.
+    let resp = download(&server, "/files/r/content", &[("range", "bytes=0-1"), ("if-range", "\"stale\"")]).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn rename_and_describe() {
+    let server = TestServer::start().await;
+    let (s1, s2) = (new_session(), new_session());
+    let (_, created) = server.upload(1, "old", &s1, "o.csv", sales_csv()).await;
+    server.upload(1, "taken", &s2, "t.csv", "a\n1\n").await;
+    assert_eq!(server.activate(1, &s2, "old").await.0, 200);
+    // Warm the cache of both sessions, so a stale cached copy would show.
+    for s in [&s1, &s2] {
+        assert_eq!(server.get(1, &format!("/files/active/{s}")).await.1["file_name"], "old");
+    }
+
+    let patch = |name: &str, body: serde_json::Value| {
+        server.client.patch(server.url(&format!("/files/{name}"))).bearer_auth(server.token(1)).json(&body).send()
+    };
+    let resp = patch("old", serde_json::json!({"file_name": "new name", "description": "renamed"})).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let renamed: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(renamed["file_name"], "new name");
+    assert_eq!(renamed["description"], "renamed");
+    assert_eq!(renamed["id"], created["id"], "the id survives a rename");
+    assert_eq!(renamed["sha256"], created["sha256"]);
+    assert!(renamed["storage_uri"].as_str().unwrap().ends_with("/1_new name.csv"));
+    assert_eq!(server.stored_files(), ["1_new name.csv", "1_taken.csv"]);
+    assert_eq!(std::fs::read_to_string(server.storage_dir().join("1_new name.csv")).unwrap(), sales_csv());
+    // Active in every session under its new name.
+    for s in [&s1, &s2] {
+        let (status, active) = server.get(1, &format!("/files/active/{s}")).await;
+        assert_eq!((status, &active), (200, &renamed), "session {s}");
+    }
+    assert_eq!(server.get(1, "/files/old").await.0, 404);
+
+    // Description only.
+    let resp = patch("new%20name", serde_json::json!({"description": "just text"})).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(server.get(1, &format!("/files/active/{s1}")).await.1["description"], "just text");
+
+    // Errors: taken name 409 (nothing moved), bad name 422, empty body 422, absent 404.
+    let resp = patch("new%20name", serde_json::json!({"file_name": "taken"})).await.unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(server.stored_files(), ["1_new name.csv", "1_taken.csv"]);
+    assert_eq!(patch("new%20name", serde_json::json!({"file_name": "../x"})).await.unwrap().status(), 422);
+    assert_eq!(patch("new%20name", serde_json::json!({})).await.unwrap().status(), 422);
+    assert_eq!(patch("new%20name", serde_json::json!({"size": 1})).await.unwrap().status(), 422);
+    assert_eq!(patch("absent", serde_json::json!({"description": "x"})).await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn paging_and_prefix() {
+    let server = TestServer::start().await;
+    let session = new_session();
+    for i in 0..12 {
+        let name = if i % 2 == 0 { format!("even-{i:02}") } else { format!("odd-{i:02}") };
+        assert_eq!(server.upload(1, &name, &session, "x.csv", "a\n1\n").await.0, 201);
+    }
+    let page = |q: &str| {
+        let url = server.url(&format!("/files/?{q}"));
+        let token = server.token(1);
+        let client = server.client.clone();
+        async move {
+            let resp = client.get(url).bearer_auth(token).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let total = resp.headers().get("x-total-count").map(|v| v.to_str().unwrap().to_string());
+            let body: serde_json::Value = resp.json().await.unwrap();
+            let names: Vec<String> = body.as_array().map(|a| a.iter().map(|f| f["file_name"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+            (status, total, names)
+        }
+    };
+    let (status, total, names) = page("limit=5&offset=2").await;
+    assert_eq!((status, total.as_deref()), (200, Some("12")));
+    assert_eq!(names, ["even-02", "odd-03", "even-04", "odd-05", "even-06"]);
+    let (_, total, names) = page("name_prefix=odd-&limit=2&offset=4").await;
+    assert_eq!(total.as_deref(), Some("6"));
+    assert_eq!(names, ["odd-09", "odd-11"]);
+    let (_, total, names) = page("").await;
+    assert_eq!((total.as_deref(), names.len()), (Some("12"), 12));
+    for bad in ["limit=0", "limit=1001", "limit=x", "offset=-1"] {
+        assert_eq!(page(bad).await.0, 422, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn clearing_the_active_file_is_idempotent() {
+    let server = TestServer::start().await;
+    let session = new_session();
+    server.upload(1, "f", &session, "f.csv", sales_csv()).await;
+    for _ in 0..2 {
+        let resp = server.client.delete(server.url(&format!("/files/active/{session}"))).bearer_auth(server.token(1)).send().await.unwrap();
+        assert_eq!(resp.status(), 204);
+        assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
+    }
+    let resp = server.client.delete(server.url("/files/active/nope")).bearer_auth(server.token(1)).send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    // The file itself is still there.
+    assert_eq!(server.get(1, "/files/f").await.0, 200);
+}
+
+#[tokio::test]
+async fn rename_racing_a_download_never_mixes() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let old: Vec<u8> = (0..400_000).flat_map(|i: u32| format!("{i},{}\n", i % 7).into_bytes()).collect();
+    let old = [b"a,b\n".as_slice(), &old].concat();
+    let old_sha = format!("{:x}", Sha256::digest(&old));
+    server.upload(1, "race", &new_session(), "r.csv", old.clone()).await;
+    for round in 0..5 {
+        let name = if round % 2 == 0 { ("race", "race2") } else { ("race2", "race") };
+        let dl = {
+            let server = server.clone();
+            let from = name.0.to_string();
+            tokio::spawn(async move {
+                let resp = download(&server, &format!("/files/{from}/content"), &[]).await;
+                let status = resp.status().as_u16();
+                (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+            })
+        };
+        let resp = server
+            .client
+            .patch(server.url(&format!("/files/{}", name.0)))
+            .bearer_auth(server.token(1))
+            .json(&serde_json::json!({"file_name": name.1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        // And a new upload takes the old name at once.
+        let other = format!("a,b\nnew,{round}\n");
+        assert_eq!(server.upload(1, name.0, &new_session(), "n.csv", other.clone()).await.0, 201);
+        let (status, bytes) = dl.await.unwrap();
+        match status {
+            200 => assert!(bytes == old || bytes == other.as_bytes(), "round {round}: mixed bytes ({} bytes)", bytes.len()),
+            404 => {}
+            s => panic!("round {round}: status {s}"),
+        }
+        if status == 200 && bytes == old {
+            assert_eq!(format!("{:x}", Sha256::digest(&bytes)), old_sha);
+        }
+        assert_eq!(server.delete(1, &format!("/files/{}", name.0)).await.0, 200);
+    }
+}

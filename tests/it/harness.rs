@@ -1,0 +1,217 @@
+//! Starts the real `file-service` binary on a fresh data folder and talks to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use file_service::auth::Auth;
+use jsonwebtoken::Algorithm;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+pub const SECRET: &str = "integration-test-secret-0123456789";
+
+/// A running server process and the folder it keeps its data in.
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub data: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra environment variables (e.g. `MAX_UPLOAD_BYTES`).
+    pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
+        let data = tempfile::tempdir().expect("temp dir");
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = TestServer {
+            child: None,
+            base: String::new(),
+            data,
+            env,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            client: reqwest::Client::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_file-service"));
+        cmd.arg("serve")
+            .current_dir(self.data.path())
+            .env_remove("FILE_SERVICE_CONFIG")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("DB_HOST")
+            .env("DATA_DIR", self.data.path().join("data"))
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("SECRET_KEY", SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start file-service");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        let logs = self.logs.clone();
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => self.base = format!("http://{addr}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", self.logs.lock().unwrap().join("\n"));
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm(child.id());
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server without letting it clean up, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts the server on the same data folder (a new port).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data.path().join("data").join("storage")
+    }
+
+    /// Names of the entries in the storage folder, sorted.
+    pub fn stored_files(&self) -> Vec<String> {
+        list_dir(&self.storage_dir())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    pub fn token(&self, user: i64) -> String {
+        Auth::new(SECRET.as_bytes(), Algorithm::HS256).mint(user, 3600)
+    }
+
+    pub async fn get(&self, user: i64, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).bearer_auth(self.token(user)).send().await.expect("GET");
+        status_json(resp).await
+    }
+
+    pub async fn delete(&self, user: i64, path: &str) -> (u16, Value) {
+        let resp = self.client.delete(self.url(path)).bearer_auth(self.token(user)).send().await.expect("DELETE");
+        status_json(resp).await
+    }
+
+    pub async fn activate(&self, user: i64, session: &str, file_name: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(&format!("/files/active/{session}")))
+            .bearer_auth(self.token(user))
+            .json(&serde_json::json!({ "file_name": file_name }))
+            .send()
+            .await
+            .expect("POST active");
+        status_json(resp).await
+    }
+
+    /// Uploads `body` as `filename` with the original's four form fields.
+    pub async fn upload(&self, user: i64, file_name: &str, session: &str, filename: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+        let form = Form::new()
+            .text("file_name", file_name.to_string())
+            .text("session_id", session.to_string())
+            .text("description", format!("about {file_name}"))
+            .part("file", Part::bytes(body.into()).file_name(filename.to_string()));
+        self.upload_form(user, form).await
+    }
+
+    pub async fn upload_form(&self, user: i64, form: Form) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url("/files/"))
+            .bearer_auth(self.token(user))
+            .multipart(form)
+            .send()
+            .await
+            .expect("POST upload");
+        status_json(resp).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, json)
+}
+
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+pub fn new_session() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A small CSV with an int, a float, a date and a text column.
+pub fn sales_csv() -> &'static str {
+    "date,product,sales,quantity\n2024-01-01,apple,1.5,3\n2024-01-02,pear,2.25,4\n2024-01-03,fig,3.0,5\n"
+}
+
+fn sigterm(pid: u32) {
+    // No libc dependency for one call: the `kill` command is everywhere tests run.
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}

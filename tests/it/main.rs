@@ -1,0 +1,8 @@
+//! The HTTP integration suite: every test starts the real server binary and talks HTTP to it.
+
+mod api;
+mod auth;
+mod file_api;
+mod harness;
+mod spectrum;
+mod uploads;
