@@ -339,7 +339,7 @@ impl FileService {
         if description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
             return Err(Error::invalid("description_too_long", format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes")));
         }
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let current = self.get_file(user, file_name).await?;
         let old_object = object_name(user, &current.file_name, &current.format);
         let new_object = new_name
@@ -380,7 +380,7 @@ impl FileService {
     /// The session no longer has an active file; idempotent.
     pub async fn clear_active(&self, user: UserId, session: &str) -> Result<()> {
         let session = parse_session_id(session)?;
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         self.with_catalog(move |c| c.clear_active(user, session)).await?;
         self.cache_result(self.cache.remove(user, session).await);
         Ok(())

@@ -58,6 +58,7 @@ struct Sidecar {
     column_count: u64,
     profile: String,
     created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -68,12 +69,67 @@ struct Health {
     paused_until: Option<Instant>,
 }
 
-pub struct RedisCache {
-    conn: ConnectionManager,
-    ttl_seconds: u64,
+/// What the cache and its janitor task share.
+struct Inner {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Replaced by a fresh one after a failure: the manager's own reconnection can stay
+    /// stuck on a failed connection attempt, and a new lazy manager costs nothing.
+    conn: Mutex<ConnectionManager>,
+    health: Mutex<Health>,
     /// `host:port/db`, never the password.
     target: String,
-    health: Arc<Mutex<Health>>,
+}
+
+impl Inner {
+    fn conn(&self) -> ConnectionManager {
+        self.conn.lock().unwrap().clone()
+    }
+
+    /// Records a failure: pause, start over with a new connection, and remember `key`
+    /// (if the failed call was meant to change it) as dirty.
+    fn failed(&self, key: Option<(UserId, Uuid)>) {
+        {
+            let mut h = self.health.lock().unwrap();
+            h.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+            h.dirty.extend(key);
+        }
+        if let Ok(fresh) = ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            *self.conn.lock().unwrap() = fresh;
+        }
+    }
+
+    /// Deletes every dirty key (hash and sidecar); on success they are clean and the
+    /// pause ends.
+    async fn flush_dirty(&self) -> Result<()> {
+        let keys: Vec<(UserId, Uuid)> = self.health.lock().unwrap().dirty.iter().copied().collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = keys.iter().flat_map(|&(u, s)| [cache_key(u, s), sidecar_key(u, s)]).collect();
+        let mut conn = self.conn();
+        let deleted =
+            bounded(&self.target, async { redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await }).await;
+        match deleted {
+            Ok(_) => {
+                let mut h = self.health.lock().unwrap();
+                for k in &keys {
+                    h.dirty.remove(k);
+                }
+                h.paused_until = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed(None);
+                Err(e)
+            }
+        }
+    }
+}
+
+pub struct RedisCache {
+    inner: Arc<Inner>,
+    ttl_seconds: u64,
     /// Fault injection for the replica-race test: wait this long before every write.
     put_delay: Option<Duration>,
 }
@@ -92,15 +148,10 @@ impl RedisCache {
             // delay noticing that Redis is back.
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| format!("cannot set up the Redis connection to {target}: {e}"))?;
-        let cache = RedisCache {
-            conn,
-            ttl_seconds: ttl.as_secs().max(1),
-            target,
-            health: Arc::new(Mutex::new(Health::default())),
-            put_delay,
-        };
+        let inner = Inner { client, config, conn: Mutex::new(conn), health: Mutex::new(Health::default()), target };
+        let cache = RedisCache { inner: Arc::new(inner), ttl_seconds: ttl.as_secs().max(1), put_delay };
         cache.spawn_janitor();
         Ok(cache)
     }
@@ -108,19 +159,17 @@ impl RedisCache {
     /// Deletes dirty keys in the background, so a replica that goes quiet after an
     /// outage still clears what it could not invalidate.
     fn spawn_janitor(&self) {
-        let health: Weak<Mutex<Health>> = Arc::downgrade(&self.health);
-        let conn = self.conn.clone();
-        let target = self.target.clone();
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PAUSE_AFTER_FAILURE).await;
-                let Some(health) = health.upgrade() else { return };
+                let Some(inner) = inner.upgrade() else { return };
                 let due = {
-                    let h = health.lock().unwrap();
+                    let h = inner.health.lock().unwrap();
                     !h.dirty.is_empty() && h.paused_until.is_none_or(|t| t <= Instant::now())
                 };
                 if due {
-                    let _ = flush_dirty(&health, conn.clone(), &target).await;
+                    let _ = inner.flush_dirty().await;
                 }
             }
         });
@@ -128,35 +177,32 @@ impl RedisCache {
 
     /// Round trip proving Redis answers now.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.inner.conn();
         self.bounded(async move { redis::cmd("PING").query_async::<String>(&mut conn).await }).await?;
         Ok(())
     }
 
     async fn bounded<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T> {
-        bounded(&self.target, op).await
+        bounded(&self.inner.target, op).await
     }
 
     /// Refuses quickly while paused; otherwise first deletes the dirty keys.
     async fn ready(&self) -> Result<()> {
         let paused = {
-            let h = self.health.lock().unwrap();
+            let h = self.inner.health.lock().unwrap();
             h.paused_until.filter(|t| *t > Instant::now()).is_some()
         };
         if paused {
             return Err(Error::Unavailable(format!(
                 "the Redis cache at {} failed recently; serving from the catalog",
-                self.target
+                self.inner.target
             )));
         }
-        flush_dirty(&self.health, self.conn.clone(), &self.target).await
+        self.inner.flush_dirty().await
     }
 
-    /// Records a failed call: pause, and remember `key` (if the call wrote it) as dirty.
     fn failed(&self, key: Option<(UserId, Uuid)>) {
-        let mut h = self.health.lock().unwrap();
-        h.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
-        h.dirty.extend(key);
+        self.inner.failed(key);
     }
 
     async fn write<T>(
@@ -166,7 +212,9 @@ impl RedisCache {
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<()> {
         if let Err(e) = self.ready().await {
-            self.failed(Some((user, session)));
+            // Not sent: whatever Redis holds for this key is now out of date. (Only a
+            // call that reached Redis and failed extends the pause.)
+            self.inner.health.lock().unwrap().dirty.insert((user, session));
             return Err(e);
         }
         match self.bounded(op).await {
@@ -188,34 +236,6 @@ async fn bounded<T>(target: &str, op: impl std::future::Future<Output = redis::R
             "the Redis cache at {target} did not answer within {} ms",
             OP_TIMEOUT.as_millis()
         ))),
-    }
-}
-
-/// Deletes every dirty key (hash and sidecar); on success they are clean and the pause
-/// ends.
-async fn flush_dirty(health: &Mutex<Health>, mut conn: ConnectionManager, target: &str) -> Result<()> {
-    let keys: Vec<(UserId, Uuid)> = health.lock().unwrap().dirty.iter().copied().collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = keys
-        .iter()
-        .flat_map(|&(u, s)| [cache_key(u, s), sidecar_key(u, s)])
-        .collect();
-    let deleted = bounded(target, async { redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await }).await;
-    let mut h = health.lock().unwrap();
-    match deleted {
-        Ok(_) => {
-            for k in &keys {
-                h.dirty.remove(k);
-            }
-            h.paused_until = None;
-            Ok(())
-        }
-        Err(e) => {
-            h.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
-            Err(e)
-        }
     }
 }
 
@@ -244,6 +264,7 @@ fn assemble(user: UserId, hash: &HashMap<String, String>, sidecar: &str) -> Opti
         column_count: extra.column_count,
         profile_json: extra.profile,
         created_at: extra.created_at,
+        updated_at: extra.updated_at,
     })
 }
 
@@ -253,7 +274,7 @@ impl ActiveFileCache for RedisCache {
         self.ready().await?;
         let (key, side) = (cache_key(user, session), sidecar_key(user, session));
         let ttl = self.ttl_seconds as i64;
-        let mut conn = self.conn.clone();
+        let mut conn = self.inner.conn();
         // One round trip: read both and refresh both TTLs, atomically.
         let read = self
             .bounded(async {
@@ -306,10 +327,11 @@ impl ActiveFileCache for RedisCache {
             column_count: record.column_count,
             profile: record.profile_json.clone(),
             created_at: record.created_at,
+            updated_at: record.updated_at,
         })
         .map_err(Error::internal)?;
         let ttl = self.ttl_seconds;
-        let mut conn = self.conn.clone();
+        let mut conn = self.inner.conn();
         self.write(user, session, async {
             redis::pipe()
                 .atomic()
@@ -330,7 +352,7 @@ impl ActiveFileCache for RedisCache {
 
     async fn remove(&self, user: UserId, session: Uuid) -> Result<()> {
         let names = [cache_key(user, session), sidecar_key(user, session)];
-        let mut conn = self.conn.clone();
+        let mut conn = self.inner.conn();
         self.write(user, session, async { redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await })
             .await
     }
@@ -340,6 +362,6 @@ impl ActiveFileCache for RedisCache {
     }
 
     fn describe(&self) -> String {
-        format!("redis {} (ttl {}s, {} ms timeout)", self.target, self.ttl_seconds, OP_TIMEOUT.as_millis())
+        format!("redis {} (ttl {}s, {} ms timeout)", self.inner.target, self.ttl_seconds, OP_TIMEOUT.as_millis())
     }
 }

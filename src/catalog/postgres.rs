@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
-use crate::model::{FileRecord, UserId};
+use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schema/postgres/0001_init.sql"))];
@@ -43,7 +43,7 @@ const SESSION_OPTIONS: &str =
 macro_rules! columns {
     () => {
         "f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
-         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, f.profile, f.created_at, f.state"
+         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, f.profile, f.created_at, f.updated_at, f.state"
     };
 }
 
@@ -57,7 +57,27 @@ const COMMIT: &str = concat!(
 const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, updated_at) VALUES ($1, $2, $3, now())
      ON CONFLICT (user_id, session_id) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at";
 const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending'";
-const LIST: &str = concat!("SELECT ", columns!(), " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' ORDER BY f.id");
+// `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)
+     ORDER BY f.id LIMIT $3 OFFSET $4"
+);
+const COUNT: &str =
+    "SELECT COUNT(*) FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)";
+const CLEAR_ONE: &str = "DELETE FROM active_files WHERE user_id = $1 AND session_id = $2";
+// Row lock first (FOR UPDATE), like a delete, so concurrent activations and deletes of
+// the file queue behind the rename.
+const FIND_FOR_UPDATE: &str =
+    "SELECT f.id FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' FOR UPDATE";
+const UPDATE: &str = concat!(
+    "UPDATE files AS f SET file_name = COALESCE($2, f.file_name), storage_uri = COALESCE($3, f.storage_uri),
+         description = COALESCE($4, f.description), updated_at = now()
+     WHERE f.id = $1 RETURNING ",
+    columns!()
+);
+const SESSIONS_OF: &str = "SELECT session_id FROM active_files WHERE file_id = $1";
 const GET: &str = concat!("SELECT ", columns!(), " FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready'");
 // FOR SHARE: a concurrent delete (which updates the row) waits for this activation to
 // commit and then removes the new active entry too, or this one sees the row gone.
@@ -125,13 +145,24 @@ impl r2d2::ManageConnection for Manager {
 type Pool = r2d2::Pool<Manager>;
 
 pub struct PostgresCatalog {
-    pool: Pool,
+    /// `Some` until dropped (see the `Drop` impl).
+    pool: Option<Pool>,
     /// Connections that hold per-user advisory locks. A separate, small pool: a lock
     /// holder also needs a connection from `pool` for its catalog call, and sharing one
     /// pool would let lock holders starve each other of connections.
-    locks: Pool,
+    locks: Option<Pool>,
     /// `user@host:port/db`, never the password.
     target: String,
+}
+
+impl Drop for PostgresCatalog {
+    fn drop(&mut self) {
+        // Closing a postgres client blocks on its own runtime, which panics on a thread
+        // that drives async tasks, and the service is dropped in async code at shutdown.
+        // Close the pools' connections on a plain thread.
+        let pools = (self.pool.take(), self.locks.take());
+        let _ = std::thread::spawn(move || drop(pools)).join();
+    }
 }
 
 impl PostgresCatalog {
@@ -170,11 +201,13 @@ impl PostgresCatalog {
             .connection_timeout(Duration::from_secs(3))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager());
-        Ok(PostgresCatalog { pool, locks, target })
+        Ok(PostgresCatalog { pool: Some(pool), locks: Some(locks), target })
     }
 
-    fn conn_from(&self, pool: &Pool) -> Result<r2d2::PooledConnection<Manager>> {
-        pool.get()
+    fn conn_from(&self, pool: &Option<Pool>) -> Result<r2d2::PooledConnection<Manager>> {
+        pool.as_ref()
+            .expect("pools live as long as the catalog")
+            .get()
             .map_err(|e| Error::Unavailable(format!("the PostgreSQL catalog at {} is not available: {e}", self.target)))
     }
 
@@ -224,6 +257,12 @@ fn is_unavailable(e: &postgres::Error) -> bool {
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
+/// The unique index on (user_id, file_name) refused a row: the name is taken.
+fn is_name_taken(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        && e.as_db_error().and_then(|d| d.constraint()) == Some("idx_files_user_filename")
+}
+
 /// Reads a record from the `columns!()` of `row`, starting at column `at`.
 fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
     let read = || -> std::result::Result<FileRecord, postgres::Error> {
@@ -242,6 +281,7 @@ fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
             column_count: row.try_get::<_, i64>(at + 11)? as u64,
             profile_json: row.try_get(at + 12)?,
             created_at: row.try_get::<_, DateTime<Utc>>(at + 13)?,
+            updated_at: row.try_get::<_, DateTime<Utc>>(at + 14)?,
         })
     };
     read().map_err(db_err)
@@ -326,9 +366,7 @@ impl Catalog for PostgresCatalog {
         );
         match inserted {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                && e.as_db_error().and_then(|d| d.constraint()) == Some("idx_files_user_filename") =>
-            {
+            Err(e) if is_name_taken(&e) => {
                 Err(Error::Conflict(format!("a file named {:?} already exists for this user", r.file_name)))
             }
             Err(e) => Err(db_err(e)),
@@ -359,11 +397,25 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    fn list_files(&self, user: UserId) -> Result<Vec<FileRecord>> {
+    fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {
         let mut conn = self.conn()?;
-        let stmt = conn.statement(LIST)?;
-        let rows = conn.client.query(&stmt, &[&user]).map_err(db_err)?;
-        rows.iter().map(|r| record_at(r, 0)).collect()
+        let list = conn.statement(LIST)?;
+        let prefix = query.name_prefix.clone().unwrap_or_default();
+        let limit = query.limit.map(i64::from);
+        let offset = query.offset as i64;
+        let rows = conn.client.query(&list, &[&user, &prefix, &limit, &offset]).map_err(db_err)?;
+        let files = rows.iter().map(|r| record_at(r, 0)).collect::<Result<Vec<_>>>()?;
+        // Without paging the page is the whole answer; count only when it may not be.
+        let total = if query.limit.is_none() && query.offset == 0 {
+            files.len() as u64
+        } else {
+            let count = conn.statement(COUNT)?;
+            conn.client
+                .query_one(&count, &[&user, &prefix])
+                .and_then(|r| r.try_get::<_, i64>(0))
+                .map_err(db_err)? as u64
+        };
+        Ok((files, total))
     }
 
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {
@@ -392,6 +444,45 @@ impl Catalog for PostgresCatalog {
         let stmt = conn.statement(GET_ACTIVE)?;
         let row = conn.client.query_opt(&stmt, &[&user, &session]).map_err(db_err)?;
         row.map(|r| record_at(&r, 0)).transpose()
+    }
+
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(CLEAR_ONE)?;
+        conn.client.execute(&stmt, &[&user, &session]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let find = conn.statement(FIND_FOR_UPDATE)?;
+        let change = conn.statement(UPDATE)?;
+        let sessions_of = conn.statement(SESSIONS_OF)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let Some(row) = tx.query_opt(&find, &[&user, &file_name]).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let pk: i64 = row.try_get(0).map_err(db_err)?;
+        let (new_name, new_uri) = update.rename.clone().unzip();
+        let record = match tx.query_one(&change, &[&pk, &new_name, &new_uri, &update.description]) {
+            Ok(row) => record_at(&row, 0)?,
+            Err(e) if is_name_taken(&e) => {
+                return Err(Error::Conflict(format!(
+                    "a file named {:?} already exists for this user",
+                    new_name.unwrap_or_default()
+                )))
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let sessions = tx
+            .query(&sessions_of, &[&pk])
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.try_get::<_, Uuid>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
     }
 
     fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
@@ -433,7 +524,7 @@ impl Catalog for PostgresCatalog {
         rows.iter()
             .map(|row| {
                 let record = record_at(row, 0)?;
-                let state: String = row.try_get(14).map_err(db_err)?;
+                let state: String = row.try_get(15).map_err(db_err)?;
                 Ok(if state == "pending" { Unfinished::Upload(record) } else { Unfinished::Delete(record) })
             })
             .collect()
