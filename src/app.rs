@@ -14,7 +14,8 @@ use crate::catalog::postgres::PostgresCatalog;
 use crate::catalog::sqlite::SqliteCatalog;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DatabaseUrl};
-use crate::service::FileService;
+use crate::http::server::ServerOptions;
+use crate::service::{FileService, Limits};
 use crate::storage::local::LocalStorage;
 use crate::storage::Storage;
 
@@ -78,20 +79,7 @@ async fn open_cache(config: &Config) -> Result<Arc<dyn ActiveFileCache>, Startup
 
 /// Opens every backend, applies migrations and finishes interrupted work.
 pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
-    let catalog = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || open_catalog(&config)).await.context("startup task")??
-    };
-    let storage: Arc<dyn Storage> =
-        Arc::new(LocalStorage::open(&config.local_storage_path).map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?);
-    let cache = open_cache(config).await?;
-    let service = Arc::new(FileService::new(
-        catalog,
-        cache,
-        storage,
-        config.max_upload_bytes,
-        config.max_concurrent_analyses,
-    ));
+    let service = open(config).await?;
     let setup = service.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         setup.catalog().migrate().context("applying catalog migrations")?;
@@ -103,8 +91,53 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
     Ok(service)
 }
 
-/// Serves until SIGINT or SIGTERM, then finishes in-flight requests.
-pub async fn serve(config: Config) -> Result<(), StartupError> {
+/// `file-service check`: opens every backend without changing anything and reports
+/// what is in use and whether each part answers.
+pub async fn check(config: &Config) -> Result<String, StartupError> {
+    auth(config)?;
+    let service = open(config).await?;
+    let report = service.readiness().await;
+    let describe = service.describe();
+    let line = |name: &str, c: &crate::service::Check| match &c.detail {
+        None => format!("  {name}: ok"),
+        Some(d) => format!("  {name}: FAILED: {d}"),
+    };
+    let text = format!(
+        "listen: {}\n{describe}\n{}\n{}\n{}",
+        config.bind_addr,
+        line("catalog", &report.checks.catalog),
+        line("storage", &report.checks.storage),
+        line("cache", &report.checks.cache)
+    );
+    if report.status == "ready" {
+        Ok(text)
+    } else {
+        Err(StartupError::Other(anyhow::anyhow!("{text}\nstatus: {}", report.status)))
+    }
+}
+
+/// Opens every backend (creating the SQLite file and storage folder if needed).
+async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
+    // Connecting to PostgreSQL blocks (and its client must not run on an async thread).
+    let catalog = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_catalog(&config)).await.context("startup task")??
+    };
+    let storage: Arc<dyn Storage> =
+        Arc::new(LocalStorage::open(&config.local_storage_path).map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?);
+    let cache = open_cache(config).await?;
+    let limits = Limits {
+        max_upload_bytes: config.max_upload_bytes,
+        max_concurrent_analyses: config.max_concurrent_analyses,
+        max_concurrent_uploads: config.max_concurrent_uploads,
+        upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_seconds),
+    };
+    Ok(Arc::new(FileService::new(catalog, cache, storage, limits)))
+}
+
+/// Serves until SIGINT or SIGTERM, then lets in-flight requests finish within the grace
+/// period. Returns the service so the caller can clean up once the runtime has stopped.
+pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
     let auth = Arc::new(auth(&config)?);
     let service = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
@@ -112,9 +145,13 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         .map_err(|e| key_error("BIND_ADDR", format!("cannot listen on {}: {e}", config.bind_addr)))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!("file-service listening on http://{addr} ({})", service.describe());
-    crate::http::server::serve(listener, crate::http::routes(service, auth), shutdown_signal()).await;
-    tracing::info!("file-service stopped");
-    Ok(())
+    let options = ServerOptions {
+        header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
+    };
+    let routes = crate::http::routes(service.clone(), auth, &config.cors_allowed_origins);
+    crate::http::server::serve(listener, routes, options, shutdown_signal()).await;
+    Ok(service)
 }
 
 async fn shutdown_signal() {

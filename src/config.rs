@@ -30,6 +30,16 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How many analyses (CPU-bound) may run at once; default: the number of cores.
     pub max_concurrent_analyses: usize,
+    /// Uploads in progress past this get 503 with Retry-After.
+    pub max_concurrent_uploads: usize,
+    /// A client must send its request headers within this time.
+    pub header_read_timeout_seconds: u64,
+    /// An upload that sends nothing for this long is cut off (408).
+    pub upload_idle_timeout_seconds: u64,
+    /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub shutdown_grace_seconds: u64,
+    /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// A configuration problem, shown as `config: KEY: message` and exit code 2.
@@ -128,6 +138,20 @@ impl Config {
         let max_upload_bytes = src.parse("max_upload_bytes", 1u64 << 30, "a whole number of bytes")?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let max_concurrent_analyses = src.parse("max_concurrent_analyses", cores, "a whole number")?.max(1);
+        let max_concurrent_uploads = src.parse("max_concurrent_uploads", 64usize, "a whole number")?.max(1);
+        let header_read_timeout_seconds = src.parse("header_read_timeout_seconds", 30u64, "a whole number of seconds")?.max(1);
+        let upload_idle_timeout_seconds = src.parse("upload_idle_timeout_seconds", 60u64, "a whole number of seconds")?.max(1);
+        let shutdown_grace_seconds = src.parse("shutdown_grace_seconds", 30u64, "a whole number of seconds")?;
+        let cors_allowed_origins: Vec<String> = src
+            .get("cors_allowed_origins")?
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if let Some(bad) = cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
+            return Err(config_error("CORS_ALLOWED_ORIGINS", format!("{bad:?} is not an origin like https://app.example.com")));
+        }
         Ok(Config {
             bind_addr,
             database_url,
@@ -139,6 +163,11 @@ impl Config {
             active_file_ttl_seconds,
             max_upload_bytes,
             max_concurrent_analyses,
+            max_concurrent_uploads,
+            header_read_timeout_seconds,
+            upload_idle_timeout_seconds,
+            shutdown_grace_seconds,
+            cors_allowed_origins,
         })
     }
 }

@@ -21,6 +21,12 @@ pub enum Error {
     /// A backend (catalog, cache, storage) cannot be reached right now.
     #[error("{0}")]
     Unavailable(String),
+    /// Too much work in progress; the client should retry after a moment.
+    #[error("{0}")]
+    Busy(String),
+    /// The client stopped sending in the middle of a request.
+    #[error("{0}")]
+    Timeout(String),
     /// A bug or an unexpected backend failure; the detail is logged, not shown.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -44,7 +50,8 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -57,6 +64,8 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::Invalid { code, .. } => code,
             Error::Unavailable(_) => "unavailable",
+            Error::Busy(_) => "busy",
+            Error::Timeout(_) => "timeout",
             Error::Internal(_) => "internal",
         }
     }

@@ -9,9 +9,9 @@
 //!   cache: moka, Redis shared by replicas, or none on PostgreSQL without Redis),
 //!   [`storage`] (bytes: local folder);
 //! - [`analysis`]: reads a dataset in one bounded-memory pass and writes its summary;
-//! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens.
+//! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens; [`metrics`]
+//!   counts what happens for `GET /metrics`.
 
-#[path = "analysis_stub.rs"] // until the streaming analysis engine lands
 pub mod analysis;
 pub mod app;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod service;
 pub mod storage;

@@ -36,6 +36,9 @@ enum Command {
     },
     /// Apply catalog migrations and exit.
     Migrate,
+    /// Load and validate the configuration, reach every backend, print what is in use;
+    /// exits non-zero if anything fails.
+    Check,
     /// Print the summary of a dataset file without a server.
     Summarize {
         file: PathBuf,
@@ -59,20 +62,26 @@ fn parse_duration(raw: &str) -> Result<u64, String> {
     n.checked_mul(scale).filter(|&s| s > 0).ok_or_else(|| format!("{raw:?} is out of range"))
 }
 
-fn init_logging() {
+/// Logs go to stderr through a background writer, so a request never waits on the
+/// terminal or pipe; the guard flushes what is queued when `main` returns.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
+    guard
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let _flush_logs = init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartupError::Config(e)) => {
@@ -96,7 +105,19 @@ fn run(cli: Cli) -> Result<(), StartupError> {
         .build()
         .map_err(|e| StartupError::Other(e.into()))?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => runtime.block_on(app::serve(config)),
+        Command::Serve => {
+            let service = runtime.block_on(app::serve(config))?;
+            // Dropping the runtime cancels requests still running after the grace period;
+            // their temporary files go with them, and a last sweep catches any left.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            match service.storage().sweep_temporaries() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "removed temporary files of cut-off uploads"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep temporary files"),
+            }
+            tracing::info!("file-service stopped");
+            Ok(())
+        }
         Command::Token { user, ttl } => {
             if user <= 0 {
                 return Err(StartupError::Other(anyhow::anyhow!("--user must be a positive integer")));
@@ -108,6 +129,10 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             let catalog = app::open_catalog(&config)?;
             catalog.migrate().map_err(|e| StartupError::Other(e.into()))?;
             println!("migrations applied to {}", catalog.describe());
+            Ok(())
+        }
+        Command::Check => {
+            println!("{}", runtime.block_on(app::check(&config))?);
             Ok(())
         }
         Command::Summarize { .. } => unreachable!("handled above"),

@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -20,6 +21,7 @@ use crate::analysis::{self, Format};
 use crate::cache::ActiveFileCache;
 use crate::catalog::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
+use crate::metrics::metrics;
 use crate::model::{parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, UserId};
 use crate::storage::{object_name, Storage};
 
@@ -43,6 +45,27 @@ pub struct ReceivedFile {
     sha256: String,
 }
 
+/// Limits the service enforces, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub max_concurrent_analyses: usize,
+    pub max_concurrent_uploads: usize,
+    /// An upload that sends nothing for this long is cut off.
+    pub upload_idle_timeout: Duration,
+}
+
+/// Held for the whole of one upload; past `max_concurrent_uploads` none is given.
+pub struct UploadPermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for UploadPermit {
+    fn drop(&mut self) {
+        metrics().uploads_in_progress.dec();
+    }
+}
+
 pub struct FileService {
     catalog: Arc<dyn Catalog>,
     cache: Arc<dyn ActiveFileCache>,
@@ -54,29 +77,45 @@ pub struct FileService {
     /// Serialises catalog-then-cache updates of one user, so a slow cache write can never
     /// re-insert an entry that a concurrent delete has just cleared.
     user_locks: Vec<Mutex<()>>,
-    max_upload_bytes: u64,
+    uploads: Arc<Semaphore>,
+    limits: Limits,
     /// Set while the cache is failing, so the outage is logged once, not per request.
     cache_failing: AtomicBool,
 }
 
 impl FileService {
-    pub fn new(
-        catalog: Arc<dyn Catalog>,
-        cache: Arc<dyn ActiveFileCache>,
-        storage: Arc<dyn Storage>,
-        max_upload_bytes: u64,
-        max_concurrent_analyses: usize,
-    ) -> FileService {
+    pub fn new(catalog: Arc<dyn Catalog>, cache: Arc<dyn ActiveFileCache>, storage: Arc<dyn Storage>, limits: Limits) -> FileService {
         FileService {
             catalog,
             cache,
             storage,
-            analyses: Semaphore::new(max_concurrent_analyses.max(1)),
+            analyses: Semaphore::new(limits.max_concurrent_analyses.max(1)),
             blocking_calls: Arc::new(Semaphore::new(16)),
             user_locks: (0..64).map(|_| Mutex::new(())).collect(),
-            max_upload_bytes,
+            uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads.max(1))),
+            limits,
             cache_failing: AtomicBool::new(false),
         }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn cache(&self) -> &Arc<dyn ActiveFileCache> {
+        &self.cache
+    }
+
+    /// A slot for one upload, or `Error::Busy` when `max_concurrent_uploads` are running.
+    pub fn upload_permit(&self) -> Result<UploadPermit> {
+        let permit = self.uploads.clone().try_acquire_owned().map_err(|_| {
+            Error::Busy(format!(
+                "{} uploads are already in progress; retry shortly (MAX_CONCURRENT_UPLOADS)",
+                self.limits.max_concurrent_uploads
+            ))
+        })?;
+        metrics().uploads_in_progress.inc();
+        Ok(UploadPermit { _permit: permit })
     }
 
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
@@ -99,7 +138,11 @@ impl FileService {
     {
         let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
         let catalog = self.catalog.clone();
-        tokio::task::spawn_blocking(move || f(&*catalog)).await?
+        let gauge = &metrics().catalog_calls_in_flight;
+        gauge.inc();
+        let result = tokio::task::spawn_blocking(move || f(&*catalog)).await;
+        gauge.dec();
+        result?
     }
 
     async fn with_storage<T, F>(&self, f: F) -> Result<T>
@@ -191,12 +234,18 @@ impl FileService {
             temp.as_file().sync_all().map_err(storage_write_error)?;
             Ok((temp, hex::encode(hasher.finalize())))
         });
-        let max = self.max_upload_bytes;
+        let max = self.limits.max_upload_bytes;
+        let idle = self.limits.upload_idle_timeout;
         let mut size_bytes = 0u64;
         let received: Result<()> = async {
-            while let Some(chunk) = chunks.next().await {
+            loop {
+                let next = tokio::time::timeout(idle, chunks.next()).await.map_err(|_| {
+                    Error::Timeout(format!("the upload sent nothing for {} seconds", idle.as_secs()))
+                })?;
+                let Some(chunk) = next else { break };
                 let chunk = chunk?;
                 size_bytes += chunk.len() as u64;
+                metrics().uploaded_bytes.inc_by(chunk.len() as u64);
                 if size_bytes > max {
                     return Err(Error::PayloadTooLarge(format!(
                         "the file is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
@@ -236,8 +285,10 @@ impl FileService {
         let profile = {
             let _permit = self.analyses.acquire().await.map_err(Error::internal)?;
             let path = temp.path().to_path_buf();
-            tokio::task::spawn_blocking(move || analysis::profile_path(&path, format))
-                .await?
+            let timer = metrics().analysis_seconds.start_timer();
+            let profiled = tokio::task::spawn_blocking(move || analysis::profile_path(&path, format)).await;
+            timer.observe_duration();
+            profiled?
                 .map_err(|e| match e {
                     analysis::AnalysisError::Io(io) => {
                         Error::Internal(anyhow::Error::new(io).context("reading the received upload"))
@@ -394,8 +445,10 @@ impl FileService {
             return found.map(Arc::new).ok_or_else(|| Error::NotFound(format!("session {session} has no active file")));
         }
         if let Some(Some(hit)) = self.cache_result(self.cache.get(user, session).await) {
+            metrics().cache_hits.inc();
             return Ok(hit);
         }
+        metrics().cache_misses.inc();
         let _guard = self.lock_user(user).await?;
         let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
         let record = Arc::new(found.ok_or_else(|| {
@@ -433,6 +486,29 @@ impl FileService {
         let id = record.id;
         self.with_catalog(move |c| c.finish_delete(id)).await?;
         Ok(record)
+    }
+
+    // ----- operations -----
+
+    /// Whether the service can do its work: catalog reachable, storage writable (both
+    /// required), cache reachable (if not, the service runs degraded on the catalog).
+    pub async fn readiness(&self) -> Readiness {
+        let limit = Duration::from_secs(2);
+        let check = |result: std::result::Result<Result<()>, tokio::time::error::Elapsed>| match result {
+            Ok(Ok(())) => Check { ok: true, detail: None },
+            Ok(Err(e)) => Check { ok: false, detail: Some(e.detail()) },
+            Err(_) => Check { ok: false, detail: Some(format!("no answer within {}s", limit.as_secs())) },
+        };
+        let catalog = check(tokio::time::timeout(limit, self.with_catalog(|c| c.ping())).await);
+        let storage = check(tokio::time::timeout(limit, self.with_storage(|s| s.new_upload().map(drop))).await);
+        let cache = check(tokio::time::timeout(limit, async { self.cache.get(0, Uuid::nil()).await.map(drop) }).await);
+        let ready = catalog.ok && storage.ok;
+        let status = match (ready, cache.ok) {
+            (false, _) => "unavailable",
+            (true, false) => "degraded",
+            (true, true) => "ready",
+        };
+        Readiness { ready, status, checks: Checks { catalog, storage, cache } }
     }
 
     // ----- startup -----
@@ -485,10 +561,34 @@ struct UserGuard<'a> {
     _local: MutexGuard<'a, ()>,
 }
 
+/// The answer of `GET /readyz`.
+#[derive(Debug, serde::Serialize)]
+pub struct Readiness {
+    #[serde(skip)]
+    pub ready: bool,
+    /// "ready", "degraded" (cache down, catalog serving) or "unavailable".
+    pub status: &'static str,
+    pub checks: Checks,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Checks {
+    pub catalog: Check,
+    pub storage: Check,
+    pub cache: Check,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// The format of an upload, from the extension of the uploaded part's filename.
 fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
     let filename = filename.ok_or_else(|| {
-        Error::invalid("missing_filename", "the `file` part has no filename; send it as a file with a .csv name")
+        Error::invalid("missing_filename", "the `file` part has no filename; send it as a file named *.csv or *.tsv")
     })?;
     let ext = std::path::Path::new(filename)
         .extension()

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
+use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Auth;
@@ -22,12 +23,58 @@ use crate::service::FileService;
 /// Largest JSON body accepted on small JSON routes.
 const MAX_JSON_BODY: u64 = 64 * 1024;
 
-/// Every route of the service, with error recovery.
-pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+/// Every route served, as (method, path template): the source for request metrics'
+/// route labels, and checked against `openapi.json` by the tests.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/files/"),
+    ("POST", "/api/v1/files/"),
+    ("GET", "/api/v1/files/{file_name}"),
+    ("PATCH", "/api/v1/files/{file_name}"),
+    ("DELETE", "/api/v1/files/{file_name}"),
+    ("GET", "/api/v1/files/{file_name}/content"),
+    ("HEAD", "/api/v1/files/{file_name}/content"),
+    ("GET", "/api/v1/files/active/{session}"),
+    ("POST", "/api/v1/files/active/{session}"),
+    ("DELETE", "/api/v1/files/active/{session}"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+];
+
+/// The route template a request path belongs to (a bounded set, for metric labels).
+pub fn route_template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["api", "v1", "files"] => "/api/v1/files/",
+        ["api", "v1", "files", "active", _] => "/api/v1/files/active/{session}",
+        ["api", "v1", "files", _, "content"] => "/api/v1/files/{file_name}/content",
+        ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
+        ["healthz"] => "/healthz",
+        ["readyz"] => "/readyz",
+        ["metrics"] => "/metrics",
+        ["openapi.json"] => "/openapi.json",
+        ["docs"] => "/docs",
+        _ => "unmatched",
+    }
+}
+
+/// Every route of the service, with error recovery and, when origins are configured, CORS.
+pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String]) -> BoxedFilter<(Response,)> {
+    let ops = ops_routes(service.clone());
     let with_service = warp::any().map(move || service.clone());
-    let user = warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+    // Taken as raw bytes: a header that is not valid text is a bad token (401), not a
+    // malformed request.
+    let authorization = warp::header::value("authorization").map(Some).or(warp::any().map(|| None)).unify();
+    let user = authorization.and_then(move |header: Option<header::HeaderValue>| {
         let auth = auth.clone();
-        async move { auth.user_from_header(header.as_deref()).map_err(warp::reject::custom) }
+        async move {
+            let text = header.as_ref().map(|h| h.to_str().unwrap_or("<not text>"));
+            let user = auth.user_from_header(text).map_err(warp::reject::custom)?;
+            server::record_user(user);
+            Ok::<_, Rejection>(user)
+        }
     });
     // Path first, then method: an unknown path is 404, a known one with the wrong method 405.
     let files = warp::path!("api" / "v1" / "files");
@@ -136,7 +183,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
             Ok::<_, Error>(download::respond(&record, file, &headers, head))
         }.map_err_reject());
 
-    list.or(create)
+    let api = list
+        .or(create)
         .unify()
         .or(get_active)
         .unify()
@@ -152,9 +200,53 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> impl Filter<Extract
         .unify()
         .or(download)
         .unify()
-        .recover(recover)
-        .unify()
+        .or(ops)
+        .unify();
+    if cors_origins.is_empty() {
+        return api.recover(recover).unify().boxed();
+    }
+    let cors = warp::cors()
+        .allow_origins(cors_origins.iter().map(String::as_str))
+        .allow_methods(["GET", "HEAD", "POST", "PATCH", "DELETE"])
+        .allow_headers(["authorization", "content-type", "range", "if-none-match", "if-range", "x-request-id"])
+        .expose_headers(["etag", "content-range", "content-disposition", "x-total-count", "x-request-id", "retry-after"])
+        .max_age(600);
+    api.with(cors).map(Reply::into_response).recover(recover).unify().boxed()
 }
+
+/// Health, readiness, metrics and API documentation: no authentication.
+fn ops_routes(service: Arc<FileService>) -> BoxedFilter<(Response,)> {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
+    let readyz = warp::path!("readyz").and(warp::get()).then(move || {
+        let service = service.clone();
+        async move {
+            let report = service.readiness().await;
+            let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json(status, &report)
+        }
+    });
+    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
+        let mut response = crate::metrics::metrics().render().into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        response
+    });
+    let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
+        let mut response = OPENAPI.into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        response
+    });
+    let docs = warp::path!("docs").and(warp::get()).map(|| warp::reply::html(DOCS).into_response());
+    healthz.or(readyz).unify().or(metrics).unify().or(openapi).unify().or(docs).unify().boxed()
+}
+
+/// The OpenAPI 3.1 description of every route, and a page that renders it offline.
+pub const OPENAPI: &str = include_str!("openapi.json");
+const DOCS: &str = include_str!("docs.html");
 
 fn json_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
     warp::body::content_length_limit(MAX_JSON_BODY).and(warp::body::bytes())
@@ -214,8 +306,14 @@ pub fn error_response(err: &Error) -> Response {
     }
     let body = serde_json::json!({ "detail": err.detail(), "code": err.code() });
     let mut response = json(err.status(), &body);
-    if err.status() == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    match err {
+        Error::Unauthorized(_) => {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        Error::Busy(_) => {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        _ => {}
     }
     response
 }
@@ -236,10 +334,12 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported Content-Type".to_string())
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
+    } else if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
+        (StatusCode::FORBIDDEN, "cors_forbidden", "this origin, method or header is not allowed by CORS_ALLOWED_ORIGINS".to_string())
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
     } else if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found", "no such route; the API is under /api/v1/files".to_string())
+        (StatusCode::NOT_FOUND, "route_not_found", "no such route; the API is under /api/v1/files".to_string())
     } else {
         tracing::error!(?rejection, "unhandled rejection");
         (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_string())

@@ -20,8 +20,29 @@ use tokio::net::TcpListener;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
-/// A slow client must send its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+tokio::task_local! {
+    /// What the logging layer learns from inside the request's handler.
+    static REQUEST: RequestContext;
+}
+
+#[derive(Default)]
+struct RequestContext {
+    user: std::cell::Cell<Option<i64>>,
+}
+
+/// Notes the authenticated user of the current request, for its log line.
+pub fn record_user(user: i64) {
+    let _ = REQUEST.try_with(|c| c.user.set(Some(user)));
+}
+
+/// Connection settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// A client must send its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// After shutdown is requested, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+}
 /// Download chunk size: large enough for throughput, small enough to keep memory flat.
 const CHUNK: usize = 256 * 1024;
 
@@ -41,9 +62,9 @@ impl StreamFile {
 
 /// Serves `filter` on `listener` until `shutdown` completes, then lets open
 /// connections finish their current request.
-pub async fn serve<F>(listener: TcpListener, filter: F, shutdown: impl Future<Output = ()>)
+pub async fn serve<F>(listener: TcpListener, filter: F, options: ServerOptions, shutdown: impl Future<Output = ()>)
 where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     let service = warp::service(filter);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -64,15 +85,12 @@ where
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let mut service = service.clone();
-            async move {
-                let response = tower_service::Service::call(&mut service, req).await?;
-                Ok::<_, Infallible>(with_file_body(response).await)
-            }
+            let service = service.clone();
+            handle(service, req)
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(options.header_read_timeout)
             .serve_connection(TokioIo::new(stream), hyper_service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -82,7 +100,53 @@ where
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_seconds = options.shutdown_grace.as_secs(), "grace period over: cutting off the requests still running");
+    }
+}
+
+/// One request: runs the warp filter, fills in file bodies, logs one line and counts it.
+async fn handle<S>(mut service: S, req: http::Request<Incoming>) -> Result<http::Response<ResponseBody>, Infallible>
+where
+    S: tower_service::Service<http::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>,
+{
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = super::route_template(req.uri().path());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let context = RequestContext::default();
+    let (response, context) = REQUEST
+        .scope(context, async move {
+            let response = service.call(req).await;
+            (response, REQUEST.with(|c| c.user.get()))
+        })
+        .await;
+    let Ok(response) = response;
+    let mut response = with_file_body(response).await;
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let m = crate::metrics::metrics();
+    m.requests.with_label_values(&[route, method.as_str(), &status.to_string()]).inc();
+    m.request_seconds.with_label_values(&[route, method.as_str()]).observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "file_service::request",
+        method = %method,
+        route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        user = context,
+        request_id = %request_id,
+    );
+    Ok(response)
 }
 
 /// Replaces the body of a response that carries a [`StreamFile`] with the file's bytes.
@@ -110,6 +174,7 @@ async fn with_file_body(response: warp::reply::Response) -> http::Response<Respo
             Ok(0) => Some((Err(BoxError::from("stored file ended early")), (file, 0))),
             Ok(n) => {
                 buf.truncate(n);
+                crate::metrics::metrics().downloaded_bytes.inc_by(n as u64);
                 Some((Ok(Frame::data(Bytes::from(buf))), (file, left - n as u64)))
             }
             Err(e) => Some((Err(BoxError::from(e)), (file, 0))),

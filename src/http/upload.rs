@@ -10,6 +10,7 @@ use crate::service::{FileService, ReceivedFile, UploadFields, MAX_DESCRIPTION_BY
 
 /// Handles `POST /files/`: fields `file_name`, `session_id`, `description`, `file`, in any order.
 pub async fn handle(service: &FileService, user: UserId, mut form: FormData) -> Result<FileRecord> {
+    let _permit = service.upload_permit()?;
     let mut fields = UploadFields::default();
     let mut file: Option<ReceivedFile> = None;
     while let Some(part) = form.next().await {

@@ -261,18 +261,24 @@ impl TestServer {
 
     /// Stops the server gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            sigterm(child.id());
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if child.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        self.terminate();
+    }
+
+    /// Sends SIGTERM and returns how the process exited (`None`: it had to be killed
+    /// after 20 s, or was not running).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        sigterm(child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Kills the server without letting it clean up, as a crash would.

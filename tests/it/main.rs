@@ -5,5 +5,6 @@ mod auth;
 mod backends;
 mod file_api;
 mod harness;
+mod ops;
 mod spectrum;
 mod uploads;

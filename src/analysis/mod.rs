@@ -1,0 +1,204 @@
+//! Dataset analysis engine: one bounded-memory pass over a CSV/TSV file producing a pandas-compatible [`Profile`].
+//!
+//! Layout: `reader` (BOM, delimiter sniffing, record-size guard), `header` (pandas column
+//! naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
+//! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
+//! its final statistics), `summary` (Markdown rendering).
+
+mod column;
+mod header;
+mod infer;
+mod iso;
+mod reader;
+mod sketch;
+mod summary;
+
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::Path;
+
+/// The stored file's format, decided by its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Tsv,
+}
+
+impl Format {
+    /// `"csv"` or `"tsv"`, case-insensitive, without the dot.
+    pub fn from_extension(ext: &str) -> Option<Format> {
+        let ext = ext.strip_prefix('.').unwrap_or(ext);
+        if ext.eq_ignore_ascii_case("csv") {
+            Some(Format::Csv)
+        } else if ext.eq_ignore_ascii_case("tsv") {
+            Some(Format::Tsv)
+        } else {
+            None
+        }
+    }
+}
+
+/// Everything the service knows about a dataset's shape and content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    pub row_count: u64,
+    pub column_count: u64,
+    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM) or `"windows-1252"`.
+    pub encoding: String,
+    /// `","`, `";"`, `"\t"` or `"|"`.
+    pub delimiter: String,
+    pub columns: Vec<ColumnProfile>,
+}
+
+/// One of a column's most frequent values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopValue {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Per-column statistics. Optional fields are present only where they fit the dtype.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ColumnProfile {
+    /// pandas naming: duplicates `a`, `a.1`; empty header cell `Unnamed: N`.
+    pub name: String,
+    /// `int64`, `uint64`, `float64`, `bool`, `datetime64[ns]` or `object`.
+    pub dtype: String,
+    pub null_count: u64,
+    /// Distinct non-missing values (exact unless `unique_count_is_estimate`).
+    pub unique_count: u64,
+    pub unique_count_is_estimate: bool,
+    /// Numbers as JSON numbers (`"inf"`/`"-inf"` as strings); dates as ISO strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<serde_json::Value>,
+    /// Numeric columns only; absent when not finite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// Sample standard deviation (ddof = 1, as pandas); needs two values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<f64>,
+    /// `[q1, median, q3]` with linear interpolation (pandas' default); numbers or ISO strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quartiles: Option<Vec<serde_json::Value>>,
+    /// True when quartiles come from a bounded sample rather than every value.
+    #[serde(default)]
+    pub quartiles_are_estimate: bool,
+    /// The five most frequent non-missing values, most frequent first.
+    #[serde(default)]
+    pub top_values: Vec<TopValue>,
+    /// True when a value that only became frequent late in a very diverse column may be missing
+    /// from `top_values` (the counts shown are still exact).
+    #[serde(default)]
+    pub top_values_are_estimate: bool,
+}
+
+/// Why a file could not be analyzed. Messages are shown to API users.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("the file is empty")]
+    Empty,
+    /// `message` names the line, e.g. "line 7 has 5 fields but the header has 3".
+    #[error("{message}")]
+    Malformed { line: u64, message: String },
+    #[error("could not read the file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Profile a stored file.
+pub fn profile_path(path: &Path, format: Format) -> Result<Profile, AnalysisError> {
+    let file = std::fs::File::open(path)?;
+    profile_reader(file, format)
+}
+
+/// Profile any byte stream in one pass with bounded memory.
+pub fn profile_reader<R: Read>(reader: R, format: Format) -> Result<Profile, AnalysisError> {
+    let mut input = reader::open(reader, format)?;
+    let mut record = csv::ByteRecord::new();
+
+    // The header is the first non-blank record.
+    loop {
+        if !input.read_record(&mut record)? {
+            return Err(AnalysisError::Empty);
+        }
+        if !reader::is_blank(&record) {
+            break;
+        }
+    }
+    let mut utf8 = true;
+    utf8 &= reader::is_utf8(&record);
+    let header_raw: Vec<Vec<u8>> = record.iter().map(|f| f.to_vec()).collect();
+    let ncols = header_raw.len();
+    let budget = sketch::Budget::for_columns(ncols);
+    let mut columns: Vec<column::ColumnState> =
+        (0..ncols).map(|i| column::ColumnState::new(&budget, i as u64)).collect();
+
+    let mut rows: u64 = 0;
+    let mut scratch: Vec<(infer::Value, u64)> = Vec::with_capacity(ncols);
+    while input.read_record(&mut record)? {
+        if reader::is_blank(&record) {
+            continue;
+        }
+        if utf8 {
+            utf8 = reader::is_utf8(&record);
+        }
+        let n = record.len();
+        if n > ncols {
+            // A trailing delimiter (extra fields all empty) is tolerated; real extra data is not.
+            let extra_nonempty = record.iter().skip(ncols).any(|f| !f.is_empty());
+            if extra_nonempty {
+                let line = input.record_line(&record);
+                return Err(AnalysisError::Malformed {
+                    line,
+                    message: format!("line {line} has {n} fields but the header has {ncols}"),
+                });
+            }
+        }
+        // Three passes per record: classify, start every column's table load back to back (so
+        // the cache misses overlap instead of queueing), then update.
+        scratch.clear();
+        scratch.extend(columns.iter().zip(record.iter()).map(|(state, field)| state.prepare(field)));
+        for (state, (_, key)) in columns.iter().zip(scratch.iter()) {
+            state.touch(*key);
+        }
+        for ((state, field), (value, key)) in columns.iter_mut().zip(record.iter()).zip(scratch.iter()) {
+            state.apply(*value, *key, field);
+        }
+        for state in columns.iter_mut().skip(n) {
+            state.push_missing();
+        }
+        rows += 1;
+    }
+
+    let encoding = if !utf8 {
+        "windows-1252"
+    } else if input.bom() {
+        "utf-8-sig"
+    } else {
+        "utf-8"
+    };
+    let decode = |b: &[u8]| -> String {
+        if utf8 {
+            String::from_utf8_lossy(b).into_owned()
+        } else {
+            encoding_rs::WINDOWS_1252.decode_without_bom_handling(b).0.into_owned()
+        }
+    };
+    let names = header::pandas_names(header_raw.iter().map(|b| decode(b)).collect());
+    let columns: Vec<ColumnProfile> = columns
+        .into_iter()
+        .zip(names)
+        .map(|(state, name)| state.finish(name, rows, &decode))
+        .collect();
+    Ok(Profile {
+        row_count: rows,
+        column_count: ncols as u64,
+        encoding: encoding.to_string(),
+        delimiter: (input.delimiter() as char).to_string(),
+        columns,
+    })
+}

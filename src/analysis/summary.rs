@@ -1,0 +1,197 @@
+//! The Markdown summary: the original service's fixed opening and feature list, then a compact,
+//! capped statistics section.
+
+use super::column::format_float;
+use super::Profile;
+use serde_json::Value as Json;
+use std::fmt::Write;
+
+/// Lines per statistics list, so a 300-column file stays readable.
+const MAX_LISTED: usize = 15;
+
+impl Profile {
+    /// Markdown summary. The opening is byte-for-byte the original's f-string output.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "The dataset has **{} rows** and **{} columns**.\n\nIt contains the following features:\n\n",
+            self.row_count, self.column_count
+        );
+        let features: Vec<String> =
+            self.columns.iter().map(|c| format!("- **{}**: `{}`", c.name, c.dtype)).collect();
+        s.push_str(&features.join("\n"));
+        if self.row_count == 0 || self.columns.is_empty() {
+            return s;
+        }
+
+        s.push_str("\n\n## Statistics\n\n");
+        let mut missing: Vec<(&str, u64)> =
+            self.columns.iter().filter(|c| c.null_count > 0).map(|c| (c.name.as_str(), c.null_count)).collect();
+        if missing.is_empty() {
+            s.push_str("No missing values.\n");
+        } else {
+            missing.sort_by_key(|m| std::cmp::Reverse(m.1));
+            let _ = writeln!(s, "Missing values ({} of {} columns):\n", missing.len(), self.columns.len());
+            for (name, n) in missing.iter().take(MAX_LISTED) {
+                let pct = *n as f64 * 100.0 / self.row_count as f64;
+                let _ = writeln!(s, "- **{name}**: {n} ({})", percent(pct));
+            }
+            if missing.len() > MAX_LISTED {
+                let _ = writeln!(s, "- … and {} more columns with missing values", missing.len() - MAX_LISTED);
+            }
+        }
+
+        let ranges: Vec<String> = self
+            .columns
+            .iter()
+            .filter_map(|c| {
+                let (min, max) = (c.min.as_ref()?, c.max.as_ref()?);
+                let mut line = format!("- **{}**: {} to {}", c.name, text(min), text(max));
+                if let Some(mean) = c.mean {
+                    let _ = write!(line, " (mean {})", num(mean));
+                }
+                Some(line)
+            })
+            .collect();
+        if !ranges.is_empty() {
+            let _ = writeln!(s, "\nRanges of numeric and date columns:\n");
+            for line in ranges.iter().take(MAX_LISTED) {
+                s.push_str(line);
+                s.push('\n');
+            }
+            if ranges.len() > MAX_LISTED {
+                let _ = writeln!(s, "- … and {} more numeric or date columns", ranges.len() - MAX_LISTED);
+            }
+        }
+        // No trailing newline, like the opening section.
+        while s.ends_with('\n') {
+            s.pop();
+        }
+        s
+    }
+}
+
+fn percent(p: f64) -> String {
+    if (99.95..100.0).contains(&p) {
+        "99.9%".into()
+    } else if p > 0.0 && p < 0.1 {
+        "<0.1%".into()
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
+/// Four significant decimals at most; Python-like exponent form for very large/small values.
+fn num(x: f64) -> String {
+    let a = x.abs();
+    if a != 0.0 && !(1e-3..1e15).contains(&a) {
+        return format_float(x);
+    }
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Number(n) if n.is_f64() => n.as_f64().map(num).unwrap_or_else(|| n.to_string()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ColumnProfile, Profile};
+
+    fn col(name: &str, dtype: &str) -> ColumnProfile {
+        ColumnProfile {
+            name: name.into(),
+            dtype: dtype.into(),
+            null_count: 0,
+            unique_count: 0,
+            unique_count_is_estimate: false,
+            min: None,
+            max: None,
+            mean: None,
+            std: None,
+            quartiles: None,
+            quartiles_are_estimate: false,
+            top_values: vec![],
+            top_values_are_estimate: false,
+        }
+    }
+
+    fn spec_profile() -> Profile {
+        Profile {
+            row_count: 1500,
+            column_count: 3,
+            encoding: "utf-8".into(),
+            delimiter: ",".into(),
+            columns: vec![col("date", "datetime64[ns]"), col("product", "object"), col("sales", "float64")],
+        }
+    }
+
+    #[test]
+    fn opening_matches_spec_exactly() {
+        let spec = "The dataset has **1500 rows** and **3 columns**.\n\nIt contains the following features:\n\n- **date**: `datetime64[ns]`\n- **product**: `object`\n- **sales**: `float64`";
+        let s = spec_profile().summary();
+        assert!(s.starts_with(spec), "{s}");
+        assert_eq!(&s[spec.len()..spec.len() + 2], "\n\n");
+    }
+
+    #[test]
+    fn one_row_and_header_only_and_no_columns_do_not_panic() {
+        let mut p = spec_profile();
+        p.row_count = 1;
+        assert!(p.summary().starts_with("The dataset has **1 rows** and **3 columns**."));
+        p.row_count = 0;
+        let s = p.summary();
+        assert!(s.ends_with("- **sales**: `float64`"), "{s}");
+        p.columns.clear();
+        p.column_count = 0;
+        assert_eq!(
+            p.summary(),
+            "The dataset has **0 rows** and **0 columns**.\n\nIt contains the following features:\n\n"
+        );
+    }
+
+    #[test]
+    fn statistics_section_lists_missing_and_ranges() {
+        let mut p = spec_profile();
+        p.columns[2].null_count = 15;
+        p.columns[2].min = Some(serde_json::json!(1.5));
+        p.columns[2].max = Some(serde_json::json!(300.0));
+        p.columns[2].mean = Some(20.123456);
+        p.columns[0].min = Some(serde_json::json!("2024-01-01"));
+        p.columns[0].max = Some(serde_json::json!("2024-12-31"));
+        let s = p.summary();
+        assert!(s.contains("## Statistics"), "{s}");
+        assert!(s.contains("- **sales**: 15 (1.0%)"), "{s}");
+        assert!(s.contains("- **sales**: 1.5 to 300 (mean 20.1235)"), "{s}");
+        assert!(s.contains("- **date**: 2024-01-01 to 2024-12-31"), "{s}");
+        assert!(!s.ends_with('\n'));
+    }
+
+    #[test]
+    fn statistics_are_capped_for_wide_files() {
+        let columns: Vec<ColumnProfile> = (0..300)
+            .map(|i| {
+                let mut c = col(&format!("c{i}"), "float64");
+                c.null_count = 1;
+                c.min = Some(serde_json::json!(0.0));
+                c.max = Some(serde_json::json!(1.0));
+                c
+            })
+            .collect();
+        let p = Profile { row_count: 10, column_count: 300, encoding: "utf-8".into(), delimiter: ",".into(), columns };
+        let s = p.summary();
+        let stats = &s[s.find("## Statistics").expect("section")..];
+        assert!(stats.lines().count() < 45, "{stats}");
+        assert!(stats.contains("… and 285 more columns with missing values"));
+        assert!(stats.contains("… and 285 more numeric or date columns"));
+    }
+}
