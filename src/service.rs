@@ -440,7 +440,9 @@ impl FileService {
     pub async fn get_active(&self, user: UserId, session: &str) -> Result<Arc<FileRecord>> {
         let session = parse_session_id(session)?;
         if self.cache.is_pass_through() {
-            // Nothing to refill: no lock needed around the catalog read.
+            // Nothing to refill: no lock needed around the catalog read. Every lookup is
+            // a miss, so the hit ratio tells operators there is no cache.
+            metrics().cache_misses.inc();
             let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
             return found.map(Arc::new).ok_or_else(|| Error::NotFound(format!("session {session} has no active file")));
         }
