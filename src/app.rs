@@ -7,7 +7,10 @@ use anyhow::Context;
 
 use crate::auth::{load_or_create_secret, Auth};
 use crate::cache::memory::MemoryCache;
+use crate::cache::none::PassThrough;
+use crate::cache::redis::RedisCache;
 use crate::cache::ActiveFileCache;
+use crate::catalog::postgres::PostgresCatalog;
 use crate::catalog::sqlite::SqliteCatalog;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DatabaseUrl};
@@ -39,20 +42,44 @@ pub fn auth(config: &Config) -> Result<Auth, StartupError> {
     Ok(Auth::new(&secret, config.algorithm))
 }
 
-/// Opens the catalog named by `DATABASE_URL` (without migrating it).
+/// Opens the catalog named by `DATABASE_URL` (without migrating it). Blocking: a
+/// PostgreSQL catalog connects here, and an unreachable server fails startup.
 pub fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartupError> {
     match &config.database_url {
         DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteCatalog::open(path).map_err(|e| key_error("DATABASE_URL", e))?)),
-        DatabaseUrl::Postgres(_) => Err(key_error(
-            "DATABASE_URL",
-            "PostgreSQL catalogs are not supported by this version yet; use sqlite://PATH",
-        )),
+        // The message names the server but never the password.
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresCatalog::open(url).map_err(|e| key_error("DATABASE_URL", e))?)),
     }
+}
+
+/// The active-file cache: Redis when `REDIS_URL` is set; otherwise in-process, except
+/// on PostgreSQL, where replicas share the catalog and a per-process cache would serve
+/// an active file another replica has changed, so nothing is cached.
+async fn open_cache(config: &Config) -> Result<Arc<dyn ActiveFileCache>, StartupError> {
+    let ttl = Duration::from_secs(config.active_file_ttl_seconds);
+    Ok(match (&config.redis_url, &config.database_url) {
+        (Some(url), _) => {
+            // Fault injection for the replica-race test only: delays every cache write.
+            let put_delay = std::env::var("FILE_SERVICE_FAULT_CACHE_PUT_DELAY_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis);
+            let cache = RedisCache::open(url, ttl, put_delay).map_err(|e| key_error("REDIS_URL", e))?;
+            // Redis is a cache: when it is down the catalog serves, so this is no reason
+            // to refuse to start; caching begins as soon as it answers.
+            if let Err(e) = cache.ping().await {
+                tracing::warn!(error = %e, "REDIS_URL: Redis is not reachable; serving from the catalog until it is");
+            }
+            Arc::new(cache)
+        }
+        (None, DatabaseUrl::Postgres(_)) => Arc::new(PassThrough),
+        (None, DatabaseUrl::Sqlite(_)) => Arc::new(MemoryCache::new(ttl)),
+    })
 }
 
 /// Opens every backend, applies migrations and finishes interrupted work.
 pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
-    let service = open(config)?;
+    let service = open(config).await?;
     let setup = service.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         setup.catalog().migrate().context("applying catalog migrations")?;
@@ -68,7 +95,7 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
 /// what is in use and whether each part answers.
 pub async fn check(config: &Config) -> Result<String, StartupError> {
     auth(config)?;
-    let service = open(config)?;
+    let service = open(config).await?;
     let report = service.readiness().await;
     let describe = service.describe();
     let line = |name: &str, c: &crate::service::Check| match &c.detail {
@@ -90,14 +117,15 @@ pub async fn check(config: &Config) -> Result<String, StartupError> {
 }
 
 /// Opens every backend (creating the SQLite file and storage folder if needed).
-fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
-    let catalog = open_catalog(config)?;
+async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
+    // Connecting to PostgreSQL blocks (and its client must not run on an async thread).
+    let catalog = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_catalog(&config)).await.context("startup task")??
+    };
     let storage: Arc<dyn Storage> =
         Arc::new(LocalStorage::open(&config.local_storage_path).map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?);
-    let cache: Arc<dyn ActiveFileCache> = match &config.redis_url {
-        None => Arc::new(MemoryCache::new(Duration::from_secs(config.active_file_ttl_seconds))),
-        Some(_) => return Err(key_error("REDIS_URL", "Redis caches are not supported by this version yet; unset REDIS_URL")),
-    };
+    let cache = open_cache(config).await?;
     let limits = Limits {
         max_upload_bytes: config.max_upload_bytes,
         max_concurrent_analyses: config.max_concurrent_analyses,

@@ -5,8 +5,9 @@
 //! - [`http`]: warp routes and the mapping of [`error::Error`] to responses;
 //! - [`service`]: every business rule (names, uploads, active files, deletes);
 //! - backends behind traits, one file per implementation: [`catalog`] (records and
-//!   active entries: SQLite), [`cache`] (active-file cache: moka), [`storage`] (bytes:
-//!   local folder);
+//!   active entries: SQLite, or PostgreSQL shared by replicas), [`cache`] (active-file
+//!   cache: moka, Redis shared by replicas, or none on PostgreSQL without Redis),
+//!   [`storage`] (bytes: local folder);
 //! - [`analysis`]: reads a dataset in one bounded-memory pass and writes its summary;
 //! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens; [`metrics`]
 //!   counts what happens for `GET /metrics`.

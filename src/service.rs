@@ -14,12 +14,12 @@ use chrono::Utc;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
-use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::sync::{mpsc, Mutex, MutexGuard, Semaphore};
 use uuid::Uuid;
 
 use crate::analysis::{self, Format};
 use crate::cache::ActiveFileCache;
-use crate::catalog::{Catalog, Unfinished};
+use crate::catalog::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
 use crate::metrics::metrics;
 use crate::model::{parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, UserId};
@@ -157,6 +157,21 @@ impl FileService {
 
     fn user_lock(&self, user: UserId) -> &Mutex<()> {
         &self.user_locks[(user as u64 % self.user_locks.len() as u64) as usize]
+    }
+
+    /// Serialises one user's catalog-change-then-cache-write sequences: in this process
+    /// always, and across every replica when the cache is shared (Redis) and the catalog
+    /// can lock (PostgreSQL advisory lock). Without the shared lock, replica A's cache
+    /// write after its commit could land after replica B's newer change or delete had
+    /// cleared the entry, and every replica would serve A's stale file until the TTL.
+    async fn lock_user(&self, user: UserId) -> Result<UserGuard<'_>> {
+        let local = self.user_lock(user).lock().await;
+        let shared = if self.cache.is_shared() {
+            self.with_catalog(move |c| c.lock_user(user)).await?
+        } else {
+            None
+        };
+        Ok(UserGuard { _shared: shared, _local: local })
     }
 
     /// Logs a cache failure the first time in a row it happens; the caller carries on
@@ -315,7 +330,7 @@ impl FileService {
             return Err(e);
         }
 
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let committed = self.with_catalog(move |c| c.commit_upload(id, Some(session))).await;
         let stored = match committed {
             Ok(stored) => Arc::new(stored),
@@ -375,7 +390,7 @@ impl FileService {
         if description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
             return Err(Error::invalid("description_too_long", format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes")));
         }
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let current = self.get_file(user, file_name).await?;
         let old_object = object_name(user, &current.file_name, &current.format);
         let new_object = new_name
@@ -436,7 +451,7 @@ impl FileService {
     /// The session no longer has an active file; idempotent.
     pub async fn clear_active(&self, user: UserId, session: &str) -> Result<()> {
         let session = parse_session_id(session)?;
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         self.with_catalog(move |c| c.clear_active(user, session)).await?;
         self.cache_result(self.cache.remove(user, session).await);
         Ok(())
@@ -444,12 +459,19 @@ impl FileService {
 
     pub async fn get_active(&self, user: UserId, session: &str) -> Result<Arc<FileRecord>> {
         let session = parse_session_id(session)?;
+        if self.cache.is_pass_through() {
+            // Nothing to refill: no lock needed around the catalog read. Every lookup is
+            // a miss, so the hit ratio tells operators there is no cache.
+            metrics().cache_misses.inc();
+            let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
+            return found.map(Arc::new).ok_or_else(|| Error::NotFound(format!("session {session} has no active file")));
+        }
         if let Some(Some(hit)) = self.cache_result(self.cache.get(user, session).await) {
             metrics().cache_hits.inc();
             return Ok(hit);
         }
         metrics().cache_misses.inc();
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
         let record = Arc::new(found.ok_or_else(|| {
             Error::NotFound(format!("session {session} has no active file"))
@@ -461,7 +483,7 @@ impl FileService {
     pub async fn set_active(&self, user: UserId, session: &str, file_name: &str) -> Result<Arc<FileRecord>> {
         let session = parse_session_id(session)?;
         let name = file_name.to_string();
-        let _guard = self.user_lock(user).lock().await;
+        let _guard = self.lock_user(user).await?;
         let found = self.with_catalog(move |c| c.set_active(user, session, &name)).await?;
         let record = Arc::new(found.ok_or_else(|| file_not_found(file_name))?);
         self.cache_result(self.cache.put(user, session, record.clone()).await);
@@ -472,7 +494,7 @@ impl FileService {
     pub async fn delete_file(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
         let name = file_name.to_string();
         let (record, sessions) = {
-            let _guard = self.user_lock(user).lock().await;
+            let _guard = self.lock_user(user).await?;
             let found = self.with_catalog(move |c| c.begin_delete(user, &name)).await?;
             let (record, sessions) = found.ok_or_else(|| file_not_found(file_name))?;
             for session in &sessions {
@@ -552,6 +574,13 @@ impl FileService {
         let size = std::io::copy(&mut file, &mut hasher).map_err(Error::internal)?;
         Ok(size == record.size_bytes && hex::encode(hasher.finalize()) == record.sha256)
     }
+}
+
+/// Held while one user's catalog change and its cache write happen; fields drop in
+/// order, so the cross-process lock is released before the in-process one.
+struct UserGuard<'a> {
+    _shared: Option<UserLock>,
+    _local: MutexGuard<'a, ()>,
 }
 
 /// The answer of `GET /readyz`.

@@ -4,6 +4,8 @@
 //! eviction, outage) and the service then reads the catalog and refills it.
 
 pub mod memory;
+pub mod none;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -21,6 +23,18 @@ pub trait ActiveFileCache: Send + Sync + 'static {
     async fn put(&self, user: UserId, session: Uuid, record: Arc<FileRecord>) -> Result<()>;
 
     async fn remove(&self, user: UserId, session: Uuid) -> Result<()>;
+
+    /// True when other processes read and write the same entries (Redis): the service
+    /// then serialises each user's catalog-then-cache updates across processes too.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// True when the backend stores nothing (every `get` misses): the service then reads
+    /// the catalog directly, without the lock a refill needs.
+    fn is_pass_through(&self) -> bool {
+        false
+    }
 
     /// What this backend is, for logs.
     fn describe(&self) -> String;

@@ -3,6 +3,7 @@
 //! Every method blocks (SQLite and PostgreSQL drivers are synchronous); the service calls
 //! them on the blocking pool.
 
+pub mod postgres;
 pub mod sqlite;
 
 use uuid::Uuid;
@@ -18,6 +19,9 @@ pub enum Unfinished {
     /// A delete that may not have removed the bytes yet.
     Delete(FileRecord),
 }
+
+/// A lock held by [`Catalog::lock_user`]; dropping it releases the lock.
+pub type UserLock = Box<dyn Send>;
 
 pub trait Catalog: Send + Sync + 'static {
     /// Applies pending migrations; safe to call from several processes at once.
@@ -73,6 +77,15 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Rows left pending or deleting by a crash, for startup recovery.
     fn unfinished(&self) -> Result<Vec<Unfinished>>;
+
+    /// Locks `user` against every other process sharing this catalog until the returned
+    /// guard is dropped, or `None` when the catalog is private to this process (SQLite),
+    /// where the service's in-process lock is enough. The service holds it around a
+    /// catalog change and the matching write to a shared cache, so replicas apply those
+    /// pairs one at a time per user and a late cache write cannot undo a newer change.
+    fn lock_user(&self, _user: UserId) -> Result<Option<UserLock>> {
+        Ok(None)
+    }
 
     /// Cheap round trip proving the catalog is reachable.
     fn ping(&self) -> Result<()>;

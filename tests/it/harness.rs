@@ -13,6 +13,122 @@ use serde_json::Value;
 
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
+/// The backends a server runs on. The whole suite runs on the stack named by
+/// `TEST_STACK` (`sqlite`, the default; `postgres-redis`; `postgres`), so `.ci/run` runs
+/// it once per stack; backend-specific tests pick their stack explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stack {
+    /// SQLite file and in-process cache in the server's data folder.
+    Sqlite,
+    /// A fresh PostgreSQL database and the Redis at `TEST_REDIS_URL`.
+    PostgresRedis,
+    /// A fresh PostgreSQL database, no Redis (the service caches nothing then).
+    Postgres,
+}
+
+impl Stack {
+    pub fn from_env() -> Stack {
+        match std::env::var("TEST_STACK").as_deref() {
+            Err(_) | Ok("") | Ok("sqlite") => Stack::Sqlite,
+            Ok("postgres-redis") => Stack::PostgresRedis,
+            Ok("postgres") => Stack::Postgres,
+            Ok(other) => panic!("TEST_STACK={other:?}: use sqlite, postgres-redis or postgres"),
+        }
+    }
+}
+
+/// The URL in `var` (`TEST_DATABASE_URL` / `TEST_REDIS_URL`) if it is set and its server
+/// answers. Otherwise prints that `test` is skipped and returns `None`, or fails when
+/// `REQUIRE_SERVICES=1` (CI), where a missing server is an error, not a skip.
+pub fn service_url(var: &str, test: &str) -> Option<String> {
+    let required = std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+    let skip = |why: String| {
+        if required {
+            panic!("{test}: {why}, and REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED {test}: {why}");
+        None
+    };
+    let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
+        return skip(format!("{var} is not set"));
+    };
+    let reachable = if var == "TEST_REDIS_URL" {
+        redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    } else {
+        let admin = url.clone();
+        off_runtime(move || postgres::Client::connect(&admin, postgres::NoTls).map(|_| ()).map_err(|e| e.to_string()))
+    };
+    match reachable {
+        Ok(()) => Some(url),
+        Err(e) => skip(format!("{var}={url} does not answer: {e}")),
+    }
+}
+
+/// Runs blocking client code (the sync postgres client starts its own runtime) on a
+/// plain thread, outside the test's tokio runtime.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().expect("helper thread"))
+}
+
+/// A PostgreSQL database made for one server (and its replicas), dropped with it.
+pub struct TestDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create(admin_url: &str) -> TestDatabase {
+        let name = format!("fs_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_url.to_string();
+        let sql = format!("CREATE DATABASE {name}");
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to TEST_DATABASE_URL");
+            c.batch_execute(&sql).expect("CREATE DATABASE");
+        });
+        let url = with_database(admin_url, &name);
+        TestDatabase { admin_url: admin_url.to_string(), name, url }
+    }
+
+    /// A client on this database (use inside `off_runtime`).
+    pub fn connect(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+
+    /// Drops the database now, cutting off every connection to it (as an outage would).
+    pub fn drop_now(&self) {
+        let (admin, sql) = (self.admin_url.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        off_runtime(move || {
+            if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
+                let _ = c.batch_execute(&sql);
+            }
+        });
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let (authority, query) = match rest.split_once('/') {
+        Some((auth, path)) => (auth, path.split_once('?').map(|(_, q)| q)),
+        None => (rest.split_once('?').map_or(rest, |(a, _)| a), rest.split_once('?').map(|(_, q)| q)),
+    };
+    match query {
+        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
+        None => format!("{scheme}://{authority}/{name}"),
+    }
+}
+
 /// A running server process and the folder it keeps its data in.
 pub struct TestServer {
     child: Option<Child>,
@@ -21,6 +137,9 @@ pub struct TestServer {
     env: Vec<(String, String)>,
     logs: Arc<Mutex<Vec<String>>>,
     pub client: reqwest::Client,
+    pub stack: Stack,
+    /// The PostgreSQL database of this server and its replicas; dropped after them.
+    pub db: Option<Arc<TestDatabase>>,
 }
 
 impl TestServer {
@@ -28,17 +147,72 @@ impl TestServer {
         Self::start_with(&[]).await
     }
 
-    /// Starts a server with extra environment variables (e.g. `MAX_UPLOAD_BYTES`).
+    /// Starts a server with extra environment variables (e.g. `MAX_UPLOAD_BYTES`) on the
+    /// stack named by `TEST_STACK`.
     pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
+        let stack = Stack::from_env();
+        // The suite was asked to run on this stack: its services must be there.
+        let need = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| panic!("TEST_STACK={stack:?} needs {var}"))
+        };
+        let (db, redis) = match stack {
+            Stack::Sqlite => (None, None),
+            Stack::Postgres => (Some(need("TEST_DATABASE_URL")), None),
+            Stack::PostgresRedis => (Some(need("TEST_DATABASE_URL")), Some(need("TEST_REDIS_URL"))),
+        };
+        Self::start_on(stack, db.as_deref(), redis.as_deref(), env).await
+    }
+
+    /// Starts a server on `stack`, given the admin URL of PostgreSQL (a fresh database
+    /// is created on it) and the Redis URL as the stack needs them.
+    pub async fn start_on(stack: Stack, database_admin_url: Option<&str>, redis_url: Option<&str>, env: &[(&str, &str)]) -> TestServer {
         let data = tempfile::tempdir().expect("temp dir");
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut vars: Vec<(String, String)> = Vec::new();
+        let db = match stack {
+            Stack::Sqlite => None,
+            Stack::Postgres | Stack::PostgresRedis => {
+                let db = TestDatabase::create(database_admin_url.expect("a PostgreSQL stack needs TEST_DATABASE_URL"));
+                vars.push(("DATABASE_URL".into(), db.url.clone()));
+                Some(Arc::new(db))
+            }
+        };
+        if stack == Stack::PostgresRedis {
+            vars.push(("REDIS_URL".into(), redis_url.expect("this stack needs TEST_REDIS_URL").to_string()));
+        }
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = TestServer {
             child: None,
             base: String::new(),
             data,
-            env,
+            env: vars,
             logs: Arc::new(Mutex::new(Vec::new())),
             client: reqwest::Client::new(),
+            stack,
+            db,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Another server process on the same catalog, cache and storage folder (a replica),
+    /// with `env` added (later entries win).
+    pub async fn replica(&self, env: &[(&str, &str)]) -> TestServer {
+        assert!(self.stack != Stack::Sqlite, "replicas share a PostgreSQL catalog");
+        let mut vars = self.env.clone();
+        vars.push(("DATA_DIR".into(), self.data.path().join("data").display().to_string()));
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut server = TestServer {
+            child: None,
+            base: String::new(),
+            data: tempfile::tempdir().expect("temp dir"),
+            env: vars,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            client: reqwest::Client::new(),
+            stack: self.stack,
+            db: self.db.clone(),
         };
         server.spawn();
         server

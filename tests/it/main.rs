@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod backends;
 mod file_api;
 mod harness;
 mod ops;

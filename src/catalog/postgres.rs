@@ -1,0 +1,601 @@
+//! The scale-out catalog on PostgreSQL (postgres crate, r2d2 pool), shared by every replica.
+//!
+//! Same behaviour as the SQLite catalog: pending/ready/deleting rows for crash-safe
+//! uploads and deletes, names unique per user by a unique index, a durable active-file
+//! table. Every connection carries server-side timeouts, so a dead or stuck server turns
+//! into `Error::Unavailable` (503) instead of a hung request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::config::Host;
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Row, Statement};
+use r2d2_postgres::PostgresConnectionManager;
+use uuid::Uuid;
+
+use super::{Catalog, Unfinished, UserLock};
+use crate::error::{Error, Result};
+use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
+
+/// Migrations in order; a version is applied once and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schema/postgres/0001_init.sql"))];
+
+/// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together
+/// apply each migration once.
+const MIGRATION_LOCK: i64 = 0x6669_6c65_7376_6301;
+/// First half of the two-key advisory locks on users (the second half is the user id);
+/// two-key locks live apart from the one-key migration lock.
+const USER_LOCK_SPACE: i32 = 0x6673_7531;
+
+/// Rows left pending or deleting for longer than this are abandoned. Younger ones may
+/// belong to an upload or delete in flight on another replica, which startup recovery of
+/// this replica must not undo (reserve→commit and begin→finish take milliseconds).
+const ABANDONED_AFTER_SECONDS: i32 = 60;
+
+/// Server-side limits on every connection: a statement or lock wait that runs this long
+/// is cancelled and reported as unavailable; a transaction left idle is ended.
+const SESSION_OPTIONS: &str =
+    "-c statement_timeout=5000 -c lock_timeout=3000 -c idle_in_transaction_session_timeout=30000";
+
+/// The columns every record query selects (table alias `f`), in the order `record_at` reads them.
+macro_rules! columns {
+    () => {
+        "f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
+         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, f.profile, f.created_at, f.updated_at, f.state"
+    };
+}
+
+const INSERT_PENDING: &str = "INSERT INTO files (public_id, user_id, file_name, storage_uri, storage_type, description,
+         summary, format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, CAST($5::text AS storage_type), $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $14)";
+const COMMIT: &str = concat!(
+    "UPDATE files AS f SET state = 'ready', updated_at = now() WHERE f.public_id = $1 AND f.state = 'pending' RETURNING f.id, ",
+    columns!()
+);
+const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, updated_at) VALUES ($1, $2, $3, now())
+     ON CONFLICT (user_id, session_id) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at";
+const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending'";
+// `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)
+     ORDER BY f.id LIMIT $3 OFFSET $4"
+);
+const COUNT: &str =
+    "SELECT COUNT(*) FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)";
+const CLEAR_ONE: &str = "DELETE FROM active_files WHERE user_id = $1 AND session_id = $2";
+// Row lock first (FOR UPDATE), like a delete, so concurrent activations and deletes of
+// the file queue behind the rename.
+const FIND_FOR_UPDATE: &str =
+    "SELECT f.id FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' FOR UPDATE";
+const UPDATE: &str = concat!(
+    "UPDATE files AS f SET file_name = COALESCE($2, f.file_name), storage_uri = COALESCE($3, f.storage_uri),
+         description = COALESCE($4, f.description), updated_at = now()
+     WHERE f.id = $1 RETURNING ",
+    columns!()
+);
+const SESSIONS_OF: &str = "SELECT session_id FROM active_files WHERE file_id = $1";
+const GET: &str = concat!("SELECT ", columns!(), " FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready'");
+// FOR SHARE: a concurrent delete (which updates the row) waits for this activation to
+// commit and then removes the new active entry too, or this one sees the row gone.
+const GET_FOR_SHARE: &str = concat!(
+    "SELECT f.id, ",
+    columns!(),
+    " FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' FOR SHARE"
+);
+const GET_ACTIVE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM active_files a JOIN files f ON f.id = a.file_id WHERE a.user_id = $1 AND a.session_id = $2 AND f.state = 'ready'"
+);
+const BEGIN_DELETE: &str = concat!(
+    "UPDATE files AS f SET state = 'deleting', updated_at = now()
+     WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' RETURNING f.id, ",
+    columns!()
+);
+const CLEAR_ACTIVE: &str = "DELETE FROM active_files WHERE file_id = $1 RETURNING session_id";
+const FINISH_DELETE: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'deleting'";
+const UNFINISHED: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM files f WHERE f.state <> 'ready' AND f.updated_at < now() - make_interval(secs => $1) ORDER BY f.id"
+);
+const USER_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
+const ALL_FILES: &str = concat!("SELECT ", columns!(), " FROM files f WHERE f.state = 'ready' ORDER BY f.id");
+const NAME_CLAIMED: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = $1 AND file_name = $2)";
+const REPLACE_CONTENT: &str = concat!(
+    "UPDATE files AS f SET size_bytes = $2, sha256 = $3, summary = $4, row_count = $5, column_count = $6,
+         profile = $7, updated_at = now()
+     WHERE f.public_id = $1 AND f.state = 'ready' RETURNING f.id, ",
+    columns!()
+);
+
+/// A pooled connection with its prepared statements, so a query is one round trip.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(db_err)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+/// r2d2_postgres's manager, keeping a statement cache next to each client.
+pub struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
+        Ok(PgConn { client: self.0.connect()?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+type Pool = r2d2::Pool<Manager>;
+
+pub struct PostgresCatalog {
+    /// `Some` until dropped (see the `Drop` impl).
+    pool: Option<Pool>,
+    /// Connections that hold per-user advisory locks. A separate, small pool: a lock
+    /// holder also needs a connection from `pool` for its catalog call, and sharing one
+    /// pool would let lock holders starve each other of connections.
+    locks: Option<Pool>,
+    /// `user@host:port/db`, never the password.
+    target: String,
+}
+
+impl Drop for PostgresCatalog {
+    fn drop(&mut self) {
+        // Closing a postgres client blocks on its own runtime, which panics on a thread
+        // that drives async tasks, and the service is dropped in async code at shutdown.
+        // Close the pools' connections on a plain thread.
+        let pools = (self.pool.take(), self.locks.take());
+        let _ = std::thread::spawn(move || drop(pools)).join();
+    }
+}
+
+impl PostgresCatalog {
+    /// Connects to the database at `url` (postgres://…). Fails, naming the server but not
+    /// the password, when the URL is bad or the server cannot be reached now.
+    pub fn open(url: &str) -> Result<PostgresCatalog, String> {
+        let mut config: postgres::Config = url.parse().map_err(|e| format!("is not a valid PostgreSQL URL: {e}"))?;
+        let target = describe_target(&config);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(3));
+        }
+        // Notice a vanished server (no FIN, e.g. a network cut) within seconds rather
+        // than the kernel's defaults of minutes to hours.
+        config.keepalives(true).keepalives_idle(Duration::from_secs(10)).tcp_user_timeout(Duration::from_secs(10));
+        let options = match config.get_options() {
+            Some(own) => format!("{own} {SESSION_OPTIONS}"),
+            None => SESSION_OPTIONS.to_string(),
+        };
+        config.options(&options);
+        if config.get_application_name().is_none() {
+            config.application_name("file-service");
+        }
+        let manager = || Manager(PostgresConnectionManager::new(config.clone(), NoTls));
+        // min_idle 1: building the pool proves the server is reachable now (startup fails
+        // with a clear line otherwise); more connections open on demand.
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(3))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(manager())
+            .map_err(|e| format!("cannot connect to PostgreSQL at {target}: {e}"))?;
+        let locks = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(3))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(manager());
+        Ok(PostgresCatalog { pool: Some(pool), locks: Some(locks), target })
+    }
+
+    fn conn_from(&self, pool: &Option<Pool>) -> Result<r2d2::PooledConnection<Manager>> {
+        pool.as_ref()
+            .expect("pools live as long as the catalog")
+            .get()
+            .map_err(|e| Error::Unavailable(format!("the PostgreSQL catalog at {} is not available: {e}", self.target)))
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        self.conn_from(&self.pool)
+    }
+}
+
+/// `user@host:port/db` for logs and errors: everything but the password.
+fn describe_target(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("(default user)");
+    let db = config.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{db}")
+}
+
+/// Connection-level failures (server gone, database dropped, timeouts, too many
+/// connections) are `Unavailable`: the request may succeed later. Anything else is a bug.
+fn db_err(e: postgres::Error) -> Error {
+    if is_unavailable(&e) {
+        Error::Unavailable(format!("the PostgreSQL catalog is not available: {e}"))
+    } else {
+        Error::Internal(anyhow::Error::new(e).context("PostgreSQL catalog"))
+    }
+}
+
+fn is_unavailable(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        let c = code.code();
+        // 08 connection exception, 53 insufficient resources, 57 operator intervention
+        // (shutdown, statement timeout), 3D000 database does not exist (dropped),
+        // 55P03 lock timeout, 40001/40P01 serialization failure / deadlock (retryable).
+        return c.starts_with("08")
+            || c.starts_with("53")
+            || c.starts_with("57")
+            || matches!(c, "3D000" | "55P03" | "40001" | "40P01");
+    }
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// The unique index on (user_id, file_name) refused a row: the name is taken.
+fn is_name_taken(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+        && e.as_db_error().and_then(|d| d.constraint()) == Some("idx_files_user_filename")
+}
+
+/// Reads a record from the `columns!()` of `row`, starting at column `at`.
+fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
+    let read = || -> std::result::Result<FileRecord, postgres::Error> {
+        Ok(FileRecord {
+            id: row.try_get(at)?,
+            user_id: row.try_get(at + 1)?,
+            file_name: row.try_get(at + 2)?,
+            storage_uri: row.try_get(at + 3)?,
+            storage_type: row.try_get(at + 4)?,
+            description: row.try_get(at + 5)?,
+            summary: row.try_get(at + 6)?,
+            format: row.try_get(at + 7)?,
+            size_bytes: row.try_get::<_, i64>(at + 8)? as u64,
+            sha256: row.try_get(at + 9)?,
+            row_count: row.try_get::<_, i64>(at + 10)? as u64,
+            column_count: row.try_get::<_, i64>(at + 11)? as u64,
+            profile_json: row.try_get(at + 12)?,
+            created_at: row.try_get::<_, DateTime<Utc>>(at + 13)?,
+            updated_at: row.try_get::<_, DateTime<Utc>>(at + 14)?,
+        })
+    };
+    read().map_err(db_err)
+}
+
+fn pk_and_record(row: &Row) -> Result<(i64, FileRecord)> {
+    Ok((row.try_get(0).map_err(db_err)?, record_at(row, 1)?))
+}
+
+/// Holds a per-user advisory lock on its own connection; dropping it unlocks.
+struct PgUserLock {
+    conn: Option<r2d2::PooledConnection<Manager>>,
+}
+
+impl Drop for PgUserLock {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else { return };
+        // Unlocking is a blocking round trip and the guard is dropped in async code:
+        // hand it to the blocking pool. If the connection is broken, the server has
+        // already released the lock with the session.
+        let mut unlock = move || {
+            let _ = conn.client.batch_execute("SELECT pg_advisory_unlock_all()");
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(unlock)),
+            Err(_) => unlock(),
+        }
+    }
+}
+
+impl Catalog for PostgresCatalog {
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        // A migration may take longer than a request may; waiting for another replica's
+        // migration is expected. Both only for this transaction.
+        tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+            .map_err(db_err)?;
+        // Transaction-scoped: released by commit or rollback, even if this process dies.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(db_err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .map_err(db_err)?;
+        let current: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)?;
+        for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            tx.batch_execute(sql).map_err(|e| match db_err(e) {
+                Error::Internal(e) => Error::Internal(e.context(format!("PostgreSQL migration {version}"))),
+                other => other,
+            })?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
+                .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn reserve_upload(&self, r: &FileRecord) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(INSERT_PENDING)?;
+        let inserted = conn.client.execute(
+            &stmt,
+            &[
+                &r.id,
+                &r.user_id,
+                &r.file_name,
+                &r.storage_uri,
+                &r.storage_type,
+                &r.description,
+                &r.summary,
+                &r.format,
+                &(r.size_bytes as i64),
+                &r.sha256,
+                &(r.row_count as i64),
+                &(r.column_count as i64),
+                &r.profile_json,
+                &r.created_at,
+            ],
+        );
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_name_taken(&e) => {
+                Err(Error::Conflict(format!("a file named {:?} already exists for this user", r.file_name)))
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    fn commit_upload(&self, id: Uuid, session: Option<Uuid>) -> Result<FileRecord> {
+        let mut conn = self.conn()?;
+        let commit = conn.statement(COMMIT)?;
+        let activate = conn.statement(ACTIVATE)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let row = tx
+            .query_opt(&commit, &[&id])
+            .map_err(db_err)?
+            .ok_or_else(|| Error::internal(format!("upload {id} is no longer reserved")))?;
+        let (pk, record) = pk_and_record(&row)?;
+        if let Some(session) = session {
+            tx.execute(&activate, &[&record.user_id, &session, &pk]).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(record)
+    }
+
+    fn abort_upload(&self, id: Uuid) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(ABORT)?;
+        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {
+        let mut conn = self.conn()?;
+        let list = conn.statement(LIST)?;
+        let prefix = query.name_prefix.clone().unwrap_or_default();
+        let limit = query.limit.map(i64::from);
+        let offset = query.offset as i64;
+        let rows = conn.client.query(&list, &[&user, &prefix, &limit, &offset]).map_err(db_err)?;
+        let files = rows.iter().map(|r| record_at(r, 0)).collect::<Result<Vec<_>>>()?;
+        // Without paging the page is the whole answer; count only when it may not be.
+        let total = if query.limit.is_none() && query.offset == 0 {
+            files.len() as u64
+        } else {
+            let count = conn.statement(COUNT)?;
+            conn.client
+                .query_one(&count, &[&user, &prefix])
+                .and_then(|r| r.try_get::<_, i64>(0))
+                .map_err(db_err)? as u64
+        };
+        Ok((files, total))
+    }
+
+    fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(GET)?;
+        let row = conn.client.query_opt(&stmt, &[&user, &file_name]).map_err(db_err)?;
+        row.map(|r| record_at(&r, 0)).transpose()
+    }
+
+    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let find = conn.statement(GET_FOR_SHARE)?;
+        let activate = conn.statement(ACTIVATE)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let Some(row) = tx.query_opt(&find, &[&user, &file_name]).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (pk, record) = pk_and_record(&row)?;
+        tx.execute(&activate, &[&user, &session, &pk]).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some(record))
+    }
+
+    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(GET_ACTIVE)?;
+        let row = conn.client.query_opt(&stmt, &[&user, &session]).map_err(db_err)?;
+        row.map(|r| record_at(&r, 0)).transpose()
+    }
+
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(CLEAR_ONE)?;
+        conn.client.execute(&stmt, &[&user, &session]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let find = conn.statement(FIND_FOR_UPDATE)?;
+        let change = conn.statement(UPDATE)?;
+        let sessions_of = conn.statement(SESSIONS_OF)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let Some(row) = tx.query_opt(&find, &[&user, &file_name]).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let pk: i64 = row.try_get(0).map_err(db_err)?;
+        let (new_name, new_uri) = update.rename.clone().unzip();
+        let record = match tx.query_one(&change, &[&pk, &new_name, &new_uri, &update.description]) {
+            Ok(row) => record_at(&row, 0)?,
+            Err(e) if is_name_taken(&e) => {
+                return Err(Error::Conflict(format!(
+                    "a file named {:?} already exists for this user",
+                    new_name.unwrap_or_default()
+                )))
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let sessions = tx
+            .query(&sessions_of, &[&pk])
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.try_get::<_, Uuid>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
+    fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let hide = conn.statement(BEGIN_DELETE)?;
+        let clear = conn.statement(CLEAR_ACTIVE)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        // The UPDATE takes the row lock first, so an activation of this file either
+        // committed before (and its entry is cleared below) or finds the file gone.
+        let Some(row) = tx.query_opt(&hide, &[&user, &file_name]).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (pk, record) = pk_and_record(&row)?;
+        let sessions = tx
+            .query(&clear, &[&pk])
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.try_get::<_, Uuid>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
+    fn finish_delete(&self, id: Uuid) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(FINISH_DELETE)?;
+        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn all_files(&self) -> Result<Vec<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(ALL_FILES)?;
+        let rows = conn.client.query(&stmt, &[]).map_err(db_err)?;
+        rows.iter().map(|row| record_at(row, 0)).collect()
+    }
+
+    fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(NAME_CLAIMED)?;
+        conn.client.query_one(&stmt, &[&user, &file_name]).and_then(|r| r.try_get(0)).map_err(db_err)
+    }
+
+    fn replace_content(&self, c: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let replace = conn.statement(REPLACE_CONTENT)?;
+        let sessions_of = conn.statement(SESSIONS_OF)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let params: [&(dyn postgres::types::ToSql + Sync); 7] = [
+            &c.id,
+            &(c.size_bytes as i64),
+            &c.sha256,
+            &c.summary,
+            &(c.row_count as i64),
+            &(c.column_count as i64),
+            &c.profile_json,
+        ];
+        let Some(row) = tx.query_opt(&replace, &params).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (pk, record) = pk_and_record(&row)?;
+        let sessions = tx
+            .query(&sessions_of, &[&pk])
+            .map_err(db_err)?
+            .iter()
+            .map(|r| r.try_get::<_, Uuid>(0))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
+    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(UNFINISHED)?;
+        let rows = conn
+            .client
+            .query(&stmt, &[&(ABANDONED_AFTER_SECONDS as f64)])
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let record = record_at(row, 0)?;
+                let state: String = row.try_get(15).map_err(db_err)?;
+                Ok(if state == "pending" { Unfinished::Upload(record) } else { Unfinished::Delete(record) })
+            })
+            .collect()
+    }
+
+    fn lock_user(&self, user: UserId) -> Result<Option<UserLock>> {
+        let mut conn = self.conn_from(&self.locks)?;
+        let stmt = conn.statement(USER_LOCK)?;
+        // Users share a lock when their ids agree in the low 32 bits: only extra waiting.
+        let key = (user ^ (user >> 32)) as i32;
+        conn.client.execute(&stmt, &[&USER_LOCK_SPACE, &key]).map_err(db_err)?;
+        Ok(Some(Box::new(PgUserLock { conn: Some(conn) })))
+    }
+
+    fn ping(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        conn.client.simple_query("SELECT 1").map_err(db_err)?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("postgresql {}", self.target)
+    }
+}

@@ -1,0 +1,462 @@
+//! Tests of the scale-out backends: the PostgreSQL schema and migrations, the Redis hash format, replicas that must never disagree, and Redis/PostgreSQL faults.
+//!
+//! They need `TEST_DATABASE_URL` and/or `TEST_REDIS_URL`; without them each test prints
+//! that it was skipped (and fails under `REQUIRE_SERVICES=1`). The Redis fault tests run
+//! their own `redis-server` on a free port, so they can kill it.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{new_session, off_runtime, sales_csv, service_url, Stack, TestServer};
+
+fn pg(test: &str) -> Option<String> {
+    service_url("TEST_DATABASE_URL", test)
+}
+
+fn pg_and_redis(test: &str) -> Option<(String, String)> {
+    Some((pg(test)?, service_url("TEST_REDIS_URL", test)?))
+}
+
+/// A user id no other test (or run) uses, so Redis keys never collide.
+fn random_user() -> i64 {
+    (rand::random::<u32>() as i64) + 1_000_000
+}
+
+fn redis_conn(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection_with_timeout(Duration::from_secs(2)).expect("redis connection")
+}
+
+fn hgetall(url: &str, key: &str) -> HashMap<String, String> {
+    redis::cmd("HGETALL").arg(key).query(&mut redis_conn(url)).unwrap()
+}
+
+/// A `redis-server` of this test's own on a free port, without persistence.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+    /// Where `SAVE` writes its snapshot, loaded again by the next start.
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = OwnRedis { port, child: None, dir: tempfile::tempdir().unwrap() };
+        r.spawn();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (install Redis to run this test)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok();
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn redis_server_installed() -> bool {
+    Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+// ----- PostgreSQL schema, migrations, startup -----
+
+#[tokio::test]
+async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together() {
+    let Some(admin) = pg("postgres_schema_keeps_the_original_table") else { return };
+    // Two processes migrating one fresh database at the same moment: the advisory lock
+    // makes one wait, so both start and the migration is recorded once.
+    let first = TestServer::start_on(Stack::Postgres, Some(&admin), None, &[]).await;
+    let db = first.db.clone().unwrap();
+    let (second, third) = tokio::join!(first.replica(&[]), first.replica(&[]));
+    assert_eq!(second.get(1, "/files/").await.0, 200);
+    assert_eq!(third.get(1, "/files/").await.0, 200);
+
+    let (columns, enum_labels, indexes, migrations) = off_runtime(|| {
+        let mut c = db.connect();
+        let columns: HashMap<String, String> = c
+            .query("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = 'files'", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let labels: Vec<String> = c
+            .query("SELECT unnest(enum_range(NULL::storage_type))::text", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let indexes: HashMap<String, String> = c
+            .query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('files', 'active_files')", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let migrations: i64 = c.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
+        (columns, labels, indexes, migrations)
+    });
+    // The original's columns, with compatible (widened) types.
+    for (col, ty) in [
+        ("id", "int8"),
+        ("file_name", "varchar"),
+        ("storage_uri", "varchar"),
+        ("description", "text"),
+        ("summary", "text"),
+        ("storage_type", "storage_type"),
+        ("user_id", "int8"),
+        ("created_at", "timestamptz"),
+    ] {
+        assert_eq!(columns.get(col).map(String::as_str), Some(ty), "files.{col}: {columns:?}");
+    }
+    // What the embedded catalog adds.
+    for col in ["public_id", "size_bytes", "sha256", "profile", "state", "updated_at", "row_count", "column_count", "format"] {
+        assert!(columns.contains_key(col), "files.{col} missing: {columns:?}");
+    }
+    assert_eq!(enum_labels, ["local"]);
+    assert!(indexes.contains_key("idx_files_user_id"), "{indexes:?}");
+    assert!(indexes["idx_files_user_filename"].contains("UNIQUE"), "{indexes:?}");
+    assert!(indexes.contains_key("active_files_pkey"), "{indexes:?}");
+    assert_eq!(migrations, 1);
+}
+
+#[tokio::test]
+async fn postgres_unreachable_at_startup_fails_with_one_line_naming_database_url() {
+    // No service needed: nothing listens on port 1.
+    let data = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_file-service"))
+        .arg("serve")
+        .current_dir(data.path())
+        .env("DATABASE_URL", "postgres://postgres:hunter2-secret@127.0.0.1:1/files")
+        .env("DATA_DIR", data.path())
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("SECRET_KEY", crate::harness::SECRET)
+        .env_remove("REDIS_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "startup took {:?}", started.elapsed());
+    let line = stderr.lines().find(|l| l.contains("configuration error")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains("DATABASE_URL") && line.contains("127.0.0.1:1"), "{line}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn postgres_down_mid_run_gives_503_with_a_detail_and_recovers() {
+    let Some(admin) = pg("postgres_down_mid_run_gives_503") else { return };
+    // The password is ignored by trust auth but must never reach a log.
+    let admin = admin.replacen("://postgres@", "://postgres:hunter2-secret@", 1);
+    let server = TestServer::start_on(Stack::Postgres, Some(&admin), None, &[]).await;
+    let db = server.db.clone().unwrap();
+    let session = new_session();
+    assert_eq!(server.upload(1, "sales", &session, "sales.csv", sales_csv()).await.0, 201);
+
+    // Cut the service off: no new connections, existing ones terminated.
+    let name = db.name.clone();
+    let admin2 = admin.clone();
+    let run_admin = move |sql: String| {
+        let admin = admin2.clone();
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            c.batch_execute(&sql).unwrap();
+        })
+    };
+    run_admin(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ));
+    for path in ["/files/".to_string(), format!("/files/active/{session}")] {
+        let started = Instant::now();
+        let (status, body) = server.get(1, &path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["code"], "unavailable");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("PostgreSQL"), "{detail}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{path} took {:?}", started.elapsed());
+    }
+
+    // It comes back: so does the service, by itself.
+    run_admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    let (status, body) = server.get(1, &format!("/files/active/{session}")).await;
+    assert_eq!((status, body["file_name"].as_str()), (200, Some("sales")), "{body}");
+
+    // Gone for good (dropped): still 503, never a hang or a panic.
+    db.drop_now();
+    let (status, body) = server.get(1, "/files/").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!server.logs().contains("hunter2"), "{}", server.logs());
+    assert!(!server.logs().contains("panicked"), "{}", server.logs());
+}
+
+// ----- Redis format -----
+
+#[tokio::test]
+async fn redis_hash_has_exactly_the_spec_fields_and_its_ttl_is_refreshed_on_read() {
+    let Some((admin, redis_url)) = pg_and_redis("redis_hash_has_exactly_the_spec_fields") else { return };
+    let server = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis_url), &[("ACTIVE_FILE_TTL_SECONDS", "120")]).await;
+    let (user, session) = (random_user(), new_session());
+    let (status, record) = server.upload(user, "sales", &session, "sales.csv", sales_csv()).await;
+    assert_eq!(status, 201, "{record}");
+
+    let key = format!("active_file:user{user}:session:{session}");
+    let hash = hgetall(&redis_url, &key);
+    let mut fields: Vec<&str> = hash.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["description", "file_name", "storage_type", "storage_uri", "summary", "user_id"]);
+    assert_eq!(hash["file_name"], "sales");
+    assert_eq!(hash["storage_uri"], record["storage_uri"].as_str().unwrap());
+    assert!(hash["storage_uri"].starts_with("local:///") && hash["storage_uri"].ends_with(&format!("/{user}_sales.csv")));
+    assert_eq!(hash["description"], "about sales");
+    assert_eq!(hash["summary"], record["summary"].as_str().unwrap());
+    assert!(hash["summary"].starts_with("The dataset has **3 rows** and **4 columns**."));
+    assert_eq!(hash["storage_type"], "local");
+    assert_eq!(hash["user_id"], user.to_string());
+
+    let mut c = redis_conn(&redis_url);
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut c).unwrap();
+    assert!((100..=120).contains(&ttl), "TTL {ttl}");
+    // A read refreshes the TTL (of the hash a reader of the original format sees).
+    let _: () = redis::cmd("EXPIRE").arg(&key).arg(30).query(&mut c).unwrap();
+    let (status, active) = server.get(user, &format!("/files/active/{session}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(active, record, "a cache hit returns the whole record");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut c).unwrap();
+    assert!(ttl > 100, "TTL not refreshed: {ttl}");
+
+    // A hash rewritten by another program (e.g. the original service) is not trusted
+    // blindly: the catalog answers and the entry is rewritten.
+    let _: () = redis::cmd("HSET").arg(&key).arg("file_name").arg("other").query(&mut c).unwrap();
+    let (status, active) = server.get(user, &format!("/files/active/{session}")).await;
+    assert_eq!((status, active["file_name"].as_str()), (200, Some("sales")));
+    assert_eq!(hgetall(&redis_url, &key)["file_name"], "sales");
+
+    // Deleting the file removes the entry.
+    assert_eq!(server.delete(user, "/files/sales").await.0, 200);
+    assert!(hgetall(&redis_url, &key).is_empty());
+}
+
+// ----- replicas -----
+
+/// Upload via one replica, list/activate/delete via the other; after every answer both
+/// replicas (and the catalog) agree on the active file.
+async fn replicas_agree(stack: Stack, admin: &str, redis: Option<&str>) {
+    let a = TestServer::start_on(stack, Some(admin), redis, &[]).await;
+    let b = a.replica(&[]).await;
+    let (user, session) = (random_user(), new_session());
+    let active = format!("/files/active/{session}");
+    let both_say = |expected: Option<&'static str>| {
+        let (a, b, active) = (&a, &b, active.clone());
+        async move {
+            for (name, server) in [("A", a), ("B", b)] {
+                let (status, body) = server.get(user, &active).await;
+                match expected {
+                    Some(file) => assert_eq!((status, body["file_name"].as_str()), (200, Some(file)), "replica {name}: {body}"),
+                    None => assert_eq!(status, 404, "replica {name} serves a stale active file: {body}"),
+                }
+            }
+        }
+    };
+    for name in ["one", "two", "three"] {
+        assert_eq!(a.upload(user, name, &session, &format!("{name}.csv"), sales_csv()).await.0, 201);
+    }
+    both_say(Some("three")).await;
+    let (status, list) = b.get(user, "/files/").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|f| f["file_name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["one", "two", "three"]);
+    // The same name through the other replica is taken.
+    assert_eq!(b.upload(user, "one", &session, "one.csv", sales_csv()).await.0, 409);
+
+    // Alternate writers; read through both after every answer.
+    for round in 0..10 {
+        let (writer, file) = if round % 2 == 0 { (&b, "one") } else { (&a, "two") };
+        assert_eq!(writer.activate(user, &session, file).await.0, 200);
+        both_say(Some(file)).await;
+    }
+    // Concurrent activations from both replicas: afterwards they agree with each other.
+    for _ in 0..10 {
+        let (ra, rb) = tokio::join!(a.activate(user, &session, "one"), b.activate(user, &session, "two"));
+        assert_eq!((ra.0, rb.0), (200, 200));
+        let (sa, va) = a.get(user, &active).await;
+        let (sb, vb) = b.get(user, &active).await;
+        assert_eq!((sa, sb), (200, 200));
+        assert_eq!(va["file_name"], vb["file_name"], "replicas disagree");
+    }
+    assert_eq!(b.activate(user, &session, "two").await.0, 200);
+    both_say(Some("two")).await;
+    assert_eq!(b.delete(user, "/files/two").await.0, 200);
+    both_say(None).await;
+    assert_eq!(a.activate(user, &session, "two").await.0, 404);
+    assert_eq!(a.activate(user, &session, "three").await.0, 200);
+    both_say(Some("three")).await;
+    assert_eq!(a.delete(user, "/files/three").await.0, 200);
+    both_say(None).await;
+
+    // A graceful stop closes the PostgreSQL and Redis connections cleanly.
+    let mut a = a;
+    a.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(a.logs().contains("file-service stopped"), "{}", a.logs());
+    assert!(!a.logs().contains("panicked"), "{}", a.logs());
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_and_redis_never_serve_a_stale_active_file() {
+    let Some((admin, redis)) = pg_and_redis("two_replicas_on_postgres_and_redis") else { return };
+    replicas_agree(Stack::PostgresRedis, &admin, Some(&redis)).await;
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_without_redis_never_serve_a_stale_active_file() {
+    let Some(admin) = pg("two_replicas_on_postgres_without_redis") else { return };
+    replicas_agree(Stack::Postgres, &admin, None).await;
+}
+
+/// Replica A's cache write, after its catalog commit, is held back (fault injection);
+/// meanwhile replica B deletes the file. Without a lock spanning both processes, A's
+/// late write would put the deleted file back in Redis and every replica would serve it.
+#[tokio::test]
+async fn a_late_cache_write_cannot_bring_back_a_file_another_replica_deleted() {
+    let Some((admin, redis)) = pg_and_redis("a_late_cache_write_cannot_bring_back") else { return };
+    let b = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis), &[]).await;
+    let a = b.replica(&[("FILE_SERVICE_FAULT_CACHE_PUT_DELAY_MS", "800")]).await;
+    let (user, session) = (random_user(), new_session());
+    assert_eq!(b.upload(user, "old", &session, "old.csv", sales_csv()).await.0, 201);
+    assert_eq!(b.upload(user, "new", &new_session(), "new.csv", sales_csv()).await.0, 201);
+
+    let activate = a.activate(user, &session, "new");
+    let delete = async {
+        // A has committed by now and is sleeping before its cache write.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.delete(user, "/files/new").await
+    };
+    let (activated, deleted) = tokio::join!(activate, delete);
+    assert_eq!(activated.0, 200, "{}", activated.1);
+    assert_eq!(deleted.0, 200, "{}", deleted.1);
+    let key = format!("active_file:user{user}:session:{session}");
+    assert!(hgetall(&redis, &key).is_empty(), "Redis holds a deleted file: {:?}", hgetall(&redis, &key));
+    for server in [&a, &b] {
+        let (status, body) = server.get(user, &format!("/files/active/{session}")).await;
+        assert_eq!(status, 404, "a deleted file is served as active: {body}");
+    }
+}
+
+// ----- Redis faults -----
+
+#[tokio::test]
+async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
+    let Some(admin) = pg("redis_outage_falls_back_to_the_catalog") else { return };
+    if !redis_server_installed() {
+        assert!(std::env::var("REQUIRE_SERVICES").is_err(), "redis-server is not installed");
+        eprintln!("SKIPPED redis_outage_falls_back_to_the_catalog: redis-server is not installed");
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let server = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis.url()), &[]).await;
+    let (user, session) = (1, new_session());
+    let key = format!("active_file:user{user}:session:{session}");
+    let active = format!("/files/active/{session}");
+    assert_eq!(server.upload(user, "one", &session, "one.csv", sales_csv()).await.0, 201);
+    assert_eq!(hgetall(&redis.url(), &key)["file_name"], "one");
+
+    redis.kill();
+    // Every kind of request keeps working from the catalog, and promptly.
+    let started = Instant::now();
+    for round in 0..5 {
+        assert_eq!(server.get(user, &active).await.0, 200);
+        assert_eq!(server.upload(user, &format!("f{round}"), &session, "f.csv", sales_csv()).await.0, 201);
+        assert_eq!(server.get(user, &active).await.1["file_name"], format!("f{round}"));
+        assert_eq!(server.activate(user, &session, "one").await.0, 200);
+        assert_eq!(server.get(user, &active).await.1["file_name"], "one");
+        assert_eq!(server.get(user, "/files/").await.0, 200);
+        assert_eq!(server.delete(user, &format!("/files/f{round}")).await.0, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "requests were slow without Redis: {:?}", started.elapsed());
+    let logs = server.logs();
+    assert_eq!(logs.matches("active-file cache failed").count(), 1, "the outage is logged once:\n{logs}");
+
+    // Redis returns (empty): caching resumes by itself.
+    redis.spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(server.get(user, &active).await.0, 200);
+        if hgetall(&redis.url(), &key).get("file_name").map(String::as_str) == Some("one") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "caching did not resume:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.logs().contains("active-file cache is answering again"), "{}", server.logs());
+}
+
+/// Redis with persistence goes down, the active file changes meanwhile, and Redis comes
+/// back with its snapshot, which still holds the old file. The service must delete that
+/// entry before it trusts the cache again.
+#[tokio::test]
+async fn a_change_made_while_redis_was_down_never_serves_the_old_file_after_it_returns() {
+    let Some(admin) = pg("a_change_made_while_redis_was_down") else { return };
+    if !redis_server_installed() {
+        assert!(std::env::var("REQUIRE_SERVICES").is_err(), "redis-server is not installed");
+        eprintln!("SKIPPED a_change_made_while_redis_was_down: redis-server is not installed");
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let a = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis.url()), &[]).await;
+    let (user, session) = (1, new_session());
+    let active = format!("/files/active/{session}");
+    let key = format!("active_file:user{user}:session:{session}");
+    assert_eq!(a.upload(user, "old", &session, "old.csv", sales_csv()).await.0, 201);
+    assert_eq!(a.upload(user, "new", &new_session(), "new.csv", sales_csv()).await.0, 201);
+    assert_eq!(a.get(user, &active).await.1["file_name"], "old");
+    let _: () = redis::cmd("SAVE").query(&mut redis_conn(&redis.url())).unwrap();
+    redis.kill();
+
+    assert_eq!(a.activate(user, &session, "new").await.0, 200);
+    redis.spawn();
+    assert_eq!(hgetall(&redis.url(), &key)["file_name"], "old", "the snapshot was not reloaded");
+    // Past the pause that follows a failure, the cache is used again: never the old file.
+    for _ in 0..15 {
+        let (status, body) = a.get(user, &active).await;
+        assert_eq!((status, body["file_name"].as_str()), (200, Some("new")), "stale after the outage: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(hgetall(&redis.url(), &key)["file_name"], "new");
+}
