@@ -27,6 +27,11 @@ pub struct LoadResult {
     pub max_ms: f64,
     pub response_bytes: u64,
     pub first_error: Option<String>,
+    /// Server CPU time over the load as a share of one core (200% = both cores of two);
+    /// filled in by callers that know the server's pid.
+    pub server_cpu_percent: Option<f64>,
+    /// The same for this benchmark process (the client shares the machine with the server).
+    pub client_cpu_percent: Option<f64>,
 }
 
 /// The request every task repeats.
@@ -156,6 +161,8 @@ fn summarize(connections: usize, elapsed: Duration, mut all: Tally) -> LoadResul
         max_ms: all.latencies_us.last().map(|&us| us as f64 / 1000.0).unwrap_or(f64::NAN),
         response_bytes: all.response_bytes,
         first_error: all.first_error,
+        server_cpu_percent: None,
+        client_cpu_percent: None,
     }
 }
 

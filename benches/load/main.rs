@@ -165,7 +165,11 @@ async fn active_section(server: &Server, opts: &Options) -> Vec<hammer::LoadResu
     for &connections in &opts.connections {
         eprintln!("load: active lookups, {connections} connections, {:?}", opts.duration());
         hammer::run(&target, connections, opts.warmup(), opts.max_requests).await;
-        results.push(hammer::run(&target, connections, opts.duration(), opts.max_requests).await);
+        let (server_before, client_before) = (server.cpu_seconds(), server::cpu_seconds(std::process::id()));
+        let mut result = hammer::run(&target, connections, opts.duration(), opts.max_requests).await;
+        result.server_cpu_percent = Some(100.0 * (server.cpu_seconds() - server_before) / result.seconds);
+        result.client_cpu_percent = Some(100.0 * (server::cpu_seconds(std::process::id()) - client_before) / result.seconds);
+        results.push(result);
     }
     results
 }
@@ -181,9 +185,7 @@ async fn list_section(server: &Server, opts: &Options) -> Vec<list::ListResult> 
         let populate_s = started.elapsed().as_secs_f64();
         have = files;
         let files_present = list::count(server, LIST_USER).await;
-        // Fewer samples for bigger lists: each response is larger; time bounds it as well.
-        let samples = if files > 5000 { 200 } else { 1000 };
-        let r = list::measure(server, LIST_USER, samples, opts.duration()).await;
+        let r = list::measure(server, LIST_USER, opts.list_samples(files), opts.duration()).await;
         results.push(list::ListResult {
             files,
             files_present,

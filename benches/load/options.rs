@@ -51,6 +51,11 @@ pub struct Options {
     #[arg(long, value_delimiter = ',')]
     pub files: Option<Vec<usize>>,
 
+    /// Listing requests per file count (each also bounded by --duration).
+    /// Default 1000, or 200 above 5,000 files (bigger responses).
+    #[arg(long)]
+    pub list_samples: Option<u64>,
+
     /// Upper bound on requests in any one load, whatever the duration.
     #[arg(long, default_value_t = 2_000_000)]
     pub max_requests: u64,
@@ -97,6 +102,10 @@ impl Options {
     /// Warm-up before each load: long enough to open connections and fill caches.
     pub fn warmup(&self) -> Duration {
         self.duration().mul_f64(0.2).min(Duration::from_secs(1))
+    }
+
+    pub fn list_samples(&self, files: usize) -> u64 {
+        self.list_samples.unwrap_or(if files > 5000 { 200 } else { 1000 })
     }
 
     pub fn file_counts(&self) -> Vec<usize> {

@@ -84,8 +84,8 @@ impl Report {
         if rows.is_empty() {
             return;
         }
-        out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | idle RSS (MiB) | peak RSS (MiB) | rows | status |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | server CPU (s) | idle RSS (MiB) | peak RSS (MiB) | rows | status |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
         for (b, u) in rows {
             let status = match &u.error {
                 None => u.status.to_string(),
@@ -95,8 +95,8 @@ impl Report {
             let sent = u.body_sent_s.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 out,
-                "| {} | {} MB | {:.3} | {:.0} | {} | {:.1} | {:.1} | {} | {} |",
-                b.name, u.size_mb, u.seconds, u.mb_per_s, sent, u.idle_rss_mib, u.peak_rss_mib, rows, status
+                "| {} | {} MB | {:.3} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                b.name, u.size_mb, u.seconds, u.mb_per_s, sent, u.server_cpu_s, u.idle_rss_mib, u.peak_rss_mib, rows, status
             );
         }
         out.push('\n');
@@ -107,14 +107,16 @@ impl Report {
         if rows.is_empty() {
             return;
         }
-        out.push_str("| backend | GET /files/active/{session} | req/s | p50 (ms) | p99 (ms) | max (ms) | requests | errors |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+        out.push_str("| backend | GET /files/active/{session} | req/s | p50 (ms) | p99 (ms) | max (ms) | requests | errors | server CPU | client CPU |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for (b, r) in rows {
             let _ = writeln!(
                 out,
-                "| {} | {} connections, {:.0} s | {:.0} | {:.2} | {:.2} | {:.1} | {} | {}{} |",
+                "| {} | {} connections, {:.0} s | {:.0} | {:.2} | {:.2} | {:.1} | {} | {}{} | {} | {} |",
                 b.name, r.connections, r.seconds, r.requests_per_s, r.p50_ms, r.p99_ms, r.max_ms, r.requests, r.errors,
-                error_suffix(&r.first_error)
+                error_suffix(&r.first_error),
+                percent(r.server_cpu_percent),
+                percent(r.client_cpu_percent)
             );
         }
         out.push('\n');
@@ -245,6 +247,10 @@ fn command_line() -> String {
     } else {
         format!("cargo bench --bench load -- {}", args.join(" "))
     }
+}
+
+fn percent(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "—".into())
 }
 
 fn error_suffix(first: &Option<String>) -> String {

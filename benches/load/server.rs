@@ -12,6 +12,8 @@ use jsonwebtoken::Algorithm;
 
 const SECRET: &str = "load-benchmark-secret-0123456789abcdef";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// USER_HZ: the unit of /proc/PID/stat CPU times; 100 on every Linux this runs on.
+const CLOCK_TICKS_PER_S: f64 = 100.0;
 
 /// A running server. Killed on drop, so a failing benchmark leaves no process behind.
 pub struct Server {
@@ -76,6 +78,11 @@ impl Server {
         proc_status_kb(self.pid(), "VmRSS").map(kb_to_mib).unwrap_or(f64::NAN)
     }
 
+    /// CPU time (user + system, all threads) the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.pid())
+    }
+
     #[allow(dead_code)]
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
@@ -136,6 +143,19 @@ pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system, all threads) of any process, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    proc_cpu_ticks(pid).map(|t| t as f64 / CLOCK_TICKS_PER_S).unwrap_or(f64::NAN)
+}
+
+/// utime + stime from /proc/PID/stat (fields 14 and 15, counted after the `(comm)` field,
+/// which may itself contain spaces).
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
 fn kb_to_mib(kb: u64) -> f64 {

@@ -27,6 +27,8 @@ pub struct UploadResult {
     /// From the request's start to the last body byte handed to the socket; the rest of
     /// `seconds` is what the server did after receiving (analysis, rename, catalog).
     pub body_sent_s: Option<f64>,
+    /// Server CPU time (all threads) spent on the upload; above `seconds` means both cores worked.
+    pub server_cpu_s: f64,
     pub idle_rss_mib: f64,
     pub peak_rss_mib: f64,
     pub row_count: Option<u64>,
@@ -37,10 +39,12 @@ pub struct UploadResult {
 pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_rss_mib: f64) -> UploadResult {
     let bytes = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
     let sent_at = Arc::new(Mutex::new(None));
+    let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let outcome = send(server, user, csv, size_mb, bytes, sent_at.clone()).await;
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_mib = server.peak_rss_mib();
+    let server_cpu_s = server.cpu_seconds() - cpu_before;
     let body_sent_s = sent_at.lock().unwrap().map(|t: Instant| t.duration_since(started).as_secs_f64());
     let (status, row_count, error) = match outcome {
         Ok((status, json)) if status == 201 => (status, json["row_count"].as_u64(), None),
@@ -54,6 +58,7 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
         seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds,
         body_sent_s,
+        server_cpu_s,
         idle_rss_mib,
         peak_rss_mib,
         row_count,
