@@ -68,6 +68,10 @@ impl Report {
         self.uploads_table(&mut out);
         self.active_table(&mut out);
         self.list_table(&mut out);
+        for b in self.backends.iter().filter_map(|b| Some((b, b.idle_rss_mib?, b.peak_rss_after_loads_mib?))) {
+            let (b, idle, peak) = b;
+            let _ = writeln!(out, "{}: server for lookups and listings: {idle:.1} MiB idle, {peak:.1} MiB peak (VmHWM) after them\n", b.name);
+        }
         self.ceilings_table(&mut out);
         self.targets_table(&mut out);
         for b in self.backends.iter().filter(|b| b.skipped.is_some()) {
