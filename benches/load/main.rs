@@ -35,6 +35,10 @@ type EnvSource<'a> = &'a mut dyn FnMut() -> Result<Vec<(String, String)>, String
 
 fn main() -> ExitCode {
     let opts = Options::parse();
+    if !opts.bench {
+        eprintln!("load: not run (no --bench flag); use `cargo bench --bench load -- [OPTIONS]`");
+        return ExitCode::SUCCESS;
+    }
     let bin = server::resolve_bin(opts.server_bin.as_deref());
     if !bin.is_file() {
         eprintln!("load: no server binary at {} (build it, or pass --server-bin)", bin.display());

@@ -81,7 +81,8 @@ pub struct Options {
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
 
-    /// `cargo bench` appends `--bench`; accepted and ignored.
+    /// `cargo bench` appends `--bench`. Without it (e.g. `cargo test --all-targets` runs
+    /// bench targets too) the benchmark does nothing; pass it to run the binary by hand.
     #[arg(long, hide = true)]
     pub bench: bool,
 }
