@@ -1,0 +1,93 @@
+//! The PostgreSQL + Redis variant: a uniquely named database per server start (dropped at
+//! the end) and the Redis URL, both passed to the server as DATABASE_URL / REDIS_URL.
+
+use postgres::{Client, NoTls};
+
+/// Server environments for the services run, and the databases to drop afterwards.
+pub struct Services {
+    admin_url: Option<String>,
+    redis_url: Option<String>,
+    created: Vec<String>,
+    pub label: String,
+}
+
+impl Services {
+    /// `None` when neither TEST_DATABASE_URL nor TEST_REDIS_URL is set.
+    pub fn from_env() -> Option<Services> {
+        let admin_url = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+        let redis_url = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+        if admin_url.is_none() && redis_url.is_none() {
+            return None;
+        }
+        let label = match (&admin_url, &redis_url) {
+            (Some(_), Some(_)) => "PostgreSQL + Redis",
+            (Some(_), None) => "PostgreSQL + moka",
+            _ => "SQLite + Redis",
+        };
+        Some(Services { admin_url, redis_url, created: Vec::new(), label: label.into() })
+    }
+
+    /// Environment for one fresh server: a new empty database, and the Redis URL.
+    /// Must be called outside the async runtime (the postgres client is blocking).
+    pub fn fresh_env(&mut self) -> Result<Vec<(String, String)>, String> {
+        let mut env = Vec::new();
+        if let Some(admin) = &self.admin_url {
+            let name = unique_name(self.created.len());
+            admin_client(admin)?
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .map_err(|e| format!("creating database {name}: {e}"))?;
+            self.created.push(name.clone());
+            env.push(("DATABASE_URL".into(), with_database(admin, &name)));
+        }
+        if let Some(redis) = &self.redis_url {
+            env.push(("REDIS_URL".into(), redis.clone()));
+        }
+        Ok(env)
+    }
+
+    /// Drops every database this run created; reports the ones it could not drop.
+    pub fn cleanup(&mut self) {
+        let Some(admin) = &self.admin_url else { return };
+        let mut client = match admin_client(admin) {
+            Ok(c) => c,
+            Err(e) => return eprintln!("load: cannot drop {:?}: {e}", self.created),
+        };
+        for name in self.created.drain(..) {
+            // FORCE (PostgreSQL 13+) ends connections a killed server may have left open.
+            let forced = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            if forced.is_err() {
+                if let Err(e) = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\"")) {
+                    eprintln!("load: could not drop database {name}: {e}");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn admin_client(url: &str) -> Result<Client, String> {
+    Client::connect(url, NoTls).map_err(|e| format!("connecting to TEST_DATABASE_URL: {e}"))
+}
+
+/// A database name no other run uses: pid, time and a counter.
+fn unique_name(n: usize) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("file_service_load_{}_{}_{n}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// `url` with its database path replaced by `name` (query string kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((url, String::new()));
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[after_scheme..].find('/') {
+        Some(slash) => &base[..after_scheme + slash],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
+}
+

@@ -1,0 +1,125 @@
+//! Upload + summarize of one CSV, its body streamed from disk (never held in memory), timed
+//! from the first byte sent to the server's 201.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::multipart::{Form, Part};
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use crate::server::{self, Server};
+
+const CHUNK: usize = 256 * 1024;
+/// Bound on one upload, whatever the size: a stuck server does not hang the run.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadResult {
+    pub size_mb: u64,
+    pub bytes: u64,
+    pub status: u16,
+    /// From the request's start to the response's end.
+    pub seconds: f64,
+    pub mb_per_s: f64,
+    /// From the request's start to the last body byte handed to the socket; the rest of
+    /// `seconds` is what the server did after receiving (analysis, rename, catalog).
+    pub body_sent_s: Option<f64>,
+    /// Server CPU time (all threads) spent on the upload; above `seconds` means both cores worked.
+    pub server_cpu_s: f64,
+    pub idle_rss_mib: f64,
+    pub peak_rss_mib: f64,
+    pub row_count: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Uploads `csv` as user `user` to a running server and reads its VmHWM right after.
+pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_rss_mib: f64) -> UploadResult {
+    let bytes = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
+    let sent_at = Arc::new(Mutex::new(None));
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let outcome = send(server, user, csv, size_mb, bytes, sent_at.clone()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let peak_rss_mib = server.peak_rss_mib();
+    let server_cpu_s = server.cpu_seconds() - cpu_before;
+    let body_sent_s = sent_at.lock().unwrap().map(|t: Instant| t.duration_since(started).as_secs_f64());
+    let (status, row_count, error) = match outcome {
+        Ok((status, json)) if status == 201 => (status, json["row_count"].as_u64(), None),
+        Ok((status, json)) => (status, None, Some(json.to_string())),
+        Err(e) => (0, None, Some(e)),
+    };
+    UploadResult {
+        size_mb,
+        bytes,
+        status,
+        seconds,
+        mb_per_s: bytes as f64 / 1e6 / seconds,
+        body_sent_s,
+        server_cpu_s,
+        idle_rss_mib,
+        peak_rss_mib,
+        row_count,
+        error,
+    }
+}
+
+async fn send(
+    server: &Server,
+    user: i64,
+    csv: &Path,
+    size_mb: u64,
+    bytes: u64,
+    sent_at: Arc<Mutex<Option<Instant>>>,
+) -> Result<(u16, serde_json::Value), String> {
+    let file = tokio::fs::File::open(csv).await.map_err(|e| format!("{}: {e}", csv.display()))?;
+    let body = reqwest::Body::wrap_stream(file_chunks(file, sent_at));
+    let part = Part::stream_with_length(body, bytes).file_name("load.csv").mime_str("text/csv").map_err(|e| e.to_string())?;
+    let form = Form::new()
+        .text("file_name", format!("load-{size_mb}MB"))
+        .text("session_id", uuid::Uuid::new_v4().to_string())
+        .text("description", format!("generated {size_mb} MB CSV"))
+        .part("file", part);
+    let resp = client()
+        .post(server.url("/files/"))
+        .bearer_auth(server::token(user))
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|e| format!("upload: {e}"))?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await.map_err(|e| format!("response: {e}"))?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+}
+
+/// The file as a stream of chunks; notes the instant the last one was read.
+fn file_chunks(
+    file: tokio::fs::File,
+    sent_at: Arc<Mutex<Option<Instant>>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold((file, sent_at), |(mut file, sent_at)| async move {
+        let mut buf = vec![0u8; CHUNK];
+        match file.read(&mut buf).await {
+            Ok(0) => {
+                *sent_at.lock().unwrap() = Some(Instant::now());
+                None
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), (file, sent_at)))
+            }
+            Err(e) => Some((Err(e), (file, sent_at))),
+        }
+    })
+}
+
+/// A client that never goes through a proxy: the benchmark only talks to 127.0.0.1.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(UPLOAD_TIMEOUT)
+        .build()
+        .expect("reqwest client")
+}
