@@ -15,6 +15,7 @@ use crate::catalog::sqlite::SqliteCatalog;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DatabaseUrl};
 use crate::http::server::ServerOptions;
+use crate::reconcile::Reconciler;
 use crate::service::{FileService, Limits};
 use crate::storage::local::LocalStorage;
 use crate::storage::Storage;
@@ -91,6 +92,13 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
     Ok(service)
 }
 
+/// `file-service reconcile`: one full pass of the storage folder against the catalog.
+pub async fn reconcile(config: &Config, dry_run: bool) -> Result<crate::reconcile::Report, StartupError> {
+    let service = build(config).await?;
+    let reconciler = Reconciler::new(service, config.watch.default_user_id, config.watch.settle);
+    reconciler.pass(dry_run).await.map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))
+}
+
 /// `file-service check`: opens every backend without changing anything and reports
 /// what is in use and whether each part answers.
 pub async fn check(config: &Config) -> Result<String, StartupError> {
@@ -149,8 +157,18 @@ pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
         header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
         shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
     };
+    let watcher = match (config.watch.enabled, service.storage().local_folder()) {
+        (true, Some(folder)) => {
+            let reconciler = Arc::new(Reconciler::new(service.clone(), config.watch.default_user_id, config.watch.settle));
+            Some(tokio::spawn(reconciler.watch(folder.to_path_buf(), config.watch.interval)))
+        }
+        _ => None,
+    };
     let routes = crate::http::routes(service.clone(), auth, &config.cors_allowed_origins);
     crate::http::server::serve(listener, routes, options, shutdown_signal()).await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     Ok(service)
 }
 

@@ -40,6 +40,20 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
     pub cors_allowed_origins: Vec<String>,
+    pub watch: WatchConfig,
+}
+
+/// `[watch]`: keeping the catalog in step with files changed in the storage folder.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Follow the folder with filesystem events while serving.
+    pub enabled: bool,
+    /// A full pass this often (catches what events miss); `None`: only events.
+    pub interval: Option<std::time::Duration>,
+    /// A file is taken once its size and times have not changed for this long.
+    pub settle: std::time::Duration,
+    /// Owner of files dropped in without a `{user_id}_` prefix; `None`: they are left alone.
+    pub default_user_id: Option<i64>,
 }
 
 /// A configuration problem, shown as `config: KEY: message` and exit code 2.
@@ -62,11 +76,17 @@ struct Source {
 
 impl Source {
     /// The value of `key` (lower-case name), from the environment first, then the file.
+    /// A dotted key (`watch.default_user_id`) is a table entry in the file and
+    /// `WATCH_DEFAULT_USER_ID` in the environment.
     fn get(&self, key: &str) -> Result<Option<String>, ConfigError> {
-        if let Some(v) = (self.env)(&key.to_ascii_uppercase()) {
+        if let Some(v) = (self.env)(&env_name(key)) {
             return Ok(Some(v));
         }
-        match self.table.get(key) {
+        let value = match key.split_once('.') {
+            Some((table, entry)) => self.table.get(table).and_then(|t| t.get(entry)),
+            None => self.table.get(key),
+        };
+        match value {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
             Some(toml::Value::Integer(i)) => Ok(Some(i.to_string())),
@@ -81,9 +101,13 @@ impl Source {
             Some(raw) => raw
                 .trim()
                 .parse()
-                .map_err(|_| config_error(&key.to_ascii_uppercase(), format!("{raw:?} is not {what}"))),
+                .map_err(|_| config_error(&env_name(key), format!("{raw:?} is not {what}"))),
         }
     }
+}
+
+fn env_name(key: &str) -> String {
+    key.replace('.', "_").to_ascii_uppercase()
 }
 
 impl Config {
@@ -152,6 +176,20 @@ impl Config {
         if let Some(bad) = cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
             return Err(config_error("CORS_ALLOWED_ORIGINS", format!("{bad:?} is not an origin like https://app.example.com")));
         }
+        let interval: u64 = src.parse("watch.interval_seconds", 300, "a whole number of seconds")?;
+        let default_user_id = match src.get("watch.default_user_id")? {
+            None => None,
+            Some(raw) => match raw.trim().parse::<i64>() {
+                Ok(id) if id > 0 => Some(id),
+                _ => return Err(config_error("WATCH_DEFAULT_USER_ID", format!("{raw:?} is not a positive user id"))),
+            },
+        };
+        let watch = WatchConfig {
+            enabled: src.parse("watch.enabled", true, "true or false")?,
+            interval: (interval > 0).then(|| std::time::Duration::from_secs(interval)),
+            settle: std::time::Duration::from_millis(src.parse("watch.settle_ms", 1000u64, "a whole number of milliseconds")?),
+            default_user_id,
+        };
         Ok(Config {
             bind_addr,
             database_url,
@@ -168,6 +206,7 @@ impl Config {
             upload_idle_timeout_seconds,
             shutdown_grace_seconds,
             cors_allowed_origins,
+            watch,
         })
     }
 }
@@ -236,6 +275,16 @@ mod tests {
     }
 
     #[test]
+    fn watch_table_and_its_variables() {
+        let c = load("[watch]\ndefault_user_id = 7\ninterval_seconds = 0", &[]).unwrap();
+        assert_eq!(c.watch.default_user_id, Some(7));
+        assert!(c.watch.interval.is_none() && c.watch.enabled);
+        let c = load("[watch]\ndefault_user_id = 7", &[("WATCH_DEFAULT_USER_ID", "9"), ("WATCH_ENABLED", "false")]).unwrap();
+        assert_eq!(c.watch.default_user_id, Some(9));
+        assert!(!c.watch.enabled);
+    }
+
+    #[test]
     fn db_parts_build_a_postgres_url() {
         let c = load("", &[("DB_HOST", "db"), ("DB_USER", "u"), ("DB_PASS", "p@ss"), ("DB_NAME", "files")]).unwrap();
         assert_eq!(c.database_url, DatabaseUrl::Postgres("postgres://u:p%40ss@db:5432/files".into()));
@@ -250,6 +299,8 @@ mod tests {
             (("ACTIVE_FILE_TTL_SECONDS", "-1"), "ACTIVE_FILE_TTL_SECONDS"),
             (("MAX_UPLOAD_BYTES", "1GB"), "MAX_UPLOAD_BYTES"),
             (("REDIS_URL", "localhost:6379"), "REDIS_URL"),
+            (("WATCH_DEFAULT_USER_ID", "0"), "WATCH_DEFAULT_USER_ID"),
+            (("WATCH_INTERVAL_SECONDS", "often"), "WATCH_INTERVAL_SECONDS"),
         ] {
             let err = load("", &[env]).unwrap_err();
             assert_eq!(err.key, key, "{err}");

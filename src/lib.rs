@@ -8,6 +8,7 @@
 //!   active entries: SQLite, or PostgreSQL shared by replicas), [`cache`] (active-file
 //!   cache: moka, Redis shared by replicas, or none on PostgreSQL without Redis),
 //!   [`storage`] (bytes: local folder);
+//! - [`reconcile`]: keeps the catalog in step with files changed in the storage folder;
 //! - [`analysis`]: reads a dataset in one bounded-memory pass and writes its summary;
 //! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens; [`metrics`]
 //!   counts what happens for `GET /metrics`.
@@ -22,5 +23,6 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod reconcile;
 pub mod service;
 pub mod storage;

@@ -1,4 +1,4 @@
-//! The `file-service` command: `serve` (default), `token`, `migrate`, `summarize`.
+//! The `file-service` command: `serve` (default), `token`, `migrate`, `reconcile`, `check`, `summarize`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,13 @@ enum Command {
     },
     /// Apply catalog migrations and exit.
     Migrate,
+    /// Run one full pass of the storage folder against the catalog and print what it
+    /// did: files dropped in are catalogued, changed ones re-analyzed, removed ones forgotten.
+    Reconcile {
+        /// Only print what would be done.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Load and validate the configuration, reach every backend, print what is in use;
     /// exits non-zero if anything fails.
     Check,
@@ -129,6 +136,31 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             let catalog = app::open_catalog(&config)?;
             catalog.migrate().map_err(|e| StartupError::Other(e.into()))?;
             println!("migrations applied to {}", catalog.describe());
+            Ok(())
+        }
+        Command::Reconcile { dry_run } => {
+            let report = runtime.block_on(app::reconcile(&config, dry_run))?;
+            let verb = |done: &'static str, would: &'static str| if dry_run { would } else { done };
+            for (label, items) in [
+                (verb("added", "would add"), &report.added),
+                (verb("updated", "would update"), &report.updated),
+                (verb("removed", "would remove"), &report.removed),
+                ("still being written", &report.unsettled),
+                ("ignored", &report.ignored),
+                ("failed", &report.failed),
+            ] {
+                for item in items {
+                    println!("{label}: {item}");
+                }
+            }
+            println!(
+                "{} added, {} updated, {} removed, {} ignored, {} failed",
+                report.added.len(),
+                report.updated.len(),
+                report.removed.len(),
+                report.ignored.len(),
+                report.failed.len()
+            );
             Ok(())
         }
         Command::Check => {

@@ -282,40 +282,10 @@ impl FileService {
         }
 
         let ReceivedFile { temp, format, extension, size_bytes, sha256 } = file;
-        let profile = {
-            let _permit = self.analyses.acquire().await.map_err(Error::internal)?;
-            let path = temp.path().to_path_buf();
-            let timer = metrics().analysis_seconds.start_timer();
-            let profiled = tokio::task::spawn_blocking(move || analysis::profile_path(&path, format)).await;
-            timer.observe_duration();
-            profiled?
-                .map_err(|e| match e {
-                    analysis::AnalysisError::Io(io) => {
-                        Error::Internal(anyhow::Error::new(io).context("reading the received upload"))
-                    }
-                    other => Error::invalid("unreadable_file", format!("the file could not be read as {extension}: {other}")),
-                })?
-        };
+        let profile = self.analyze(temp.path().to_path_buf(), format, &extension).await?;
 
         let object = object_name(user, &file_name, &extension);
-        let now = Utc::now();
-        let record = FileRecord {
-            id: Uuid::new_v4(),
-            user_id: user,
-            storage_uri: self.storage.uri(&object),
-            storage_type: self.storage.storage_type().to_string(),
-            description,
-            summary: profile.summary(),
-            format: extension,
-            size_bytes,
-            sha256,
-            row_count: profile.row_count,
-            column_count: profile.column_count,
-            profile_json: serde_json::to_string(&profile).map_err(Error::internal)?,
-            created_at: now,
-            updated_at: now,
-            file_name,
-        };
+        let record = self.new_record(user, file_name, description, extension, &profile, size_bytes, sha256)?;
 
         // Reserve the name first: the unique index decides between concurrent uploads.
         let reserved = record.clone();
@@ -343,6 +313,153 @@ impl FileService {
         };
         self.cache_result(self.cache.put(user, session, stored.clone()).await);
         Ok(Arc::unwrap_or_clone(stored))
+    }
+
+    /// Analyzes a local file (one at a time per core); a file that does not parse is
+    /// `unreadable_file` (422).
+    async fn analyze(&self, path: std::path::PathBuf, format: Format, extension: &str) -> Result<analysis::Profile> {
+        let _permit = self.analyses.acquire().await.map_err(Error::internal)?;
+        let timer = metrics().analysis_seconds.start_timer();
+        let profiled = tokio::task::spawn_blocking(move || analysis::profile_path(&path, format)).await;
+        timer.observe_duration();
+        profiled?.map_err(|e| match e {
+            analysis::AnalysisError::Io(io) => Error::Internal(anyhow::Error::new(io).context("reading a dataset")),
+            other => Error::invalid("unreadable_file", format!("the file could not be read as {extension}: {other}")),
+        })
+    }
+
+    /// A new record for `user`'s file, from its analysis.
+    #[allow(clippy::too_many_arguments)]
+    fn new_record(
+        &self,
+        user: UserId,
+        file_name: String,
+        description: String,
+        extension: String,
+        profile: &analysis::Profile,
+        size_bytes: u64,
+        sha256: String,
+    ) -> Result<FileRecord> {
+        let object = object_name(user, &file_name, &extension);
+        let now = Utc::now();
+        Ok(FileRecord {
+            id: Uuid::new_v4(),
+            user_id: user,
+            storage_uri: self.storage.uri(&object),
+            storage_type: self.storage.storage_type().to_string(),
+            description,
+            summary: profile.summary(),
+            format: extension,
+            size_bytes,
+            sha256,
+            row_count: profile.row_count,
+            column_count: profile.column_count,
+            profile_json: serde_json::to_string(profile).map_err(Error::internal)?,
+            created_at: now,
+            updated_at: now,
+            file_name,
+        })
+    }
+
+    // ----- reconciliation with the storage folder -----
+
+    pub async fn stored_objects(&self) -> Result<Vec<crate::storage::StoredObject>> {
+        self.with_storage(|s| s.list()).await
+    }
+
+    pub async fn object_exists(&self, object: &str) -> Result<bool> {
+        let object = object.to_string();
+        self.with_storage(move |s| s.exists(&object)).await
+    }
+
+    pub async fn all_files(&self) -> Result<Vec<FileRecord>> {
+        self.with_catalog(|c| c.all_files()).await
+    }
+
+    pub async fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
+        let name = file_name.to_string();
+        self.with_catalog(move |c| c.name_claimed(user, &name)).await
+    }
+
+    /// Gives a stored object another name in the storage layout (a file dropped without a
+    /// user prefix, adopted for the default user). Never overwrites.
+    pub async fn move_object(&self, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.with_storage(move |s| {
+            s.link(&from, &to)?;
+            s.delete(&from)
+        })
+        .await
+    }
+
+    /// Catalogues a file that appeared in storage without an upload, exactly as an
+    /// upload would (same summary, size, hash), but active in no session.
+    /// `Error::Conflict` if the name is taken meanwhile (another replica got there first).
+    pub async fn adopt_stored(&self, user: UserId, file_name: &str, extension: &str) -> Result<FileRecord> {
+        let format = Format::from_extension(extension)
+            .ok_or_else(|| Error::invalid("unsupported_extension", format!(".{extension} files are not supported")))?;
+        let object = object_name(user, file_name, extension);
+        let (profile, size, sha256) = self.analyze_stored(&object, format, extension).await?;
+        let record = self.new_record(user, file_name.to_string(), String::new(), extension.to_string(), &profile, size, sha256)?;
+        let reserved = record.clone();
+        self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+        let id = record.id;
+        self.with_catalog(move |c| c.commit_upload(id, None)).await
+    }
+
+    /// Re-reads a catalogued file whose bytes may have changed in storage. Returns the new
+    /// record if the content changed, `None` if it is the same (only its time moved).
+    pub async fn refresh_stored(&self, record: &FileRecord) -> Result<Option<FileRecord>> {
+        let format = Format::from_extension(&record.format)
+            .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
+        let object = object_name(record.user_id, &record.file_name, &record.format);
+        let (profile, size, sha256) = self.analyze_stored(&object, format, &record.format).await?;
+        let same = size == record.size_bytes && sha256 == record.sha256;
+        let content = FileRecord {
+            size_bytes: size,
+            sha256,
+            summary: profile.summary(),
+            row_count: profile.row_count,
+            column_count: profile.column_count,
+            profile_json: serde_json::to_string(&profile).map_err(Error::internal)?,
+            ..record.clone()
+        };
+        let user = record.user_id;
+        let _guard = self.lock_user(user).await?;
+        let replaced = self.with_catalog(move |c| c.replace_content(&content)).await?;
+        let Some((updated, sessions)) = replaced else { return Ok(None) };
+        for session in sessions {
+            self.cache_result(self.cache.remove(user, session).await);
+        }
+        Ok((!same).then_some(updated))
+    }
+
+    /// Removes the record of a file whose bytes are gone from storage, with its active
+    /// entries. Does nothing if the bytes are back or the record changed meanwhile.
+    pub async fn forget_missing(&self, record: &FileRecord) -> Result<bool> {
+        if self.object_exists(&object_name(record.user_id, &record.file_name, &record.format)).await? {
+            return Ok(false);
+        }
+        let current = self.get_file(record.user_id, &record.file_name).await.ok();
+        if current.as_ref().map(|c| c.id) != Some(record.id) {
+            return Ok(false);
+        }
+        self.delete_file(record.user_id, &record.file_name).await?;
+        Ok(true)
+    }
+
+    /// Size, SHA-256 and analysis of a stored object, read where it lies.
+    async fn analyze_stored(&self, object: &str, format: Format, extension: &str) -> Result<(analysis::Profile, u64, String)> {
+        let path = self
+            .storage
+            .local_path(object)
+            .ok_or_else(|| Error::internal("this storage backend has no local files to reconcile"))?;
+        let hash_path = path.clone();
+        let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&hash_path))
+            .await?
+            .map_err(|e| Error::NotFound(format!("{object}: {e}")))?;
+        let profile = self.analyze(path, format, extension).await?;
+        Ok((profile, size, sha256))
     }
 
     // ----- reads and updates -----
@@ -569,10 +686,7 @@ impl FileService {
 
     fn storage_holds(&self, object: &str, record: &FileRecord) -> Result<bool> {
         let Some(path) = self.storage.local_path(object) else { return Ok(false) };
-        let Ok(mut file) = std::fs::File::open(&path) else { return Ok(false) };
-        let mut hasher = Sha256::new();
-        let size = std::io::copy(&mut file, &mut hasher).map_err(Error::internal)?;
-        Ok(size == record.size_bytes && hex::encode(hasher.finalize()) == record.sha256)
+        Ok(hash_file(&path).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
     }
 }
 
@@ -605,6 +719,14 @@ pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Size and hex SHA-256 of a file, read in one streaming pass.
+fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// The format of an upload, from the extension of the uploaded part's filename.

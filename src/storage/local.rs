@@ -169,7 +169,7 @@ impl Storage for LocalStorage {
         format!("local folder {}", self.root.display())
     }
 
-    fn temp_dir(&self) -> &Path {
-        &self.root
+    fn local_folder(&self) -> Option<&Path> {
+        Some(&self.root)
     }
 }

@@ -70,6 +70,6 @@ pub trait Storage: Send + Sync + 'static {
     /// Where the bytes are, for logs.
     fn describe(&self) -> String;
 
-    /// The folder temporary uploads go to (checked writable at startup).
-    fn temp_dir(&self) -> &Path;
+    /// The local folder holding the objects, for the watcher; `None` for remote stores.
+    fn local_folder(&self) -> Option<&Path>;
 }

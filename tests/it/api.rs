@@ -246,7 +246,8 @@ async fn names_that_could_escape_the_folder_are_refused() {
 
 #[tokio::test]
 async fn stray_bytes_in_storage_are_never_overwritten() {
-    let server = TestServer::start().await;
+    // Without the watcher, which would adopt the stray file (tested in `watch`).
+    let server = TestServer::start_with(&[("WATCH_ENABLED", "false")]).await;
     let stray = server.storage_dir().join("1_sales.csv");
     std::fs::write(&stray, "keep,me\n1,2\n").unwrap();
     let (status, body) = server.upload(1, "sales", &new_session(), "s.csv", sales_csv()).await;

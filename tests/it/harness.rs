@@ -230,6 +230,8 @@ impl TestServer {
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("SECRET_KEY", SECRET)
             .env("RUST_LOG", "info")
+            // The storage watcher takes files once unchanged this long; short keeps tests quick.
+            .env("WATCH_SETTLE_MS", "300")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in &self.env {
@@ -293,6 +295,11 @@ impl TestServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// The extra environment this server runs with (its catalog and cache URLs, …).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     pub fn logs(&self) -> String {

@@ -8,3 +8,4 @@ mod harness;
 mod ops;
 mod spectrum;
 mod uploads;
+mod watch;

@@ -1,0 +1,218 @@
+//! The storage watcher and `reconcile`: files dropped in, changed or removed in the storage folder are followed by the catalog.
+
+use std::future::Future;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::harness::{new_session, sales_csv, TestServer};
+
+/// Polls `check` until it returns `Some`, for at most `secs` seconds.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn file(server: &TestServer, user: i64, name: &str) -> Option<Value> {
+    let (status, body) = server.get(user, &format!("/files/{}", name.replace(' ', "%20"))).await;
+    (status == 200).then_some(body)
+}
+
+async fn names(server: &TestServer, user: i64) -> Vec<String> {
+    let (_, list) = server.get(user, "/files/").await;
+    list.as_array().unwrap().iter().map(|f| f["file_name"].as_str().unwrap().to_string()).collect()
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+#[tokio::test]
+async fn dropped_changed_and_removed_files_are_followed() {
+    let server = TestServer::start().await;
+    let dropped = server.storage_dir().join("1_dropped.csv");
+    std::fs::write(&dropped, sales_csv()).unwrap();
+    let record = eventually(10, "the dropped file", || file(&server, 1, "dropped")).await;
+
+    // Catalogued exactly as an upload of the same bytes would be.
+    let (_, uploaded) = server.upload(1, "uploaded", &new_session(), "u.csv", sales_csv()).await;
+    for field in ["summary", "sha256", "size_bytes", "row_count", "column_count", "format"] {
+        assert_eq!(record[field], uploaded[field], "{field}");
+    }
+    assert_eq!(record["storage_uri"].as_str().unwrap(), format!("local://{}", dropped.canonicalize().unwrap().display()));
+    assert_eq!(server.get(1, "/files/dropped/profile").await.0, 200);
+
+    // Active somewhere, then changed in place: the record follows the new content.
+    let session = new_session();
+    assert_eq!(server.activate(1, &session, "dropped").await.0, 200);
+    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["row_count"], 3);
+    let changed = "a,b\n1,x\n2,y\n3,z\n4,w\n5,v\n";
+    std::fs::write(&dropped, changed).unwrap();
+    let updated = eventually(10, "the changed content", || async {
+        file(&server, 1, "dropped").await.filter(|f| f["sha256"] == sha(changed.as_bytes()))
+    })
+    .await;
+    assert_eq!((updated["row_count"].as_u64(), updated["size_bytes"].as_u64()), (Some(5), Some(changed.len() as u64)));
+    assert_eq!(updated["id"], record["id"], "a change keeps the record");
+    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["row_count"], 5, "the cache follows");
+
+    // Removed: record and active entry go.
+    std::fs::remove_file(&dropped).unwrap();
+    eventually(10, "the removal", || async { file(&server, 1, "dropped").await.is_none().then_some(()) }).await;
+    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
+    assert_eq!(names(&server, 1).await, ["uploaded"], "the uploaded file is untouched");
+}
+
+#[tokio::test]
+async fn changes_while_stopped_are_caught_at_the_next_start() {
+    let mut server = TestServer::start().await;
+    server.upload(1, "kept", &new_session(), "k.csv", sales_csv()).await;
+    server.upload(1, "gone", &new_session(), "g.csv", sales_csv()).await;
+    server.stop();
+    std::fs::write(server.storage_dir().join("1_new.csv"), "x\n1\n").unwrap();
+    std::fs::remove_file(server.storage_dir().join("1_gone.csv")).unwrap();
+    server.restart();
+    eventually(10, "the startup pass", || async {
+        let mut n = names(&server, 1).await;
+        n.sort();
+        (n == ["kept", "new"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_file_written_slowly_is_catalogued_once_with_its_final_content() {
+    let server = TestServer::start().await;
+    let path = server.storage_dir().join("1_slow.csv");
+    let mut content = String::from("n,square\n");
+    std::fs::write(&path, &content).unwrap();
+    // Fourteen appends over two seconds, 150 ms apart: shorter than the 300 ms settle
+    // window, so the file never looks finished while it grows.
+    for i in 0..14 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let line = format!("{i},{}\n", i * i);
+        content.push_str(&line);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(line.as_bytes()).unwrap();
+        assert!(file(&server, 1, "slow").await.is_none(), "catalogued half-way, after {} rows", i + 1);
+    }
+    let record = eventually(10, "the slow file", || file(&server, 1, "slow")).await;
+    assert_eq!(record["sha256"], sha(content.as_bytes()));
+    assert_eq!(record["row_count"], 14);
+    assert_eq!(names(&server, 1).await, ["slow"]);
+}
+
+#[tokio::test]
+async fn a_burst_of_a_thousand_files_is_all_catalogued() {
+    let server = TestServer::start().await;
+    let started = Instant::now();
+    for i in 0..1000 {
+        std::fs::write(server.storage_dir().join(format!("3_f{i:04}.csv")), format!("i,v\n{i},{}\n", i * 2)).unwrap();
+    }
+    let count = eventually(120, "1,000 files", || async {
+        let (_, list) = server.get(3, "/files/").await;
+        let n = list.as_array().unwrap().len();
+        (n == 1000).then_some(n)
+    })
+    .await;
+    println!("burst: {count} files catalogued {:.2} s after the first was written", started.elapsed().as_secs_f64());
+    let (_, list) = server.get(3, "/files/?name_prefix=f0999").await;
+    assert_eq!(list[0]["row_count"], 1);
+}
+
+#[tokio::test]
+async fn unparseable_and_unprefixed_files_are_left_alone_and_reported_once() {
+    let server = TestServer::start().await;
+    let bad = server.storage_dir().join("1_bad.csv");
+    std::fs::write(&bad, "a,b\n1,2,3\n").unwrap();
+    std::fs::write(server.storage_dir().join("plain.csv"), sales_csv()).unwrap();
+    std::fs::write(server.storage_dir().join("1_notes.txt"), "hello").unwrap();
+    eventually(10, "the failure in the log", || async { server.logs().contains("1_bad.csv").then_some(()) }).await;
+    // Give the watcher a few more passes: still reported once, nothing catalogued.
+    server.upload(1, "trigger", &new_session(), "t.csv", sales_csv()).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let logs = server.logs();
+    assert_eq!(logs.matches("1_bad.csv").count(), 1, "{logs}");
+    assert!(logs.contains("line 2 has 3 fields"), "{logs}");
+    assert!(logs.contains("plain.csv") && logs.contains("default_user_id"), "{logs}");
+    assert_eq!(names(&server, 1).await, ["trigger"]);
+    assert!(server.stored_files().contains(&"plain.csv".to_string()), "left where it was");
+
+    // Fixed: retried because it changed.
+    std::fs::write(&bad, "a,b\n1,2\n").unwrap();
+    eventually(10, "the fixed file", || file(&server, 1, "bad")).await;
+}
+
+#[tokio::test]
+async fn files_without_a_prefix_go_to_the_default_user() {
+    let server = TestServer::start_with(&[("WATCH_DEFAULT_USER_ID", "5")]).await;
+    std::fs::write(server.storage_dir().join("Sales Q1.CSV"), sales_csv()).unwrap();
+    let record = eventually(10, "the adopted file", || file(&server, 5, "Sales Q1")).await;
+    assert!(record["storage_uri"].as_str().unwrap().ends_with("/5_Sales Q1.csv"), "{record}");
+    assert_eq!(server.stored_files(), ["5_Sales Q1.csv"]);
+    assert!(file(&server, 1, "Sales Q1").await.is_none());
+}
+
+#[tokio::test]
+async fn uploads_racing_the_watcher_give_one_record_each() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let (status, _) = server.upload(1, &format!("up{i:02}"), &new_session(), "u.csv", format!("a\n{i}\n")).await;
+            assert_eq!(status, 201);
+            if i % 4 == 0 {
+                assert_eq!(server.delete(1, &format!("/files/up{i:02}")).await.0, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Let several watcher passes run over the result.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let names = names(&server, 1).await;
+    assert_eq!(names.len(), 30, "{names:?}");
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 30);
+    assert_eq!(server.stored_files().len(), 30, "{:?}", server.stored_files());
+}
+
+#[tokio::test]
+async fn reconcile_command_dry_run_and_real() {
+    let mut server = TestServer::start().await;
+    server.stop();
+    std::fs::write(server.storage_dir().join("2_offline.csv"), sales_csv()).unwrap();
+    std::thread::sleep(Duration::from_millis(400)); // past the settle window
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"));
+        cmd.arg("reconcile").args(args).current_dir(server.data.path()).env("DATA_DIR", server.data.path().join("data")).env("WATCH_SETTLE_MS", "300");
+        for (k, v) in server.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let dry = run(&["--dry-run"]);
+    assert!(dry.contains("would add: 2_offline.csv"), "{dry}");
+    let real = run(&[]);
+    assert!(real.contains("added: 2_offline.csv") && real.contains("1 added"), "{real}");
+    let again = run(&[]);
+    assert!(again.contains("0 added, 0 updated, 0 removed"), "{again}");
+    server.restart();
+    assert!(file(&server, 2, "offline").await.is_some());
+}
