@@ -216,3 +216,40 @@ async fn reconcile_command_dry_run_and_real() {
     server.restart();
     assert!(file(&server, 2, "offline").await.is_some());
 }
+
+#[tokio::test]
+async fn replicas_watching_one_folder_act_as_one_watcher() {
+    let Some(admin) = crate::harness::service_url("TEST_DATABASE_URL", "replicas_watching_one_folder") else { return };
+    let a = TestServer::start_on(crate::harness::Stack::Postgres, Some(&admin), None, &[]).await;
+    let b = a.replica(&[]).await;
+    let c = a.replica(&[]).await;
+    for i in 0..50 {
+        std::fs::write(a.storage_dir().join(format!("4_shared{i:02}.csv")), format!("k\n{i}\n")).unwrap();
+    }
+    eventually(30, "50 files on every replica", || async {
+        let mut all = true;
+        for server in [&a, &b, &c] {
+            all &= server.get(4, "/files/").await.1.as_array().unwrap().len() == 50;
+        }
+        all.then_some(())
+    })
+    .await;
+    // Each file once: the list has no duplicate names and the folder no extra copies.
+    let listed = names(&b, 4).await;
+    let mut unique = listed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 50);
+    for i in (0..50).step_by(5) {
+        std::fs::remove_file(a.storage_dir().join(format!("4_shared{i:02}.csv"))).unwrap();
+    }
+    eventually(30, "the removals on every replica", || async {
+        let mut all = true;
+        for server in [&a, &b, &c] {
+            all &= server.get(4, "/files/").await.1.as_array().unwrap().len() == 40;
+        }
+        all.then_some(())
+    })
+    .await;
+    assert_eq!(a.stored_files().len(), 40);
+}
