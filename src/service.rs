@@ -43,6 +43,8 @@ pub struct ReceivedFile {
     extension: String,
     size_bytes: u64,
     sha256: String,
+    /// Analyzed while receiving, when an analysis slot was free.
+    profile: Option<analysis::Profile>,
 }
 
 /// Limits the service enforces, from the configuration.
@@ -71,7 +73,7 @@ pub struct FileService {
     cache: Arc<dyn ActiveFileCache>,
     storage: Arc<dyn Storage>,
     /// Analyses are CPU-bound: at most one per core.
-    analyses: Semaphore,
+    analyses: Arc<Semaphore>,
     /// Catalog and storage calls block a thread each: bound how many at once.
     blocking_calls: Arc<Semaphore>,
     /// Serialises catalog-then-cache updates of one user, so a slow cache write can never
@@ -89,7 +91,7 @@ impl FileService {
             catalog,
             cache,
             storage,
-            analyses: Semaphore::new(limits.max_concurrent_analyses.max(1)),
+            analyses: Arc::new(Semaphore::new(limits.max_concurrent_analyses.max(1))),
             blocking_calls: Arc::new(Semaphore::new(16)),
             user_locks: (0..64).map(|_| Mutex::new(())).collect(),
             uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads.max(1))),
@@ -221,6 +223,21 @@ impl FileService {
     {
         let (format, extension) = upload_format(filename)?;
         let temp = self.with_storage(|s| s.new_upload()).await?;
+        // When an analysis slot is free, the file is analyzed while it arrives (the writer
+        // forwards each chunk), so a large upload costs max(receive, analyze), not the sum.
+        // Otherwise it is analyzed after it is complete, when a slot frees up.
+        let streamed = self.analyses.clone().try_acquire_owned().ok().map(|permit| {
+            let (to_analysis, chunks) = std::sync::mpsc::sync_channel::<Bytes>(8);
+            let timer = metrics().analysis_seconds.start_timer();
+            let analysis = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let profile = analysis::profile_reader(ChunkReader::new(chunks), format);
+                timer.observe_duration();
+                profile
+            });
+            (to_analysis, analysis)
+        });
+        let (to_analysis, analysis) = streamed.unzip();
         // The blocking writer takes chunks from a short queue, so receiving the next chunk
         // overlaps with writing and hashing the previous one.
         let (tx, mut rx) = mpsc::channel::<Bytes>(4);
@@ -228,9 +245,14 @@ impl FileService {
             let mut temp = temp;
             let mut hasher = Sha256::new();
             while let Some(chunk) = rx.blocking_recv() {
-                temp.write_all(&chunk).map_err(|e| storage_write_error(e))?;
+                temp.write_all(&chunk).map_err(storage_write_error)?;
                 hasher.update(&chunk);
+                if let Some(to_analysis) = &to_analysis {
+                    // A closed channel means the analysis already failed; it reports why.
+                    let _ = to_analysis.send(chunk);
+                }
             }
+            drop(to_analysis);
             temp.as_file().sync_all().map_err(storage_write_error)?;
             Ok((temp, hex::encode(hasher.finalize())))
         });
@@ -251,6 +273,11 @@ impl FileService {
                         "the file is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
                     )));
                 }
+                // An analysis that ended before the data did has found the file unreadable:
+                // say so now instead of receiving the rest.
+                if analysis.as_ref().is_some_and(|a| a.is_finished()) {
+                    break;
+                }
                 if tx.send(chunk).await.is_err() {
                     break; // the writer failed; its error is reported below
                 }
@@ -259,12 +286,19 @@ impl FileService {
         }
         .await;
         drop(tx);
-        // Wait for the writer even on error, so the temporary file is removed before the
-        // response goes out.
+        // Wait for the writer (and analysis) even on error, so the temporary file is
+        // removed before the response goes out.
         let written = writer.await?;
+        let analyzed = match analysis {
+            Some(analysis) => Some(analysis.await?),
+            None => None,
+        };
+        // A cut-off or oversized upload, or a failed write, explains a failed analysis
+        // of what arrived: report those first.
         received?;
         let (temp, sha256) = written?;
-        Ok(ReceivedFile { temp, format, extension, size_bytes, sha256 })
+        let profile = analyzed.transpose().map_err(|e| analysis_error(e, &extension))?;
+        Ok(ReceivedFile { temp, format, extension, size_bytes, sha256, profile })
     }
 
     /// Validates the form, analyzes the received file, records it, moves its bytes into
@@ -281,8 +315,11 @@ impl FileService {
             ));
         }
 
-        let ReceivedFile { temp, format, extension, size_bytes, sha256 } = file;
-        let profile = self.analyze(temp.path().to_path_buf(), format, &extension).await?;
+        let ReceivedFile { temp, format, extension, size_bytes, sha256, profile } = file;
+        let profile = match profile {
+            Some(profile) => profile,
+            None => self.analyze(temp.path().to_path_buf(), format, &extension).await?,
+        };
 
         let object = object_name(user, &file_name, &extension);
         let record = self.new_record(user, file_name, description, extension, &profile, size_bytes, sha256)?;
@@ -322,10 +359,7 @@ impl FileService {
         let timer = metrics().analysis_seconds.start_timer();
         let profiled = tokio::task::spawn_blocking(move || analysis::profile_path(&path, format)).await;
         timer.observe_duration();
-        profiled?.map_err(|e| match e {
-            analysis::AnalysisError::Io(io) => Error::Internal(anyhow::Error::new(io).context("reading a dataset")),
-            other => Error::invalid("unreadable_file", format!("the file could not be read as {extension}: {other}")),
-        })
+        profiled?.map_err(|e| analysis_error(e, extension))
     }
 
     /// A new record for `user`'s file, from its analysis.
@@ -719,6 +753,40 @@ pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A file that does not parse is the client's problem (422); failing to read it is ours.
+fn analysis_error(e: analysis::AnalysisError, extension: &str) -> Error {
+    match e {
+        analysis::AnalysisError::Io(io) => Error::Internal(anyhow::Error::new(io).context("reading a dataset")),
+        other => Error::invalid("unreadable_file", format!("the file could not be read as {extension}: {other}")),
+    }
+}
+
+/// Reads the chunks of an upload as they arrive, for the analysis running alongside.
+struct ChunkReader {
+    chunks: std::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    fn new(chunks: std::sync::mpsc::Receiver<Bytes>) -> ChunkReader {
+        ChunkReader { chunks, current: Bytes::new() }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.recv() {
+                Ok(chunk) => self.current = chunk,
+                Err(_) => return Ok(0), // the writer is done: end of file
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
 }
 
 /// Size and hex SHA-256 of a file, read in one streaming pass.

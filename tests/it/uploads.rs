@@ -166,3 +166,26 @@ fn tokio_stream_from(
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn a_malformed_file_is_refused_before_it_finishes_arriving() {
+    let server = TestServer::start().await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let form = reqwest::multipart::Form::new()
+        .text("file_name", "bad")
+        .text("session_id", new_session())
+        .text("description", "d")
+        .part("file", reqwest::multipart::Part::stream(body).file_name("bad.csv"));
+    let request = server.client.post(server.url("/files/")).bearer_auth(server.token(1)).multipart(form).send();
+    // Line 3 has an extra field; then the client keeps the body open and sends no more.
+    tx.send(Ok(b"a,b\n1,2\n3,4,5\n".to_vec())).await.unwrap();
+    tx.send(Ok(b"6,7\n".repeat(100_000))).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), request).await.expect("answered while the body is still open").unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "unreadable_file");
+    assert!(body["detail"].as_str().unwrap().contains("line 3"), "{body}");
+    drop(tx);
+    wait_until_storage_is(&server, &[]).await;
+}
