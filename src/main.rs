@@ -86,7 +86,19 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
+/// glibc gives each thread that allocates its own arena and keeps freed memory there:
+/// after a few large listings on the blocking pool, RSS stays ~10× above what is in use.
+/// Two arenas keep it flat with no measurable cost in latency.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let _flush_logs = init_logging();
     match run(cli) {

@@ -24,7 +24,7 @@ pub struct FileRecord {
     pub sha256: String,
     pub row_count: u64,
     pub column_count: u64,
-    /// The analysis profile as JSON (see `analysis::Profile`).
+    /// The analysis profile as JSON (see `analysis::Profile`); empty in listings.
     pub profile_json: String,
     pub created_at: DateTime<Utc>,
     /// Last change of the record (rename, description, content).

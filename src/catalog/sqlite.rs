@@ -231,7 +231,10 @@ impl Catalog for SqliteCatalog {
         let filter = "user_id = ?1 AND state = 'ready' AND substr(file_name, 1, length(?2)) = ?2";
         let limit = query.limit.map_or(-1, i64::from);
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM files WHERE {filter} ORDER BY pk LIMIT ?3 OFFSET ?4"))
+            .prepare_cached(&format!(
+                "SELECT {} FROM files WHERE {filter} ORDER BY pk LIMIT ?3 OFFSET ?4",
+                COLUMNS.replace("profile", "'' AS profile")
+            ))
             .map_err(db_err)?;
         let files = stmt
             .query_map(params![user, prefix, limit, query.offset as i64], record)
