@@ -259,11 +259,27 @@ impl FileService {
         let max = self.limits.max_upload_bytes;
         let idle = self.limits.upload_idle_timeout;
         let mut size_bytes = 0u64;
+        let mut analysis = analysis;
+        // An analysis can only end before the data does by finding the file unreadable:
+        // then stop receiving and say so now, instead of after the rest arrives.
+        let mut ended_early = None;
         let received: Result<()> = async {
             loop {
-                let next = tokio::time::timeout(idle, chunks.next()).await.map_err(|_| {
-                    Error::Timeout(format!("the upload sent nothing for {} seconds", idle.as_secs()))
-                })?;
+                let analysis_ended = async {
+                    match analysis.as_mut() {
+                        Some(handle) => handle.await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let next = tokio::select! {
+                    ended = analysis_ended => {
+                        ended_early = Some(ended);
+                        break;
+                    }
+                    next = tokio::time::timeout(idle, chunks.next()) => next.map_err(|_| {
+                        Error::Timeout(format!("the upload sent nothing for {} seconds", idle.as_secs()))
+                    })?,
+                };
                 let Some(chunk) = next else { break };
                 let chunk = chunk?;
                 size_bytes += chunk.len() as u64;
@@ -272,11 +288,6 @@ impl FileService {
                     return Err(Error::PayloadTooLarge(format!(
                         "the file is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
                     )));
-                }
-                // An analysis that ended before the data did has found the file unreadable:
-                // say so now instead of receiving the rest.
-                if analysis.as_ref().is_some_and(|a| a.is_finished()) {
-                    break;
                 }
                 if tx.send(chunk).await.is_err() {
                     break; // the writer failed; its error is reported below
@@ -289,9 +300,10 @@ impl FileService {
         // Wait for the writer (and analysis) even on error, so the temporary file is
         // removed before the response goes out.
         let written = writer.await?;
-        let analyzed = match analysis {
-            Some(analysis) => Some(analysis.await?),
-            None => None,
+        let analyzed = match (ended_early, analysis) {
+            (Some(ended), _) => Some(ended?),
+            (None, Some(handle)) => Some(handle.await?),
+            (None, None) => None,
         };
         // A cut-off or oversized upload, or a failed write, explains a failed analysis
         // of what arrived: report those first.
