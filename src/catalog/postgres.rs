@@ -296,6 +296,11 @@ fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
     read().map_err(db_err)
 }
 
+/// The session ids of rows whose first column is one.
+fn session_ids(rows: Vec<Row>) -> Result<Vec<Uuid>> {
+    rows.iter().map(|r| r.try_get::<_, Uuid>(0).map_err(db_err)).collect()
+}
+
 fn pk_and_record(row: &Row) -> Result<(i64, FileRecord)> {
     Ok((row.try_get(0).map_err(db_err)?, record_at(row, 1)?))
 }
@@ -483,13 +488,7 @@ impl Catalog for PostgresCatalog {
             }
             Err(e) => return Err(db_err(e)),
         };
-        let sessions = tx
-            .query(&sessions_of, &[&pk])
-            .map_err(db_err)?
-            .iter()
-            .map(|r| r.try_get::<_, Uuid>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_err)?;
+        let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
@@ -505,13 +504,7 @@ impl Catalog for PostgresCatalog {
             return Ok(None);
         };
         let (pk, record) = pk_and_record(&row)?;
-        let sessions = tx
-            .query(&clear, &[&pk])
-            .map_err(db_err)?
-            .iter()
-            .map(|r| r.try_get::<_, Uuid>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_err)?;
+        let sessions = session_ids(tx.query(&clear, &[&pk]).map_err(db_err)?)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
@@ -554,13 +547,7 @@ impl Catalog for PostgresCatalog {
             return Ok(None);
         };
         let (pk, record) = pk_and_record(&row)?;
-        let sessions = tx
-            .query(&sessions_of, &[&pk])
-            .map_err(db_err)?
-            .iter()
-            .map(|r| r.try_get::<_, Uuid>(0))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_err)?;
+        let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
