@@ -93,8 +93,17 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
 }
 
 /// `file-service reconcile`: one full pass of the storage folder against the catalog.
+/// It does not run startup recovery: a server may be running on the same catalog, and
+/// its uploads in progress are not leftovers.
 pub async fn reconcile(config: &Config, dry_run: bool) -> Result<crate::reconcile::Report, StartupError> {
-    let service = build(config).await?;
+    let service = open(config).await?;
+    if !dry_run {
+        let setup = service.clone();
+        tokio::task::spawn_blocking(move || setup.catalog().migrate())
+            .await
+            .context("migration task")?
+            .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))?;
+    }
     let reconciler = Reconciler::new(service, config.watch.default_user_id, config.watch.settle);
     reconciler.pass(dry_run).await.map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))
 }

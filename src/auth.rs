@@ -101,29 +101,40 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> std::
     }
     let path = data_dir.join("secret_key");
     match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => return Ok((s.trim().as_bytes().to_vec(), None)),
-        Ok(_) => {}
+        Ok(s) => return checked_secret(&s, &path).map(|s| (s, None)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(data_dir)?;
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    // Written whole to a temporary file and then given its name without overwriting: the
+    // secret file is never seen empty or half-written, even by a process starting at the
+    // same moment (which then uses the winner's secret).
+    let mut temp = tempfile::Builder::new().prefix(".secret_key").tempfile_in(data_dir)?;
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(&path) {
-        Ok(mut f) => {
-            std::io::Write::write_all(&mut f, secret.as_bytes())?;
-            f.sync_all()?;
-            Ok((secret.into_bytes(), Some(path)))
+    std::fs::set_permissions(temp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::io::Write::write_all(&mut temp, secret.as_bytes())?;
+    temp.as_file().sync_all()?;
+    match temp.persist_noclobber(&path) {
+        Ok(_) => Ok((secret.into_bytes(), Some(path))),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            checked_secret(&std::fs::read_to_string(&path)?, &path).map(|s| (s, None))
         }
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok((std::fs::read_to_string(&path)?.trim().as_bytes().to_vec(), None))
-        }
-        Err(e) => Err(e),
+        Err(e) => Err(e.error),
     }
+}
+
+/// A stored secret must be long enough to sign with: an empty or truncated file would
+/// make tokens forgeable.
+fn checked_secret(text: &str, path: &Path) -> std::io::Result<Vec<u8>> {
+    let secret = text.trim();
+    if secret.len() < 16 {
+        return Err(std::io::Error::other(format!(
+            "{} holds no usable secret (under 16 characters); delete it to generate a new one, or set SECRET_KEY",
+            path.display()
+        )));
+    }
+    Ok(secret.as_bytes().to_vec())
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub struct Reconciler {
     /// Objects already reported as failed or ignored, with the (size, change time) they
     /// had: reported once, and tried again only when they change.
     reported: Mutex<HashMap<String, (u64, SystemTime)>>,
+    /// Catalogued objects re-read since they last changed. The check against the
+    /// record's `updated_at` compares two clocks (filesystem, catalog); this makes a
+    /// skewed catalog clock cost one re-read per change, not one per pass.
+    verified: Mutex<HashMap<String, (u64, SystemTime)>>,
 }
 
 /// Slack between a file's change time and its record's `updated_at`, for clocks that
@@ -54,7 +58,7 @@ const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 impl Reconciler {
     pub fn new(service: Arc<FileService>, default_user: Option<UserId>, settle: Duration) -> Reconciler {
-        Reconciler { service, default_user, settle, reported: Mutex::new(HashMap::new()) }
+        Reconciler { service, default_user, settle, reported: Mutex::new(HashMap::new()), verified: Mutex::new(HashMap::new()) }
     }
 
     /// One full comparison of the folder with the catalog. With `dry_run`, nothing is
@@ -74,7 +78,9 @@ impl Reconciler {
             let settled = now.duration_since(object.changed).is_ok_and(|age| age >= self.settle);
             if let Some(record) = by_object.get(&object.name) {
                 let updated_at = SystemTime::from(record.updated_at) + CLOCK_SLACK;
-                if object.size == record.size_bytes && object.changed <= updated_at {
+                let unchanged = object.size == record.size_bytes
+                    && (object.changed <= updated_at || seen(&self.verified, object));
+                if unchanged {
                     continue;
                 }
                 if !settled {
@@ -88,6 +94,7 @@ impl Reconciler {
                         Ok(None) => {}
                         Err(e) => self.failed(&mut report, object, &e),
                     }
+                    note(&self.verified, object);
                 }
                 continue;
             }
@@ -129,6 +136,12 @@ impl Reconciler {
             }
         }
 
+        // Forget what was noted about objects that are gone, so the maps stay small.
+        for map in [&self.reported, &self.verified] {
+            if let Ok(mut m) = map.lock() {
+                m.retain(|name, _| present.contains(name.as_str()));
+            }
+        }
         for (object, record) in &by_object {
             if present.contains(object.as_str()) {
                 continue;
@@ -173,13 +186,11 @@ impl Reconciler {
     }
 
     fn already_reported(&self, object: &StoredObject) -> bool {
-        self.reported.lock().is_ok_and(|r| r.get(&object.name) == Some(&(object.size, object.changed)))
+        seen(&self.reported, object)
     }
 
     fn remember(&self, object: &StoredObject) {
-        if let Ok(mut r) = self.reported.lock() {
-            r.insert(object.name.clone(), (object.size, object.changed));
-        }
+        note(&self.reported, object);
     }
 
     fn failed(&self, report: &mut Report, object: &StoredObject, error: &Error) {
@@ -253,6 +264,17 @@ impl Reconciler {
                 _ = wait_recheck => {}
             }
         }
+    }
+}
+
+/// Whether `object` is noted in `map` as it is now (same size and change time).
+fn seen(map: &Mutex<HashMap<String, (u64, SystemTime)>>, object: &StoredObject) -> bool {
+    map.lock().is_ok_and(|m| m.get(&object.name) == Some(&(object.size, object.changed)))
+}
+
+fn note(map: &Mutex<HashMap<String, (u64, SystemTime)>>, object: &StoredObject) {
+    if let Ok(mut m) = map.lock() {
+        m.insert(object.name.clone(), (object.size, object.changed));
     }
 }
 

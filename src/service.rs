@@ -74,6 +74,9 @@ pub struct FileService {
     storage: Arc<dyn Storage>,
     /// Analyses are CPU-bound: at most one per core.
     analyses: Arc<Semaphore>,
+    /// Analyses that run while an upload arrives are paced by the network: their own
+    /// slots (one per core), so slow clients never hold up the analyses of others.
+    streamed_analyses: Arc<Semaphore>,
     /// Catalog and storage calls block a thread each: bound how many at once.
     blocking_calls: Arc<Semaphore>,
     /// Serialises catalog-then-cache updates of one user, so a slow cache write can never
@@ -92,12 +95,24 @@ impl FileService {
             cache,
             storage,
             analyses: Arc::new(Semaphore::new(limits.max_concurrent_analyses.max(1))),
+            streamed_analyses: Arc::new(Semaphore::new(limits.max_concurrent_analyses.max(1))),
             blocking_calls: Arc::new(Semaphore::new(16)),
             user_locks: (0..64).map(|_| Mutex::new(())).collect(),
             uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads.max(1))),
             limits,
             cache_failing: AtomicBool::new(false),
         }
+    }
+
+    /// Runs a change of several steps (catalog, storage, cache) on its own task: a client
+    /// hanging up drops the request's future, which must not stop the change half-way.
+    async fn to_completion<T, F, Fut>(self: &Arc<Self>, steps: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Self>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        tokio::spawn(steps(self.clone())).await?
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -226,7 +241,7 @@ impl FileService {
         // When an analysis slot is free, the file is analyzed while it arrives (the writer
         // forwards each chunk), so a large upload costs max(receive, analyze), not the sum.
         // Otherwise it is analyzed after it is complete, when a slot frees up.
-        let streamed = self.analyses.clone().try_acquire_owned().ok().map(|permit| {
+        let streamed = self.streamed_analyses.clone().try_acquire_owned().ok().map(|permit| {
             let (to_analysis, chunks) = std::sync::mpsc::sync_channel::<Bytes>(8);
             let timer = metrics().analysis_seconds.start_timer();
             let analysis = tokio::task::spawn_blocking(move || {
@@ -316,7 +331,11 @@ impl FileService {
     /// Validates the form, analyzes the received file, records it, moves its bytes into
     /// place and makes it the session's active file. All or nothing: on any error no
     /// record, no stored file and no active entry remain.
-    pub async fn store_upload(&self, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {
+    pub async fn store_upload(self: &Arc<Self>, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {
+        self.to_completion(move |s| async move { s.store_upload_steps(user, fields, file).await }).await
+    }
+
+    async fn store_upload_steps(&self, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {
         let file_name = validate_file_name(required(&fields.file_name, "file_name")?)?.to_string();
         let session = parse_session_id(required(&fields.session_id, "session_id")?)?;
         let description = required(&fields.description, "description")?.to_string();
@@ -490,7 +509,7 @@ impl FileService {
         if current.as_ref().map(|c| c.id) != Some(record.id) {
             return Ok(false);
         }
-        self.delete_file(record.user_id, &record.file_name).await?;
+        self.delete_file_steps(record.user_id, &record.file_name).await?;
         Ok(true)
     }
 
@@ -543,7 +562,19 @@ impl FileService {
     /// Renames and/or re-describes a file. A rename moves the stored bytes without
     /// overwriting anything; active entries follow the file, and cached copies are
     /// dropped so every session sees the new record.
-    pub async fn update_file(&self, user: UserId, file_name: &str, new_name: Option<String>, description: Option<String>) -> Result<FileRecord> {
+    pub async fn update_file(
+        self: &Arc<Self>,
+        user: UserId,
+        file_name: &str,
+        new_name: Option<String>,
+        description: Option<String>,
+    ) -> Result<FileRecord> {
+        let file_name = file_name.to_string();
+        self.to_completion(move |s| async move { s.update_file_steps(user, &file_name, new_name, description).await })
+            .await
+    }
+
+    async fn update_file_steps(&self, user: UserId, file_name: &str, new_name: Option<String>, description: Option<String>) -> Result<FileRecord> {
         if new_name.is_none() && description.is_none() {
             return Err(Error::invalid("empty_update", "send at least one of `file_name` and `description`"));
         }
@@ -582,11 +613,15 @@ impl FileService {
                 return Err(other.err().unwrap_or_else(|| file_not_found(file_name)));
             }
         };
-        if new_object.is_some() {
-            self.with_storage(move |s| s.delete(&old_object)).await?;
-        }
         for session in sessions {
             self.cache_result(self.cache.remove(user, session).await);
+        }
+        // The rename is committed: a leftover old name is logged, not reported as a
+        // failed rename (the watcher would take it for a dropped-in file).
+        if new_object.is_some() {
+            if let Err(e) = self.with_storage(move |s| s.delete(&old_object)).await {
+                tracing::warn!(error = %e, "renamed, but the old stored name could not be removed");
+            }
         }
         Ok(record)
     }
@@ -654,7 +689,12 @@ impl FileService {
     }
 
     /// Deletes the record and the bytes, and clears the file as active in every session.
-    pub async fn delete_file(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
+    pub async fn delete_file(self: &Arc<Self>, user: UserId, file_name: &str) -> Result<FileRecord> {
+        let file_name = file_name.to_string();
+        self.to_completion(move |s| async move { s.delete_file_steps(user, &file_name).await }).await
+    }
+
+    async fn delete_file_steps(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
         let name = file_name.to_string();
         let (record, sessions) = {
             let _guard = self.lock_user(user).await?;

@@ -64,7 +64,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// Second half of a delete, once the bytes are gone.
     fn finish_delete(&self, id: Uuid) -> Result<()>;
 
-    /// Every visible record of every user, for reconciliation with storage.
+    /// Every visible record of every user, for reconciliation with storage (without
+    /// `profile_json`, as in listings).
     fn all_files(&self) -> Result<Vec<FileRecord>>;
 
     /// Whether any record (visible or not: an upload or delete in progress) claims this

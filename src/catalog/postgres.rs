@@ -105,7 +105,11 @@ const UNFINISHED: &str = concat!(
     " FROM files f WHERE f.state <> 'ready' AND f.updated_at < now() - make_interval(secs => $1) ORDER BY f.id"
 );
 const USER_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
-const ALL_FILES: &str = concat!("SELECT ", columns!(), " FROM files f WHERE f.state = 'ready' ORDER BY f.id");
+const ALL_FILES: &str = concat!(
+    "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
+         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state",
+    " FROM files f WHERE f.state = 'ready' ORDER BY f.id"
+);
 const NAME_CLAIMED: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = $1 AND file_name = $2)";
 const REPLACE_CONTENT: &str = concat!(
     "UPDATE files AS f SET size_bytes = $2, sha256 = $3, summary = $4, row_count = $5, column_count = $6,

@@ -344,7 +344,7 @@ impl Catalog for SqliteCatalog {
     fn all_files(&self) -> Result<Vec<FileRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM files WHERE state = 'ready' ORDER BY pk"))
+            .prepare(&format!("SELECT {} FROM files WHERE state = 'ready' ORDER BY pk", COLUMNS.replace("profile", "'' AS profile")))
             .map_err(db_err)?;
         let rows = stmt.query_map([], record).map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)

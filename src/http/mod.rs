@@ -295,8 +295,14 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Resul
 fn list_query(params: Vec<(String, String)>) -> Result<ListQuery, Error> {
     let mut query = ListQuery::default();
     for (key, value) in params {
+        // At most i64::MAX: databases take signed offsets.
         let number = |what: &str| {
-            value.parse::<u64>().map_err(|_| Error::invalid("invalid_query", format!("{what} must be a whole number, not {value:?}")))
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|n| n as u64)
+                .ok_or_else(|| Error::invalid("invalid_query", format!("{what} must be a whole number, not {value:?}")))
         };
         match key.as_str() {
             "limit" => query.limit = Some(number("limit")?.min(u32::MAX as u64) as u32),

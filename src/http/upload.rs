@@ -1,5 +1,8 @@
 //! Reads a multipart upload form part by part, streaming the `file` part to the service without buffering it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Buf;
 use futures_util::{StreamExt, TryStreamExt};
 use warp::multipart::{FormData, Part};
@@ -8,9 +11,23 @@ use crate::error::{Error, Result};
 use crate::model::{FileRecord, UserId};
 use crate::service::{FileService, ReceivedFile, UploadFields, MAX_DESCRIPTION_BYTES};
 
+/// After refusing an upload early (413, 409, 422 before the end of the body), read on a
+/// little so that clients which send the whole body before reading the answer (Python's
+/// `requests`, for one) see the status instead of a reset connection.
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 /// Handles `POST /files/`: fields `file_name`, `session_id`, `description`, `file`, in any order.
-pub async fn handle(service: &FileService, user: UserId, mut form: FormData) -> Result<FileRecord> {
+pub async fn handle(service: &Arc<FileService>, user: UserId, mut form: FormData) -> Result<FileRecord> {
     let _permit = service.upload_permit()?;
+    let result = receive_and_store(service, user, &mut form).await;
+    if matches!(&result, Err(e) if !matches!(e, Error::Timeout(_))) {
+        drain_form(&mut form).await;
+    }
+    result
+}
+
+async fn receive_and_store(service: &Arc<FileService>, user: UserId, form: &mut FormData) -> Result<FileRecord> {
     let mut fields = UploadFields::default();
     let mut file: Option<ReceivedFile> = None;
     while let Some(part) = form.next().await {
@@ -51,6 +68,23 @@ async fn text(part: Part, name: &str) -> Result<String> {
         buf.extend_from_slice(chunk.chunk());
     }
     String::from_utf8(buf).map_err(|_| Error::invalid("invalid_field", format!("the `{name}` field is not UTF-8 text")))
+}
+
+/// Reads and drops what is left of the body, within `DRAIN_LIMIT` and `DRAIN_BYTES`.
+async fn drain_form(form: &mut FormData) {
+    let mut budget = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+        while let Some(Ok(part)) = form.next().await {
+            let mut stream = part.stream();
+            while let Some(Ok(chunk)) = stream.next().await {
+                budget = budget.saturating_sub(chunk.remaining());
+                if budget == 0 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 async fn drain(part: Part) -> Result<()> {

@@ -94,3 +94,22 @@ async fn generated_secret_is_kept_owner_only_and_shared_with_token() {
     let auth = file_service::auth::Auth::new(secret.trim().as_bytes(), Algorithm::HS256);
     assert_eq!(auth.user_from_token(token.trim()).unwrap(), 1);
 }
+
+#[test]
+fn an_empty_secret_file_is_refused_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("secret_key"), "").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"))
+        .args(["token", "--user", "1"])
+        .current_dir(dir.path())
+        .env_remove("SECRET_KEY")
+        .env("DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SECRET_KEY") && stderr.contains("no usable secret"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no token signed with an empty key");
+}

@@ -160,7 +160,7 @@ async fn paging_and_prefix() {
     assert_eq!(names, ["odd-09", "odd-11"]);
     let (_, total, names) = page("").await;
     assert_eq!((total.as_deref(), names.len()), (Some("12"), 12));
-    for bad in ["limit=0", "limit=1001", "limit=x", "offset=-1"] {
+    for bad in ["limit=0", "limit=1001", "limit=x", "offset=-1", "offset=9223372036854775808"] {
         assert_eq!(page(bad).await.0, 422, "{bad}");
     }
 }
