@@ -29,9 +29,21 @@ fn generate(path: &Path, target_bytes: u64) -> std::io::Result<u64> {
         let r = next();
         line.clear();
         use std::fmt::Write as _;
-        let qty = if r % 10 == 0 { String::new() } else { ((r >> 8) % 1000).to_string() };
-        let score = if r % 17 == 0 { "NA".to_string() } else { format!("{:.4}", (r >> 20) as f64 / 1e12) };
-        let note = if r % 5 == 0 { "\"quoted, with comma\"" } else { "plain note" };
+        let qty = if r % 10 == 0 {
+            String::new()
+        } else {
+            ((r >> 8) % 1000).to_string()
+        };
+        let score = if r % 17 == 0 {
+            "NA".to_string()
+        } else {
+            format!("{:.4}", (r >> 20) as f64 / 1e12)
+        };
+        let note = if r % 5 == 0 {
+            "\"quoted, with comma\""
+        } else {
+            "plain note"
+        };
         let _ = writeln!(
             line,
             "{i},{}.{:02},name_{},{:04}-{:02}-{:02},{},{qty},{},{:04}-{:02}-{:02}T{:02}:{:02}:{:02},{score},{note}",

@@ -30,13 +30,23 @@ pub enum StartupError {
 }
 
 fn key_error(key: &str, err: impl std::fmt::Display) -> StartupError {
-    StartupError::Config(ConfigError { key: key.to_string(), message: err.to_string() })
+    StartupError::Config(ConfigError {
+        key: key.to_string(),
+        message: err.to_string(),
+    })
 }
 
 /// The token checker for the configured (or generated) secret.
 pub fn auth(config: &Config) -> Result<Auth, StartupError> {
-    let (secret, created) = load_or_create_secret(config.secret_key.as_deref(), &config.data_dir)
-        .map_err(|e| key_error("SECRET_KEY", format!("not set, and the generated secret in {} cannot be read or created: {e}", config.data_dir.display())))?;
+    let (secret, created) = load_or_create_secret(config.secret_key.as_deref(), &config.data_dir).map_err(|e| {
+        key_error(
+            "SECRET_KEY",
+            format!(
+                "not set, and the generated secret in {} cannot be read or created: {e}",
+                config.data_dir.display()
+            ),
+        )
+    })?;
     if let Some(path) = created {
         tracing::info!(path = %path.display(), "SECRET_KEY is not set: generated a random secret (owner-only file); set SECRET_KEY to share one with other services");
     }
@@ -47,9 +57,13 @@ pub fn auth(config: &Config) -> Result<Auth, StartupError> {
 /// PostgreSQL catalog connects here, and an unreachable server fails startup.
 pub fn open_catalog(config: &Config) -> Result<Arc<dyn Catalog>, StartupError> {
     match &config.database_url {
-        DatabaseUrl::Sqlite(path) => Ok(Arc::new(SqliteCatalog::open(path).map_err(|e| key_error("DATABASE_URL", e))?)),
+        DatabaseUrl::Sqlite(path) => Ok(Arc::new(
+            SqliteCatalog::open(path).map_err(|e| key_error("DATABASE_URL", e))?,
+        )),
         // The message names the server but never the password.
-        DatabaseUrl::Postgres(url) => Ok(Arc::new(PostgresCatalog::open(url).map_err(|e| key_error("DATABASE_URL", e))?)),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(
+            PostgresCatalog::open(url).map_err(|e| key_error("DATABASE_URL", e))?,
+        )),
     }
 }
 
@@ -105,7 +119,10 @@ pub async fn reconcile(config: &Config, dry_run: bool) -> Result<crate::reconcil
             .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))?;
     }
     let reconciler = Reconciler::new(service, config.watch.default_user_id, config.watch.settle);
-    reconciler.pass(dry_run).await.map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))
+    reconciler
+        .pass(dry_run)
+        .await
+        .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))
 }
 
 /// `file-service check`: opens every backend without changing anything and reports
@@ -129,7 +146,10 @@ pub async fn check(config: &Config) -> Result<String, StartupError> {
     if report.status == "ready" {
         Ok(text)
     } else {
-        Err(StartupError::Other(anyhow::anyhow!("{text}\nstatus: {}", report.status)))
+        Err(StartupError::Other(anyhow::anyhow!(
+            "{text}\nstatus: {}",
+            report.status
+        )))
     }
 }
 
@@ -138,10 +158,14 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
     // Connecting to PostgreSQL blocks (and its client must not run on an async thread).
     let catalog = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || open_catalog(&config)).await.context("startup task")??
+        tokio::task::spawn_blocking(move || open_catalog(&config))
+            .await
+            .context("startup task")??
     };
-    let storage: Arc<dyn Storage> =
-        Arc::new(LocalStorage::open(&config.local_storage_path).map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?);
+    let storage: Arc<dyn Storage> = Arc::new(
+        LocalStorage::open(&config.local_storage_path)
+            .map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?,
+    );
     let cache = open_cache(config).await?;
     let limits = Limits {
         max_upload_bytes: config.max_upload_bytes,
@@ -168,8 +192,14 @@ pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
     };
     let watcher = match (config.watch.enabled, service.storage().local_folder()) {
         (true, Some(folder)) => {
-            let reconciler = Arc::new(Reconciler::new(service.clone(), config.watch.default_user_id, config.watch.settle));
-            Some(tokio::spawn(reconciler.watch(folder.to_path_buf(), config.watch.interval)))
+            let reconciler = Arc::new(Reconciler::new(
+                service.clone(),
+                config.watch.default_user_id,
+                config.watch.settle,
+            ));
+            Some(tokio::spawn(
+                reconciler.watch(folder.to_path_buf(), config.watch.interval),
+            ))
         }
         _ => None,
     };

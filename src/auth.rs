@@ -51,7 +51,9 @@ impl Auth {
 
     /// The user id of a valid `Authorization` header value.
     pub fn user_from_header(&self, header: Option<&str>) -> Result<UserId> {
-        let header = header.ok_or_else(|| Error::Unauthorized("missing Authorization header; send `Authorization: Bearer <token>`".into()))?;
+        let header = header.ok_or_else(|| {
+            Error::Unauthorized("missing Authorization header; send `Authorization: Bearer <token>`".into())
+        })?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -78,7 +80,11 @@ impl Auth {
     /// A token for `user` valid for `ttl_seconds`.
     pub fn mint(&self, user: UserId, ttl_seconds: u64) -> String {
         let now = jsonwebtoken::get_current_timestamp();
-        let claims = MintedClaims { sub: user.to_string(), iat: now, exp: now + ttl_seconds };
+        let claims = MintedClaims {
+            sub: user.to_string(),
+            iat: now,
+            exp: now + ttl_seconds,
+        };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
             .expect("HMAC signing with an in-memory key cannot fail")
     }
@@ -95,7 +101,10 @@ fn parse_sub(sub: &serde_json::Value) -> Option<UserId> {
 
 /// The configured secret, or the one generated on first start and kept in
 /// `data_dir/secret_key` (mode 0600). Returns the secret and whether it was just made.
-pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> std::io::Result<(Vec<u8>, Option<std::path::PathBuf>)> {
+pub fn load_or_create_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> std::io::Result<(Vec<u8>, Option<std::path::PathBuf>)> {
     if let Some(s) = configured {
         return Ok((s.as_bytes().to_vec(), None));
     }

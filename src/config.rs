@@ -65,7 +65,10 @@ pub struct ConfigError {
 }
 
 fn config_error(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_string(), message: message.into() }
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Raw key/value source: the TOML table, overridden by the environment.
@@ -91,7 +94,10 @@ impl Source {
             Some(toml::Value::String(s)) => Ok(Some(s.clone())),
             Some(toml::Value::Integer(i)) => Ok(Some(i.to_string())),
             Some(toml::Value::Boolean(b)) => Ok(Some(b.to_string())),
-            Some(other) => Err(config_error(key, format!("expected a string or a number, found {}", other.type_str()))),
+            Some(other) => Err(config_error(
+                key,
+                format!("expected a string or a number, found {}", other.type_str()),
+            )),
         }
     }
 
@@ -122,11 +128,18 @@ impl Config {
             None if Path::new("config.toml").exists() => read_table(Path::new("config.toml"))?,
             None => toml::Table::new(),
         };
-        Config::from_source(Source { table, env: Box::new(|k| std::env::var(k).ok().filter(|v| !v.is_empty())) })
+        Config::from_source(Source {
+            table,
+            env: Box::new(|k| std::env::var(k).ok().filter(|v| !v.is_empty())),
+        })
     }
 
     fn from_source(src: Source) -> Result<Config, ConfigError> {
-        let bind_addr = src.parse("bind_addr", SocketAddr::from(([127, 0, 0, 1], 8002)), "a socket address like 127.0.0.1:8002")?;
+        let bind_addr = src.parse(
+            "bind_addr",
+            SocketAddr::from(([127, 0, 0, 1], 8002)),
+            "a socket address like 127.0.0.1:8002",
+        )?;
         let data_dir = PathBuf::from(src.get("data_dir")?.unwrap_or_else(|| "./data".into()));
         let database_url = match src.get("database_url")? {
             Some(url) => parse_database_url(&url)?,
@@ -145,11 +158,19 @@ impl Config {
             None | Some("HS256") => Algorithm::HS256,
             Some("HS384") => Algorithm::HS384,
             Some("HS512") => Algorithm::HS512,
-            Some(other) => return Err(config_error("ALGORITHM", format!("{other:?} is not supported; use HS256, HS384 or HS512"))),
+            Some(other) => {
+                return Err(config_error(
+                    "ALGORITHM",
+                    format!("{other:?} is not supported; use HS256, HS384 or HS512"),
+                ))
+            }
         };
         let secret_key = src.get("secret_key")?;
         if matches!(&secret_key, Some(s) if s.len() < 16) {
-            return Err(config_error("SECRET_KEY", "is shorter than 16 bytes; use e.g. `openssl rand -hex 32`"));
+            return Err(config_error(
+                "SECRET_KEY",
+                "is shorter than 16 bytes; use e.g. `openssl rand -hex 32`",
+            ));
         }
         let local_storage_path = src
             .get("local_storage_path")?
@@ -163,8 +184,12 @@ impl Config {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let max_concurrent_analyses = src.parse("max_concurrent_analyses", cores, "a whole number")?.max(1);
         let max_concurrent_uploads = src.parse("max_concurrent_uploads", 64usize, "a whole number")?.max(1);
-        let header_read_timeout_seconds = src.parse("header_read_timeout_seconds", 30u64, "a whole number of seconds")?.max(1);
-        let upload_idle_timeout_seconds = src.parse("upload_idle_timeout_seconds", 60u64, "a whole number of seconds")?.max(1);
+        let header_read_timeout_seconds = src
+            .parse("header_read_timeout_seconds", 30u64, "a whole number of seconds")?
+            .max(1);
+        let upload_idle_timeout_seconds = src
+            .parse("upload_idle_timeout_seconds", 60u64, "a whole number of seconds")?
+            .max(1);
         let shutdown_grace_seconds = src.parse("shutdown_grace_seconds", 30u64, "a whole number of seconds")?;
         let cors_allowed_origins: Vec<String> = src
             .get("cors_allowed_origins")?
@@ -173,21 +198,36 @@ impl Config {
             .map(|o| o.trim().trim_end_matches('/').to_string())
             .filter(|o| !o.is_empty())
             .collect();
-        if let Some(bad) = cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://"))) {
-            return Err(config_error("CORS_ALLOWED_ORIGINS", format!("{bad:?} is not an origin like https://app.example.com")));
+        if let Some(bad) = cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(config_error(
+                "CORS_ALLOWED_ORIGINS",
+                format!("{bad:?} is not an origin like https://app.example.com"),
+            ));
         }
         let interval: u64 = src.parse("watch.interval_seconds", 300, "a whole number of seconds")?;
         let default_user_id = match src.get("watch.default_user_id")? {
             None => None,
             Some(raw) => match raw.trim().parse::<i64>() {
                 Ok(id) if id > 0 => Some(id),
-                _ => return Err(config_error("WATCH_DEFAULT_USER_ID", format!("{raw:?} is not a positive user id"))),
+                _ => {
+                    return Err(config_error(
+                        "WATCH_DEFAULT_USER_ID",
+                        format!("{raw:?} is not a positive user id"),
+                    ))
+                }
             },
         };
         let watch = WatchConfig {
             enabled: src.parse("watch.enabled", true, "true or false")?,
             interval: (interval > 0).then(|| std::time::Duration::from_secs(interval)),
-            settle: std::time::Duration::from_millis(src.parse("watch.settle_ms", 1000u64, "a whole number of milliseconds")?),
+            settle: std::time::Duration::from_millis(src.parse(
+                "watch.settle_ms",
+                1000u64,
+                "a whole number of milliseconds",
+            )?),
             default_user_id,
         };
         Ok(Config {
@@ -214,26 +254,38 @@ impl Config {
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| config_error("--config", format!("cannot read {}: {e}", path.display())))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| config_error("--config", format!("{} is not valid TOML: {}", path.display(), e.message())))
+    text.parse::<toml::Table>().map_err(|e| {
+        config_error(
+            "--config",
+            format!("{} is not valid TOML: {}", path.display(), e.message()),
+        )
+    })
 }
 
 fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
-            return Err(config_error("DATABASE_URL", "sqlite:// needs a file path, e.g. sqlite://./data/files.db"));
+            return Err(config_error(
+                "DATABASE_URL",
+                "sqlite:// needs a file path, e.g. sqlite://./data/files.db",
+            ));
         }
         return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(DatabaseUrl::Postgres(url.to_string()));
     }
-    Err(config_error("DATABASE_URL", format!("{url:?} is neither sqlite://PATH nor postgres://…")))
+    Err(config_error(
+        "DATABASE_URL",
+        format!("{url:?} is neither sqlite://PATH nor postgres://…"),
+    ))
 }
 
 /// The original design configured PostgreSQL with `DB_HOST`, `DB_PORT`, … instead of a URL.
 fn postgres_url_from_parts(src: &Source) -> Result<Option<String>, ConfigError> {
-    let Some(host) = src.get("db_host")? else { return Ok(None) };
+    let Some(host) = src.get("db_host")? else {
+        return Ok(None);
+    };
     let port: u16 = src.parse("db_port", 5432, "a port number")?;
     let user = src.get("db_user")?.unwrap_or_else(|| "postgres".into());
     let pass = src.get("db_pass")?;
@@ -253,7 +305,10 @@ mod tests {
 
     fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_source(Source { table: toml_text.parse().unwrap(), env: Box::new(move |k| env.get(k).cloned()) })
+        Config::from_source(Source {
+            table: toml_text.parse().unwrap(),
+            env: Box::new(move |k| env.get(k).cloned()),
+        })
     }
 
     #[test]
@@ -269,7 +324,11 @@ mod tests {
 
     #[test]
     fn environment_overrides_file() {
-        let c = load("bind_addr = \"127.0.0.1:9000\"\nmax_upload_bytes = 10", &[("BIND_ADDR", "0.0.0.0:1")]).unwrap();
+        let c = load(
+            "bind_addr = \"127.0.0.1:9000\"\nmax_upload_bytes = 10",
+            &[("BIND_ADDR", "0.0.0.0:1")],
+        )
+        .unwrap();
         assert_eq!(c.bind_addr.to_string(), "0.0.0.0:1");
         assert_eq!(c.max_upload_bytes, 10);
     }
@@ -279,15 +338,31 @@ mod tests {
         let c = load("[watch]\ndefault_user_id = 7\ninterval_seconds = 0", &[]).unwrap();
         assert_eq!(c.watch.default_user_id, Some(7));
         assert!(c.watch.interval.is_none() && c.watch.enabled);
-        let c = load("[watch]\ndefault_user_id = 7", &[("WATCH_DEFAULT_USER_ID", "9"), ("WATCH_ENABLED", "false")]).unwrap();
+        let c = load(
+            "[watch]\ndefault_user_id = 7",
+            &[("WATCH_DEFAULT_USER_ID", "9"), ("WATCH_ENABLED", "false")],
+        )
+        .unwrap();
         assert_eq!(c.watch.default_user_id, Some(9));
         assert!(!c.watch.enabled);
     }
 
     #[test]
     fn db_parts_build_a_postgres_url() {
-        let c = load("", &[("DB_HOST", "db"), ("DB_USER", "u"), ("DB_PASS", "p@ss"), ("DB_NAME", "files")]).unwrap();
-        assert_eq!(c.database_url, DatabaseUrl::Postgres("postgres://u:p%40ss@db:5432/files".into()));
+        let c = load(
+            "",
+            &[
+                ("DB_HOST", "db"),
+                ("DB_USER", "u"),
+                ("DB_PASS", "p@ss"),
+                ("DB_NAME", "files"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.database_url,
+            DatabaseUrl::Postgres("postgres://u:p%40ss@db:5432/files".into())
+        );
     }
 
     #[test]

@@ -36,7 +36,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(code: &'static str, detail: impl Into<String>) -> Self {
-        Error::Invalid { code, detail: detail.into() }
+        Error::Invalid {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// The 409 for a name the user already has (said the same by every catalog).
+    pub fn name_taken(name: &str) -> Self {
+        Error::Conflict(format!("a file named {name:?} already exists for this user"))
     }
 
     pub fn internal(context: impl std::fmt::Display) -> Self {

@@ -10,7 +10,11 @@ use file_service::app::{self, StartupError};
 use file_service::config::Config;
 
 #[derive(Parser)]
-#[command(name = "file-service", version, about = "Stores dataset files, summarizes them and tracks the active file of each session.")]
+#[command(
+    name = "file-service",
+    version,
+    about = "Stores dataset files, summarizes them and tracks the active file of each session."
+)]
 struct Cli {
     /// Configuration file (TOML). Default: $FILE_SERVICE_CONFIG, else ./config.toml if present.
     /// Every key can be overridden by its environment variable (BIND_ADDR, DATABASE_URL, …).
@@ -58,7 +62,9 @@ enum Command {
 fn parse_duration(raw: &str) -> Result<u64, String> {
     let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{raw:?} is not a duration like 3600, 90s, 30m, 1h or 7d"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration like 3600, 90s, 30m, 1h or 7d"))?;
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -66,7 +72,9 @@ fn parse_duration(raw: &str) -> Result<u64, String> {
         "d" => 86400,
         _ => return Err(format!("{raw:?}: unknown unit {unit:?}; use s, m, h or d")),
     };
-    n.checked_mul(scale).filter(|&s| s > 0).ok_or_else(|| format!("{raw:?} is out of range"))
+    n.checked_mul(scale)
+        .filter(|&s| s > 0)
+        .ok_or_else(|| format!("{raw:?} is out of range"))
 }
 
 /// Logs go to stderr through a background writer, so a request never waits on the
@@ -81,7 +89,9 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
     } else {
-        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
     }
     guard
 }
@@ -139,7 +149,9 @@ fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Command::Token { user, ttl } => {
             if user <= 0 {
-                return Err(StartupError::Other(anyhow::anyhow!("--user must be a positive integer")));
+                return Err(StartupError::Other(anyhow::anyhow!(
+                    "--user must be a positive integer"
+                )));
             }
             println!("{}", app::auth(&config)?.mint(user, ttl));
             Ok(())
@@ -185,8 +197,12 @@ fn run(cli: Cli) -> Result<(), StartupError> {
 
 fn summarize(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default();
-    let format = Format::from_extension(ext)
-        .ok_or_else(|| anyhow::anyhow!("{}: unsupported extension {ext:?}; supported: .csv, .tsv", file.display()))?;
+    let format = Format::from_extension(ext).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: unsupported extension {ext:?}; supported: .csv, .tsv",
+            file.display()
+        )
+    })?;
     let profile = analysis::profile_path(file, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&profile)?);

@@ -31,10 +31,15 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
-        let latency_buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let latency_buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
         let m = Metrics {
             requests: IntCounterVec::new(
-                Opts::new("file_service_http_requests_total", "HTTP requests by route template, method and status"),
+                Opts::new(
+                    "file_service_http_requests_total",
+                    "HTTP requests by route template, method and status",
+                ),
                 &["route", "method", "status"],
             )
             .expect("valid metric"),
@@ -44,17 +49,38 @@ impl Metrics {
                 &["route", "method"],
             )
             .expect("valid metric"),
-            uploaded_bytes: IntCounter::new("file_service_uploaded_bytes_total", "Bytes received in uploaded files").expect("valid metric"),
-            downloaded_bytes: IntCounter::new("file_service_downloaded_bytes_total", "Bytes of stored files sent to clients").expect("valid metric"),
+            uploaded_bytes: IntCounter::new("file_service_uploaded_bytes_total", "Bytes received in uploaded files")
+                .expect("valid metric"),
+            downloaded_bytes: IntCounter::new(
+                "file_service_downloaded_bytes_total",
+                "Bytes of stored files sent to clients",
+            )
+            .expect("valid metric"),
             analysis_seconds: Histogram::with_opts(
                 HistogramOpts::new("file_service_analysis_duration_seconds", "Time to analyze one dataset")
                     .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
             )
             .expect("valid metric"),
-            cache_hits: IntCounter::new("file_service_active_cache_hits_total", "Active-file lookups answered by the cache").expect("valid metric"),
-            cache_misses: IntCounter::new("file_service_active_cache_misses_total", "Active-file lookups that went to the catalog").expect("valid metric"),
-            catalog_calls_in_flight: IntGauge::new("file_service_catalog_calls_in_flight", "Catalog calls holding a pooled connection").expect("valid metric"),
-            uploads_in_progress: IntGauge::new("file_service_uploads_in_progress", "Uploads being received or analyzed").expect("valid metric"),
+            cache_hits: IntCounter::new(
+                "file_service_active_cache_hits_total",
+                "Active-file lookups answered by the cache",
+            )
+            .expect("valid metric"),
+            cache_misses: IntCounter::new(
+                "file_service_active_cache_misses_total",
+                "Active-file lookups that went to the catalog",
+            )
+            .expect("valid metric"),
+            catalog_calls_in_flight: IntGauge::new(
+                "file_service_catalog_calls_in_flight",
+                "Catalog calls holding a pooled connection",
+            )
+            .expect("valid metric"),
+            uploads_in_progress: IntGauge::new(
+                "file_service_uploads_in_progress",
+                "Uploads being received or analyzed",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -76,7 +102,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }

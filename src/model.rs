@@ -102,10 +102,15 @@ pub fn validate_file_name(name: &str) -> Result<&str> {
     }
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
-        return Err(invalid(format!("it has {chars} characters; at most {MAX_NAME_CHARS} are allowed")));
+        return Err(invalid(format!(
+            "it has {chars} characters; at most {MAX_NAME_CHARS} are allowed"
+        )));
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(invalid(format!("it is {} bytes of UTF-8; at most {MAX_NAME_BYTES} are allowed", name.len())));
+        return Err(invalid(format!(
+            "it is {} bytes of UTF-8; at most {MAX_NAME_BYTES} are allowed",
+            name.len()
+        )));
     }
     if name.starts_with('.') || name.starts_with(' ') {
         return Err(invalid("it must not start with '.' or a space".into()));
@@ -123,9 +128,8 @@ pub fn validate_file_name(name: &str) -> Result<&str> {
 
 /// Parses a session id, which must be a UUID.
 pub fn parse_session_id(raw: &str) -> Result<Uuid> {
-    Uuid::parse_str(raw.trim()).map_err(|_| {
-        Error::invalid("invalid_session_id", format!("session id {raw:?} is not a UUID"))
-    })
+    Uuid::parse_str(raw.trim())
+        .map_err(|_| Error::invalid("invalid_session_id", format!("session id {raw:?} is not a UUID")))
 }
 
 #[cfg(test)]
@@ -141,7 +145,20 @@ mod tests {
 
     #[test]
     fn refuses_path_tricks_and_oversize() {
-        for bad in ["", ".hidden", " lead", "a/b", "..", "../x", "a\\b", "a\0b", "a:b", "tab\there", &"x".repeat(129), &"é".repeat(101)] {
+        for bad in [
+            "",
+            ".hidden",
+            " lead",
+            "a/b",
+            "..",
+            "../x",
+            "a\\b",
+            "a\0b",
+            "a:b",
+            "tab\there",
+            &"x".repeat(129),
+            &"é".repeat(101),
+        ] {
             assert!(validate_file_name(bad).is_err(), "{bad:?} should be refused");
         }
     }

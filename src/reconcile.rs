@@ -58,7 +58,13 @@ const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 impl Reconciler {
     pub fn new(service: Arc<FileService>, default_user: Option<UserId>, settle: Duration) -> Reconciler {
-        Reconciler { service, default_user, settle, reported: Mutex::new(HashMap::new()), verified: Mutex::new(HashMap::new()) }
+        Reconciler {
+            service,
+            default_user,
+            settle,
+            reported: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
     /// One full comparison of the folder with the catalog. With `dry_run`, nothing is
@@ -69,8 +75,10 @@ impl Reconciler {
         // record's object, which `forget_missing` re-checks before removing anything.
         let objects = self.service.stored_objects().await?;
         let records = self.service.all_files().await?;
-        let by_object: HashMap<String, _> =
-            records.iter().map(|r| (object_name(r.user_id, &r.file_name, &r.format), r)).collect();
+        let by_object: HashMap<String, _> = records
+            .iter()
+            .map(|r| (object_name(r.user_id, &r.file_name, &r.format), r))
+            .collect();
         let now = SystemTime::now();
         let present: HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
 
@@ -78,8 +86,8 @@ impl Reconciler {
             let settled = now.duration_since(object.changed).is_ok_and(|age| age >= self.settle);
             if let Some(record) = by_object.get(&object.name) {
                 let updated_at = SystemTime::from(record.updated_at) + CLOCK_SLACK;
-                let unchanged = object.size == record.size_bytes
-                    && (object.changed <= updated_at || seen(&self.verified, object));
+                let unchanged =
+                    object.size == record.size_bytes && (object.changed <= updated_at || seen(&self.verified, object));
                 if unchanged {
                     continue;
                 }
@@ -111,7 +119,12 @@ impl Reconciler {
                     tracing::info!(file = %object.name, reason = %why, "storage folder: left alone");
                     report.ignored.push(format!("{}: {why}", object.name));
                 }
-                Plan::Adopt { user, name, ext, rename_from } => {
+                Plan::Adopt {
+                    user,
+                    name,
+                    ext,
+                    rename_from,
+                } => {
                     let target = object_name(user, &name, &ext);
                     if dry_run {
                         report.added.push(target);
@@ -128,7 +141,10 @@ impl Reconciler {
                         // Another replica (or an upload) got there first: that is fine.
                         Err(Error::Conflict(_)) => {}
                         Err(e) => {
-                            let stat = StoredObject { name: target.clone(), ..object.clone() };
+                            let stat = StoredObject {
+                                name: target.clone(),
+                                ..object.clone()
+                            };
                             self.failed(&mut report, &stat, &e);
                         }
                     }
@@ -169,7 +185,9 @@ impl Reconciler {
             (None, Some(user)) if validate_file_name(stem).is_ok() => (user, stem.to_string()),
             (None, Some(_)) => return Ok(Plan::Ignore(format!("{stem:?} is not a valid file name"))),
             (None, None) => {
-                return Ok(Plan::Ignore("not named {user_id}_{file_name}.{ext}, and watch.default_user_id is not set".into()))
+                return Ok(Plan::Ignore(
+                    "not named {user_id}_{file_name}.{ext}, and watch.default_user_id is not set".into(),
+                ))
             }
         };
         // Files are kept as `{user}_{name}.{ext}` with a lower-case extension; one named
@@ -182,7 +200,12 @@ impl Reconciler {
         if self.service.name_claimed(user, &name).await? {
             return Ok(Plan::Ignore(format!("user {user} already has a file named {name:?}")));
         }
-        Ok(Plan::Adopt { user, name, ext, rename_from })
+        Ok(Plan::Adopt {
+            user,
+            name,
+            ext,
+            rename_from,
+        })
     }
 
     fn already_reported(&self, object: &StoredObject) -> bool {
@@ -206,7 +229,9 @@ impl Reconciler {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             // The service's own temporary uploads change all the time; they never matter.
             let relevant = event.is_ok_and(|e| {
-                e.paths.iter().any(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+                e.paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
             });
             if relevant {
                 let _ = tx.send(());
@@ -269,7 +294,8 @@ impl Reconciler {
 
 /// Whether `object` is noted in `map` as it is now (same size and change time).
 fn seen(map: &Mutex<HashMap<String, (u64, SystemTime)>>, object: &StoredObject) -> bool {
-    map.lock().is_ok_and(|m| m.get(&object.name) == Some(&(object.size, object.changed)))
+    map.lock()
+        .is_ok_and(|m| m.get(&object.name) == Some(&(object.size, object.changed)))
 }
 
 fn note(map: &Mutex<HashMap<String, (u64, SystemTime)>>, object: &StoredObject) {
@@ -282,7 +308,12 @@ enum Plan {
     Ignore(String),
     /// Catalogue for `user` as `name`; first move the file from `rename_from` into the
     /// `{user}_{name}.{ext}` layout if it is not there yet.
-    Adopt { user: UserId, name: String, ext: String, rename_from: Option<String> },
+    Adopt {
+        user: UserId,
+        name: String,
+        ext: String,
+        rename_from: Option<String>,
+    },
 }
 
 /// `{user_id}_{file_name}` → its parts, when the prefix is a positive user id and the

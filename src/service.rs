@@ -89,7 +89,12 @@ pub struct FileService {
 }
 
 impl FileService {
-    pub fn new(catalog: Arc<dyn Catalog>, cache: Arc<dyn ActiveFileCache>, storage: Arc<dyn Storage>, limits: Limits) -> FileService {
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        cache: Arc<dyn ActiveFileCache>,
+        storage: Arc<dyn Storage>,
+        limits: Limits,
+    ) -> FileService {
         FileService {
             catalog,
             cache,
@@ -188,7 +193,10 @@ impl FileService {
         } else {
             None
         };
-        Ok(UserGuard { _shared: shared, _local: local })
+        Ok(UserGuard {
+            _shared: shared,
+            _local: local,
+        })
     }
 
     /// Logs a cache failure the first time in a row it happens; the caller carries on
@@ -223,7 +231,7 @@ impl FileService {
         if let Some(name) = &fields.file_name {
             let name = validate_file_name(name)?.to_string();
             if self.with_catalog(move |c| c.get_file(user, &name)).await?.is_some() {
-                return Err(name_taken(fields.file_name.as_deref().unwrap_or_default()));
+                return Err(Error::name_taken(fields.file_name.as_deref().unwrap_or_default()));
             }
         }
         Ok(())
@@ -325,14 +333,27 @@ impl FileService {
         received?;
         let (temp, sha256) = written?;
         let profile = analyzed.transpose().map_err(|e| analysis_error(e, &extension))?;
-        Ok(ReceivedFile { temp, format, extension, size_bytes, sha256, profile })
+        Ok(ReceivedFile {
+            temp,
+            format,
+            extension,
+            size_bytes,
+            sha256,
+            profile,
+        })
     }
 
     /// Validates the form, analyzes the received file, records it, moves its bytes into
     /// place and makes it the session's active file. All or nothing: on any error no
     /// record, no stored file and no active entry remain.
-    pub async fn store_upload(self: &Arc<Self>, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {
-        self.to_completion(move |s| async move { s.store_upload_steps(user, fields, file).await }).await
+    pub async fn store_upload(
+        self: &Arc<Self>,
+        user: UserId,
+        fields: UploadFields,
+        file: ReceivedFile,
+    ) -> Result<FileRecord> {
+        self.to_completion(move |s| async move { s.store_upload_steps(user, fields, file).await })
+            .await
     }
 
     async fn store_upload_steps(&self, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {
@@ -342,11 +363,21 @@ impl FileService {
         if description.len() > MAX_DESCRIPTION_BYTES {
             return Err(Error::invalid(
                 "description_too_long",
-                format!("description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed", description.len()),
+                format!(
+                    "description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed",
+                    description.len()
+                ),
             ));
         }
 
-        let ReceivedFile { temp, format, extension, size_bytes, sha256, profile } = file;
+        let ReceivedFile {
+            temp,
+            format,
+            extension,
+            size_bytes,
+            sha256,
+            profile,
+        } = file;
         let profile = match profile {
             Some(profile) => profile,
             None => self.analyze(temp.path().to_path_buf(), format, &extension).await?,
@@ -465,7 +496,15 @@ impl FileService {
             .ok_or_else(|| Error::invalid("unsupported_extension", format!(".{extension} files are not supported")))?;
         let object = object_name(user, file_name, extension);
         let (profile, size, sha256) = self.analyze_stored(&object, format, extension).await?;
-        let record = self.new_record(user, file_name.to_string(), String::new(), extension.to_string(), &profile, size, sha256)?;
+        let record = self.new_record(
+            user,
+            file_name.to_string(),
+            String::new(),
+            extension.to_string(),
+            &profile,
+            size,
+            sha256,
+        )?;
         let reserved = record.clone();
         self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
         let id = record.id;
@@ -492,7 +531,9 @@ impl FileService {
         let user = record.user_id;
         let _guard = self.lock_user(user).await?;
         let replaced = self.with_catalog(move |c| c.replace_content(&content)).await?;
-        let Some((updated, sessions)) = replaced else { return Ok(None) };
+        let Some((updated, sessions)) = replaced else {
+            return Ok(None);
+        };
         for session in sessions {
             self.cache_result(self.cache.remove(user, session).await);
         }
@@ -502,7 +543,10 @@ impl FileService {
     /// Removes the record of a file whose bytes are gone from storage, with its active
     /// entries. Does nothing if the bytes are back or the record changed meanwhile.
     pub async fn forget_missing(&self, record: &FileRecord) -> Result<bool> {
-        if self.object_exists(&object_name(record.user_id, &record.file_name, &record.format)).await? {
+        if self
+            .object_exists(&object_name(record.user_id, &record.file_name, &record.format))
+            .await?
+        {
             return Ok(false);
         }
         let current = self.get_file(record.user_id, &record.file_name).await.ok();
@@ -514,7 +558,12 @@ impl FileService {
     }
 
     /// Size, SHA-256 and analysis of a stored object, read where it lies.
-    async fn analyze_stored(&self, object: &str, format: Format, extension: &str) -> Result<(analysis::Profile, u64, String)> {
+    async fn analyze_stored(
+        &self,
+        object: &str,
+        format: Format,
+        extension: &str,
+    ) -> Result<(analysis::Profile, u64, String)> {
         let path = self
             .storage
             .local_path(object)
@@ -533,7 +582,10 @@ impl FileService {
     pub async fn list_files(&self, user: UserId, query: ListQuery) -> Result<(Vec<FileRecord>, u64)> {
         if let Some(limit) = query.limit {
             if !(1..=1000).contains(&limit) {
-                return Err(Error::invalid("invalid_limit", format!("limit must be between 1 and 1000, not {limit}")));
+                return Err(Error::invalid(
+                    "invalid_limit",
+                    format!("limit must be between 1 and 1000, not {limit}"),
+                ));
             }
         }
         self.with_catalog(move |c| c.list_files(user, &query)).await
@@ -541,7 +593,9 @@ impl FileService {
 
     pub async fn get_file(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
         let name = file_name.to_string();
-        self.with_catalog(move |c| c.get_file(user, &name)).await?.ok_or_else(|| file_not_found(file_name))
+        self.with_catalog(move |c| c.get_file(user, &name))
+            .await?
+            .ok_or_else(|| file_not_found(file_name))
     }
 
     /// The record and an open handle on its bytes. The handle keeps reading the same
@@ -574,15 +628,27 @@ impl FileService {
             .await
     }
 
-    async fn update_file_steps(&self, user: UserId, file_name: &str, new_name: Option<String>, description: Option<String>) -> Result<FileRecord> {
+    async fn update_file_steps(
+        &self,
+        user: UserId,
+        file_name: &str,
+        new_name: Option<String>,
+        description: Option<String>,
+    ) -> Result<FileRecord> {
         if new_name.is_none() && description.is_none() {
-            return Err(Error::invalid("empty_update", "send at least one of `file_name` and `description`"));
+            return Err(Error::invalid(
+                "empty_update",
+                "send at least one of `file_name` and `description`",
+            ));
         }
         if let Some(name) = &new_name {
             validate_file_name(name)?;
         }
         if description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
-            return Err(Error::invalid("description_too_long", format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes")));
+            return Err(Error::invalid(
+                "description_too_long",
+                format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes"),
+            ));
         }
         let _guard = self.lock_user(user).await?;
         let current = self.get_file(user, file_name).await?;
@@ -591,12 +657,15 @@ impl FileService {
             .as_ref()
             .filter(|n| **n != current.file_name)
             .map(|n| object_name(user, n, &current.format));
-        let mut update = FileUpdate { rename: None, description };
+        let mut update = FileUpdate {
+            rename: None,
+            description,
+        };
         if let (Some(name), Some(object)) = (&new_name, &new_object) {
             // The name may be taken: say so before touching storage.
             let taken = name.clone();
             if self.with_catalog(move |c| c.get_file(user, &taken)).await?.is_some() {
-                return Err(name_taken(name));
+                return Err(Error::name_taken(name));
             }
             let (from, to) = (old_object.clone(), object.clone());
             self.with_storage(move |s| s.link(&from, &to)).await?;
@@ -634,16 +703,21 @@ impl FileService {
     /// The header and first `rows` rows (1–1000) of a file, read from storage.
     pub async fn preview(&self, user: UserId, file_name: &str, rows: usize) -> Result<analysis::Preview> {
         if !(1..=1000).contains(&rows) {
-            return Err(Error::invalid("invalid_rows", format!("rows must be between 1 and 1000, not {rows}")));
+            return Err(Error::invalid(
+                "invalid_rows",
+                format!("rows must be between 1 and 1000, not {rows}"),
+            ));
         }
         let (record, file) = self.open_content(user, file_name).await?;
         let format = Format::from_extension(&record.format)
             .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
         let windows_1252 = record.profile_json.contains("\"encoding\":\"windows-1252\"");
         let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(move || analysis::preview_reader(std::io::BufReader::new(file), format, rows, windows_1252))
-            .await?
-            .map_err(|e| Error::internal(format!("previewing {}: {e}", record.file_name)))
+        tokio::task::spawn_blocking(move || {
+            analysis::preview_reader(std::io::BufReader::new(file), format, rows, windows_1252)
+        })
+        .await?
+        .map_err(|e| Error::internal(format!("previewing {}: {e}", record.file_name)))
     }
 
     /// The session no longer has an active file; idempotent.
@@ -662,7 +736,7 @@ impl FileService {
             // a miss, so the hit ratio tells operators there is no cache.
             metrics().cache_misses.inc();
             let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
-            return found.map(Arc::new).ok_or_else(|| Error::NotFound(format!("session {session} has no active file")));
+            return found.map(Arc::new).ok_or_else(|| no_active_file(session));
         }
         if let Some(Some(hit)) = self.cache_result(self.cache.get(user, session).await) {
             metrics().cache_hits.inc();
@@ -671,9 +745,7 @@ impl FileService {
         metrics().cache_misses.inc();
         let _guard = self.lock_user(user).await?;
         let found = self.with_catalog(move |c| c.get_active(user, session)).await?;
-        let record = Arc::new(found.ok_or_else(|| {
-            Error::NotFound(format!("session {session} has no active file"))
-        })?);
+        let record = Arc::new(found.ok_or_else(|| no_active_file(session))?);
         self.cache_result(self.cache.put(user, session, record.clone()).await);
         Ok(record)
     }
@@ -691,7 +763,8 @@ impl FileService {
     /// Deletes the record and the bytes, and clears the file as active in every session.
     pub async fn delete_file(self: &Arc<Self>, user: UserId, file_name: &str) -> Result<FileRecord> {
         let file_name = file_name.to_string();
-        self.to_completion(move |s| async move { s.delete_file_steps(user, &file_name).await }).await
+        self.to_completion(move |s| async move { s.delete_file_steps(user, &file_name).await })
+            .await
     }
 
     async fn delete_file_steps(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
@@ -721,8 +794,14 @@ impl FileService {
         let limit = Duration::from_secs(2);
         let check = |result: std::result::Result<Result<()>, tokio::time::error::Elapsed>| match result {
             Ok(Ok(())) => Check { ok: true, detail: None },
-            Ok(Err(e)) => Check { ok: false, detail: Some(e.detail()) },
-            Err(_) => Check { ok: false, detail: Some(format!("no answer within {}s", limit.as_secs())) },
+            Ok(Err(e)) => Check {
+                ok: false,
+                detail: Some(e.detail()),
+            },
+            Err(_) => Check {
+                ok: false,
+                detail: Some(format!("no answer within {}s", limit.as_secs())),
+            },
         };
         let catalog = check(tokio::time::timeout(limit, self.with_catalog(|c| c.ping())).await);
         let storage = check(tokio::time::timeout(limit, self.with_storage(|s| s.new_upload().map(drop))).await);
@@ -733,7 +812,15 @@ impl FileService {
             (true, false) => "degraded",
             (true, true) => "ready",
         };
-        Readiness { ready, status, checks: Checks { catalog, storage, cache } }
+        Readiness {
+            ready,
+            status,
+            checks: Checks {
+                catalog,
+                storage,
+                cache,
+            },
+        }
     }
 
     // ----- startup -----
@@ -771,7 +858,9 @@ impl FileService {
     }
 
     fn storage_holds(&self, object: &str, record: &FileRecord) -> Result<bool> {
-        let Some(path) = self.storage.local_path(object) else { return Ok(false) };
+        let Some(path) = self.storage.local_path(object) else {
+            return Ok(false);
+        };
         Ok(hash_file(&path).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
     }
 }
@@ -811,7 +900,10 @@ pub struct Check {
 fn analysis_error(e: analysis::AnalysisError, extension: &str) -> Error {
     match e {
         analysis::AnalysisError::Io(io) => Error::Internal(anyhow::Error::new(io).context("reading a dataset")),
-        other => Error::invalid("unreadable_file", format!("the file could not be read as {extension}: {other}")),
+        other => Error::invalid(
+            "unreadable_file",
+            format!("the file could not be read as {extension}: {other}"),
+        ),
     }
 }
 
@@ -823,7 +915,10 @@ struct ChunkReader {
 
 impl ChunkReader {
     fn new(chunks: std::sync::mpsc::Receiver<Bytes>) -> ChunkReader {
-        ChunkReader { chunks, current: Bytes::new() }
+        ChunkReader {
+            chunks,
+            current: Bytes::new(),
+        }
     }
 }
 
@@ -852,7 +947,10 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
 /// The format of an upload, from the extension of the uploaded part's filename.
 fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
     let filename = filename.ok_or_else(|| {
-        Error::invalid("missing_filename", "the `file` part has no filename; send it as a file named *.csv or *.tsv")
+        Error::invalid(
+            "missing_filename",
+            "the `file` part has no filename; send it as a file named *.csv or *.tsv",
+        )
     })?;
     let ext = std::path::Path::new(filename)
         .extension()
@@ -874,8 +972,8 @@ fn required<'a>(field: &'a Option<String>, name: &str) -> Result<&'a str> {
         .ok_or_else(|| Error::invalid("missing_field", format!("the multipart form has no `{name}` field")))
 }
 
-fn name_taken(name: &str) -> Error {
-    Error::Conflict(format!("a file named {name:?} already exists for this user"))
+fn no_active_file(session: Uuid) -> Error {
+    Error::NotFound(format!("session {session} has no active file"))
 }
 
 fn file_not_found(name: &str) -> Error {

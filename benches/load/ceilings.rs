@@ -47,7 +47,12 @@ pub struct Ceiling {
 pub fn measure(csv: &Path, size_mb: u64, server_bin: &Path) -> Vec<Ceiling> {
     let bytes = std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0);
     let mut out = vec![cat(csv, size_mb, bytes)];
-    for (tool, module) in [("polars_len", "polars"), ("polars_strings", "polars"), ("polars_typed", "polars"), ("pandas", "pandas")] {
+    for (tool, module) in [
+        ("polars_len", "polars"),
+        ("polars_strings", "polars"),
+        ("polars_typed", "polars"),
+        ("pandas", "pandas"),
+    ] {
         out.push(python(tool, module, csv, size_mb, bytes));
     }
     out.push(summarize_cli(server_bin, csv, size_mb, bytes));
@@ -67,9 +72,20 @@ fn cat(csv: &Path, size_mb: u64, bytes: u64) -> Ceiling {
 
 fn python(tool: &str, module: &str, csv: &Path, size_mb: u64, bytes: u64) -> Ceiling {
     if !python_has(module) {
-        return skipped(tool, size_mb, format!("python3 cannot import {module} (pip install {module})"));
+        return skipped(
+            tool,
+            size_mb,
+            format!("python3 cannot import {module} (pip install {module})"),
+        );
     }
-    let output = timed(Command::new("python3").stdout(Stdio::piped()).arg("-c").arg(PY_SCRIPT).arg(tool).arg(csv));
+    let output = timed(
+        Command::new("python3")
+            .stdout(Stdio::piped())
+            .arg("-c")
+            .arg(PY_SCRIPT)
+            .arg(tool)
+            .arg(csv),
+    );
     match output.map(|(_, stdout)| parse_python(&stdout)) {
         Ok(Some((seconds, rows, rss_kib))) => {
             let mut c = ok(tool, size_mb, bytes, seconds, Some(rss_kib / 1024.0));
@@ -83,7 +99,13 @@ fn python(tool: &str, module: &str, csv: &Path, size_mb: u64, bytes: u64) -> Cei
 
 /// `file-service summarize FILE`: the analysis alone, no HTTP, no storage.
 fn summarize_cli(bin: &Path, csv: &Path, size_mb: u64, bytes: u64) -> Ceiling {
-    match timed(Command::new(bin).stdout(Stdio::piped()).arg("summarize").arg(csv).env("RUST_LOG", "warn")) {
+    match timed(
+        Command::new(bin)
+            .stdout(Stdio::piped())
+            .arg("summarize")
+            .arg(csv)
+            .env("RUST_LOG", "warn"),
+    ) {
         Ok((seconds, _)) => ok("file-service summarize", size_mb, bytes, seconds, None),
         Err(e) => skipped("file-service summarize", size_mb, e),
     }
@@ -102,14 +124,22 @@ fn python_has(module: &str) -> bool {
 /// "seconds rows maxrss_kib" from the script.
 fn parse_python(stdout: &str) -> Option<(f64, u64, f64)> {
     let mut it = stdout.split_whitespace();
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
 }
 
 /// Runs a command to completion (killed after TOOL_TIMEOUT); wall seconds and stdout
 /// (captured unless the caller redirected it).
 fn timed(cmd: &mut Command) -> Result<(f64, String), String> {
     let started = Instant::now();
-    let mut child = cmd.stdin(Stdio::null()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
     // Output is read on threads so a chatty tool never blocks on a full pipe.
     let stdout = read_on_thread(child.stdout.take());
     let stderr = read_on_thread(child.stderr.take());
@@ -154,5 +184,12 @@ fn ok(tool: &str, size_mb: u64, bytes: u64, seconds: f64, peak_rss_mib: Option<f
 }
 
 fn skipped(tool: &str, size_mb: u64, note: String) -> Ceiling {
-    Ceiling { tool: tool.into(), size_mb, seconds: None, mb_per_s: None, peak_rss_mib: None, note: Some(format!("skipped: {note}")) }
+    Ceiling {
+        tool: tool.into(),
+        size_mb,
+        seconds: None,
+        mb_per_s: None,
+        peak_rss_mib: None,
+        note: Some(format!("skipped: {note}")),
+    }
 }

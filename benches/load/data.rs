@@ -11,10 +11,24 @@ use chrono::{Duration, NaiveDate};
 const GENERATOR_VERSION: u32 = 1;
 
 const HEADER: &str = "id,order_date,shipped_at,customer,city,product,quantity,unit_price,discount,is_member,rating\n";
-const CUSTOMERS: &[&str] = &["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia", "peggy"];
+const CUSTOMERS: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "niaj", "olivia",
+    "peggy",
+];
 // Some cities need quoting: the parser's quoted path is exercised too.
-const CITIES: &[&str] = &["Paris", "Berlin", "\"Portland, OR\"", "Tokyo", "São Paulo", "Lagos", "\"Austin, TX\"", "Oslo"];
-const PRODUCTS: &[&str] = &["apple", "pear", "fig", "kiwi", "mango", "plum", "grape", "lemon", "cherry", "melon"];
+const CITIES: &[&str] = &[
+    "Paris",
+    "Berlin",
+    "\"Portland, OR\"",
+    "Tokyo",
+    "São Paulo",
+    "Lagos",
+    "\"Austin, TX\"",
+    "Oslo",
+];
+const PRODUCTS: &[&str] = &[
+    "apple", "pear", "fig", "kiwi", "mango", "plum", "grape", "lemon", "cherry", "melon",
+];
 
 /// Path of the cached CSV of about `mb` × 10^6 bytes, generating it first if needed.
 pub fn ensure_csv(cache: &Path, mb: u64) -> std::io::Result<PathBuf> {
@@ -24,7 +38,10 @@ pub fn ensure_csv(cache: &Path, mb: u64) -> std::io::Result<PathBuf> {
     if std::fs::metadata(&path).is_ok_and(|m| m.len() >= target) {
         return Ok(path);
     }
-    eprintln!("load: generating {} ({mb} MB, once; cached for later runs)", path.display());
+    eprintln!(
+        "load: generating {} ({mb} MB, once; cached for later runs)",
+        path.display()
+    );
     // Written under a temporary name and renamed, so an interrupted run leaves no short file.
     let partial = path.with_extension("csv.partial");
     write_csv(&partial, target)?;
@@ -58,7 +75,14 @@ fn write_row(line: &mut Vec<u8>, id: u64, rng: &mut SplitMix64, dates: &DateTabl
     // shipped_at: an ISO date-time, missing for ~4% of rows (not shipped yet).
     if !rng.chance(4) {
         let secs = rng.below(86_400);
-        write!(line, "{}T{:02}:{:02}:{:02}", dates.days[day], secs / 3600, secs / 60 % 60, secs % 60)?;
+        write!(
+            line,
+            "{}T{:02}:{:02}:{:02}",
+            dates.days[day],
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )?;
     }
     let customer = CUSTOMERS[rng.below(CUSTOMERS.len() as u64) as usize];
     write!(line, ",{customer}{},", rng.below(10_000))?;
@@ -86,7 +110,9 @@ struct DateTable {
 impl DateTable {
     fn new() -> DateTable {
         let start = NaiveDate::from_ymd_opt(2015, 1, 1).expect("valid date");
-        let days = (0..3653).map(|d| (start + Duration::days(d)).format("%Y-%m-%d").to_string()).collect();
+        let days = (0..3653)
+            .map(|d| (start + Duration::days(d)).format("%Y-%m-%d").to_string())
+            .collect();
         DateTable { days }
     }
 }
@@ -115,5 +141,9 @@ impl SplitMix64 {
 
 /// A tiny CSV for populating a user's file list.
 pub fn tiny_csv(i: usize) -> String {
-    format!("id,name,amount,day\n{i},item{i},{}.5,2024-01-{:02}\n", i % 1000, i % 28 + 1)
+    format!(
+        "id,name,amount,day\n{i},item{i},{}.5,2024-01-{:02}\n",
+        i % 1000,
+        i % 28 + 1
+    )
 }

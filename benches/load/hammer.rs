@@ -61,7 +61,11 @@ pub async fn run(target: &Target, connections: usize, duration: Duration, max_re
         .collect();
     let mut all = Tally::default();
     for task in tasks {
-        let tally = task.await.unwrap_or_else(|e| Tally { errors: 1, first_error: Some(e.to_string()), ..Tally::default() });
+        let tally = task.await.unwrap_or_else(|e| Tally {
+            errors: 1,
+            first_error: Some(e.to_string()),
+            ..Tally::default()
+        });
         merge(&mut all, tally);
     }
     summarize(connections, started.elapsed(), all)
@@ -83,7 +87,9 @@ async fn worker(target: Target, deadline: Instant, budget: Arc<AtomicU64>) -> Ta
             let t0 = Instant::now();
             match send(&mut sender, &target).await {
                 Ok(len) => {
-                    tally.latencies_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    tally
+                        .latencies_us
+                        .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     tally.response_bytes = len;
                 }
                 Err(e) => {
@@ -99,7 +105,9 @@ async fn worker(target: Target, deadline: Instant, budget: Arc<AtomicU64>) -> Ta
 async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Empty<Bytes>>, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -116,9 +124,17 @@ async fn send(sender: &mut http1::SendRequest<Empty<Bytes>>, target: &Target) ->
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"))?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
     if status != hyper::StatusCode::OK {
-        return Err(format!("status {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])));
+        return Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ));
     }
     Ok(body.len() as u64)
 }
@@ -129,7 +145,9 @@ fn has_budget(budget: &AtomicU64) -> bool {
 
 /// Claims one request from the shared budget; false once it is spent.
 fn take_one(budget: &AtomicU64) -> bool {
-    budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1)).is_ok()
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+        .is_ok()
 }
 
 fn note_error(tally: &mut Tally, error: String) {
@@ -158,7 +176,11 @@ fn summarize(connections: usize, elapsed: Duration, mut all: Tally) -> LoadResul
         requests_per_s: requests as f64 / seconds,
         p50_ms: percentile_ms(&all.latencies_us, 0.50),
         p99_ms: percentile_ms(&all.latencies_us, 0.99),
-        max_ms: all.latencies_us.last().map(|&us| us as f64 / 1000.0).unwrap_or(f64::NAN),
+        max_ms: all
+            .latencies_us
+            .last()
+            .map(|&us| us as f64 / 1000.0)
+            .unwrap_or(f64::NAN),
         response_bytes: all.response_bytes,
         first_error: all.first_error,
         server_cpu_percent: None,

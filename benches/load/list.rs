@@ -31,14 +31,21 @@ pub struct ListResult {
 }
 
 /// Uploads files `from..to` for `user`, at most `concurrency` at once. Returns (created, errors).
-pub async fn populate(server: &Server, user: i64, from: usize, to: usize, concurrency: usize) -> (usize, u64, Option<String>) {
+pub async fn populate(
+    server: &Server,
+    user: i64,
+    from: usize,
+    to: usize,
+    concurrency: usize,
+) -> (usize, u64, Option<String>) {
     let client = client();
     let bearer = server::token(user);
     let session = uuid::Uuid::new_v4().to_string();
     let deadline = Instant::now() + POPULATE_TIMEOUT;
     let results: Vec<Result<(), String>> = futures_util::stream::iter(from..to)
         .map(|i| {
-            let (client, bearer, session, url) = (client.clone(), bearer.clone(), session.clone(), server.url("/files/"));
+            let (client, bearer, session, url) =
+                (client.clone(), bearer.clone(), session.clone(), server.url("/files/"));
             async move {
                 if Instant::now() > deadline {
                     return Err("populate timeout".to_string());
@@ -65,7 +72,13 @@ async fn upload_tiny(client: &reqwest::Client, url: &str, bearer: &str, session:
         .text("session_id", session.to_string())
         .text("description", format!("tiny file {i}"))
         .part("file", Part::text(tiny_csv(i)).file_name(format!("file-{i:05}.csv")));
-    let resp = client.post(url).bearer_auth(bearer).multipart(form).send().await.map_err(|e| e.to_string())?;
+    let resp = client
+        .post(url)
+        .bearer_auth(bearer)
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     match resp.status().as_u16() {
         201 => Ok(()),
         status => Err(format!("status {status}: {}", resp.text().await.unwrap_or_default())),
@@ -74,7 +87,11 @@ async fn upload_tiny(client: &reqwest::Client, url: &str, bearer: &str, session:
 
 /// Sequential `GET /files/` on one connection: latency, not throughput, is the question.
 pub async fn measure(server: &Server, user: i64, max_samples: u64, duration: Duration) -> hammer::LoadResult {
-    let target = Target { addr: server.addr, path: "/api/v1/files/".into(), bearer: format!("Bearer {}", server::token(user)) };
+    let target = Target {
+        addr: server.addr,
+        path: "/api/v1/files/".into(),
+        bearer: format!("Bearer {}", server::token(user)),
+    };
     // A few requests first so the first sample does not pay for connection set-up or cold caches.
     hammer::run(&target, 1, Duration::from_secs(2), 5).await;
     hammer::run(&target, 1, duration, max_samples).await
@@ -82,9 +99,17 @@ pub async fn measure(server: &Server, user: i64, max_samples: u64, duration: Dur
 
 /// How many files the user's listing actually holds.
 pub async fn count(server: &Server, user: i64) -> usize {
-    let resp = client().get(server.url("/files/")).bearer_auth(server::token(user)).send().await;
+    let resp = client()
+        .get(server.url("/files/"))
+        .bearer_auth(server::token(user))
+        .send()
+        .await;
     match resp {
-        Ok(resp) => resp.json::<Vec<serde_json::Value>>().await.map(|v| v.len()).unwrap_or(0),
+        Ok(resp) => resp
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0),
         Err(_) => 0,
     }
 }

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     }
     let bin = server::resolve_bin(opts.server_bin.as_deref());
     if !bin.is_file() {
-        eprintln!("load: no server binary at {} (build it, or pass --server-bin)", bin.display());
+        eprintln!(
+            "load: no server binary at {} (build it, or pass --server-bin)",
+            bin.display()
+        );
         return ExitCode::FAILURE;
     }
     let target = target_dir();
@@ -59,7 +62,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    report.backends.push(run_backend(&rt, &opts, &bin, &csvs, "SQLite + moka", &mut || Ok(Vec::new())));
+    report
+        .backends
+        .push(run_backend(&rt, &opts, &bin, &csvs, "SQLite + moka", &mut || {
+            Ok(Vec::new())
+        }));
     if opts.runs(Section::Services) {
         run_services(&rt, &opts, &bin, &csvs, &mut report);
     }
@@ -79,12 +86,17 @@ fn generate_csvs(opts: &Options, target: &Path) -> std::io::Result<Vec<(u64, Pat
         return Ok(Vec::new());
     }
     let cache = opts.data_cache.clone().unwrap_or_else(|| target.join("load-data"));
-    opts.sizes_mb().into_iter().map(|mb| Ok((mb, data::ensure_csv(&cache, mb)?))).collect()
+    opts.sizes_mb()
+        .into_iter()
+        .map(|mb| Ok((mb, data::ensure_csv(&cache, mb)?)))
+        .collect()
 }
 
 fn run_services(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)], report: &mut Report) {
     let Some(mut services) = services::Services::from_env() else {
-        report.notes.push("PostgreSQL/Redis: skipped (set TEST_DATABASE_URL and/or TEST_REDIS_URL to run them)".into());
+        report
+            .notes
+            .push("PostgreSQL/Redis: skipped (set TEST_DATABASE_URL and/or TEST_REDIS_URL to run them)".into());
         return;
     };
     let label = services.label.clone();
@@ -94,20 +106,36 @@ fn run_services(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)
 }
 
 /// Upload, active and list sections on one backend; stops at the first refused start.
-fn run_backend(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)], name: &str, env: EnvSource) -> BackendReport {
-    let mut backend = BackendReport { name: name.into(), ..BackendReport::default() };
+fn run_backend(
+    rt: &Runtime,
+    opts: &Options,
+    bin: &Path,
+    csvs: &[(u64, PathBuf)],
+    name: &str,
+    env: EnvSource,
+) -> BackendReport {
+    let mut backend = BackendReport {
+        name: name.into(),
+        ..BackendReport::default()
+    };
     if opts.runs(Section::Upload) {
         for (mb, csv) in csvs {
             eprintln!("load: [{name}] upload + summary of {mb} MB");
             backend.load_avg.push((format!("upload {mb} MB"), report::load_avg()));
-            let Some(server) = start(bin, env, &[upload_limit(csv)], &mut backend) else { return backend };
+            let Some(server) = start(bin, env, &[upload_limit(csv)], &mut backend) else {
+                return backend;
+            };
             let idle = settle_and_read_rss(&server);
-            backend.uploads.push(rt.block_on(upload::upload(&server, UPLOAD_USER, csv, *mb, idle)));
+            backend
+                .uploads
+                .push(rt.block_on(upload::upload(&server, UPLOAD_USER, csv, *mb, idle)));
             server.stop();
         }
     }
     if opts.runs(Section::Active) || opts.runs(Section::List) {
-        let Some(server) = start(bin, env, &[], &mut backend) else { return backend };
+        let Some(server) = start(bin, env, &[], &mut backend) else {
+            return backend;
+        };
         backend.idle_rss_mib = Some(settle_and_read_rss(&server));
         if opts.runs(Section::Active) {
             backend.load_avg.push(("active".into(), report::load_avg()));
@@ -172,7 +200,8 @@ async fn active_section(server: &Server, opts: &Options) -> Vec<hammer::LoadResu
         let (server_before, client_before) = (server.cpu_seconds(), server::cpu_seconds(std::process::id()));
         let mut result = hammer::run(&target, connections, opts.duration(), opts.max_requests).await;
         result.server_cpu_percent = Some(100.0 * (server.cpu_seconds() - server_before) / result.seconds);
-        result.client_cpu_percent = Some(100.0 * (server::cpu_seconds(std::process::id()) - client_before) / result.seconds);
+        result.client_cpu_percent =
+            Some(100.0 * (server::cpu_seconds(std::process::id()) - client_before) / result.seconds);
         results.push(result);
     }
     results
@@ -185,7 +214,8 @@ async fn list_section(server: &Server, opts: &Options) -> Vec<list::ListResult> 
     for files in opts.file_counts() {
         eprintln!("load: populating {files} files");
         let started = std::time::Instant::now();
-        let (_, populate_errors, populate_error) = list::populate(server, LIST_USER, have, files, opts.populate_concurrency).await;
+        let (_, populate_errors, populate_error) =
+            list::populate(server, LIST_USER, have, files, opts.populate_concurrency).await;
         let populate_s = started.elapsed().as_secs_f64();
         have = files;
         let files_present = list::count(server, LIST_USER).await;
@@ -226,5 +256,9 @@ fn write_report(report: &Report, opts: &Options, target: &Path) -> ExitCode {
 /// Cargo's target folder, where the bench's own build of the server lives (TARGET/release).
 fn target_dir() -> PathBuf {
     let built = Path::new(env!("CARGO_BIN_EXE_file-service"));
-    built.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("target"))
+    built
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"))
 }

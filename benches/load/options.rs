@@ -93,7 +93,9 @@ impl Options {
     }
 
     pub fn sizes_mb(&self) -> Vec<u64> {
-        self.sizes_mb.clone().unwrap_or_else(|| if self.quick { vec![10] } else { vec![10, 200, 1000] })
+        self.sizes_mb
+            .clone()
+            .unwrap_or_else(|| if self.quick { vec![10] } else { vec![10, 200, 1000] })
     }
 
     pub fn duration(&self) -> Duration {
@@ -110,7 +112,10 @@ impl Options {
     }
 
     pub fn file_counts(&self) -> Vec<usize> {
-        let mut counts = self.files.clone().unwrap_or_else(|| if self.quick { vec![1000] } else { vec![1000, 10000] });
+        let mut counts = self
+            .files
+            .clone()
+            .unwrap_or_else(|| if self.quick { vec![1000] } else { vec![1000, 10000] });
         // Populating is cumulative (one user grows from one count to the next).
         counts.sort_unstable();
         counts

@@ -62,20 +62,41 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let m = &self.machine;
-        let _ = writeln!(out, "Machine: {} cores ({}), {} MiB RAM, Linux {}", m.cores, m.cpu, m.memory_mib, m.kernel);
-        let _ = writeln!(out, "Load average: {} at start, {} at end", m.load_avg_start, m.load_avg_end);
+        let _ = writeln!(
+            out,
+            "Machine: {} cores ({}), {} MiB RAM, Linux {}",
+            m.cores, m.cpu, m.memory_mib, m.kernel
+        );
+        let _ = writeln!(
+            out,
+            "Load average: {} at start, {} at end",
+            m.load_avg_start, m.load_avg_end
+        );
         let _ = writeln!(out, "Command: `{}`\n", self.command);
         self.uploads_table(&mut out);
         self.active_table(&mut out);
         self.list_table(&mut out);
-        for b in self.backends.iter().filter_map(|b| Some((b, b.idle_rss_mib?, b.peak_rss_after_loads_mib?))) {
+        for b in self
+            .backends
+            .iter()
+            .filter_map(|b| Some((b, b.idle_rss_mib?, b.peak_rss_after_loads_mib?)))
+        {
             let (b, idle, peak) = b;
-            let _ = writeln!(out, "{}: server for lookups and listings: {idle:.1} MiB idle, {peak:.1} MiB peak (VmHWM) after them\n", b.name);
+            let _ = writeln!(
+                out,
+                "{}: server for lookups and listings: {idle:.1} MiB idle, {peak:.1} MiB peak (VmHWM) after them\n",
+                b.name
+            );
         }
         self.ceilings_table(&mut out);
         self.targets_table(&mut out);
         for b in self.backends.iter().filter(|b| b.skipped.is_some()) {
-            let _ = writeln!(out, "- {}: skipped — {}", b.name, b.skipped.as_deref().unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "- {}: skipped — {}",
+                b.name,
+                b.skipped.as_deref().unwrap_or_default()
+            );
         }
         for note in &self.notes {
             let _ = writeln!(out, "- {note}");
@@ -84,7 +105,11 @@ impl Report {
     }
 
     fn uploads_table(&self, out: &mut String) {
-        let rows: Vec<_> = self.backends.iter().flat_map(|b| b.uploads.iter().map(move |u| (b, u))).collect();
+        let rows: Vec<_> = self
+            .backends
+            .iter()
+            .flat_map(|b| b.uploads.iter().map(move |u| (b, u)))
+            .collect();
         if rows.is_empty() {
             return;
         }
@@ -100,14 +125,27 @@ impl Report {
             let _ = writeln!(
                 out,
                 "| {} | {} MB | {:.3} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} |",
-                b.name, u.size_mb, u.seconds, u.mb_per_s, sent, u.server_cpu_s, u.idle_rss_mib, u.peak_rss_mib, rows, status
+                b.name,
+                u.size_mb,
+                u.seconds,
+                u.mb_per_s,
+                sent,
+                u.server_cpu_s,
+                u.idle_rss_mib,
+                u.peak_rss_mib,
+                rows,
+                status
             );
         }
         out.push('\n');
     }
 
     fn active_table(&self, out: &mut String) {
-        let rows: Vec<_> = self.backends.iter().flat_map(|b| b.active.iter().map(move |r| (b, r))).collect();
+        let rows: Vec<_> = self
+            .backends
+            .iter()
+            .flat_map(|b| b.active.iter().map(move |r| (b, r)))
+            .collect();
         if rows.is_empty() {
             return;
         }
@@ -117,7 +155,15 @@ impl Report {
             let _ = writeln!(
                 out,
                 "| {} | {} connections, {:.0} s | {:.0} | {:.2} | {:.2} | {:.1} | {} | {}{} | {} | {} |",
-                b.name, r.connections, r.seconds, r.requests_per_s, r.p50_ms, r.p99_ms, r.max_ms, r.requests, r.errors,
+                b.name,
+                r.connections,
+                r.seconds,
+                r.requests_per_s,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.requests,
+                r.errors,
                 error_suffix(&r.first_error),
                 percent(r.server_cpu_percent),
                 percent(r.client_cpu_percent)
@@ -127,18 +173,31 @@ impl Report {
     }
 
     fn list_table(&self, out: &mut String) {
-        let rows: Vec<_> = self.backends.iter().flat_map(|b| b.list.iter().map(move |r| (b, r))).collect();
+        let rows: Vec<_> = self
+            .backends
+            .iter()
+            .flat_map(|b| b.list.iter().map(move |r| (b, r)))
+            .collect();
         if rows.is_empty() {
             return;
         }
-        out.push_str("| backend | GET /files/ | p50 (ms) | p99 (ms) | samples | response (KB) | populated in (s) | errors |\n");
+        out.push_str(
+            "| backend | GET /files/ | p50 (ms) | p99 (ms) | samples | response (KB) | populated in (s) | errors |\n",
+        );
         out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for (b, r) in rows {
             let _ = writeln!(
                 out,
                 "| {} | {} files | {:.2} | {:.2} | {} | {:.0} | {:.1} | {}{} |",
-                b.name, r.files_present, r.p50_ms, r.p99_ms, r.samples, r.response_bytes as f64 / 1000.0, r.populate_s,
-                r.errors + r.populate_errors, error_suffix(&r.first_error)
+                b.name,
+                r.files_present,
+                r.p50_ms,
+                r.p99_ms,
+                r.samples,
+                r.response_bytes as f64 / 1000.0,
+                r.populate_s,
+                r.errors + r.populate_errors,
+                error_suffix(&r.first_error)
             );
         }
         out.push('\n');
@@ -149,7 +208,9 @@ impl Report {
         if self.ceilings.is_empty() {
             return;
         }
-        out.push_str("| CSV | reference | seconds | MB/s | peak RSS (MiB) | our upload + summary as a fraction of it |\n");
+        out.push_str(
+            "| CSV | reference | seconds | MB/s | peak RSS (MiB) | our upload + summary as a fraction of it |\n",
+        );
         out.push_str("| ---: | --- | ---: | ---: | ---: | ---: |\n");
         for c in &self.ceilings {
             let ours = self.embedded_upload(c.size_mb).map(|u| u.mb_per_s);
@@ -166,7 +227,11 @@ impl Report {
                 Some(n) if n.starts_with("skipped") => format!("{} ({})", c.tool, n),
                 _ => c.tool.clone(),
             };
-            let _ = writeln!(out, "| {} MB | {} | {} | {} | {} | {} |", c.size_mb, tool, secs, rate, rss, fraction);
+            let _ = writeln!(
+                out,
+                "| {} MB | {} | {} | {} | {} | {} |",
+                c.size_mb, tool, secs, rate, rss, fraction
+            );
         }
         out.push('\n');
     }
@@ -186,32 +251,64 @@ impl Report {
     /// (target, measured, met) for every target this run has a figure for.
     fn targets(&self) -> Vec<(String, String, bool)> {
         let mut t = Vec::new();
-        let Some(b) = self.backends.first().filter(|b| b.skipped.is_none()) else { return t };
+        let Some(b) = self.backends.first().filter(|b| b.skipped.is_none()) else {
+            return t;
+        };
         for (mb, limit) in [(200, 2.5), (1000, 12.0)] {
             if let Some(u) = b.uploads.iter().find(|u| u.size_mb == mb) {
-                t.push((format!("{mb} MB upload + summary < {limit} s"), format!("{:.2} s", u.seconds), u.error.is_none() && u.seconds < limit));
+                t.push((
+                    format!("{mb} MB upload + summary < {limit} s"),
+                    format!("{:.2} s", u.seconds),
+                    u.error.is_none() && u.seconds < limit,
+                ));
             }
         }
         if let Some(peak) = b.uploads.iter().map(|u| u.peak_rss_mib).reduce(f64::max) {
-            t.push(("peak RSS < 300 MB, any size".into(), format!("{peak:.1} MiB"), peak < 300.0));
+            t.push((
+                "peak RSS < 300 MB, any size".into(),
+                format!("{peak:.1} MiB"),
+                peak < 300.0,
+            ));
         }
-        if let Some(idle) = b.uploads.iter().map(|u| u.idle_rss_mib).chain(b.idle_rss_mib).reduce(f64::max) {
+        if let Some(idle) = b
+            .uploads
+            .iter()
+            .map(|u| u.idle_rss_mib)
+            .chain(b.idle_rss_mib)
+            .reduce(f64::max)
+        {
             t.push(("idle RSS < 30 MB".into(), format!("{idle:.1} MiB"), idle < 30.0));
         }
         if let Some(r) = b.active.iter().find(|r| r.connections == 16) {
-            t.push(("active lookups at 16 connections > 20,000 req/s".into(), format!("{:.0} req/s", r.requests_per_s), r.requests_per_s > 20_000.0));
-            t.push(("… with p99 < 5 ms".into(), format!("{:.2} ms", r.p99_ms), r.p99_ms < 5.0));
+            t.push((
+                "active lookups at 16 connections > 20,000 req/s".into(),
+                format!("{:.0} req/s", r.requests_per_s),
+                r.requests_per_s > 20_000.0,
+            ));
+            t.push((
+                "… with p99 < 5 ms".into(),
+                format!("{:.2} ms", r.p99_ms),
+                r.p99_ms < 5.0,
+            ));
         }
         for (files, limit) in [(1000, 5.0), (10000, 30.0)] {
             if let Some(r) = b.list.iter().find(|r| r.files == files) {
-                t.push((format!("list {files} files p50 < {limit} ms"), format!("{:.2} ms", r.p50_ms), r.p50_ms < limit && r.files_present == files));
+                t.push((
+                    format!("list {files} files p50 < {limit} ms"),
+                    format!("{:.2} ms", r.p50_ms),
+                    r.p50_ms < limit && r.files_present == files,
+                ));
             }
         }
         t
     }
 
     fn embedded_upload(&self, size_mb: u64) -> Option<&UploadResult> {
-        self.backends.first()?.uploads.iter().find(|u| u.size_mb == size_mb && u.error.is_none())
+        self.backends
+            .first()?
+            .uploads
+            .iter()
+            .find(|u| u.size_mb == size_mb && u.error.is_none())
     }
 }
 
@@ -226,7 +323,10 @@ impl Machine {
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
                 .map(|kb| kb / 1024)
                 .unwrap_or(0),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             load_avg_start: load_avg(),
             load_avg_end: String::new(),
         }
@@ -240,7 +340,10 @@ pub fn load_avg() -> String {
 }
 
 fn field(text: &str, key: &str) -> Option<String> {
-    text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
 }
 
 /// How the run was invoked, as the user would type it.
@@ -258,7 +361,10 @@ fn percent(p: Option<f64>) -> String {
 }
 
 fn error_suffix(first: &Option<String>) -> String {
-    first.as_ref().map(|e| format!(" ({})", truncate(e, 60))).unwrap_or_default()
+    first
+        .as_ref()
+        .map(|e| format!(" ({})", truncate(e, 60)))
+        .unwrap_or_default()
 }
 
 fn truncate(s: &str, max: usize) -> String {

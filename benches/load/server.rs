@@ -29,7 +29,10 @@ impl Server {
     /// Starts `bin serve` with `env` on top of the benchmark's settings. `Err` carries the
     /// server's own last log lines when it exits before listening (e.g. a refused backend).
     pub fn start(bin: &Path, env: &[(String, String)]) -> Result<Server, String> {
-        let data = tempfile::Builder::new().prefix("file-service-load-").tempdir().map_err(|e| e.to_string())?;
+        let data = tempfile::Builder::new()
+            .prefix("file-service-load-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .current_dir(data.path())
@@ -50,12 +53,31 @@ impl Server {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let listening = drain_log(&mut child, logs.clone());
         match listening.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(addr) => Ok(Server { child: Some(child), addr, base: format!("http://{addr}"), logs, _data: data }),
+            Ok(addr) => Ok(Server {
+                child: Some(child),
+                addr,
+                base: format!("http://{addr}"),
+                logs,
+                _data: data,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let tail = logs.lock().unwrap().iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" | ");
-                Err(if tail.is_empty() { "server exited without a log line".into() } else { tail })
+                let tail = logs
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .rev()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                Err(if tail.is_empty() {
+                    "server exited without a log line".into()
+                } else {
+                    tail
+                })
             }
         }
     }
@@ -141,13 +163,17 @@ fn drain_log(child: &mut Child, logs: Arc<Mutex<Vec<String>>>) -> mpsc::Receiver
 /// A `kB` field of /proc/PID/status (VmHWM, VmRSS, …).
 pub fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time (user + system, all threads) of any process, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    proc_cpu_ticks(pid).map(|t| t as f64 / CLOCK_TICKS_PER_S).unwrap_or(f64::NAN)
+    proc_cpu_ticks(pid)
+        .map(|t| t as f64 / CLOCK_TICKS_PER_S)
+        .unwrap_or(f64::NAN)
 }
 
 /// utime + stime from /proc/PID/stat (fields 14 and 15, counted after the `(comm)` field,
@@ -164,5 +190,7 @@ fn kb_to_mib(kb: u64) -> f64 {
 
 /// The server binary: `--server-bin`/`FILE_SERVICE_BIN`, else the one cargo built for this bench.
 pub fn resolve_bin(explicit: Option<&Path>) -> PathBuf {
-    explicit.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_file-service")))
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_file-service")))
 }

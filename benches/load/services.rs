@@ -24,7 +24,12 @@ impl Services {
             (Some(_), None) => "PostgreSQL + moka",
             _ => "SQLite + Redis",
         };
-        Some(Services { admin_url, redis_url, created: Vec::new(), label: label.into() })
+        Some(Services {
+            admin_url,
+            redis_url,
+            created: Vec::new(),
+            label: label.into(),
+        })
     }
 
     /// Environment for one fresh server: a new empty database, and the Redis URL.
@@ -76,13 +81,19 @@ fn admin_client(url: &str) -> Result<Client, String> {
 
 /// A database name no other run uses: pid, time and a counter.
 fn unique_name(n: usize) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("file_service_load_{}_{}_{n}", std::process::id(), nanos % 1_000_000_000)
 }
 
 /// `url` with its database path replaced by `name` (query string kept).
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((url, String::new()));
+    let (base, query) = url
+        .split_once('?')
+        .map(|(b, q)| (b, format!("?{q}")))
+        .unwrap_or((url, String::new()));
     let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
     let root = match base[after_scheme..].find('/') {
         Some(slash) => &base[..after_scheme + slash],
@@ -90,4 +101,3 @@ fn with_database(url: &str, name: &str) -> String {
     };
     format!("{root}/{name}{query}")
 }
-

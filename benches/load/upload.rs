@@ -45,7 +45,10 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss_mib = server.peak_rss_mib();
     let server_cpu_s = server.cpu_seconds() - cpu_before;
-    let body_sent_s = sent_at.lock().unwrap().map(|t: Instant| t.duration_since(started).as_secs_f64());
+    let body_sent_s = sent_at
+        .lock()
+        .unwrap()
+        .map(|t: Instant| t.duration_since(started).as_secs_f64());
     let (status, row_count, error) = match outcome {
         Ok((status, json)) if status == 201 => (status, json["row_count"].as_u64(), None),
         Ok((status, json)) => (status, None, Some(json.to_string())),
@@ -74,9 +77,14 @@ async fn send(
     bytes: u64,
     sent_at: Arc<Mutex<Option<Instant>>>,
 ) -> Result<(u16, serde_json::Value), String> {
-    let file = tokio::fs::File::open(csv).await.map_err(|e| format!("{}: {e}", csv.display()))?;
+    let file = tokio::fs::File::open(csv)
+        .await
+        .map_err(|e| format!("{}: {e}", csv.display()))?;
     let body = reqwest::Body::wrap_stream(file_chunks(file, sent_at));
-    let part = Part::stream_with_length(body, bytes).file_name("load.csv").mime_str("text/csv").map_err(|e| e.to_string())?;
+    let part = Part::stream_with_length(body, bytes)
+        .file_name("load.csv")
+        .mime_str("text/csv")
+        .map_err(|e| e.to_string())?;
     let form = Form::new()
         .text("file_name", format!("load-{size_mb}MB"))
         .text("session_id", uuid::Uuid::new_v4().to_string())
@@ -91,7 +99,10 @@ async fn send(
         .map_err(|e| format!("upload: {e}"))?;
     let status = resp.status().as_u16();
     let text = resp.text().await.map_err(|e| format!("response: {e}"))?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    ))
 }
 
 /// The file as a stream of chunks; notes the instant the last one was read.

@@ -217,7 +217,10 @@ impl ColumnState {
             .sorted()
             .into_iter()
             .take(5)
-            .map(|e| TopValue { value: display(dtype, &e.display, date_only, decode), count: e.count })
+            .map(|e| TopValue {
+                value: display(dtype, &e.display, date_only, decode),
+                count: e.count,
+            })
             .collect();
         let mut p = ColumnProfile {
             name,
@@ -246,14 +249,19 @@ impl ColumnState {
                 let (mean, std) = self.num.mean_std();
                 p.mean = mean;
                 p.std = std;
-                p.quartiles = self.sample.quartiles().map(|q| q.iter().map(|x| json_f64(*x)).collect());
+                p.quartiles = self
+                    .sample
+                    .quartiles()
+                    .map(|q| q.iter().map(|x| json_f64(*x)).collect());
                 p.quartiles_are_estimate = !self.sample.is_exact();
             }
             Dtype::Datetime if self.date.count > 0 => {
                 p.min = Some(Json::String(iso::format(self.date.min, date_only)));
                 p.max = Some(Json::String(iso::format(self.date.max, date_only)));
                 p.quartiles = self.sample.quartiles().map(|q| {
-                    q.iter().map(|x| Json::String(iso::format(x.round() as i64, date_only))).collect()
+                    q.iter()
+                        .map(|x| Json::String(iso::format(x.round() as i64, date_only)))
+                        .collect()
                 });
                 p.quartiles_are_estimate = !self.sample.is_exact();
             }
@@ -337,7 +345,9 @@ mod tests {
         for v in values {
             c.push(v.as_bytes());
         }
-        c.finish("c".into(), values.len() as u64, &|b| String::from_utf8_lossy(b).into_owned())
+        c.finish("c".into(), values.len() as u64, &|b| {
+            String::from_utf8_lossy(b).into_owned()
+        })
     }
 
     #[test]
@@ -349,9 +359,18 @@ mod tests {
         assert_eq!(p.mean, Some(2.4));
         let std = p.std.expect("std");
         assert!((std - 1.140175425).abs() < 1e-6, "{std}");
-        assert_eq!(p.quartiles, Some(vec![Json::from(2.0), Json::from(2.0), Json::from(3.0)]));
+        assert_eq!(
+            p.quartiles,
+            Some(vec![Json::from(2.0), Json::from(2.0), Json::from(3.0)])
+        );
         assert_eq!(p.unique_count, 4);
-        assert_eq!(p.top_values[0], TopValue { value: "2".into(), count: 2 });
+        assert_eq!(
+            p.top_values[0],
+            TopValue {
+                value: "2".into(),
+                count: 2
+            }
+        );
     }
 
     #[test]
@@ -360,7 +379,13 @@ mod tests {
         assert_eq!(p.dtype, "float64");
         assert_eq!(p.null_count, 2);
         assert_eq!(p.unique_count, 2);
-        assert_eq!(p.top_values[0], TopValue { value: "1.0".into(), count: 3 });
+        assert_eq!(
+            p.top_values[0],
+            TopValue {
+                value: "1.0".into(),
+                count: 3
+            }
+        );
         assert_eq!(p.min, Some(Json::from(1.0)));
         assert_eq!(p.max, Some(Json::from(2.5)));
     }
@@ -380,7 +405,10 @@ mod tests {
         assert_eq!(p.dtype, "datetime64[ns]");
         assert_eq!(p.min, Some(Json::from("2024-01-01")));
         assert_eq!(p.max, Some(Json::from("2024-01-03")));
-        assert_eq!(p.quartiles.as_ref().map(|q| q[1].clone()), Some(Json::from("2024-01-02")));
+        assert_eq!(
+            p.quartiles.as_ref().map(|q| q[1].clone()),
+            Some(Json::from("2024-01-02"))
+        );
         assert_eq!(p.mean, None);
     }
 
@@ -389,7 +417,13 @@ mod tests {
         let p = profile(&["b", "a", "b", "1"]);
         assert_eq!(p.dtype, "object");
         assert_eq!(p.min, None);
-        assert_eq!(p.top_values[0], TopValue { value: "b".into(), count: 2 });
+        assert_eq!(
+            p.top_values[0],
+            TopValue {
+                value: "b".into(),
+                count: 2
+            }
+        );
         assert_eq!(p.unique_count, 3);
     }
 
@@ -397,7 +431,13 @@ mod tests {
     fn bool_display() {
         let p = profile(&["true", "TRUE", "False"]);
         assert_eq!(p.dtype, "bool");
-        assert_eq!(p.top_values[0], TopValue { value: "True".into(), count: 2 });
+        assert_eq!(
+            p.top_values[0],
+            TopValue {
+                value: "True".into(),
+                count: 2
+            }
+        );
         assert_eq!(p.unique_count, 2);
     }
 

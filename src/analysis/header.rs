@@ -25,7 +25,9 @@ pub(super) fn pandas_names(raw: Vec<String>) -> Vec<String> {
         }
         v
     };
-    let order = (0..names.len()).filter(|i| !is_unnamed[*i]).chain(unnamed.iter().copied());
+    let order = (0..names.len())
+        .filter(|i| !is_unnamed[*i])
+        .chain(unnamed.iter().copied());
     let order: Vec<usize> = order.collect();
     let mut counts: HashMap<String, usize> = HashMap::new();
     for i in order {

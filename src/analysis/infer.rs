@@ -278,7 +278,11 @@ impl Lattice {
             return if self.missing == 0 { Dtype::Bool } else { Dtype::Object };
         }
         if f & DATE != 0 {
-            return if f & DATE_TZ != 0 && f & DATE_NAIVE != 0 { Dtype::Object } else { Dtype::Datetime };
+            return if f & DATE_TZ != 0 && f & DATE_NAIVE != 0 {
+                Dtype::Object
+            } else {
+                Dtype::Datetime
+            };
         }
         // Numeric. Rules measured on pandas 3.1: beyond-u64 integers are always object, even
         // beside floats or NA; u64-only integers are object with a negative or an NA but
@@ -290,7 +294,11 @@ impl Lattice {
             return Dtype::Float64;
         }
         if f & UINT != 0 {
-            return if f & NEG != 0 || self.missing > 0 { Dtype::Object } else { Dtype::UInt64 };
+            return if f & NEG != 0 || self.missing > 0 {
+                Dtype::Object
+            } else {
+                Dtype::UInt64
+            };
         }
         if self.missing > 0 {
             Dtype::Float64
@@ -315,8 +323,8 @@ mod tests {
     #[test]
     fn every_default_na_spelling_is_missing() {
         for s in [
-            "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-            "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+            "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+            "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
         ] {
             assert_eq!(classify(s.as_bytes()), Value::Missing, "{s:?}");
         }
@@ -342,7 +350,20 @@ mod tests {
         assert_eq!(classify(b"1e400"), Value::Float(f64::INFINITY));
         assert_eq!(classify(b"-Infinity"), Value::Float(f64::NEG_INFINITY));
         assert_eq!(classify(b"iNf"), Value::Float(f64::INFINITY));
-        for s in ["1e", "e5", ".", "-", "+-1", "1_000", "0x1A", "1d5", "1,234", " inf", "1 2", "\u{2212}1"] {
+        for s in [
+            "1e",
+            "e5",
+            ".",
+            "-",
+            "+-1",
+            "1_000",
+            "0x1A",
+            "1d5",
+            "1,234",
+            " inf",
+            "1 2",
+            "\u{2212}1",
+        ] {
             assert_eq!(classify(s.as_bytes()), Value::Text, "{s:?}");
         }
     }

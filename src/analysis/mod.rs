@@ -137,8 +137,9 @@ pub fn profile_reader<R: Read>(reader: R, format: Format) -> Result<Profile, Ana
     let header_raw: Vec<Vec<u8>> = record.iter().map(|f| f.to_vec()).collect();
     let ncols = header_raw.len();
     let budget = sketch::Budget::for_columns(ncols);
-    let mut columns: Vec<column::ColumnState> =
-        (0..ncols).map(|i| column::ColumnState::new(&budget, i as u64)).collect();
+    let mut columns: Vec<column::ColumnState> = (0..ncols)
+        .map(|i| column::ColumnState::new(&budget, i as u64))
+        .collect();
 
     let mut rows: u64 = 0;
     let mut scratch: Vec<(infer::Value, u64)> = Vec::with_capacity(ncols);
@@ -164,7 +165,12 @@ pub fn profile_reader<R: Read>(reader: R, format: Format) -> Result<Profile, Ana
         // Three passes per record: classify, start every column's table load back to back (so
         // the cache misses overlap instead of queueing), then update.
         scratch.clear();
-        scratch.extend(columns.iter().zip(record.iter()).map(|(state, field)| state.prepare(field)));
+        scratch.extend(
+            columns
+                .iter()
+                .zip(record.iter())
+                .map(|(state, field)| state.prepare(field)),
+        );
         for (state, (_, key)) in columns.iter().zip(scratch.iter()) {
             state.touch(*key);
         }

@@ -16,7 +16,12 @@ pub struct Preview {
 
 /// Reads the header and up to `max_rows` non-blank records. `windows_1252` decodes as
 /// the profile found the file to be (the decision needs the whole file, so it is passed in).
-pub fn preview_reader<R: Read>(reader: R, format: Format, max_rows: usize, windows_1252: bool) -> Result<Preview, AnalysisError> {
+pub fn preview_reader<R: Read>(
+    reader: R,
+    format: Format,
+    max_rows: usize,
+    windows_1252: bool,
+) -> Result<Preview, AnalysisError> {
     let mut input = reader::open(reader, format)?;
     let mut record = csv::ByteRecord::new();
     let decode = |b: &[u8]| -> String {
@@ -40,7 +45,10 @@ pub fn preview_reader<R: Read>(reader: R, format: Format, max_rows: usize, windo
             }
         }
     }
-    Ok(Preview { columns: columns.ok_or(AnalysisError::Empty)?, rows })
+    Ok(Preview {
+        columns: columns.ok_or(AnalysisError::Empty)?,
+        rows,
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Bounded-memory summaries: hashing, exact-then-HyperLogLog distinct counts with per-value
 //! counts, a top-K table of frequent values, and a reservoir sample for quartiles.
 
-
 /// Total memory the per-column summaries may use, split evenly between columns. Chosen so an
 /// analysis stays well under 64 MB even with ~1000 columns.
 const DISTINCT_BUDGET: usize = 24 << 20;
@@ -40,7 +39,11 @@ impl Budget {
             10
         };
         let reservoir_cap = (RESERVOIR_BUDGET / 8 / ncols).clamp(64, 16_384);
-        Budget { exact_cap, hll_precision, reservoir_cap }
+        Budget {
+            exact_cap,
+            hll_precision,
+            reservoir_cap,
+        }
     }
 }
 
@@ -97,7 +100,10 @@ const ZERO_KEY: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl CountTable {
     fn new() -> CountTable {
-        CountTable { slots: vec![(0, 0); 64], len: 0 }
+        CountTable {
+            slots: vec![(0, 0); 64],
+            len: 0,
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -179,13 +185,24 @@ impl CountTable {
 
 /// Exact per-key counts up to a cap, then a HyperLogLog estimate.
 pub(super) enum Distinct {
-    Exact { counts: CountTable, cap: usize, precision: u32 },
-    Approx { hll: HyperLogLog, floor: u64 },
+    Exact {
+        counts: CountTable,
+        cap: usize,
+        precision: u32,
+    },
+    Approx {
+        hll: HyperLogLog,
+        floor: u64,
+    },
 }
 
 impl Distinct {
     pub(super) fn new(budget: &Budget) -> Distinct {
-        Distinct::Exact { counts: CountTable::new(), cap: budget.exact_cap, precision: budget.hll_precision }
+        Distinct::Exact {
+            counts: CountTable::new(),
+            cap: budget.exact_cap,
+            precision: budget.hll_precision,
+        }
     }
 
     /// Counts one occurrence; returns the key's exact count so far while exact.
@@ -200,7 +217,10 @@ impl Distinct {
                         hll.insert(k);
                     }
                     hll.insert(key);
-                    *self = Distinct::Approx { hll, floor: len as u64 + 1 };
+                    *self = Distinct::Approx {
+                        hll,
+                        floor: len as u64 + 1,
+                    };
                     return None;
                 }
                 Some(counts.increment(key))
@@ -236,7 +256,10 @@ pub(super) struct HyperLogLog {
 
 impl HyperLogLog {
     fn new(p: u32) -> HyperLogLog {
-        HyperLogLog { p, regs: vec![0; 1 << p] }
+        HyperLogLog {
+            p,
+            regs: vec![0; 1 << p],
+        }
     }
 
     #[inline]
@@ -263,7 +286,11 @@ impl HyperLogLog {
             }
         }
         let raw = alpha * m * m / sum;
-        let est = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+        let est = if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        };
         est.round() as u64
     }
 }
@@ -294,9 +321,17 @@ impl TopK {
         if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
             e.count = count;
         } else if self.entries.len() < TOP_K {
-            self.entries.push(TopEntry { key, count, display: clip(display) });
+            self.entries.push(TopEntry {
+                key,
+                count,
+                display: clip(display),
+            });
         } else if let Some(e) = self.entries.iter_mut().min_by_key(|e| e.count) {
-            *e = TopEntry { key, count, display: clip(display) };
+            *e = TopEntry {
+                key,
+                count,
+                display: clip(display),
+            };
         }
         self.min = self.entries.iter().map(|e| e.count).min().unwrap_or(0);
     }
@@ -335,7 +370,14 @@ pub(super) struct Reservoir {
 
 impl Reservoir {
     pub(super) fn new(cap: usize, seed: u64) -> Reservoir {
-        Reservoir { cap: cap.max(1), items: Vec::new(), seen: 0, next: 0, w: 1.0, rng: mix(seed ^ K0) | 1 }
+        Reservoir {
+            cap: cap.max(1),
+            items: Vec::new(),
+            seen: 0,
+            next: 0,
+            w: 1.0,
+            rng: mix(seed ^ K0) | 1,
+        }
     }
 
     fn uniform(&mut self) -> f64 {
@@ -350,7 +392,11 @@ impl Reservoir {
     fn skip(&mut self) {
         let u = self.uniform();
         let denom = (1.0 - self.w).ln();
-        let gap = if denom < 0.0 { (u.ln() / denom).floor() } else { f64::MAX };
+        let gap = if denom < 0.0 {
+            (u.ln() / denom).floor()
+        } else {
+            f64::MAX
+        };
         self.next = self.seen.saturating_add(gap as u64).saturating_add(1);
     }
 
@@ -413,16 +459,21 @@ mod tests {
         let wide = Budget::for_columns(1000);
         assert!(wide.exact_cap >= 512 && wide.exact_cap < 4096, "{wide:?}");
         // The whole-file bound: maps + HLL + reservoirs for 1000 columns stay under 48 MB.
-        let bytes = 1000 * ((wide.exact_cap * 32 / 25 + 1).next_power_of_two() * BUCKET_BYTES
-            + (1 << wide.hll_precision)
-            + wide.reservoir_cap * 8
-            + TOP_K * MAX_DISPLAY_BYTES);
+        let bytes = 1000
+            * ((wide.exact_cap * 32 / 25 + 1).next_power_of_two() * BUCKET_BYTES
+                + (1 << wide.hll_precision)
+                + wide.reservoir_cap * 8
+                + TOP_K * MAX_DISPLAY_BYTES);
         assert!(bytes < 48 << 20, "{bytes}");
     }
 
     #[test]
     fn distinct_exact_then_estimate() {
-        let b = Budget { exact_cap: 1000, hll_precision: 14, reservoir_cap: 10 };
+        let b = Budget {
+            exact_cap: 1000,
+            hll_precision: 14,
+            reservoir_cap: 10,
+        };
         let mut d = Distinct::new(&b);
         for i in 0..500u64 {
             d.insert(mix(i));

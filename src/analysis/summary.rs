@@ -16,27 +16,43 @@ impl Profile {
             "The dataset has **{} rows** and **{} columns**.\n\nIt contains the following features:\n\n",
             self.row_count, self.column_count
         );
-        let features: Vec<String> =
-            self.columns.iter().map(|c| format!("- **{}**: `{}`", c.name, c.dtype)).collect();
+        let features: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("- **{}**: `{}`", c.name, c.dtype))
+            .collect();
         s.push_str(&features.join("\n"));
         if self.row_count == 0 || self.columns.is_empty() {
             return s;
         }
 
         s.push_str("\n\n## Statistics\n\n");
-        let mut missing: Vec<(&str, u64)> =
-            self.columns.iter().filter(|c| c.null_count > 0).map(|c| (c.name.as_str(), c.null_count)).collect();
+        let mut missing: Vec<(&str, u64)> = self
+            .columns
+            .iter()
+            .filter(|c| c.null_count > 0)
+            .map(|c| (c.name.as_str(), c.null_count))
+            .collect();
         if missing.is_empty() {
             s.push_str("No missing values.\n");
         } else {
             missing.sort_by_key(|m| std::cmp::Reverse(m.1));
-            let _ = writeln!(s, "Missing values ({} of {} columns):\n", missing.len(), self.columns.len());
+            let _ = writeln!(
+                s,
+                "Missing values ({} of {} columns):\n",
+                missing.len(),
+                self.columns.len()
+            );
             for (name, n) in missing.iter().take(MAX_LISTED) {
                 let pct = *n as f64 * 100.0 / self.row_count as f64;
                 let _ = writeln!(s, "- **{name}**: {n} ({})", percent(pct));
             }
             if missing.len() > MAX_LISTED {
-                let _ = writeln!(s, "- … and {} more columns with missing values", missing.len() - MAX_LISTED);
+                let _ = writeln!(
+                    s,
+                    "- … and {} more columns with missing values",
+                    missing.len() - MAX_LISTED
+                );
             }
         }
 
@@ -131,7 +147,11 @@ mod tests {
             column_count: 3,
             encoding: "utf-8".into(),
             delimiter: ",".into(),
-            columns: vec![col("date", "datetime64[ns]"), col("product", "object"), col("sales", "float64")],
+            columns: vec![
+                col("date", "datetime64[ns]"),
+                col("product", "object"),
+                col("sales", "float64"),
+            ],
         }
     }
 
@@ -187,7 +207,13 @@ mod tests {
                 c
             })
             .collect();
-        let p = Profile { row_count: 10, column_count: 300, encoding: "utf-8".into(), delimiter: ",".into(), columns };
+        let p = Profile {
+            row_count: 10,
+            column_count: 300,
+            encoding: "utf-8".into(),
+            delimiter: ",".into(),
+            columns,
+        };
         let s = p.summary();
         let stats = &s[s.find("## Statistics").expect("section")..];
         assert!(stats.lines().count() < 45, "{stats}");

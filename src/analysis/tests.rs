@@ -189,7 +189,9 @@ fn thousands_separators_and_messy_numbers_are_text() {
 
 #[test]
 fn iso_dates_are_datetime() {
-    let p = prof("d,t,mixed,bad\n2024-01-31,2024-01-31T10:00:00,2024-01-01,2024-02-30\n,2024-02-01 11:30:15.5,x,2024-02-01\n");
+    let p = prof(
+        "d,t,mixed,bad\n2024-01-31,2024-01-31T10:00:00,2024-01-01,2024-02-30\n,2024-02-01 11:30:15.5,x,2024-02-01\n",
+    );
     assert_eq!(dtypes(&p), ["datetime64[ns]", "datetime64[ns]", "object", "object"]);
     assert_eq!(p.columns[0].min, Some(serde_json::json!("2024-01-31")));
     assert_eq!(p.columns[1].max, Some(serde_json::json!("2024-02-01 11:30:15.5")));
@@ -207,7 +209,10 @@ fn profile_path_reads_files_and_json_skips_absent_fields() {
     assert_eq!(json["columns"][0]["mean"], serde_json::json!(1.5));
     let back: Profile = serde_json::from_value(json).expect("round trip");
     assert_eq!(back, p);
-    assert!(matches!(profile_path(&dir.path().join("missing.csv"), Format::Csv), Err(AnalysisError::Io(_))));
+    assert!(matches!(
+        profile_path(&dir.path().join("missing.csv"), Format::Csv),
+        Err(AnalysisError::Io(_))
+    ));
 }
 
 #[test]
@@ -222,8 +227,17 @@ fn summary_of_a_real_file() {
 #[test]
 fn no_panic_on_odd_inputs() {
     let inputs: Vec<&[u8]> = vec![
-        b"\"", b"\"\"\"", b",", b",,,\n,,,", b"a\n\"unclosed", b"\xff\xfe\x00a", b"\r", b"a\n\0\0",
-        b"a,b\n\"x\"y,z\n", b"\xEF\xBB\xBF", b"\xEF\xBB",
+        b"\"",
+        b"\"\"\"",
+        b",",
+        b",,,\n,,,",
+        b"a\n\"unclosed",
+        b"\xff\xfe\x00a",
+        b"\r",
+        b"a\n\0\0",
+        b"a,b\n\"x\"y,z\n",
+        b"\xEF\xBB\xBF",
+        b"\xEF\xBB",
     ];
     for b in inputs {
         let _ = profile_reader(b, Format::Csv).map(|p| p.summary());
@@ -254,7 +268,11 @@ fn csv_spectrum_corpus() {
         .collect();
     entries.sort();
     for csv_path in entries {
-        let stem = csv_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let stem = csv_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         let json_text = std::fs::read_to_string(dir.join("json").join(format!("{stem}.json"))).expect("json");
         let expected: serde_json::Value = serde_json::from_str(&json_text).expect("parse json");
         // One file's fixture is a bare object rather than an array of rows.
@@ -321,7 +339,13 @@ mod prop {
     }
 
     fn kind() -> impl Strategy<Value = Kind> {
-        prop_oneof![Just(Kind::Int), Just(Kind::Float), Just(Kind::Bool), Just(Kind::Date), Just(Kind::Str)]
+        prop_oneof![
+            Just(Kind::Int),
+            Just(Kind::Float),
+            Just(Kind::Bool),
+            Just(Kind::Date),
+            Just(Kind::Str)
+        ]
     }
 
     fn cell(k: Kind) -> BoxedStrategy<String> {
@@ -331,7 +355,12 @@ mod prop {
             Kind::Bool => prop_oneof![Just("True"), Just("false"), Just("TRUE"), Just("False")]
                 .prop_map(String::from)
                 .boxed(),
-            Kind::Date => (1970i32..2200, 1u32..=12, 1u32..=28, proptest::option::of((0u32..24, 0u32..60)))
+            Kind::Date => (
+                1970i32..2200,
+                1u32..=12,
+                1u32..=28,
+                proptest::option::of((0u32..24, 0u32..60)),
+            )
                 .prop_map(|(y, m, d, t)| match t {
                     Some((h, mi)) => format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:00"),
                     None => format!("{y:04}-{m:02}-{d:02}"),
@@ -353,7 +382,12 @@ mod prop {
     }
 
     fn table() -> impl Strategy<Value = Table> {
-        (proptest::collection::vec((kind(), any::<bool>()), 1..6), 0usize..30, any::<bool>(), 0usize..4)
+        (
+            proptest::collection::vec((kind(), any::<bool>()), 1..6),
+            0usize..30,
+            any::<bool>(),
+            0usize..4,
+        )
             .prop_flat_map(|(cols, nrows, crlf, missing_spelling)| {
                 let kinds: Vec<Kind> = cols.iter().map(|c| c.0).collect();
                 let row = cols

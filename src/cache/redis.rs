@@ -106,10 +106,15 @@ impl Inner {
         if keys.is_empty() {
             return Ok(());
         }
-        let names: Vec<String> = keys.iter().flat_map(|&(u, s)| [cache_key(u, s), sidecar_key(u, s)]).collect();
+        let names: Vec<String> = keys
+            .iter()
+            .flat_map(|&(u, s)| [cache_key(u, s), sidecar_key(u, s)])
+            .collect();
         let mut conn = self.conn();
-        let deleted =
-            bounded(&self.target, async { redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await }).await;
+        let deleted = bounded(&self.target, async {
+            redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await
+        })
+        .await;
         match deleted {
             Ok(_) => {
                 let mut h = self.health.lock().unwrap();
@@ -150,8 +155,18 @@ impl RedisCache {
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| format!("cannot set up the Redis connection to {target}: {e}"))?;
-        let inner = Inner { client, config, conn: Mutex::new(conn), health: Mutex::new(Health::default()), target };
-        let cache = RedisCache { inner: Arc::new(inner), ttl_seconds: ttl.as_secs().max(1), put_delay };
+        let inner = Inner {
+            client,
+            config,
+            conn: Mutex::new(conn),
+            health: Mutex::new(Health::default()),
+            target,
+        };
+        let cache = RedisCache {
+            inner: Arc::new(inner),
+            ttl_seconds: ttl.as_secs().max(1),
+            put_delay,
+        };
         cache.spawn_janitor();
         Ok(cache)
     }
@@ -178,7 +193,8 @@ impl RedisCache {
     /// Round trip proving Redis answers now.
     pub async fn ping(&self) -> Result<()> {
         let mut conn = self.inner.conn();
-        self.bounded(async move { redis::cmd("PING").query_async::<String>(&mut conn).await }).await?;
+        self.bounded(async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await?;
         Ok(())
     }
 
@@ -231,7 +247,9 @@ impl RedisCache {
 async fn bounded<T>(target: &str, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T> {
     match tokio::time::timeout(OP_TIMEOUT, op).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Error::Unavailable(format!("the Redis cache at {target} is not available: {e}"))),
+        Ok(Err(e)) => Err(Error::Unavailable(format!(
+            "the Redis cache at {target} is not available: {e}"
+        ))),
         Err(_) => Err(Error::Unavailable(format!(
             "the Redis cache at {target} did not answer within {} ms",
             OP_TIMEOUT.as_millis()
@@ -353,8 +371,10 @@ impl ActiveFileCache for RedisCache {
     async fn remove(&self, user: UserId, session: Uuid) -> Result<()> {
         let names = [cache_key(user, session), sidecar_key(user, session)];
         let mut conn = self.inner.conn();
-        self.write(user, session, async { redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await })
-            .await
+        self.write(user, session, async {
+            redis::cmd("DEL").arg(&names).query_async::<i64>(&mut conn).await
+        })
+        .await
     }
 
     fn is_shared(&self) -> bool {
@@ -362,6 +382,11 @@ impl ActiveFileCache for RedisCache {
     }
 
     fn describe(&self) -> String {
-        format!("redis {} (ttl {}s, {} ms timeout)", self.inner.target, self.ttl_seconds, OP_TIMEOUT.as_millis())
+        format!(
+            "redis {} (ttl {}s, {} ms timeout)",
+            self.inner.target,
+            self.ttl_seconds,
+            OP_TIMEOUT.as_millis()
+        )
     }
 }

@@ -55,7 +55,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// Renames and/or re-describes a file in one transaction; its active entries follow
     /// it. Returns the new record and the sessions it is active in; `None` if no such
     /// file; `Error::Conflict` if the new name is taken.
-    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
+    fn update_file(
+        &self,
+        user: UserId,
+        file_name: &str,
+        update: &FileUpdate,
+    ) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
 
     /// First half of a delete: hides the record and removes its active entries.
     /// Returns the record and the sessions it was active in; `None` if no such file.

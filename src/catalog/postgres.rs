@@ -79,7 +79,11 @@ const UPDATE: &str = concat!(
     columns!()
 );
 const SESSIONS_OF: &str = "SELECT session_id FROM active_files WHERE file_id = $1";
-const GET: &str = concat!("SELECT ", columns!(), " FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready'");
+const GET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready'"
+);
 // FOR SHARE: a concurrent delete (which updates the row) waits for this activation to
 // commit and then removes the new active entry too, or this one sees the row gone.
 const GET_FOR_SHARE: &str = concat!(
@@ -143,7 +147,10 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
-        Ok(PgConn { client: self.0.connect()?, statements: HashMap::new() })
+        Ok(PgConn {
+            client: self.0.connect()?,
+            statements: HashMap::new(),
+        })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
@@ -189,7 +196,10 @@ impl PostgresCatalog {
         }
         // Notice a vanished server (no FIN, e.g. a network cut) within seconds rather
         // than the kernel's defaults of minutes to hours.
-        config.keepalives(true).keepalives_idle(Duration::from_secs(10)).tcp_user_timeout(Duration::from_secs(10));
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(Duration::from_secs(10));
         let options = match config.get_options() {
             Some(own) => format!("{own} {SESSION_OPTIONS}"),
             None => SESSION_OPTIONS.to_string(),
@@ -214,14 +224,23 @@ impl PostgresCatalog {
             .connection_timeout(Duration::from_secs(3))
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager());
-        Ok(PostgresCatalog { pool: Some(pool), locks: Some(locks), target })
+        Ok(PostgresCatalog {
+            pool: Some(pool),
+            locks: Some(locks),
+            target,
+        })
     }
 
     fn conn_from(&self, pool: &Option<Pool>) -> Result<r2d2::PooledConnection<Manager>> {
         pool.as_ref()
             .expect("pools live as long as the catalog")
             .get()
-            .map_err(|e| Error::Unavailable(format!("the PostgreSQL catalog at {} is not available: {e}", self.target)))
+            .map_err(|e| {
+                Error::Unavailable(format!(
+                    "the PostgreSQL catalog at {} is not available: {e}",
+                    self.target
+                ))
+            })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
@@ -339,7 +358,8 @@ impl Catalog for PostgresCatalog {
         tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
             .map_err(db_err)?;
         // Transaction-scoped: released by commit or rollback, even if this process dies.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(db_err)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
@@ -384,9 +404,7 @@ impl Catalog for PostgresCatalog {
         );
         match inserted {
             Ok(_) => Ok(()),
-            Err(e) if is_name_taken(&e) => {
-                Err(Error::Conflict(format!("a file named {:?} already exists for this user", r.file_name)))
-            }
+            Err(e) if is_name_taken(&e) => Err(Error::name_taken(&r.file_name)),
             Err(e) => Err(db_err(e)),
         }
     }
@@ -402,7 +420,8 @@ impl Catalog for PostgresCatalog {
             .ok_or_else(|| Error::internal(format!("upload {id} is no longer reserved")))?;
         let (pk, record) = pk_and_record(&row)?;
         if let Some(session) = session {
-            tx.execute(&activate, &[&record.user_id, &session, &pk]).map_err(db_err)?;
+            tx.execute(&activate, &[&record.user_id, &session, &pk])
+                .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(record)
@@ -421,7 +440,10 @@ impl Catalog for PostgresCatalog {
         let prefix = query.name_prefix.clone().unwrap_or_default();
         let limit = query.limit.map(i64::from);
         let offset = query.offset as i64;
-        let rows = conn.client.query(&list, &[&user, &prefix, &limit, &offset]).map_err(db_err)?;
+        let rows = conn
+            .client
+            .query(&list, &[&user, &prefix, &limit, &offset])
+            .map_err(db_err)?;
         let files = rows.iter().map(|r| record_at(r, 0)).collect::<Result<Vec<_>>>()?;
         // Without paging the page is the whole answer; count only when it may not be.
         let total = if query.limit.is_none() && query.offset == 0 {
@@ -471,7 +493,12 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+    fn update_file(
+        &self,
+        user: UserId,
+        file_name: &str,
+        update: &FileUpdate,
+    ) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
         let find = conn.statement(FIND_FOR_UPDATE)?;
         let change = conn.statement(UPDATE)?;
@@ -484,12 +511,7 @@ impl Catalog for PostgresCatalog {
         let (new_name, new_uri) = update.rename.clone().unzip();
         let record = match tx.query_one(&change, &[&pk, &new_name, &new_uri, &update.description]) {
             Ok(row) => record_at(&row, 0)?,
-            Err(e) if is_name_taken(&e) => {
-                return Err(Error::Conflict(format!(
-                    "a file named {:?} already exists for this user",
-                    new_name.unwrap_or_default()
-                )))
-            }
+            Err(e) if is_name_taken(&e) => return Err(Error::name_taken(&new_name.unwrap_or_default())),
             Err(e) => return Err(db_err(e)),
         };
         let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
@@ -530,7 +552,10 @@ impl Catalog for PostgresCatalog {
     fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(NAME_CLAIMED)?;
-        conn.client.query_one(&stmt, &[&user, &file_name]).and_then(|r| r.try_get(0)).map_err(db_err)
+        conn.client
+            .query_one(&stmt, &[&user, &file_name])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)
     }
 
     fn replace_content(&self, c: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
@@ -567,7 +592,11 @@ impl Catalog for PostgresCatalog {
             .map(|row| {
                 let record = record_at(row, 0)?;
                 let state: String = row.try_get(15).map_err(db_err)?;
-                Ok(if state == "pending" { Unfinished::Upload(record) } else { Unfinished::Delete(record) })
+                Ok(if state == "pending" {
+                    Unfinished::Upload(record)
+                } else {
+                    Unfinished::Delete(record)
+                })
             })
             .collect()
     }

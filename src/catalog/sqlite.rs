@@ -51,7 +51,10 @@ impl SqliteCatalog {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        Ok(SqliteCatalog { pool, path: path.to_path_buf() })
+        Ok(SqliteCatalog {
+            pool,
+            path: path.to_path_buf(),
+        })
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
@@ -85,7 +88,9 @@ fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
     let created: String = row.get(at + 13)?;
     let updated: String = row.get(at + 14)?;
     let time = |text: &str, i: usize| {
-        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| conv(i, Box::new(e)))
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| conv(i, Box::new(e)))
     };
     Ok(FileRecord {
         id: Uuid::parse_str(&id).map_err(|e| conv(at, Box::new(e)))?,
@@ -137,7 +142,9 @@ fn sessions_of(conn: &Connection, file_pk: i64) -> rusqlite::Result<Vec<Uuid>> {
     let mut stmt = conn.prepare_cached("SELECT session_id FROM active_files WHERE file_pk = ?1")?;
     let rows = stmt.query_map(params![file_pk], |row| row.get::<_, String>(0))?;
     // Session ids are written from parsed UUIDs, so every row parses.
-    Ok(rows.filter_map(|s| s.ok().and_then(|s| Uuid::parse_str(&s).ok())).collect())
+    Ok(rows
+        .filter_map(|s| s.ok().and_then(|s| Uuid::parse_str(&s).ok()))
+        .collect())
 }
 
 impl Catalog for SqliteCatalog {
@@ -145,20 +152,27 @@ impl Catalog for SqliteCatalog {
         let mut conn = self.conn()?;
         // IMMEDIATE takes the write lock up front, so two processes starting together
         // apply each migration once.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .map_err(db_err)?;
         let current: i64 = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
             .map_err(db_err)?;
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             tx.execute_batch(sql)
                 .map_err(|e| Error::Internal(anyhow::Error::new(e).context(format!("SQLite migration {version}"))))?;
-            tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, now()])
-                .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                params![version, now()],
+            )
+            .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }
@@ -189,17 +203,16 @@ impl Catalog for SqliteCatalog {
         );
         match inserted {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
-                "a file named {:?} already exists for this user",
-                r.file_name
-            ))),
+            Err(e) if is_unique_violation(&e) => Err(Error::name_taken(&r.file_name)),
             Err(e) => Err(db_err(e)),
         }
     }
 
     fn commit_upload(&self, id: Uuid, session: Option<Uuid>) -> Result<FileRecord> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let ts = now();
         let (pk, record): (i64, FileRecord) = tx
             .query_row(
@@ -219,7 +232,10 @@ impl Catalog for SqliteCatalog {
 
     fn abort_upload(&self, id: Uuid) -> Result<()> {
         self.conn()?
-            .execute("DELETE FROM files WHERE id = ?1 AND state = 'pending'", params![id.to_string()])
+            .execute(
+                "DELETE FROM files WHERE id = ?1 AND state = 'pending'",
+                params![id.to_string()],
+            )
             .map_err(db_err)?;
         Ok(())
     }
@@ -259,7 +275,9 @@ impl Catalog for SqliteCatalog {
 
     fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
             return Ok(None);
         };
@@ -270,7 +288,11 @@ impl Catalog for SqliteCatalog {
 
     fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
         let conn = self.conn()?;
-        let cols = COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ");
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {cols} FROM active_files a JOIN files f ON f.pk = a.file_pk
@@ -284,14 +306,24 @@ impl Catalog for SqliteCatalog {
 
     fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
         self.conn()?
-            .execute("DELETE FROM active_files WHERE user_id = ?1 AND session_id = ?2", params![user, session.to_string()])
+            .execute(
+                "DELETE FROM active_files WHERE user_id = ?1 AND session_id = ?2",
+                params![user, session.to_string()],
+            )
             .map_err(db_err)?;
         Ok(())
     }
 
-    fn update_file(&self, user: UserId, file_name: &str, update: &FileUpdate) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+    fn update_file(
+        &self,
+        user: UserId,
+        file_name: &str,
+        update: &FileUpdate,
+    ) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let Some((pk, _)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
             return Ok(None);
         };
@@ -307,12 +339,7 @@ impl Catalog for SqliteCatalog {
         );
         let record = match updated {
             Ok(r) => r,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::Conflict(format!(
-                    "a file named {:?} already exists for this user",
-                    new_name.unwrap_or_default()
-                )))
-            }
+            Err(e) if is_unique_violation(&e) => return Err(Error::name_taken(&new_name.unwrap_or_default())),
             Err(e) => return Err(db_err(e)),
         };
         let sessions = sessions_of(&tx, pk).map_err(db_err)?;
@@ -322,21 +349,30 @@ impl Catalog for SqliteCatalog {
 
     fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
             return Ok(None);
         };
         let sessions = sessions_of(&tx, pk).map_err(db_err)?;
-        tx.execute("DELETE FROM active_files WHERE file_pk = ?1", params![pk]).map_err(db_err)?;
-        tx.execute("UPDATE files SET state = 'deleting', updated_at = ?2 WHERE pk = ?1", params![pk, now()])
+        tx.execute("DELETE FROM active_files WHERE file_pk = ?1", params![pk])
             .map_err(db_err)?;
+        tx.execute(
+            "UPDATE files SET state = 'deleting', updated_at = ?2 WHERE pk = ?1",
+            params![pk, now()],
+        )
+        .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
 
     fn finish_delete(&self, id: Uuid) -> Result<()> {
         self.conn()?
-            .execute("DELETE FROM files WHERE id = ?1 AND state = 'deleting'", params![id.to_string()])
+            .execute(
+                "DELETE FROM files WHERE id = ?1 AND state = 'deleting'",
+                params![id.to_string()],
+            )
             .map_err(db_err)?;
         Ok(())
     }
@@ -344,7 +380,10 @@ impl Catalog for SqliteCatalog {
     fn all_files(&self) -> Result<Vec<FileRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn
-            .prepare(&format!("SELECT {} FROM files WHERE state = 'ready' ORDER BY pk", COLUMNS.replace("profile", "'' AS profile")))
+            .prepare(&format!(
+                "SELECT {} FROM files WHERE state = 'ready' ORDER BY pk",
+                COLUMNS.replace("profile", "'' AS profile")
+            ))
             .map_err(db_err)?;
         let rows = stmt.query_map([], record).map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
@@ -352,13 +391,19 @@ impl Catalog for SqliteCatalog {
 
     fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
         self.conn()?
-            .query_row("SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)", params![user, file_name], |r| r.get(0))
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)",
+                params![user, file_name],
+                |r| r.get(0),
+            )
             .map_err(db_err)
     }
 
     fn replace_content(&self, c: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
         let updated = tx
             .query_row(
                 &format!(
@@ -389,7 +434,9 @@ impl Catalog for SqliteCatalog {
     fn unfinished(&self) -> Result<Vec<Unfinished>> {
         let conn = self.conn()?;
         let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM files WHERE state != 'ready' ORDER BY pk"))
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM files WHERE state != 'ready' ORDER BY pk"
+            ))
             .map_err(db_err)?;
         let rows = stmt
             .query_map([], |row| Ok((record(row)?, row.get::<_, String>(15)?)))
@@ -397,7 +444,11 @@ impl Catalog for SqliteCatalog {
         let mut out = Vec::new();
         for row in rows {
             let (record, state) = row.map_err(db_err)?;
-            out.push(if state == "pending" { Unfinished::Upload(record) } else { Unfinished::Delete(record) });
+            out.push(if state == "pending" {
+                Unfinished::Upload(record)
+            } else {
+                Unfinished::Delete(record)
+            });
         }
         Ok(out)
     }

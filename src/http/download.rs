@@ -16,12 +16,24 @@ pub fn respond(record: &FileRecord, file: File, request: &HeaderMap, head: bool)
     let mut response = Response::default();
     let headers = response.headers_mut();
     set(headers, header::ETAG, &etag);
-    set(headers, header::LAST_MODIFIED, &record.updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string());
+    set(
+        headers,
+        header::LAST_MODIFIED,
+        &record.updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    );
     set(headers, header::ACCEPT_RANGES, "bytes");
     set(headers, header::CONTENT_TYPE, content_type(&record.format));
-    set(headers, header::CONTENT_DISPOSITION, &content_disposition(&format!("{}.{}", record.file_name, record.format)));
+    set(
+        headers,
+        header::CONTENT_DISPOSITION,
+        &content_disposition(&format!("{}.{}", record.file_name, record.format)),
+    );
 
-    if request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| etag_matches(v, &etag)) {
+    if request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_matches(v, &etag))
+    {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return response;
     }
@@ -30,7 +42,10 @@ pub fn respond(record: &FileRecord, file: File, request: &HeaderMap, head: bool)
         .get(header::IF_RANGE)
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v.trim() == etag);
-    let range = request.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| range_allowed);
+    let range = request
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| range_allowed);
     let (start, len) = match range.map(|r| parse_range(r, size)) {
         None | Some(Range::Ignored) => (0, size),
         Some(Range::Unsatisfiable) => {
@@ -39,12 +54,20 @@ pub fn respond(record: &FileRecord, file: File, request: &HeaderMap, head: bool)
                 format!("the range is outside the file's {size} bytes"),
             ));
             *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            set(response.headers_mut(), header::CONTENT_RANGE, &format!("bytes */{size}"));
+            set(
+                response.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
             return response;
         }
         Some(Range::Bytes(start, end)) => {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-            set(response.headers_mut(), header::CONTENT_RANGE, &format!("bytes {start}-{end}/{size}"));
+            set(
+                response.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{size}"),
+            );
             (start, end - start + 1)
         }
     };
@@ -71,13 +94,19 @@ fn content_type(format: &str) -> &'static str {
 
 /// RFC 6266: an ASCII fallback plus the exact UTF-8 name.
 fn content_disposition(filename: &str) -> String {
-    let ascii: String = filename.chars().map(|c| if c.is_ascii() && c != '"' && c != '\\' { c } else { '_' }).collect();
+    let ascii: String = filename
+        .chars()
+        .map(|c| if c.is_ascii() && c != '"' && c != '\\' { c } else { '_' })
+        .collect();
     let encoded = percent_encoding::utf8_percent_encode(filename, percent_encoding::NON_ALPHANUMERIC);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
 #[derive(Debug, PartialEq)]
@@ -90,11 +119,15 @@ enum Range {
 }
 
 fn parse_range(header: &str, size: u64) -> Range {
-    let Some(spec) = header.trim().strip_prefix("bytes=") else { return Range::Ignored };
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return Range::Ignored;
+    };
     if spec.contains(',') {
         return Range::Ignored;
     }
-    let Some((first, last)) = spec.trim().split_once('-') else { return Range::Ignored };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Range::Ignored;
+    };
     let (first, last) = (first.trim(), last.trim());
     let parsed = match (first.is_empty(), last.is_empty()) {
         // bytes=-N: the last N bytes.
@@ -135,7 +168,10 @@ mod tests {
 
     #[test]
     fn disposition_keeps_unicode_names() {
-        assert_eq!(content_disposition("a b.csv"), "attachment; filename=\"a b.csv\"; filename*=UTF-8''a%20b%2Ecsv");
+        assert_eq!(
+            content_disposition("a b.csv"),
+            "attachment; filename=\"a b.csv\"; filename*=UTF-8''a%20b%2Ecsv"
+        );
         assert!(content_disposition("é.csv").starts_with("attachment; filename=\"_.csv\"; filename*=UTF-8''%C3%A9"));
     }
 }

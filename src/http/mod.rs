@@ -10,9 +10,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
-use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Auth;
@@ -70,7 +70,10 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     let with_service = warp::any().map(move || service.clone());
     // Taken as raw bytes: a header that is not valid text is a bad token (401), not a
     // malformed request.
-    let authorization = warp::header::value("authorization").map(Some).or(warp::any().map(|| None)).unify();
+    let authorization = warp::header::value("authorization")
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
     let user = authorization.and_then(move |header: Option<header::HeaderValue>| {
         let auth = auth.clone();
         async move {
@@ -94,125 +97,170 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .and(user.clone())
         .and(with_service.clone())
         .and(warp::query::<Vec<(String, String)>>())
-        .and_then(|user, service: Arc<FileService>, params| async move {
-            let (files, total) = service.list_files(user, list_query(params)?).await?;
-            let mut response = json(StatusCode::OK, &files.iter().map(FileRecord::to_read).collect::<Vec<_>>());
-            response.headers_mut().insert("x-total-count", total.into());
-            Ok::<_, Error>(response)
-        }.map_err_reject());
+        .and_then(|user, service: Arc<FileService>, params| {
+            async move {
+                let (files, total) = service.list_files(user, list_query(params)?).await?;
+                let mut response = json(
+                    StatusCode::OK,
+                    &files.iter().map(FileRecord::to_read).collect::<Vec<_>>(),
+                );
+                response.headers_mut().insert("x-total-count", total.into());
+                Ok::<_, Error>(response)
+            }
+            .map_err_reject()
+        });
 
     let create = files
         .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
         .and(warp::multipart::form().max_length(None))
-        .and_then(|user, service: Arc<FileService>, form| async move {
-            let record = upload::handle(&service, user, form).await?;
-            Ok::<_, Error>(json(StatusCode::CREATED, &record.to_read()))
-        }.map_err_reject());
+        .and_then(|user, service: Arc<FileService>, form| {
+            async move {
+                let record = upload::handle(&service, user, form).await?;
+                Ok::<_, Error>(json(StatusCode::CREATED, &record.to_read()))
+            }
+            .map_err_reject()
+        });
 
     let get_active = active
         .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
-        .and_then(|session: String, user, service: Arc<FileService>| async move {
-            let record = service.get_active(user, &decode(&session)).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-        }.map_err_reject());
+        .and_then(|session: String, user, service: Arc<FileService>| {
+            async move {
+                let record = service.get_active(user, &decode(&session)).await?;
+                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
+            }
+            .map_err_reject()
+        });
 
     let set_active = active
         .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
         .and(json_body())
-        .and_then(|session: String, user, service: Arc<FileService>, body: bytes::Bytes| async move {
-            #[derive(Deserialize)]
-            struct ActiveFile {
-                file_name: String,
+        .and_then(|session: String, user, service: Arc<FileService>, body: bytes::Bytes| {
+            async move {
+                #[derive(Deserialize)]
+                struct ActiveFile {
+                    file_name: String,
+                }
+                let body: ActiveFile = parse_json(&body, "{\"file_name\": \"…\"}")?;
+                let record = service.set_active(user, &decode(&session), &body.file_name).await?;
+                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
             }
-            let body: ActiveFile = parse_json(&body, "{\"file_name\": \"…\"}")?;
-            let record = service.set_active(user, &decode(&session), &body.file_name).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-        }.map_err_reject());
+            .map_err_reject()
+        });
 
     let clear_active = active
         .and(warp::delete())
         .and(user.clone())
         .and(with_service.clone())
-        .and_then(|session: String, user, service: Arc<FileService>| async move {
-            service.clear_active(user, &decode(&session)).await?;
-            Ok::<_, Error>(StatusCode::NO_CONTENT.into_response())
-        }.map_err_reject());
+        .and_then(|session: String, user, service: Arc<FileService>| {
+            async move {
+                service.clear_active(user, &decode(&session)).await?;
+                Ok::<_, Error>(StatusCode::NO_CONTENT.into_response())
+            }
+            .map_err_reject()
+        });
 
     let get_file = one_file
         .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
-        .and_then(|name: String, user, service: Arc<FileService>| async move {
-            let record = service.get_file(user, &decode(&name)).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-        }.map_err_reject());
+        .and_then(|name: String, user, service: Arc<FileService>| {
+            async move {
+                let record = service.get_file(user, &decode(&name)).await?;
+                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
+            }
+            .map_err_reject()
+        });
 
     let update_file = one_file
         .and(warp::patch())
         .and(user.clone())
         .and(with_service.clone())
         .and(json_body())
-        .and_then(|name: String, user, service: Arc<FileService>, body: bytes::Bytes| async move {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Update {
-                file_name: Option<String>,
-                description: Option<String>,
+        .and_then(|name: String, user, service: Arc<FileService>, body: bytes::Bytes| {
+            async move {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Update {
+                    file_name: Option<String>,
+                    description: Option<String>,
+                }
+                let body: Update = parse_json(&body, "{\"file_name\"?: \"…\", \"description\"?: \"…\"}")?;
+                let record = service
+                    .update_file(user, &decode(&name), body.file_name, body.description)
+                    .await?;
+                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
             }
-            let body: Update = parse_json(&body, "{\"file_name\"?: \"…\", \"description\"?: \"…\"}")?;
-            let record = service.update_file(user, &decode(&name), body.file_name, body.description).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-        }.map_err_reject());
+            .map_err_reject()
+        });
 
     let delete = one_file
         .and(warp::delete())
         .and(user.clone())
         .and(with_service.clone())
-        .and_then(|name: String, user: UserId, service: Arc<FileService>| async move {
-            let record = service.delete_file(user, &decode(&name)).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-        }.map_err_reject());
+        .and_then(|name: String, user: UserId, service: Arc<FileService>| {
+            async move {
+                let record = service.delete_file(user, &decode(&name)).await?;
+                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
+            }
+            .map_err_reject()
+        });
 
     let get_profile = profile
         .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
-        .and_then(|name: String, user, service: Arc<FileService>| async move {
-            let profile = service.get_profile(user, &decode(&name)).await?;
-            let mut response = profile.into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-            Ok::<_, Error>(response)
-        }.map_err_reject());
+        .and_then(|name: String, user, service: Arc<FileService>| {
+            async move {
+                let profile = service.get_profile(user, &decode(&name)).await?;
+                let mut response = profile.into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, Error>(response)
+            }
+            .map_err_reject()
+        });
 
     let get_preview = preview
         .and(warp::get())
         .and(user.clone())
         .and(with_service.clone())
         .and(warp::query::<Vec<(String, String)>>())
-        .and_then(|name: String, user, service: Arc<FileService>, params: Vec<(String, String)>| async move {
-            let rows = match params.iter().find(|(k, _)| k == "rows") {
-                None => 20,
-                Some((_, v)) => v.parse().map_err(|_| Error::invalid("invalid_rows", format!("rows must be a whole number, not {v:?}")))?,
-            };
-            let preview = service.preview(user, &decode(&name), rows).await?;
-            Ok::<_, Error>(json(StatusCode::OK, &preview))
-        }.map_err_reject());
+        .and_then(
+            |name: String, user, service: Arc<FileService>, params: Vec<(String, String)>| {
+                async move {
+                    let rows = match params.iter().find(|(k, _)| k == "rows") {
+                        None => 20,
+                        Some((_, v)) => v.parse().map_err(|_| {
+                            Error::invalid("invalid_rows", format!("rows must be a whole number, not {v:?}"))
+                        })?,
+                    };
+                    let preview = service.preview(user, &decode(&name), rows).await?;
+                    Ok::<_, Error>(json(StatusCode::OK, &preview))
+                }
+                .map_err_reject()
+            },
+        );
 
     let download = content
         .and(get_or_head)
         .and(user)
         .and(with_service)
         .and(warp::header::headers_cloned())
-        .and_then(|name: String, head: bool, user, service: Arc<FileService>, headers| async move {
-            let (record, file) = service.open_content(user, &decode(&name)).await?;
-            Ok::<_, Error>(download::respond(&record, file, &headers, head))
-        }.map_err_reject());
+        .and_then(|name: String, head: bool, user, service: Arc<FileService>, headers| {
+            async move {
+                let (record, file) = service.open_content(user, &decode(&name)).await?;
+                Ok::<_, Error>(download::respond(&record, file, &headers, head))
+            }
+            .map_err_reject()
+        });
 
     let api = list
         .or(create)
@@ -243,10 +291,28 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     let cors = warp::cors()
         .allow_origins(cors_origins.iter().map(String::as_str))
         .allow_methods(["GET", "HEAD", "POST", "PATCH", "DELETE"])
-        .allow_headers(["authorization", "content-type", "range", "if-none-match", "if-range", "x-request-id"])
-        .expose_headers(["etag", "content-range", "content-disposition", "x-total-count", "x-request-id", "retry-after"])
+        .allow_headers([
+            "authorization",
+            "content-type",
+            "range",
+            "if-none-match",
+            "if-range",
+            "x-request-id",
+        ])
+        .expose_headers([
+            "etag",
+            "content-range",
+            "content-disposition",
+            "x-total-count",
+            "x-request-id",
+            "retry-after",
+        ])
         .max_age(600);
-    api.with(cors).map(Reply::into_response).recover(recover).unify().boxed()
+    api.with(cors)
+        .map(Reply::into_response)
+        .recover(recover)
+        .unify()
+        .boxed()
 }
 
 /// Health, readiness, metrics and API documentation: no authentication.
@@ -258,7 +324,11 @@ fn ops_routes(service: Arc<FileService>) -> BoxedFilter<(Response,)> {
         let service = service.clone();
         async move {
             let report = service.readiness().await;
-            let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if report.ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json(status, &report)
         }
     });
@@ -272,11 +342,25 @@ fn ops_routes(service: Arc<FileService>) -> BoxedFilter<(Response,)> {
     });
     let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
         let mut response = OPENAPI.into_response();
-        response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
         response
     });
-    let docs = warp::path!("docs").and(warp::get()).map(|| warp::reply::html(DOCS).into_response());
-    healthz.or(readyz).unify().or(metrics).unify().or(openapi).unify().or(docs).unify().boxed()
+    let docs = warp::path!("docs")
+        .and(warp::get())
+        .map(|| warp::reply::html(DOCS).into_response());
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(openapi)
+        .unify()
+        .or(docs)
+        .unify()
+        .boxed()
 }
 
 /// The OpenAPI 3.1 description of every route, and a page that renders it offline.
@@ -288,7 +372,8 @@ fn json_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Cl
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::invalid("invalid_body", format!("expected a JSON body {shape}: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Error::invalid("invalid_body", format!("expected a JSON body {shape}: {e}")))
 }
 
 /// `limit`, `offset` and `name_prefix` of `GET /files/`; other parameters are ignored.
@@ -332,7 +417,9 @@ where
 
 /// Path segments arrive percent-encoded (`sales%202024`, `%C3%A9`).
 fn decode(segment: &str) -> String {
-    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
@@ -349,10 +436,14 @@ pub fn error_response(err: &Error) -> Response {
     let mut response = json(err.status(), &body);
     match err {
         Error::Unauthorized(_) => {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
         Error::Busy(_) => {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         _ => {}
     }
@@ -366,24 +457,60 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     // Most specific first: a route whose path matched but whose body was wrong should
     // say so, rather than the 405 of a sibling route with another method.
     let (status, code, detail) = if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("invalid {} header; uploads are multipart/form-data", e.name()))
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("invalid {} header; uploads are multipart/form-data", e.name()),
+        )
     } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("missing {} header; uploads are multipart/form-data", e.name()))
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("missing {} header; uploads are multipart/form-data", e.name()),
+        )
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large".to_string())
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large".to_string(),
+        )
     } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "unsupported Content-Type".to_string())
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "unsupported Content-Type".to_string(),
+        )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send a Content-Length header".to_string(),
+        )
     } else if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
-        (StatusCode::FORBIDDEN, "cors_forbidden", "this origin, method or header is not allowed by CORS_ALLOWED_ORIGINS".to_string())
+        (
+            StatusCode::FORBIDDEN,
+            "cors_forbidden",
+            "this origin, method or header is not allowed by CORS_ALLOWED_ORIGINS".to_string(),
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method".to_string())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method".to_string(),
+        )
     } else if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "route_not_found", "no such route; the API is under /api/v1/files".to_string())
+        (
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "no such route; the API is under /api/v1/files".to_string(),
+        )
     } else {
         tracing::error!(?rejection, "unhandled rejection");
-        (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error".to_string())
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error".to_string(),
+        )
     };
     let body = serde_json::json!({ "detail": detail, "code": code });
     Ok(json(status, &body))

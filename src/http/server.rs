@@ -100,8 +100,14 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_seconds = options.shutdown_grace.as_secs(), "grace period over: cutting off the requests still running");
+    if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = options.shutdown_grace.as_secs(),
+            "grace period over: cutting off the requests still running"
+        );
     }
 }
 
@@ -135,8 +141,12 @@ where
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let m = crate::metrics::metrics();
-    m.requests.with_label_values(&[route, method.as_str(), &status.to_string()]).inc();
-    m.request_seconds.with_label_values(&[route, method.as_str()]).observe(elapsed.as_secs_f64());
+    m.requests
+        .with_label_values(&[route, method.as_str(), &status.to_string()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[route, method.as_str()])
+        .observe(elapsed.as_secs_f64());
     tracing::info!(
         target: "file_service::request",
         method = %method,
@@ -160,7 +170,10 @@ async fn with_file_body(response: warp::reply::Response) -> http::Response<Respo
         if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
             tracing::error!(error = %e, "cannot seek in a stored file");
             parts.status = http::StatusCode::INTERNAL_SERVER_ERROR;
-            return http::Response::from_parts(parts, http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync());
+            return http::Response::from_parts(
+                parts,
+                http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync(),
+            );
         }
     }
     let chunks = futures_util::stream::unfold((file, len), |(mut file, left)| async move {

@@ -35,11 +35,17 @@ async fn receive_and_store(service: &Arc<FileService>, user: UserId, form: &mut 
         match part.name() {
             "file" => {
                 if file.is_some() {
-                    return Err(Error::invalid("duplicate_field", "the form has more than one `file` part"));
+                    return Err(Error::invalid(
+                        "duplicate_field",
+                        "the form has more than one `file` part",
+                    ));
                 }
                 let filename = part.filename().map(str::to_string);
                 service.precheck_upload(user, &fields, filename.as_deref()).await?;
-                let chunks = part.stream().map_ok(|mut buf| buf.copy_to_bytes(buf.remaining())).map_err(malformed);
+                let chunks = part
+                    .stream()
+                    .map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))
+                    .map_err(malformed);
                 file = Some(service.receive_file(filename.as_deref(), Box::pin(chunks)).await?);
             }
             "file_name" => fields.file_name = Some(text(part, "file_name").await?),
@@ -96,5 +102,8 @@ async fn drain(part: Part) -> Result<()> {
 }
 
 fn malformed(err: warp::Error) -> Error {
-    Error::invalid("invalid_multipart", format!("the multipart body could not be read: {err}"))
+    Error::invalid(
+        "invalid_multipart",
+        format!("the multipart body could not be read: {err}"),
+    )
 }

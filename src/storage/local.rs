@@ -21,7 +21,9 @@ impl LocalStorage {
     /// Opens the folder, creating it if needed, and checks it is writable.
     pub fn open(root: &Path) -> anyhow::Result<LocalStorage> {
         std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-        let root = root.canonicalize().with_context(|| format!("cannot resolve {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", root.display()))?;
         tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(&root)
@@ -32,7 +34,10 @@ impl LocalStorage {
     fn path(&self, object: &str) -> PathBuf {
         // Object names come from validated file names (no separators, no leading dot);
         // this guard keeps that true even if a caller forgets.
-        assert!(!object.contains('/') && !object.starts_with('.'), "unsafe object name {object:?}");
+        assert!(
+            !object.contains('/') && !object.starts_with('.'),
+            "unsafe object name {object:?}"
+        );
         self.root.join(object)
     }
 
@@ -78,7 +83,9 @@ impl Storage for LocalStorage {
         match upload.persist_noclobber(&target) {
             Ok(_) => self.sync_dir(),
             Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
-            Err(e) => Err(Error::Internal(anyhow::Error::new(e.error).context(format!("cannot store {}", target.display())))),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e.error).context(format!("cannot store {}", target.display())),
+            )),
         }
     }
 
@@ -87,7 +94,9 @@ impl Storage for LocalStorage {
         match std::fs::hard_link(self.path(from), &target) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
-            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot link {}", target.display())))),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e).context(format!("cannot link {}", target.display())),
+            )),
         }
     }
 
@@ -95,7 +104,9 @@ impl Storage for LocalStorage {
         match std::fs::File::open(self.path(object)) {
             Ok(f) => Ok(Some(f)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot open {object}")))),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e).context(format!("cannot open {object}")),
+            )),
         }
     }
 
@@ -104,12 +115,17 @@ impl Storage for LocalStorage {
         match std::fs::remove_file(&path) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot delete {}", path.display())))),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e).context(format!("cannot delete {}", path.display())),
+            )),
         }
     }
 
     fn exists(&self, object: &str) -> Result<bool> {
-        Ok(self.path(object).try_exists().with_context(|| format!("cannot check {object}"))?)
+        Ok(self
+            .path(object)
+            .try_exists()
+            .with_context(|| format!("cannot check {object}"))?)
     }
 
     fn local_path(&self, object: &str) -> Option<PathBuf> {
@@ -120,7 +136,9 @@ impl Storage for LocalStorage {
         let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
         let mut objects = Vec::new();
         for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if let Some(object) = self.stat(&name)? {
                 objects.push(object);
             }
@@ -136,18 +154,30 @@ impl Storage for LocalStorage {
             Ok(m) if m.is_file() => m,
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot stat {object}")))),
+            Err(e) => {
+                return Err(Error::Internal(
+                    anyhow::Error::new(e).context(format!("cannot stat {object}")),
+                ))
+            }
         };
         let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
         #[cfg(unix)]
         let changed = {
             use std::os::unix::fs::MetadataExt;
-            let ctime = std::time::UNIX_EPOCH + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().clamp(0, 999_999_999) as u32);
+            let ctime = std::time::UNIX_EPOCH
+                + std::time::Duration::new(
+                    meta.ctime().max(0) as u64,
+                    meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+                );
             modified.max(ctime)
         };
         #[cfg(not(unix))]
         let changed = modified;
-        Ok(Some(StoredObject { name: object.to_string(), size: meta.len(), changed }))
+        Ok(Some(StoredObject {
+            name: object.to_string(),
+            size: meta.len(),
+            changed,
+        }))
     }
 
     fn sweep_temporaries(&self) -> Result<usize> {

@@ -8,10 +8,21 @@ const ORIGINAL_FIELDS: [&str; 4] = ["file_name", "storage_uri", "description", "
 
 fn assert_file_read(v: &Value, name: &str) {
     let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
-    for f in ORIGINAL_FIELDS.iter().chain(&["id", "size_bytes", "sha256", "format", "row_count", "column_count", "created_at"]) {
+    for f in ORIGINAL_FIELDS.iter().chain(&[
+        "id",
+        "size_bytes",
+        "sha256",
+        "format",
+        "row_count",
+        "column_count",
+        "created_at",
+    ]) {
         assert!(obj.contains_key(*f), "missing {f} in {v}");
     }
-    assert!(!obj.contains_key("user_id") && !obj.contains_key("storage_type"), "private fields exposed: {v}");
+    assert!(
+        !obj.contains_key("user_id") && !obj.contains_key("storage_type"),
+        "private fields exposed: {v}"
+    );
     assert_eq!(v["file_name"], name);
 }
 
@@ -33,7 +44,12 @@ async fn upload_list_activate_get_delete_round_trip() {
     assert_eq!(created["row_count"], 3);
     assert_eq!(created["column_count"], 4);
     let summary = created["summary"].as_str().unwrap();
-    assert!(summary.starts_with("The dataset has **3 rows** and **4 columns**.\n\nIt contains the following features:\n\n- **date**: `"), "{summary}");
+    assert!(
+        summary.starts_with(
+            "The dataset has **3 rows** and **4 columns**.\n\nIt contains the following features:\n\n- **date**: `"
+        ),
+        "{summary}"
+    );
 
     // Stored as {user}_{name}.{ext} with a local:// absolute URI, bytes intact.
     let stored = server.storage_dir().canonicalize().unwrap().join("1_sales.csv");
@@ -81,15 +97,29 @@ async fn list_is_oldest_first_and_activation_switches() {
         assert_eq!(server.upload(1, name, &session, "x.csv", sales_csv()).await.0, 201);
     }
     let (_, list) = server.get(1, "/files/").await;
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|f| f["file_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["b", "a", "c"]);
     // The last upload is active; activating another replaces it.
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["file_name"], "c");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["file_name"],
+        "c"
+    );
     assert_eq!(server.activate(1, &session, "a").await.0, 200);
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["file_name"], "a");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["file_name"],
+        "a"
+    );
     // Deleting a file that is not active leaves the active entry alone.
     assert_eq!(server.delete(1, "/files/c").await.0, 200);
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["file_name"], "a");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["file_name"],
+        "a"
+    );
 }
 
 #[tokio::test]
@@ -133,37 +163,73 @@ async fn upload_errors_have_status_code_and_detail() {
     assert!(body["detail"].as_str().unwrap().contains("sales"));
 
     let cases: [(&str, &str, &str, &[u8], &str); 4] = [
-        ("bad session", "x", "not-a-uuid", sales_csv().as_bytes(), "invalid_session_id"),
+        (
+            "bad session",
+            "x",
+            "not-a-uuid",
+            sales_csv().as_bytes(),
+            "invalid_session_id",
+        ),
         ("bad name", "a/b", &session, sales_csv().as_bytes(), "invalid_file_name"),
-        ("unsupported extension", "notes", &session, b"hello", "unsupported_extension"),
+        (
+            "unsupported extension",
+            "notes",
+            &session,
+            b"hello",
+            "unsupported_extension",
+        ),
         ("empty file", "empty", &session, b"", "unreadable_file"),
     ];
     for (what, name, s, body, code) in cases {
-        let filename = if code == "unsupported_extension" { "notes.txt" } else { "f.csv" };
+        let filename = if code == "unsupported_extension" {
+            "notes.txt"
+        } else {
+            "f.csv"
+        };
         let (status, resp) = server.upload(1, name, s, filename, body).await;
         assert_eq!(status, 422, "{what}: {resp}");
         assert_eq!(resp["code"], code, "{what}: {resp}");
-        assert!(!resp["detail"].as_str().unwrap_or_default().is_empty(), "{what}: {resp}");
+        assert!(
+            !resp["detail"].as_str().unwrap_or_default().is_empty(),
+            "{what}: {resp}"
+        );
     }
 
     // Missing fields, one at a time.
     for missing in ["file_name", "session_id", "description", "file"] {
         let mut form = reqwest::multipart::Form::new();
-        for (k, v) in [("file_name", "m"), ("session_id", session.as_str()), ("description", "d")] {
+        for (k, v) in [
+            ("file_name", "m"),
+            ("session_id", session.as_str()),
+            ("description", "d"),
+        ] {
             if k != missing {
                 form = form.text(k, v.to_string());
             }
         }
         if missing != "file" {
-            form = form.part("file", reqwest::multipart::Part::bytes(sales_csv().as_bytes()).file_name("m.csv"));
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(sales_csv().as_bytes()).file_name("m.csv"),
+            );
         }
         let (status, resp) = server.upload_form(1, form).await;
         assert_eq!(status, 422, "missing {missing}: {resp}");
-        assert!(resp["detail"].as_str().unwrap().contains(missing), "missing {missing}: {resp}");
+        assert!(
+            resp["detail"].as_str().unwrap().contains(missing),
+            "missing {missing}: {resp}"
+        );
     }
 
     // Not multipart at all.
-    let resp = server.client.post(server.url("/files/")).bearer_auth(server.token(1)).body("x").send().await.unwrap();
+    let resp = server
+        .client
+        .post(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 422);
 
     // Nothing but the first upload was stored or recorded.
@@ -176,7 +242,10 @@ async fn parts_may_come_in_any_order() {
     let server = TestServer::start().await;
     let session = new_session();
     let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(sales_csv().as_bytes()).file_name("S.CSV"))
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(sales_csv().as_bytes()).file_name("S.CSV"),
+        )
         .text("description", "file first")
         .text("session_id", session.clone())
         .text("file_name", "late name");
@@ -184,7 +253,10 @@ async fn parts_may_come_in_any_order() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["file_name"], "late name");
     assert_eq!(server.stored_files(), ["1_late name.csv"]);
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["file_name"], "late name");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["file_name"],
+        "late name"
+    );
 }
 
 #[tokio::test]
@@ -192,7 +264,11 @@ async fn active_routes_errors() {
     let server = TestServer::start().await;
     let session = new_session();
     let (status, body) = server.get(1, "/files/active/not-a-uuid").await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_session_id")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_session_id")),
+        "{body}"
+    );
     let (status, body) = server.get(1, &format!("/files/active/{session}")).await;
     assert_eq!(status, 404, "{body}");
     let (status, body) = server.activate(1, &session, "nope").await;
@@ -225,20 +301,37 @@ async fn names_that_could_escape_the_folder_are_refused() {
     let outside_before = crate::harness::list_dir(server.data.path());
     let long = "x".repeat(129);
     let wide = "é".repeat(101); // 101 chars, 202 bytes
-    for name in ["../evil", "a/b", "..", "a\\b", "nul\0byte", ".hidden", " leading", long.as_str(), wide.as_str(), ""] {
+    for name in [
+        "../evil",
+        "a/b",
+        "..",
+        "a\\b",
+        "nul\0byte",
+        ".hidden",
+        " leading",
+        long.as_str(),
+        wide.as_str(),
+        "",
+    ] {
         let (status, body) = server.upload(1, name, &session, "x.csv", sales_csv()).await;
         assert_eq!(status, 422, "{name:?}: {body}");
         assert_eq!(body["code"], "invalid_file_name", "{name:?}: {body}");
     }
     // 128 characters is still fine, and so are spaces, parentheses and any script.
-    for name in ["x".repeat(128), "Sales 2024 (v2).final".into(), "é 中文_données-1".into()] {
+    for name in [
+        "x".repeat(128),
+        "Sales 2024 (v2).final".into(),
+        "é 中文_données-1".into(),
+    ] {
         let (status, body) = server.upload(1, &name, &session, "x.csv", sales_csv()).await;
         assert_eq!(status, 201, "{name:?}: {body}");
     }
     assert_eq!(crate::harness::list_dir(server.data.path()), outside_before);
     assert_eq!(server.stored_files().len(), 3);
     // Percent-encoded names in the path work.
-    let (status, body) = server.delete(1, "/files/%C3%A9%20%E4%B8%AD%E6%96%87_donn%C3%A9es-1").await;
+    let (status, body) = server
+        .delete(1, "/files/%C3%A9%20%E4%B8%AD%E6%96%87_donn%C3%A9es-1")
+        .await;
     assert_eq!(status, 200, "{body}");
     // And path tricks in DELETE find nothing.
     assert_eq!(server.delete(1, "/files/..%2F..%2Fetc%2Fpasswd").await.0, 404);

@@ -17,16 +17,67 @@ async fn bad_tokens_get_401_with_www_authenticate() {
         ("no header", None),
         ("not bearer", Some(format!("Basic {}", server.token(1)))),
         ("garbage", Some("Bearer not.a.jwt".into())),
-        ("expired", Some(format!("Bearer {}", sign(json!({"sub": "1", "exp": now - 10}), Algorithm::HS256, SECRET)))),
-        ("no exp", Some(format!("Bearer {}", sign(json!({"sub": "1"}), Algorithm::HS256, SECRET)))),
-        ("no sub", Some(format!("Bearer {}", sign(json!({"exp": now + 60}), Algorithm::HS256, SECRET)))),
-        ("sub not a number", Some(format!("Bearer {}", sign(json!({"sub": "alice", "exp": now + 60}), Algorithm::HS256, SECRET)))),
-        ("sub zero", Some(format!("Bearer {}", sign(json!({"sub": 0, "exp": now + 60}), Algorithm::HS256, SECRET)))),
-        ("wrong secret", Some(format!("Bearer {}", sign(json!({"sub": "1", "exp": now + 60}), Algorithm::HS256, "some-other-secret-value")))),
-        ("alg mismatch", Some(format!("Bearer {}", sign(json!({"sub": "1", "exp": now + 60}), Algorithm::HS512, SECRET)))),
+        (
+            "expired",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "1", "exp": now - 10}), Algorithm::HS256, SECRET)
+            )),
+        ),
+        (
+            "no exp",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "1"}), Algorithm::HS256, SECRET)
+            )),
+        ),
+        (
+            "no sub",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"exp": now + 60}), Algorithm::HS256, SECRET)
+            )),
+        ),
+        (
+            "sub not a number",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "alice", "exp": now + 60}), Algorithm::HS256, SECRET)
+            )),
+        ),
+        (
+            "sub zero",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": 0, "exp": now + 60}), Algorithm::HS256, SECRET)
+            )),
+        ),
+        (
+            "wrong secret",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    json!({"sub": "1", "exp": now + 60}),
+                    Algorithm::HS256,
+                    "some-other-secret-value"
+                )
+            )),
+        ),
+        (
+            "alg mismatch",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "1", "exp": now + 60}), Algorithm::HS512, SECRET)
+            )),
+        ),
     ];
     for (what, header) in cases {
-        for (method, path) in [("GET", "/files/"), ("POST", "/files/"), ("GET", "/files/active/7d4a3f0e-9c1b-4a8e-bf6a-2f0f4b1f6c11"), ("DELETE", "/files/x")] {
+        for (method, path) in [
+            ("GET", "/files/"),
+            ("POST", "/files/"),
+            ("GET", "/files/active/7d4a3f0e-9c1b-4a8e-bf6a-2f0f4b1f6c11"),
+            ("DELETE", "/files/x"),
+        ] {
             let mut req = server.client.request(method.parse().unwrap(), server.url(path));
             if let Some(h) = &header {
                 req = req.header("authorization", h);
@@ -47,7 +98,13 @@ async fn sub_may_be_a_number_or_a_digit_string() {
     let now = get_current_timestamp();
     for sub in [json!(42), json!("42")] {
         let token = sign(json!({"sub": sub, "exp": now + 60}), Algorithm::HS256, SECRET);
-        let resp = server.client.get(server.url("/files")).bearer_auth(token).send().await.unwrap();
+        let resp = server
+            .client
+            .get(server.url("/files"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 200, "sub {sub}");
     }
 }
@@ -64,7 +121,13 @@ async fn token_command_mints_a_token_the_server_accepts() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap();
-    let resp = server.client.get(server.url("/files/")).bearer_auth(token.trim()).send().await.unwrap();
+    let resp = server
+        .client
+        .get(server.url("/files/"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 }
 
@@ -110,6 +173,9 @@ fn an_empty_secret_file_is_refused_not_used() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("SECRET_KEY") && stderr.contains("no usable secret"), "{stderr}");
+    assert!(
+        stderr.contains("SECRET_KEY") && stderr.contains("no usable secret"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "no token signed with an empty key");
 }

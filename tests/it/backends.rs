@@ -25,7 +25,10 @@ fn random_user() -> i64 {
 }
 
 fn redis_conn(url: &str) -> redis::Connection {
-    redis::Client::open(url).unwrap().get_connection_with_timeout(Duration::from_secs(2)).expect("redis connection")
+    redis::Client::open(url)
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("redis connection")
 }
 
 fn hgetall(url: &str, key: &str) -> HashMap<String, String> {
@@ -43,7 +46,11 @@ struct OwnRedis {
 impl OwnRedis {
     fn start() -> OwnRedis {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = OwnRedis { port, child: None, dir: tempfile::tempdir().unwrap() };
+        let mut r = OwnRedis {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
         r.spawn();
         r
     }
@@ -54,7 +61,16 @@ impl OwnRedis {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -71,7 +87,11 @@ impl OwnRedis {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} did not start", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not start",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -82,7 +102,6 @@ impl OwnRedis {
             let _ = c.wait();
         }
     }
-
 }
 
 impl Drop for OwnRedis {
@@ -92,14 +111,20 @@ impl Drop for OwnRedis {
 }
 
 fn redis_server_installed() -> bool {
-    Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 // ----- PostgreSQL schema, migrations, startup -----
 
 #[tokio::test]
 async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together() {
-    let Some(admin) = pg("postgres_schema_keeps_the_original_table") else { return };
+    let Some(admin) = pg("postgres_schema_keeps_the_original_table") else {
+        return;
+    };
     // Two processes migrating one fresh database at the same moment: the advisory lock
     // makes one wait, so both start and the migration is recorded once.
     let first = TestServer::start_on(Stack::Postgres, Some(&admin), None, &[]).await;
@@ -111,7 +136,10 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     let (columns, enum_labels, indexes, migrations) = off_runtime(|| {
         let mut c = db.connect();
         let columns: HashMap<String, String> = c
-            .query("SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = 'files'", &[])
+            .query(
+                "SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = 'files'",
+                &[],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1)))
@@ -123,12 +151,18 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
             .map(|r| r.get(0))
             .collect();
         let indexes: HashMap<String, String> = c
-            .query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('files', 'active_files')", &[])
+            .query(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN ('files', 'active_files')",
+                &[],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let migrations: i64 = c.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
+        let migrations: i64 = c
+            .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+            .unwrap()
+            .get(0);
         (columns, labels, indexes, migrations)
     });
     // The original's columns, with compatible (widened) types.
@@ -142,10 +176,24 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
         ("user_id", "int8"),
         ("created_at", "timestamptz"),
     ] {
-        assert_eq!(columns.get(col).map(String::as_str), Some(ty), "files.{col}: {columns:?}");
+        assert_eq!(
+            columns.get(col).map(String::as_str),
+            Some(ty),
+            "files.{col}: {columns:?}"
+        );
     }
     // What the embedded catalog adds.
-    for col in ["public_id", "size_bytes", "sha256", "profile", "state", "updated_at", "row_count", "column_count", "format"] {
+    for col in [
+        "public_id",
+        "size_bytes",
+        "sha256",
+        "profile",
+        "state",
+        "updated_at",
+        "row_count",
+        "column_count",
+        "format",
+    ] {
         assert!(columns.contains_key(col), "files.{col} missing: {columns:?}");
     }
     assert_eq!(enum_labels, ["local"]);
@@ -172,8 +220,15 @@ async fn postgres_unreachable_at_startup_fails_with_one_line_naming_database_url
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(20), "startup took {:?}", started.elapsed());
-    let line = stderr.lines().find(|l| l.contains("configuration error")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "startup took {:?}",
+        started.elapsed()
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("configuration error"))
+        .unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains("DATABASE_URL") && line.contains("127.0.0.1:1"), "{line}");
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -181,13 +236,18 @@ async fn postgres_unreachable_at_startup_fails_with_one_line_naming_database_url
 
 #[tokio::test]
 async fn postgres_down_mid_run_gives_503_with_a_detail_and_recovers() {
-    let Some(admin) = pg("postgres_down_mid_run_gives_503") else { return };
+    let Some(admin) = pg("postgres_down_mid_run_gives_503") else {
+        return;
+    };
     // The password is ignored by trust auth but must never reach a log.
     let admin = admin.replacen("://postgres@", "://postgres:hunter2-secret@", 1);
     let server = TestServer::start_on(Stack::Postgres, Some(&admin), None, &[]).await;
     let db = server.db.clone().unwrap();
     let session = new_session();
-    assert_eq!(server.upload(1, "sales", &session, "sales.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        server.upload(1, "sales", &session, "sales.csv", sales_csv()).await.0,
+        201
+    );
 
     // Cut the service off: no new connections, existing ones terminated.
     let name = db.name.clone();
@@ -210,7 +270,11 @@ async fn postgres_down_mid_run_gives_503_with_a_detail_and_recovers() {
         assert_eq!(body["code"], "unavailable");
         let detail = body["detail"].as_str().unwrap();
         assert!(detail.contains("PostgreSQL"), "{detail}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{path} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path} took {:?}",
+            started.elapsed()
+        );
     }
 
     // It comes back: so does the service, by itself.
@@ -230,8 +294,16 @@ async fn postgres_down_mid_run_gives_503_with_a_detail_and_recovers() {
 
 #[tokio::test]
 async fn redis_hash_has_exactly_the_spec_fields_and_its_ttl_is_refreshed_on_read() {
-    let Some((admin, redis_url)) = pg_and_redis("redis_hash_has_exactly_the_spec_fields") else { return };
-    let server = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis_url), &[("ACTIVE_FILE_TTL_SECONDS", "120")]).await;
+    let Some((admin, redis_url)) = pg_and_redis("redis_hash_has_exactly_the_spec_fields") else {
+        return;
+    };
+    let server = TestServer::start_on(
+        Stack::PostgresRedis,
+        Some(&admin),
+        Some(&redis_url),
+        &[("ACTIVE_FILE_TTL_SECONDS", "120")],
+    )
+    .await;
     let (user, session) = (random_user(), new_session());
     let (status, record) = server.upload(user, "sales", &session, "sales.csv", sales_csv()).await;
     assert_eq!(status, 201, "{record}");
@@ -240,10 +312,22 @@ async fn redis_hash_has_exactly_the_spec_fields_and_its_ttl_is_refreshed_on_read
     let hash = hgetall(&redis_url, &key);
     let mut fields: Vec<&str> = hash.keys().map(String::as_str).collect();
     fields.sort();
-    assert_eq!(fields, ["description", "file_name", "storage_type", "storage_uri", "summary", "user_id"]);
+    assert_eq!(
+        fields,
+        [
+            "description",
+            "file_name",
+            "storage_type",
+            "storage_uri",
+            "summary",
+            "user_id"
+        ]
+    );
     assert_eq!(hash["file_name"], "sales");
     assert_eq!(hash["storage_uri"], record["storage_uri"].as_str().unwrap());
-    assert!(hash["storage_uri"].starts_with("local:///") && hash["storage_uri"].ends_with(&format!("/{user}_sales.csv")));
+    assert!(
+        hash["storage_uri"].starts_with("local:///") && hash["storage_uri"].ends_with(&format!("/{user}_sales.csv"))
+    );
     assert_eq!(hash["description"], "about sales");
     assert_eq!(hash["summary"], record["summary"].as_str().unwrap());
     assert!(hash["summary"].starts_with("The dataset has **3 rows** and **4 columns**."));
@@ -263,7 +347,12 @@ async fn redis_hash_has_exactly_the_spec_fields_and_its_ttl_is_refreshed_on_read
 
     // A hash rewritten by another program (e.g. the original service) is not trusted
     // blindly: the catalog answers and the entry is rewritten.
-    let _: () = redis::cmd("HSET").arg(&key).arg("file_name").arg("other").query(&mut c).unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("file_name")
+        .arg("other")
+        .query(&mut c)
+        .unwrap();
     let (status, active) = server.get(user, &format!("/files/active/{session}")).await;
     assert_eq!((status, active["file_name"].as_str()), (200, Some("sales")));
     assert_eq!(hgetall(&redis_url, &key)["file_name"], "sales");
@@ -288,19 +377,33 @@ async fn replicas_agree(stack: Stack, admin: &str, redis: Option<&str>) {
             for (name, server) in [("A", a), ("B", b)] {
                 let (status, body) = server.get(user, &active).await;
                 match expected {
-                    Some(file) => assert_eq!((status, body["file_name"].as_str()), (200, Some(file)), "replica {name}: {body}"),
+                    Some(file) => assert_eq!(
+                        (status, body["file_name"].as_str()),
+                        (200, Some(file)),
+                        "replica {name}: {body}"
+                    ),
                     None => assert_eq!(status, 404, "replica {name} serves a stale active file: {body}"),
                 }
             }
         }
     };
     for name in ["one", "two", "three"] {
-        assert_eq!(a.upload(user, name, &session, &format!("{name}.csv"), sales_csv()).await.0, 201);
+        assert_eq!(
+            a.upload(user, name, &session, &format!("{name}.csv"), sales_csv())
+                .await
+                .0,
+            201
+        );
     }
     both_say(Some("three")).await;
     let (status, list) = b.get(user, "/files/").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|f| f["file_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["one", "two", "three"]);
     // The same name through the other replica is taken.
     assert_eq!(b.upload(user, "one", &session, "one.csv", sales_csv()).await.0, 409);
@@ -340,13 +443,17 @@ async fn replicas_agree(stack: Stack, admin: &str, redis: Option<&str>) {
 
 #[tokio::test]
 async fn two_replicas_on_postgres_and_redis_never_serve_a_stale_active_file() {
-    let Some((admin, redis)) = pg_and_redis("two_replicas_on_postgres_and_redis") else { return };
+    let Some((admin, redis)) = pg_and_redis("two_replicas_on_postgres_and_redis") else {
+        return;
+    };
     replicas_agree(Stack::PostgresRedis, &admin, Some(&redis)).await;
 }
 
 #[tokio::test]
 async fn two_replicas_on_postgres_without_redis_never_serve_a_stale_active_file() {
-    let Some(admin) = pg("two_replicas_on_postgres_without_redis") else { return };
+    let Some(admin) = pg("two_replicas_on_postgres_without_redis") else {
+        return;
+    };
     replicas_agree(Stack::Postgres, &admin, None).await;
 }
 
@@ -355,12 +462,17 @@ async fn two_replicas_on_postgres_without_redis_never_serve_a_stale_active_file(
 /// late write would put the deleted file back in Redis and every replica would serve it.
 #[tokio::test]
 async fn a_late_cache_write_cannot_bring_back_a_file_another_replica_deleted() {
-    let Some((admin, redis)) = pg_and_redis("a_late_cache_write_cannot_bring_back") else { return };
+    let Some((admin, redis)) = pg_and_redis("a_late_cache_write_cannot_bring_back") else {
+        return;
+    };
     let b = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis), &[]).await;
     let a = b.replica(&[("FILE_SERVICE_FAULT_CACHE_PUT_DELAY_MS", "800")]).await;
     let (user, session) = (random_user(), new_session());
     assert_eq!(b.upload(user, "old", &session, "old.csv", sales_csv()).await.0, 201);
-    assert_eq!(b.upload(user, "new", &new_session(), "new.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        b.upload(user, "new", &new_session(), "new.csv", sales_csv()).await.0,
+        201
+    );
 
     let activate = a.activate(user, &session, "new");
     let delete = async {
@@ -372,7 +484,11 @@ async fn a_late_cache_write_cannot_bring_back_a_file_another_replica_deleted() {
     assert_eq!(activated.0, 200, "{}", activated.1);
     assert_eq!(deleted.0, 200, "{}", deleted.1);
     let key = format!("active_file:user{user}:session:{session}");
-    assert!(hgetall(&redis, &key).is_empty(), "Redis holds a deleted file: {:?}", hgetall(&redis, &key));
+    assert!(
+        hgetall(&redis, &key).is_empty(),
+        "Redis holds a deleted file: {:?}",
+        hgetall(&redis, &key)
+    );
     for server in [&a, &b] {
         let (status, body) = server.get(user, &format!("/files/active/{session}")).await;
         assert_eq!(status, 404, "a deleted file is served as active: {body}");
@@ -383,9 +499,14 @@ async fn a_late_cache_write_cannot_bring_back_a_file_another_replica_deleted() {
 
 #[tokio::test]
 async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
-    let Some(admin) = pg("redis_outage_falls_back_to_the_catalog") else { return };
+    let Some(admin) = pg("redis_outage_falls_back_to_the_catalog") else {
+        return;
+    };
     if !redis_server_installed() {
-        assert!(std::env::var("REQUIRE_SERVICES").is_err(), "redis-server is not installed");
+        assert!(
+            std::env::var("REQUIRE_SERVICES").is_err(),
+            "redis-server is not installed"
+        );
         eprintln!("SKIPPED redis_outage_falls_back_to_the_catalog: redis-server is not installed");
         return;
     }
@@ -394,7 +515,10 @@ async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
     let (user, session) = (1, new_session());
     let key = format!("active_file:user{user}:session:{session}");
     let active = format!("/files/active/{session}");
-    assert_eq!(server.upload(user, "one", &session, "one.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        server.upload(user, "one", &session, "one.csv", sales_csv()).await.0,
+        201
+    );
     assert_eq!(hgetall(&redis.url(), &key)["file_name"], "one");
 
     redis.kill();
@@ -402,16 +526,30 @@ async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
     let started = Instant::now();
     for round in 0..5 {
         assert_eq!(server.get(user, &active).await.0, 200);
-        assert_eq!(server.upload(user, &format!("f{round}"), &session, "f.csv", sales_csv()).await.0, 201);
+        assert_eq!(
+            server
+                .upload(user, &format!("f{round}"), &session, "f.csv", sales_csv())
+                .await
+                .0,
+            201
+        );
         assert_eq!(server.get(user, &active).await.1["file_name"], format!("f{round}"));
         assert_eq!(server.activate(user, &session, "one").await.0, 200);
         assert_eq!(server.get(user, &active).await.1["file_name"], "one");
         assert_eq!(server.get(user, "/files/").await.0, 200);
         assert_eq!(server.delete(user, &format!("/files/f{round}")).await.0, 200);
     }
-    assert!(started.elapsed() < Duration::from_secs(15), "requests were slow without Redis: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "requests were slow without Redis: {:?}",
+        started.elapsed()
+    );
     let logs = server.logs();
-    assert_eq!(logs.matches("active-file cache failed").count(), 1, "the outage is logged once:\n{logs}");
+    assert_eq!(
+        logs.matches("active-file cache failed").count(),
+        1,
+        "the outage is logged once:\n{logs}"
+    );
 
     // Redis returns (empty): caching resumes by itself.
     redis.spawn();
@@ -424,7 +562,11 @@ async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
         assert!(Instant::now() < deadline, "caching did not resume:\n{}", server.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(server.logs().contains("active-file cache is answering again"), "{}", server.logs());
+    assert!(
+        server.logs().contains("active-file cache is answering again"),
+        "{}",
+        server.logs()
+    );
 }
 
 /// Redis with persistence goes down, the active file changes meanwhile, and Redis comes
@@ -432,9 +574,14 @@ async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
 /// entry before it trusts the cache again.
 #[tokio::test]
 async fn a_change_made_while_redis_was_down_never_serves_the_old_file_after_it_returns() {
-    let Some(admin) = pg("a_change_made_while_redis_was_down") else { return };
+    let Some(admin) = pg("a_change_made_while_redis_was_down") else {
+        return;
+    };
     if !redis_server_installed() {
-        assert!(std::env::var("REQUIRE_SERVICES").is_err(), "redis-server is not installed");
+        assert!(
+            std::env::var("REQUIRE_SERVICES").is_err(),
+            "redis-server is not installed"
+        );
         eprintln!("SKIPPED a_change_made_while_redis_was_down: redis-server is not installed");
         return;
     }
@@ -444,18 +591,29 @@ async fn a_change_made_while_redis_was_down_never_serves_the_old_file_after_it_r
     let active = format!("/files/active/{session}");
     let key = format!("active_file:user{user}:session:{session}");
     assert_eq!(a.upload(user, "old", &session, "old.csv", sales_csv()).await.0, 201);
-    assert_eq!(a.upload(user, "new", &new_session(), "new.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        a.upload(user, "new", &new_session(), "new.csv", sales_csv()).await.0,
+        201
+    );
     assert_eq!(a.get(user, &active).await.1["file_name"], "old");
     let _: () = redis::cmd("SAVE").query(&mut redis_conn(&redis.url())).unwrap();
     redis.kill();
 
     assert_eq!(a.activate(user, &session, "new").await.0, 200);
     redis.spawn();
-    assert_eq!(hgetall(&redis.url(), &key)["file_name"], "old", "the snapshot was not reloaded");
+    assert_eq!(
+        hgetall(&redis.url(), &key)["file_name"],
+        "old",
+        "the snapshot was not reloaded"
+    );
     // Past the pause that follows a failure, the cache is used again: never the old file.
     for _ in 0..15 {
         let (status, body) = a.get(user, &active).await;
-        assert_eq!((status, body["file_name"].as_str()), (200, Some("new")), "stale after the outage: {body}");
+        assert_eq!(
+            (status, body["file_name"].as_str()),
+            (200, Some("new")),
+            "stale after the outage: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(hgetall(&redis.url(), &key)["file_name"], "new");

@@ -15,7 +15,9 @@ async fn download(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> 
 #[tokio::test]
 async fn get_one_file_and_its_content() {
     let server = TestServer::start().await;
-    let (_, created) = server.upload(1, "sales 2024 é 中文", &new_session(), "s.csv", sales_csv()).await;
+    let (_, created) = server
+        .upload(1, "sales 2024 é 中文", &new_session(), "s.csv", sales_csv())
+        .await;
     let encoded = "/files/sales%202024%20%C3%A9%20%E4%B8%AD%E6%96%87";
     let (status, body) = server.get(1, encoded).await;
     assert_eq!((status, &body), (200, &created));
@@ -33,11 +35,20 @@ async fn get_one_file_and_its_content() {
     assert!(h.contains_key("last-modified"));
     let disposition = h["content-disposition"].to_str().unwrap();
     assert!(disposition.starts_with("attachment; filename=\""), "{disposition}");
-    assert!(disposition.contains("filename*=UTF-8''sales%202024%20%C3%A9%20%E4%B8%AD%E6%96%87%2Ecsv"), "{disposition}");
+    assert!(
+        disposition.contains("filename*=UTF-8''sales%202024%20%C3%A9%20%E4%B8%AD%E6%96%87%2Ecsv"),
+        "{disposition}"
+    );
     assert_eq!(resp.text().await.unwrap(), sales_csv());
 
     // HEAD: same headers, no body.
-    let resp = server.client.head(server.url(&format!("{encoded}/content"))).bearer_auth(server.token(1)).send().await.unwrap();
+    let resp = server
+        .client
+        .head(server.url(&format!("{encoded}/content")))
+        .bearer_auth(server.token(1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-length"], sales_csv().len().to_string().as_str());
     assert_eq!(resp.headers()["etag"], etag.as_str());
@@ -46,7 +57,12 @@ async fn get_one_file_and_its_content() {
     // If-None-Match with the current ETag: 304; with another: 200.
     let resp = download(&server, &format!("{encoded}/content"), &[("if-none-match", &etag)]).await;
     assert_eq!(resp.status(), 304);
-    let resp = download(&server, &format!("{encoded}/content"), &[("if-none-match", "\"other\"")]).await;
+    let resp = download(
+        &server,
+        &format!("{encoded}/content"),
+        &[("if-none-match", "\"other\"")],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(download(&server, "/files/nope/content", &[]).await.status(), 404);
 }
@@ -68,8 +84,15 @@ async fn byte_ranges() {
     for (range, first, last) in cases {
         let resp = download(&server, "/files/r/content", &[("range", range)]).await;
         assert_eq!(resp.status(), 206, "{range}");
-        assert_eq!(resp.headers()["content-range"], format!("bytes {first}-{last}/{size}").as_str(), "{range}");
-        assert_eq!(resp.headers()["content-length"], (last - first + 1).to_string().as_str());
+        assert_eq!(
+            resp.headers()["content-range"],
+            format!("bytes {first}-{last}/{size}").as_str(),
+            "{range}"
+        );
+        assert_eq!(
+            resp.headers()["content-length"],
+            (last - first + 1).to_string().as_str()
+        );
         assert_eq!(resp.text().await.unwrap(), body[first..=last], "{range}");
     }
     let resp = download(&server, "/files/r/content", &[("range", &format!("bytes={size}-"))]).await;
@@ -80,7 +103,12 @@ async fn byte_ranges() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), body);
     // If-Range with a stale ETag: the whole body.
-    let resp = download(&server, "/files/r/content", &[("range", "bytes=0-1"), ("if-range", "\"stale\"")]).await;
+    let resp = download(
+        &server,
+        "/files/r/content",
+        &[("range", "bytes=0-1"), ("if-range", "\"stale\"")],
+    )
+    .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -97,9 +125,19 @@ async fn rename_and_describe() {
     }
 
     let patch = |name: &str, body: serde_json::Value| {
-        server.client.patch(server.url(&format!("/files/{name}"))).bearer_auth(server.token(1)).json(&body).send()
+        server
+            .client
+            .patch(server.url(&format!("/files/{name}")))
+            .bearer_auth(server.token(1))
+            .json(&body)
+            .send()
     };
-    let resp = patch("old", serde_json::json!({"file_name": "new name", "description": "renamed"})).await.unwrap();
+    let resp = patch(
+        "old",
+        serde_json::json!({"file_name": "new name", "description": "renamed"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 200);
     let renamed: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(renamed["file_name"], "new name");
@@ -108,7 +146,10 @@ async fn rename_and_describe() {
     assert_eq!(renamed["sha256"], created["sha256"]);
     assert!(renamed["storage_uri"].as_str().unwrap().ends_with("/1_new name.csv"));
     assert_eq!(server.stored_files(), ["1_new name.csv", "1_taken.csv"]);
-    assert_eq!(std::fs::read_to_string(server.storage_dir().join("1_new name.csv")).unwrap(), sales_csv());
+    assert_eq!(
+        std::fs::read_to_string(server.storage_dir().join("1_new name.csv")).unwrap(),
+        sales_csv()
+    );
     // Active in every session under its new name.
     for s in [&s1, &s2] {
         let (status, active) = server.get(1, &format!("/files/active/{s}")).await;
@@ -117,18 +158,43 @@ async fn rename_and_describe() {
     assert_eq!(server.get(1, "/files/old").await.0, 404);
 
     // Description only.
-    let resp = patch("new%20name", serde_json::json!({"description": "just text"})).await.unwrap();
+    let resp = patch("new%20name", serde_json::json!({"description": "just text"}))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(server.get(1, &format!("/files/active/{s1}")).await.1["description"], "just text");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{s1}")).await.1["description"],
+        "just text"
+    );
 
     // Errors: taken name 409 (nothing moved), bad name 422, empty body 422, absent 404.
-    let resp = patch("new%20name", serde_json::json!({"file_name": "taken"})).await.unwrap();
+    let resp = patch("new%20name", serde_json::json!({"file_name": "taken"}))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
     assert_eq!(server.stored_files(), ["1_new name.csv", "1_taken.csv"]);
-    assert_eq!(patch("new%20name", serde_json::json!({"file_name": "../x"})).await.unwrap().status(), 422);
+    assert_eq!(
+        patch("new%20name", serde_json::json!({"file_name": "../x"}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
     assert_eq!(patch("new%20name", serde_json::json!({})).await.unwrap().status(), 422);
-    assert_eq!(patch("new%20name", serde_json::json!({"size": 1})).await.unwrap().status(), 422);
-    assert_eq!(patch("absent", serde_json::json!({"description": "x"})).await.unwrap().status(), 404);
+    assert_eq!(
+        patch("new%20name", serde_json::json!({"size": 1}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        patch("absent", serde_json::json!({"description": "x"}))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -136,7 +202,11 @@ async fn paging_and_prefix() {
     let server = TestServer::start().await;
     let session = new_session();
     for i in 0..12 {
-        let name = if i % 2 == 0 { format!("even-{i:02}") } else { format!("odd-{i:02}") };
+        let name = if i % 2 == 0 {
+            format!("even-{i:02}")
+        } else {
+            format!("odd-{i:02}")
+        };
         assert_eq!(server.upload(1, &name, &session, "x.csv", "a\n1\n").await.0, 201);
     }
     let page = |q: &str| {
@@ -146,9 +216,15 @@ async fn paging_and_prefix() {
         async move {
             let resp = client.get(url).bearer_auth(token).send().await.unwrap();
             let status = resp.status().as_u16();
-            let total = resp.headers().get("x-total-count").map(|v| v.to_str().unwrap().to_string());
+            let total = resp
+                .headers()
+                .get("x-total-count")
+                .map(|v| v.to_str().unwrap().to_string());
             let body: serde_json::Value = resp.json().await.unwrap();
-            let names: Vec<String> = body.as_array().map(|a| a.iter().map(|f| f["file_name"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+            let names: Vec<String> = body
+                .as_array()
+                .map(|a| a.iter().map(|f| f["file_name"].as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
             (status, total, names)
         }
     };
@@ -160,7 +236,13 @@ async fn paging_and_prefix() {
     assert_eq!(names, ["odd-09", "odd-11"]);
     let (_, total, names) = page("").await;
     assert_eq!((total.as_deref(), names.len()), (Some("12"), 12));
-    for bad in ["limit=0", "limit=1001", "limit=x", "offset=-1", "offset=9223372036854775808"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "offset=-1",
+        "offset=9223372036854775808",
+    ] {
         assert_eq!(page(bad).await.0, 422, "{bad}");
     }
 }
@@ -171,11 +253,23 @@ async fn clearing_the_active_file_is_idempotent() {
     let session = new_session();
     server.upload(1, "f", &session, "f.csv", sales_csv()).await;
     for _ in 0..2 {
-        let resp = server.client.delete(server.url(&format!("/files/active/{session}"))).bearer_auth(server.token(1)).send().await.unwrap();
+        let resp = server
+            .client
+            .delete(server.url(&format!("/files/active/{session}")))
+            .bearer_auth(server.token(1))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 204);
         assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
     }
-    let resp = server.client.delete(server.url("/files/active/nope")).bearer_auth(server.token(1)).send().await.unwrap();
+    let resp = server
+        .client
+        .delete(server.url("/files/active/nope"))
+        .bearer_auth(server.token(1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 422);
     // The file itself is still there.
     assert_eq!(server.get(1, "/files/f").await.0, 200);
@@ -184,12 +278,18 @@ async fn clearing_the_active_file_is_idempotent() {
 #[tokio::test]
 async fn rename_racing_a_download_never_mixes() {
     let server = std::sync::Arc::new(TestServer::start().await);
-    let old: Vec<u8> = (0..400_000).flat_map(|i: u32| format!("{i},{}\n", i % 7).into_bytes()).collect();
+    let old: Vec<u8> = (0..400_000)
+        .flat_map(|i: u32| format!("{i},{}\n", i % 7).into_bytes())
+        .collect();
     let old = [b"a,b\n".as_slice(), &old].concat();
     let old_sha = format!("{:x}", Sha256::digest(&old));
     server.upload(1, "race", &new_session(), "r.csv", old.clone()).await;
     for round in 0..5 {
-        let name = if round % 2 == 0 { ("race", "race2") } else { ("race2", "race") };
+        let name = if round % 2 == 0 {
+            ("race", "race2")
+        } else {
+            ("race2", "race")
+        };
         let dl = {
             let server = server.clone();
             let from = name.0.to_string();
@@ -210,10 +310,17 @@ async fn rename_racing_a_download_never_mixes() {
         assert_eq!(resp.status(), 200);
         // And a new upload takes the old name at once.
         let other = format!("a,b\nnew,{round}\n");
-        assert_eq!(server.upload(1, name.0, &new_session(), "n.csv", other.clone()).await.0, 201);
+        assert_eq!(
+            server.upload(1, name.0, &new_session(), "n.csv", other.clone()).await.0,
+            201
+        );
         let (status, bytes) = dl.await.unwrap();
         match status {
-            200 => assert!(bytes == old || bytes == other.as_bytes(), "round {round}: mixed bytes ({} bytes)", bytes.len()),
+            200 => assert!(
+                bytes == old || bytes == other.as_bytes(),
+                "round {round}: mixed bytes ({} bytes)",
+                bytes.len()
+            ),
             404 => {}
             s => panic!("round {round}: status {s}"),
         }
@@ -227,23 +334,47 @@ async fn rename_racing_a_download_never_mixes() {
 #[tokio::test]
 async fn profile_and_preview() {
     let server = TestServer::start().await;
-    let csv = "id,price,when,ok,name\n1,1.5,2024-01-01,true,a\n2,,2024-02-01,false,b\n3,2.5,2024-03-01T10:00:00,true,\n";
+    let csv =
+        "id,price,when,ok,name\n1,1.5,2024-01-01,true,a\n2,,2024-02-01,false,b\n3,2.5,2024-03-01T10:00:00,true,\n";
     assert_eq!(server.upload(1, "p", &new_session(), "p.csv", csv).await.0, 201);
     let (status, profile) = server.get(1, "/files/p/profile").await;
     assert_eq!(status, 200, "{profile}");
-    assert_eq!((profile["row_count"].as_u64(), profile["column_count"].as_u64()), (Some(3), Some(5)));
+    assert_eq!(
+        (profile["row_count"].as_u64(), profile["column_count"].as_u64()),
+        (Some(3), Some(5))
+    );
     assert_eq!(profile["encoding"], "utf-8");
     assert_eq!(profile["delimiter"], ",");
-    let dtypes: Vec<&str> = profile["columns"].as_array().unwrap().iter().map(|c| c["dtype"].as_str().unwrap()).collect();
+    let dtypes: Vec<&str> = profile["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["dtype"].as_str().unwrap())
+        .collect();
     assert_eq!(dtypes, ["int64", "float64", "datetime64[ns]", "bool", "object"]);
     assert_eq!(profile["columns"][1]["null_count"], 1);
     assert_eq!(profile["columns"][0]["max"], 3);
 
     let (status, preview) = server.get(1, "/files/p/preview?rows=2").await;
     assert_eq!(status, 200, "{preview}");
-    assert_eq!(preview["columns"], serde_json::json!(["id", "price", "when", "ok", "name"]));
-    assert_eq!(preview["rows"], serde_json::json!([["1", "1.5", "2024-01-01", "true", "a"], ["2", "", "2024-02-01", "false", "b"]]));
-    assert_eq!(server.get(1, "/files/p/preview").await.1["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        preview["columns"],
+        serde_json::json!(["id", "price", "when", "ok", "name"])
+    );
+    assert_eq!(
+        preview["rows"],
+        serde_json::json!([
+            ["1", "1.5", "2024-01-01", "true", "a"],
+            ["2", "", "2024-02-01", "false", "b"]
+        ])
+    );
+    assert_eq!(
+        server.get(1, "/files/p/preview").await.1["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     for bad in ["rows=0", "rows=1001", "rows=x"] {
         assert_eq!(server.get(1, &format!("/files/p/preview?{bad}")).await.0, 422, "{bad}");
     }

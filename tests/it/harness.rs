@@ -60,7 +60,11 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
             .map_err(|e| e.to_string())
     } else {
         let admin = url.clone();
-        off_runtime(move || postgres::Client::connect(&admin, postgres::NoTls).map(|_| ()).map_err(|e| e.to_string()))
+        off_runtime(move || {
+            postgres::Client::connect(&admin, postgres::NoTls)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     };
     match reachable {
         Ok(()) => Some(url),
@@ -91,7 +95,11 @@ impl TestDatabase {
             c.batch_execute(&sql).expect("CREATE DATABASE");
         });
         let url = with_database(admin_url, &name);
-        TestDatabase { admin_url: admin_url.to_string(), name, url }
+        TestDatabase {
+            admin_url: admin_url.to_string(),
+            name,
+            url,
+        }
     }
 
     /// A client on this database (use inside `off_runtime`).
@@ -101,7 +109,10 @@ impl TestDatabase {
 
     /// Drops the database now, cutting off every connection to it (as an outage would).
     pub fn drop_now(&self) {
-        let (admin, sql) = (self.admin_url.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        let (admin, sql) = (
+            self.admin_url.clone(),
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
         off_runtime(move || {
             if let Ok(mut c) = postgres::Client::connect(&admin, postgres::NoTls) {
                 let _ = c.batch_execute(&sql);
@@ -121,7 +132,10 @@ fn with_database(url: &str, name: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
     let (authority, query) = match rest.split_once('/') {
         Some((auth, path)) => (auth, path.split_once('?').map(|(_, q)| q)),
-        None => (rest.split_once('?').map_or(rest, |(a, _)| a), rest.split_once('?').map(|(_, q)| q)),
+        None => (
+            rest.split_once('?').map_or(rest, |(a, _)| a),
+            rest.split_once('?').map(|(_, q)| q),
+        ),
     };
     match query {
         Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
@@ -168,7 +182,12 @@ impl TestServer {
 
     /// Starts a server on `stack`, given the admin URL of PostgreSQL (a fresh database
     /// is created on it) and the Redis URL as the stack needs them.
-    pub async fn start_on(stack: Stack, database_admin_url: Option<&str>, redis_url: Option<&str>, env: &[(&str, &str)]) -> TestServer {
+    pub async fn start_on(
+        stack: Stack,
+        database_admin_url: Option<&str>,
+        redis_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let data = tempfile::tempdir().expect("temp dir");
         let mut vars: Vec<(String, String)> = Vec::new();
         let db = match stack {
@@ -180,7 +199,10 @@ impl TestServer {
             }
         };
         if stack == Stack::PostgresRedis {
-            vars.push(("REDIS_URL".into(), redis_url.expect("this stack needs TEST_REDIS_URL").to_string()));
+            vars.push((
+                "REDIS_URL".into(),
+                redis_url.expect("this stack needs TEST_REDIS_URL").to_string(),
+            ));
         }
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = TestServer {
@@ -324,12 +346,24 @@ impl TestServer {
     }
 
     pub async fn get(&self, user: i64, path: &str) -> (u16, Value) {
-        let resp = self.client.get(self.url(path)).bearer_auth(self.token(user)).send().await.expect("GET");
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("GET");
         status_json(resp).await
     }
 
     pub async fn delete(&self, user: i64, path: &str) -> (u16, Value) {
-        let resp = self.client.delete(self.url(path)).bearer_auth(self.token(user)).send().await.expect("DELETE");
+        let resp = self
+            .client
+            .delete(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .expect("DELETE");
         status_json(resp).await
     }
 
@@ -346,7 +380,14 @@ impl TestServer {
     }
 
     /// Uploads `body` as `filename` with the original's four form fields.
-    pub async fn upload(&self, user: i64, file_name: &str, session: &str, filename: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+    pub async fn upload(
+        &self,
+        user: i64,
+        file_name: &str,
+        session: &str,
+        filename: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> (u16, Value) {
         let form = Form::new()
             .text("file_name", file_name.to_string())
             .text("session_id", session.to_string())
@@ -383,7 +424,11 @@ pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
 
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names

@@ -9,7 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::{new_session, sales_csv, TestServer};
 
 async fn get_raw(server: &TestServer, path: &str) -> reqwest::Response {
-    server.client.get(format!("{}{path}", server.base)).send().await.unwrap()
+    server
+        .client
+        .get(format!("{}{path}", server.base))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -35,7 +40,12 @@ async fn health_and_readiness() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["checks"]["storage"]["ok"], false, "{body}");
-    assert!(body["checks"]["storage"]["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert!(
+        body["checks"]["storage"]["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
     assert_eq!(body["checks"]["catalog"]["ok"], true);
 
     std::fs::remove_file(&storage).unwrap();
@@ -44,14 +54,19 @@ async fn health_and_readiness() {
 }
 
 fn counter(metrics: &str, prefix: &str) -> u64 {
-    metrics.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).map_or(0, |v| v.parse().unwrap())
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().unwrap())
 }
 
 #[tokio::test]
 async fn metrics_count_requests_bytes_and_cache_lookups() {
     let server = TestServer::start().await;
     let session = new_session();
-    let series = r#"file_service_http_requests_total{method="GET",route="/api/v1/files/active/{session}",status="200"}"#;
+    let series =
+        r#"file_service_http_requests_total{method="GET",route="/api/v1/files/active/{session}",status="200"}"#;
     let before = get_raw(&server, "/metrics").await.text().await.unwrap();
     assert_eq!(counter(&before, series), 0);
     server.upload(1, "m", &session, "m.csv", sales_csv()).await;
@@ -59,15 +74,28 @@ async fn metrics_count_requests_bytes_and_cache_lookups() {
         assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 200);
     }
     let resp = get_raw(&server, "/metrics").await;
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let after = resp.text().await.unwrap();
     assert_eq!(counter(&after, series), 3, "{after}");
-    assert_eq!(counter(&after, "file_service_uploaded_bytes_total"), sales_csv().len() as u64);
+    assert_eq!(
+        counter(&after, "file_service_uploaded_bytes_total"),
+        sales_csv().len() as u64
+    );
     // PostgreSQL without Redis caches nothing (replicas would disagree): no hits there.
-    let hits = if server.stack == crate::harness::Stack::Postgres { 0 } else { 3 };
+    let hits = if server.stack == crate::harness::Stack::Postgres {
+        0
+    } else {
+        3
+    };
     assert_eq!(counter(&after, "file_service_active_cache_hits_total"), hits);
     assert_eq!(counter(&after, "file_service_analysis_duration_seconds_count"), 1);
-    assert!(after.contains("file_service_http_request_duration_seconds_bucket"), "{after}");
+    assert!(
+        after.contains("file_service_http_request_duration_seconds_bucket"),
+        "{after}"
+    );
 }
 
 #[tokio::test]
@@ -79,11 +107,17 @@ async fn openapi_documents_exactly_the_served_routes() {
         .unwrap()
         .iter()
         .flat_map(|(path, ops)| {
-            ops.as_object().unwrap().keys().filter(|m| !m.starts_with("parameters")).map(move |m| (m.to_uppercase(), path.clone()))
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| !m.starts_with("parameters"))
+                .map(move |m| (m.to_uppercase(), path.clone()))
         })
         .collect();
-    let served: BTreeSet<(String, String)> =
-        file_service::http::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let served: BTreeSet<(String, String)> = file_service::http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     assert_eq!(documented, served);
 
     // Every documented route is really served: no route-level 404 or 405.
@@ -91,24 +125,53 @@ async fn openapi_documents_exactly_the_served_routes() {
     let served_doc: serde_json::Value = get_raw(&server, "/openapi.json").await.json().await.unwrap();
     assert_eq!(served_doc, doc);
     for (method, path) in &documented {
-        let url = format!("{}{}", server.base, path.replace("{file_name}", "x").replace("{session}", &new_session()));
-        let resp = server.client.request(method.parse().unwrap(), url).bearer_auth(server.token(1)).send().await.unwrap();
+        let url = format!(
+            "{}{}",
+            server.base,
+            path.replace("{file_name}", "x").replace("{session}", &new_session())
+        );
+        let resp = server
+            .client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(server.token(1))
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         assert_ne!(status, 405, "{method} {path}: {text}");
-        let code = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v.get("code").cloned());
-        assert_ne!(code, Some(serde_json::json!("route_not_found")), "{method} {path}: {text}");
+        let code = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("code").cloned());
+        assert_ne!(
+            code,
+            Some(serde_json::json!("route_not_found")),
+            "{method} {path}: {text}"
+        );
     }
     let docs = get_raw(&server, "/docs").await;
-    assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(docs.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = docs.text().await.unwrap();
-    assert!(html.contains("openapi.json") && !html.contains("https://"), "the docs page must work offline");
+    assert!(
+        html.contains("openapi.json") && !html.contains("https://"),
+        "the docs page must work offline"
+    );
 }
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated_and_logged() {
     let server = TestServer::start_with(&[("LOG_FORMAT", "json")]).await;
-    let resp = server.client.get(server.url("/files/")).bearer_auth(server.token(7)).header("x-request-id", "trace-abc-123").send().await.unwrap();
+    let resp = server
+        .client
+        .get(server.url("/files/"))
+        .bearer_auth(server.token(7))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-abc-123");
     let resp = get_raw(&server, "/healthz").await;
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
@@ -125,13 +188,23 @@ async fn request_ids_are_echoed_or_generated_and_logged() {
     };
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let f = &v["fields"];
-    assert_eq!((f["method"].as_str(), f["route"].as_str(), f["status"].as_u64()), (Some("GET"), Some("/api/v1/files/"), Some(200)), "{line}");
+    assert_eq!(
+        (f["method"].as_str(), f["route"].as_str(), f["status"].as_u64()),
+        (Some("GET"), Some("/api/v1/files/"), Some(200)),
+        "{line}"
+    );
     assert_eq!(f["user"], 7, "{line}");
     assert!(f["latency_ms"].as_f64().is_some(), "{line}");
 }
 
 /// An upload whose body is fed by the test, so it stays in progress as long as needed.
-fn slow_upload(server: &TestServer, name: &str) -> (tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>, tokio::task::JoinHandle<Option<u16>>) {
+fn slow_upload(
+    server: &TestServer,
+    name: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<Option<u16>>,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let form = reqwest::multipart::Form::new()
@@ -139,7 +212,11 @@ fn slow_upload(server: &TestServer, name: &str) -> (tokio::sync::mpsc::Sender<Re
         .text("session_id", new_session())
         .text("description", "slow")
         .part("file", reqwest::multipart::Part::stream(body).file_name("slow.csv"));
-    let request = server.client.post(server.url("/files/")).bearer_auth(server.token(1)).multipart(form);
+    let request = server
+        .client
+        .post(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .multipart(form);
     let handle = tokio::spawn(async move { request.send().await.ok().map(|r| r.status().as_u16()) });
     (tx, handle)
 }
@@ -162,8 +239,18 @@ async fn uploads_past_the_cap_get_503_with_retry_after() {
         .text("file_name", "second")
         .text("session_id", new_session())
         .text("description", "d")
-        .part("file", reqwest::multipart::Part::bytes(sales_csv().as_bytes()).file_name("s.csv"));
-    let resp = server.client.post(server.url("/files/")).bearer_auth(server.token(1)).multipart(form).send().await.unwrap();
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(sales_csv().as_bytes()).file_name("s.csv"),
+        );
+    let resp = server
+        .client
+        .post(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -212,9 +299,15 @@ async fn sigterm_during_an_upload_exits_zero_and_leaves_no_temporary_file() {
 #[tokio::test]
 async fn a_client_sending_headers_byte_by_byte_is_cut_off() {
     let server = TestServer::start_with(&[("HEADER_READ_TIMEOUT_SECONDS", "1")]).await;
-    let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
     let started = Instant::now();
-    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().chain(b"a".repeat(100).iter()).copied().collect::<Vec<u8>>();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .chain(b"a".repeat(100).iter())
+        .copied()
+        .collect::<Vec<u8>>();
     let mut closed = false;
     for byte in request {
         if stream.write_all(&[byte]).await.is_err() {
@@ -245,10 +338,18 @@ async fn a_client_sending_headers_byte_by_byte_is_cut_off() {
 #[tokio::test]
 async fn cors_is_off_by_default_and_follows_the_origin_list() {
     let server = TestServer::start().await;
-    let resp = server.client.get(server.url("/files/")).bearer_auth(server.token(1)).header("origin", "https://app.example").send().await.unwrap();
+    let resp = server
+        .client
+        .get(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
     assert!(!resp.headers().contains_key("access-control-allow-origin"));
 
-    let server = TestServer::start_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example, https://other.example")]).await;
+    let server =
+        TestServer::start_with(&[("CORS_ALLOWED_ORIGINS", "https://app.example, https://other.example")]).await;
     let preflight = server
         .client
         .request(reqwest::Method::OPTIONS, server.url("/files/"))
@@ -259,17 +360,39 @@ async fn cors_is_off_by_default_and_follows_the_origin_list() {
         .await
         .unwrap();
     assert_eq!(preflight.status(), 200);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.example");
-    let resp = server.client.get(server.url("/files/")).bearer_auth(server.token(1)).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let resp = server
+        .client
+        .get(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
-    let resp = server.client.get(server.url("/files/")).bearer_auth(server.token(1)).header("origin", "https://evil.example").send().await.unwrap();
+    let resp = server
+        .client
+        .get(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 403);
 }
 
 fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_file-service"));
-    cmd.args(args).current_dir(dir).env_remove("DATABASE_URL").env_remove("REDIS_URL").env_remove("DB_HOST").env("SECRET_KEY", crate::harness::SECRET);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("DB_HOST")
+        .env("SECRET_KEY", crate::harness::SECRET);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -292,7 +415,14 @@ fn bad_settings_stop_startup_with_one_line_naming_the_key() {
         ("CORS_ALLOWED_ORIGINS", "app.example"),
     ];
     for (key, value) in cases {
-        let out = run(dir.path(), &["serve"], &[(key, value), ("BIND_ADDR", if key == "BIND_ADDR" { value } else { "127.0.0.1:0" })]);
+        let out = run(
+            dir.path(),
+            &["serve"],
+            &[
+                (key, value),
+                ("BIND_ADDR", if key == "BIND_ADDR" { value } else { "127.0.0.1:0" }),
+            ],
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{key}={value}: {stderr}");
         let last = stderr.lines().last().unwrap_or_default();
@@ -319,7 +449,11 @@ fn check_reports_the_backends_and_fails_when_one_is_broken() {
     std::fs::write(dir.path().join("a-file"), "x").unwrap();
     let out = run(dir.path(), &["check"], &[("DATABASE_URL", "sqlite://a-file/files.db")]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -55,7 +55,10 @@ async fn uploads_over_the_limit_get_413_and_leave_nothing() {
     assert!(body["detail"].as_str().unwrap().contains("MAX_UPLOAD_BYTES"), "{body}");
     assert_eq!(server.stored_files(), ["1_exact.csv"]);
     assert_eq!(server.get(1, "/files/").await.1.as_array().unwrap().len(), 1);
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["file_name"], "exact");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["file_name"],
+        "exact"
+    );
 }
 
 /// Sends the head of a multipart upload over a raw socket, then hangs up mid-file.
@@ -141,7 +144,12 @@ async fn a_crash_mid_upload_leaves_nothing_after_restart() {
                 .text("session_id", session)
                 .text("description", "d")
                 .part("file", reqwest::multipart::Part::stream(body).file_name("c.csv"));
-            let _ = reqwest::Client::new().post(format!("{addr}/api/v1/files/")).bearer_auth(token).multipart(form).send().await;
+            let _ = reqwest::Client::new()
+                .post(format!("{addr}/api/v1/files/"))
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await;
             drop(tx);
         })
     };
@@ -149,7 +157,10 @@ async fn a_crash_mid_upload_leaves_nothing_after_restart() {
     while !server.stored_files().iter().any(|f| f.starts_with(".upload-")) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(server.stored_files().iter().any(|f| f.starts_with(".upload-")), "the upload never started");
+    assert!(
+        server.stored_files().iter().any(|f| f.starts_with(".upload-")),
+        "the upload never started"
+    );
     server.kill();
     pending.abort();
     assert!(!server.stored_files().is_empty(), "a SIGKILLed server cannot clean up");
@@ -177,11 +188,19 @@ async fn a_malformed_file_is_refused_before_it_finishes_arriving() {
         .text("session_id", new_session())
         .text("description", "d")
         .part("file", reqwest::multipart::Part::stream(body).file_name("bad.csv"));
-    let request = server.client.post(server.url("/files/")).bearer_auth(server.token(1)).multipart(form).send();
+    let request = server
+        .client
+        .post(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .multipart(form)
+        .send();
     // Line 3 has an extra field; then the client keeps the body open and sends no more.
     tx.send(Ok(b"a,b\n1,2\n3,4,5\n".to_vec())).await.unwrap();
     tx.send(Ok(b"6,7\n".repeat(100_000))).await.unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), request).await.expect("answered while the body is still open").unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), request)
+        .await
+        .expect("answered while the body is still open")
+        .unwrap();
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "unreadable_file");

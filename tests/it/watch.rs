@@ -32,7 +32,11 @@ async fn file(server: &TestServer, user: i64, name: &str) -> Option<Value> {
 
 async fn names(server: &TestServer, user: i64) -> Vec<String> {
     let (_, list) = server.get(user, "/files/").await;
-    list.as_array().unwrap().iter().map(|f| f["file_name"].as_str().unwrap().to_string()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn sha(bytes: &[u8]) -> String {
@@ -51,26 +55,44 @@ async fn dropped_changed_and_removed_files_are_followed() {
     for field in ["summary", "sha256", "size_bytes", "row_count", "column_count", "format"] {
         assert_eq!(record[field], uploaded[field], "{field}");
     }
-    assert_eq!(record["storage_uri"].as_str().unwrap(), format!("local://{}", dropped.canonicalize().unwrap().display()));
+    assert_eq!(
+        record["storage_uri"].as_str().unwrap(),
+        format!("local://{}", dropped.canonicalize().unwrap().display())
+    );
     assert_eq!(server.get(1, "/files/dropped/profile").await.0, 200);
 
     // Active somewhere, then changed in place: the record follows the new content.
     let session = new_session();
     assert_eq!(server.activate(1, &session, "dropped").await.0, 200);
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["row_count"], 3);
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["row_count"],
+        3
+    );
     let changed = "a,b\n1,x\n2,y\n3,z\n4,w\n5,v\n";
     std::fs::write(&dropped, changed).unwrap();
     let updated = eventually(10, "the changed content", || async {
-        file(&server, 1, "dropped").await.filter(|f| f["sha256"] == sha(changed.as_bytes()))
+        file(&server, 1, "dropped")
+            .await
+            .filter(|f| f["sha256"] == sha(changed.as_bytes()))
     })
     .await;
-    assert_eq!((updated["row_count"].as_u64(), updated["size_bytes"].as_u64()), (Some(5), Some(changed.len() as u64)));
+    assert_eq!(
+        (updated["row_count"].as_u64(), updated["size_bytes"].as_u64()),
+        (Some(5), Some(changed.len() as u64))
+    );
     assert_eq!(updated["id"], record["id"], "a change keeps the record");
-    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1["row_count"], 5, "the cache follows");
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["row_count"],
+        5,
+        "the cache follows"
+    );
 
     // Removed: record and active entry go.
     std::fs::remove_file(&dropped).unwrap();
-    eventually(10, "the removal", || async { file(&server, 1, "dropped").await.is_none().then_some(()) }).await;
+    eventually(10, "the removal", || async {
+        file(&server, 1, "dropped").await.is_none().then_some(())
+    })
+    .await;
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
     assert_eq!(names(&server, 1).await, ["uploaded"], "the uploaded file is untouched");
 }
@@ -104,8 +126,17 @@ async fn a_file_written_slowly_is_catalogued_once_with_its_final_content() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let line = format!("{i},{}\n", i * i);
         content.push_str(&line);
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(line.as_bytes()).unwrap();
-        assert!(file(&server, 1, "slow").await.is_none(), "catalogued half-way, after {} rows", i + 1);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        assert!(
+            file(&server, 1, "slow").await.is_none(),
+            "catalogued half-way, after {} rows",
+            i + 1
+        );
     }
     let record = eventually(10, "the slow file", || file(&server, 1, "slow")).await;
     assert_eq!(record["sha256"], sha(content.as_bytes()));
@@ -118,7 +149,11 @@ async fn a_burst_of_a_thousand_files_is_all_catalogued() {
     let server = TestServer::start().await;
     let started = Instant::now();
     for i in 0..1000 {
-        std::fs::write(server.storage_dir().join(format!("3_f{i:04}.csv")), format!("i,v\n{i},{}\n", i * 2)).unwrap();
+        std::fs::write(
+            server.storage_dir().join(format!("3_f{i:04}.csv")),
+            format!("i,v\n{i},{}\n", i * 2),
+        )
+        .unwrap();
     }
     let count = eventually(120, "1,000 files", || async {
         let (_, list) = server.get(3, "/files/").await;
@@ -126,7 +161,10 @@ async fn a_burst_of_a_thousand_files_is_all_catalogued() {
         (n == 1000).then_some(n)
     })
     .await;
-    println!("burst: {count} files catalogued {:.2} s after the first was written", started.elapsed().as_secs_f64());
+    println!(
+        "burst: {count} files catalogued {:.2} s after the first was written",
+        started.elapsed().as_secs_f64()
+    );
     let (_, list) = server.get(3, "/files/?name_prefix=f0999").await;
     assert_eq!(list[0]["row_count"], 1);
 }
@@ -138,7 +176,10 @@ async fn unparseable_and_unprefixed_files_are_left_alone_and_reported_once() {
     std::fs::write(&bad, "a,b\n1,2,3\n").unwrap();
     std::fs::write(server.storage_dir().join("plain.csv"), sales_csv()).unwrap();
     std::fs::write(server.storage_dir().join("1_notes.txt"), "hello").unwrap();
-    eventually(10, "the failure in the log", || async { server.logs().contains("1_bad.csv").then_some(()) }).await;
+    eventually(10, "the failure in the log", || async {
+        server.logs().contains("1_bad.csv").then_some(())
+    })
+    .await;
     // Give the watcher a few more passes: still reported once, nothing catalogued.
     server.upload(1, "trigger", &new_session(), "t.csv", sales_csv()).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -147,7 +188,10 @@ async fn unparseable_and_unprefixed_files_are_left_alone_and_reported_once() {
     assert!(logs.contains("line 2 has 3 fields"), "{logs}");
     assert!(logs.contains("plain.csv") && logs.contains("default_user_id"), "{logs}");
     assert_eq!(names(&server, 1).await, ["trigger"]);
-    assert!(server.stored_files().contains(&"plain.csv".to_string()), "left where it was");
+    assert!(
+        server.stored_files().contains(&"plain.csv".to_string()),
+        "left where it was"
+    );
 
     // Fixed: retried because it changed.
     std::fs::write(&bad, "a,b\n1,2\n").unwrap();
@@ -159,7 +203,10 @@ async fn files_without_a_prefix_go_to_the_default_user() {
     let server = TestServer::start_with(&[("WATCH_DEFAULT_USER_ID", "5")]).await;
     std::fs::write(server.storage_dir().join("Sales Q1.CSV"), sales_csv()).unwrap();
     let record = eventually(10, "the adopted file", || file(&server, 5, "Sales Q1")).await;
-    assert!(record["storage_uri"].as_str().unwrap().ends_with("/5_Sales Q1.csv"), "{record}");
+    assert!(
+        record["storage_uri"].as_str().unwrap().ends_with("/5_Sales Q1.csv"),
+        "{record}"
+    );
     assert_eq!(server.stored_files(), ["5_Sales Q1.csv"]);
     assert!(file(&server, 1, "Sales Q1").await.is_none());
 }
@@ -171,7 +218,9 @@ async fn uploads_racing_the_watcher_give_one_record_each() {
     for i in 0..40 {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
-            let (status, _) = server.upload(1, &format!("up{i:02}"), &new_session(), "u.csv", format!("a\n{i}\n")).await;
+            let (status, _) = server
+                .upload(1, &format!("up{i:02}"), &new_session(), "u.csv", format!("a\n{i}\n"))
+                .await;
             assert_eq!(status, 201);
             if i % 4 == 0 {
                 assert_eq!(server.delete(1, &format!("/files/up{i:02}")).await.0, 200);
@@ -199,7 +248,11 @@ async fn reconcile_command_dry_run_and_real() {
     std::thread::sleep(Duration::from_millis(400)); // past the settle window
     let run = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"));
-        cmd.arg("reconcile").args(args).current_dir(server.data.path()).env("DATA_DIR", server.data.path().join("data")).env("WATCH_SETTLE_MS", "300");
+        cmd.arg("reconcile")
+            .args(args)
+            .current_dir(server.data.path())
+            .env("DATA_DIR", server.data.path().join("data"))
+            .env("WATCH_SETTLE_MS", "300");
         for (k, v) in server.env() {
             cmd.env(k, v);
         }
@@ -210,7 +263,10 @@ async fn reconcile_command_dry_run_and_real() {
     let dry = run(&["--dry-run"]);
     assert!(dry.contains("would add: 2_offline.csv"), "{dry}");
     let real = run(&[]);
-    assert!(real.contains("added: 2_offline.csv") && real.contains("1 added"), "{real}");
+    assert!(
+        real.contains("added: 2_offline.csv") && real.contains("1 added"),
+        "{real}"
+    );
     let again = run(&[]);
     assert!(again.contains("0 added, 0 updated, 0 removed"), "{again}");
     server.restart();
@@ -219,7 +275,9 @@ async fn reconcile_command_dry_run_and_real() {
 
 #[tokio::test]
 async fn replicas_watching_one_folder_act_as_one_watcher() {
-    let Some(admin) = crate::harness::service_url("TEST_DATABASE_URL", "replicas_watching_one_folder") else { return };
+    let Some(admin) = crate::harness::service_url("TEST_DATABASE_URL", "replicas_watching_one_folder") else {
+        return;
+    };
     let a = TestServer::start_on(crate::harness::Stack::Postgres, Some(&admin), None, &[]).await;
     let b = a.replica(&[]).await;
     let c = a.replica(&[]).await;
