@@ -95,8 +95,8 @@ impl Reconciler {
                     report.unsettled.push(object.name.clone());
                 } else if dry_run {
                     report.updated.push(object.name.clone());
-                } else if self.already_reported(object) {
-                } else {
+                } else if !self.already_reported(object) {
+                    // (A change that failed analysis is not retried until it changes again.)
                     match self.service.refresh_stored(record).await {
                         Ok(Some(_)) => report.updated.push(object.name.clone()),
                         Ok(None) => {}
@@ -162,9 +162,7 @@ impl Reconciler {
             if present.contains(object.as_str()) {
                 continue;
             }
-            if dry_run {
-                report.removed.push(object.clone());
-            } else if self.service.forget_missing(record).await? {
+            if dry_run || self.service.forget_missing(record).await? {
                 report.removed.push(object.clone());
             }
         }
