@@ -381,3 +381,83 @@ async fn profile_and_preview() {
     assert_eq!(server.get(1, "/files/nope/profile").await.0, 404);
     assert_eq!(server.get(2, "/files/p/preview").await.0, 404);
 }
+
+/// The server's peak resident memory so far (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_200_mb_file_downloads_byte_for_byte_with_flat_memory() {
+    use futures_util::StreamExt;
+    let server = TestServer::start().await;
+    // Generated on disk and streamed up, so neither side holds it in memory.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    let mut hasher = Sha256::new();
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let header = b"id,value\n";
+        std::io::Write::write_all(&mut out, header).unwrap();
+        hasher.update(header);
+        let mut written = header.len();
+        let mut i = 0u64;
+        while written < 200_000_000 {
+            let line = format!("{i},{}\n", i % 9973);
+            std::io::Write::write_all(&mut out, line.as_bytes()).unwrap();
+            hasher.update(line.as_bytes());
+            written += line.len();
+            i += 1;
+        }
+    }
+    let expected = format!("{:x}", hasher.finalize());
+    let file = tokio::fs::File::open(&path).await.unwrap();
+    let size = file.metadata().await.unwrap().len();
+    let body = reqwest::Body::wrap_stream(tokio_util_free_stream(file));
+    let form = reqwest::multipart::Form::new()
+        .text("file_name", "big")
+        .text("session_id", new_session())
+        .text("description", "200 MB")
+        .part(
+            "file",
+            reqwest::multipart::Part::stream_with_length(body, size).file_name("big.csv"),
+        );
+    let (status, created) = server.upload_form(1, form).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["sha256"], expected);
+
+    let resp = download(&server, "/files/big/content", &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], size.to_string().as_str());
+    let mut stream = resp.bytes_stream();
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        received += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    assert_eq!(received, size);
+    assert_eq!(format!("{:x}", hasher.finalize()), expected);
+    // Memory stays flat: far below the file's size (it is ~30 MB in practice).
+    let peak = peak_rss_kib(server.pid());
+    println!("200 MB upload + download: server peak RSS {} MiB", peak / 1024);
+    assert!(peak < 120 * 1024, "server peak RSS {peak} KiB for a 200 MB file");
+}
+
+/// A file read in 256 KiB chunks as a stream (what tokio-util's ReaderStream does).
+fn tokio_util_free_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+}

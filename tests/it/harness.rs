@@ -319,6 +319,11 @@ impl TestServer {
         self.spawn();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The extra environment this server runs with (its catalog and cache URLs, …).
     pub fn env(&self) -> &[(String, String)] {
         &self.env
