@@ -20,6 +20,10 @@ pub struct Metrics {
     /// Catalog calls running on the blocking pool (each holds a pooled connection).
     pub catalog_calls_in_flight: IntGauge,
     pub uploads_in_progress: IntGauge,
+    /// Filesystem events from the storage folder's watcher.
+    pub watcher_events: IntCounter,
+    /// Files the storage watcher catalogued, updated or removed, by action.
+    pub watcher_changes: IntCounterVec,
 }
 
 /// The metrics of this process.
@@ -81,6 +85,19 @@ impl Metrics {
                 "Uploads being received or analyzed",
             )
             .expect("valid metric"),
+            watcher_events: IntCounter::new(
+                "file_service_watcher_events_total",
+                "Filesystem events seen in the storage folder",
+            )
+            .expect("valid metric"),
+            watcher_changes: IntCounterVec::new(
+                Opts::new(
+                    "file_service_watcher_changes_total",
+                    "Files the storage watcher added, updated or removed",
+                ),
+                &["action"],
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -93,6 +110,8 @@ impl Metrics {
             Box::new(m.cache_misses.clone()),
             Box::new(m.catalog_calls_in_flight.clone()),
             Box::new(m.uploads_in_progress.clone()),
+            Box::new(m.watcher_events.clone()),
+            Box::new(m.watcher_changes.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

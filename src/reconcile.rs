@@ -232,6 +232,7 @@ impl Reconciler {
                     .any(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
             });
             if relevant {
+                crate::metrics::metrics().watcher_events.inc();
                 let _ = tx.send(());
             }
         })
@@ -246,6 +247,14 @@ impl Reconciler {
         loop {
             let recheck = match self.pass(false).await {
                 Ok(report) => {
+                    let changes = &crate::metrics::metrics().watcher_changes;
+                    changes.with_label_values(&["added"]).inc_by(report.added.len() as u64);
+                    changes
+                        .with_label_values(&["updated"])
+                        .inc_by(report.updated.len() as u64);
+                    changes
+                        .with_label_values(&["removed"])
+                        .inc_by(report.removed.len() as u64);
                     if !report.is_empty() {
                         tracing::info!(
                             added = report.added.len(),

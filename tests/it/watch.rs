@@ -95,6 +95,23 @@ async fn dropped_changed_and_removed_files_are_followed() {
     .await;
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
     assert_eq!(names(&server, 1).await, ["uploaded"], "the uploaded file is untouched");
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "file_service_watcher_changes_total{action=\"added\"} 1",
+        "file_service_watcher_changes_total{action=\"updated\"} 1",
+        "file_service_watcher_changes_total{action=\"removed\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    assert!(!metrics.contains("file_service_watcher_events_total 0"), "{metrics}");
 }
 
 #[tokio::test]
