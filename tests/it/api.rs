@@ -97,12 +97,7 @@ async fn list_is_oldest_first_and_activation_switches() {
         assert_eq!(server.upload(1, name, &session, "x.csv", sales_csv()).await.0, 201);
     }
     let (_, list) = server.get(1, "/files/").await;
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["file_name"].as_str().unwrap())
-        .collect();
+    let names = crate::harness::file_names(&list);
     assert_eq!(names, ["b", "a", "c"]);
     // The last upload is active; activating another replaces it.
     assert_eq!(

@@ -398,12 +398,7 @@ async fn replicas_agree(stack: Stack, admin: &str, redis: Option<&str>) {
     both_say(Some("three")).await;
     let (status, list) = b.get(user, "/files/").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["file_name"].as_str().unwrap())
-        .collect();
+    let names = crate::harness::file_names(&list);
     assert_eq!(names, ["one", "two", "three"]);
     // The same name through the other replica is taken.
     assert_eq!(b.upload(user, "one", &session, "one.csv", sales_csv()).await.0, 409);

@@ -439,6 +439,15 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The `file_name`s of a listing, in order.
+pub fn file_names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_name"].as_str().unwrap())
+        .collect()
+}
+
 pub fn new_session() -> String {
     uuid::Uuid::new_v4().to_string()
 }
