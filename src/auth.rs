@@ -23,6 +23,10 @@ struct Claims {
     /// A positive integer, as a JSON number or a string of digits.
     #[serde(default)]
     sub: serde_json::Value,
+    /// `"replicate"`: the token may read every user's changes and files and apply
+    /// changes (instance-to-instance sync). Anything else: an ordinary user token.
+    #[serde(default)]
+    scope: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -30,6 +34,38 @@ struct MintedClaims {
     sub: String,
     exp: u64,
     iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
+}
+
+/// The scope claim value that grants replication rights.
+pub const REPLICATE_SCOPE: &str = "replicate";
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user: UserId,
+    /// The token carries `"scope": "replicate"`.
+    pub replicate: bool,
+}
+
+impl Principal {
+    /// Whose files this caller may read in the change feed: everyone's (`None`) for a
+    /// replication token, else its own.
+    pub fn readable_user(&self) -> Option<UserId> {
+        (!self.replicate).then_some(self.user)
+    }
+
+    /// Refuses callers without the replicate scope (403).
+    pub fn require_replicate(&self) -> Result<()> {
+        if self.replicate {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "this route is for instance-to-instance sync: it needs a token whose claims carry \"scope\": \"replicate\" (file-service token --scope replicate)".into(),
+            ))
+        }
+    }
 }
 
 impl Auth {
@@ -51,6 +87,11 @@ impl Auth {
 
     /// The user id of a valid `Authorization` header value.
     pub fn user_from_header(&self, header: Option<&str>) -> Result<UserId> {
+        self.principal_from_header(header).map(|p| p.user)
+    }
+
+    /// Who a valid `Authorization` header value speaks for.
+    pub fn principal_from_header(&self, header: Option<&str>) -> Result<Principal> {
         let header = header.ok_or_else(|| {
             Error::Unauthorized("missing Authorization header; send `Authorization: Bearer <token>`".into())
         })?;
@@ -60,10 +101,14 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthorized("Authorization header is not `Bearer <token>`".into()))?;
-        self.user_from_token(token)
+        self.principal_from_token(token)
     }
 
     pub fn user_from_token(&self, token: &str) -> Result<UserId> {
+        self.principal_from_token(token).map(|p| p.user)
+    }
+
+    pub fn principal_from_token(&self, token: &str) -> Result<Principal> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             Error::Unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "token has expired".to_string(),
@@ -73,17 +118,27 @@ impl Auth {
                 _ => format!("token is not valid: {e}"),
             })
         })?;
-        parse_sub(&data.claims.sub)
-            .ok_or_else(|| Error::Unauthorized("token `sub` is not a positive integer user id".into()))
+        let user = parse_sub(&data.claims.sub)
+            .ok_or_else(|| Error::Unauthorized("token `sub` is not a positive integer user id".into()))?;
+        Ok(Principal {
+            user,
+            replicate: data.claims.scope.as_deref() == Some(REPLICATE_SCOPE),
+        })
     }
 
     /// A token for `user` valid for `ttl_seconds`.
     pub fn mint(&self, user: UserId, ttl_seconds: u64) -> String {
+        self.mint_with_scope(user, ttl_seconds, false)
+    }
+
+    /// A token for `user` valid for `ttl_seconds`, with the replicate scope if asked.
+    pub fn mint_with_scope(&self, user: UserId, ttl_seconds: u64, replicate: bool) -> String {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = MintedClaims {
             sub: user.to_string(),
             iat: now,
             exp: now + ttl_seconds,
+            scope: replicate.then_some(REPLICATE_SCOPE),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.encoding)
             .expect("HMAC signing with an in-memory key cannot fail")

@@ -8,6 +8,9 @@ use warp::http::StatusCode;
 pub enum Error {
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid token without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,6 +71,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge(_) => "payload_too_large",

@@ -9,6 +9,8 @@
 //!   cache: moka, Redis shared by replicas, or none on PostgreSQL without Redis),
 //!   [`storage`] (bytes: local folder);
 //! - [`reconcile`]: keeps the catalog in step with files changed in the storage folder;
+//! - [`sync_client`]: the `sync` command, moving changes between instances over HTTP
+//!   (the rules of applying them are in `service::sync`);
 //! - [`analysis`]: reads a dataset in one bounded-memory pass and writes its summary;
 //! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens; [`metrics`]
 //!   counts what happens for `GET /metrics`.
@@ -26,3 +28,4 @@ pub mod model;
 pub mod reconcile;
 pub mod service;
 pub mod storage;
+pub mod sync_client;

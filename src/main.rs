@@ -1,4 +1,4 @@
-//! The `file-service` command: `serve` (default), `token`, `migrate`, `reconcile`, `check`, `summarize`.
+//! The `file-service` command: `serve` (default), `token`, `migrate`, `reconcile`, `check`, `summarize`, `sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use file_service::analysis::{self, Format};
 use file_service::app::{self, StartupError};
 use file_service::config::Config;
+use file_service::sync_client::{self, Endpoint};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +38,10 @@ enum Command {
         /// How long the token is valid: seconds, or a number with s, m, h or d.
         #[arg(long, default_value = "1h", value_parser = parse_duration)]
         ttl: u64,
+        /// `replicate`: the token may read every user's changes and files and apply
+        /// changes, for `file-service sync` between instances.
+        #[arg(long, value_parser = ["replicate"])]
+        scope: Option<String>,
     },
     /// Apply catalog migrations and exit.
     Migrate,
@@ -50,6 +55,29 @@ enum Command {
     /// Load and validate the configuration, reach every backend, print what is in use;
     /// exits non-zero if anything fails.
     Check,
+    /// Exchange files with another instance over HTTP, resumably: `--from` pulls its
+    /// changes into this instance, `--to` pushes this instance's changes to it, both do
+    /// both. This instance's server must be running (reached at --local).
+    Sync {
+        /// The other instance's base URL (http://hub:8002) to pull from.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// The other instance's base URL to push to.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// A token of the other instance with the replicate scope.
+        #[arg(long, env = "FILE_SERVICE_SYNC_TOKEN", hide_env_values = true)]
+        token: String,
+        /// This instance's base URL. Default: http://BIND_ADDR (127.0.0.1 for 0.0.0.0).
+        #[arg(long, value_name = "URL")]
+        local: Option<String>,
+        /// Keep syncing as changes arrive (long-polling both feeds) until stopped.
+        #[arg(long)]
+        watch: bool,
+        /// Print the report as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the summary of a dataset file without a server.
     Summarize {
         file: PathBuf,
@@ -147,13 +175,13 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             tracing::info!("file-service stopped");
             Ok(())
         }
-        Command::Token { user, ttl } => {
+        Command::Token { user, ttl, scope } => {
             if user <= 0 {
                 return Err(StartupError::Other(anyhow::anyhow!(
                     "--user must be a positive integer"
                 )));
             }
-            println!("{}", app::auth(&config)?.mint(user, ttl));
+            println!("{}", app::auth(&config)?.mint_with_scope(user, ttl, scope.is_some()));
             Ok(())
         }
         Command::Migrate => {
@@ -189,6 +217,50 @@ fn run(cli: Cli) -> Result<(), StartupError> {
         }
         Command::Check => {
             println!("{}", runtime.block_on(app::check(&config))?);
+            Ok(())
+        }
+        Command::Sync {
+            from,
+            to,
+            token,
+            local,
+            watch,
+            json,
+        } => {
+            if from.is_none() && to.is_none() {
+                return Err(StartupError::Other(anyhow::anyhow!(
+                    "say where to sync with: --from URL (pull), --to URL (push), or both"
+                )));
+            }
+            let local = local.unwrap_or_else(|| {
+                let mut addr = config.bind_addr;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            });
+            // This instance trusts its own secret: a short-lived replicate token for it.
+            let local_token = app::auth(&config)?.mint_with_scope(1, 24 * 3600, true);
+            let local = Endpoint::new(&local, &local_token)?;
+            let from = from.map(|url| Endpoint::new(&url, &token)).transpose()?;
+            let to = to.map(|url| Endpoint::new(&url, &token)).transpose()?;
+            let report = runtime.block_on(sync_client::run(&local, from.as_ref(), to.as_ref(), watch))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).map_err(|e| StartupError::Other(e.into()))?
+                );
+            } else {
+                for (label, part) in [("pulled", &report.pulled), ("pushed", &report.pushed)] {
+                    if let Some(r) = part {
+                        println!(
+                            "{label}: {} changes ({} applied, {} already known, {} conflicts kept both, {} refused, {} waiting); {} files' bytes sent ({} bytes)",
+                            r.changes, r.applied, r.skipped, r.conflicts, r.rejected, r.waiting, r.blobs, r.bytes
+                        );
+                    }
+                }
+                println!("took {:.2} s", report.seconds);
+            }
             Ok(())
         }
         Command::Summarize { .. } => unreachable!("handled above"),

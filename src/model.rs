@@ -1,7 +1,8 @@
 //! The service's data types: file records, validated file names and session ids, and the JSON shapes returned to clients.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -29,6 +30,117 @@ pub struct FileRecord {
     pub created_at: DateTime<Utc>,
     /// Last change of the record (rename, description, content).
     pub updated_at: DateTime<Utc>,
+    /// This version of the file: new on every change (see [`new_rev`]).
+    pub rev: String,
+    /// Earlier revs, newest first (at most [`MAX_REV_HISTORY`]): a version whose history
+    /// holds another's rev descends from it, which is how sync tells an update from a conflict.
+    pub rev_history: Vec<String>,
+    /// The instance this version was made on.
+    pub origin: String,
+}
+
+/// How many earlier revs a record remembers.
+pub const MAX_REV_HISTORY: usize = 100;
+
+/// A fresh rev: 32 hex digits.
+pub fn new_rev() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+impl FileRecord {
+    /// The history of the version that follows this one.
+    pub fn next_history(&self) -> Vec<String> {
+        std::iter::once(self.rev.clone())
+            .chain(self.rev_history.iter().cloned())
+            .filter(|r| !r.is_empty())
+            .take(MAX_REV_HISTORY)
+            .collect()
+    }
+
+    /// Whether this version is `rev` or descends from it.
+    pub fn knows(&self, rev: &str) -> bool {
+        self.rev == rev || self.rev_history.iter().any(|r| r == rev)
+    }
+}
+
+/// A file as instances exchange it in the change feed: the whole record with its
+/// version, without what is local to an instance (storage URI, active sessions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRecord {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub file_name: String,
+    pub description: String,
+    pub format: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub summary: String,
+    pub row_count: u64,
+    pub column_count: u64,
+    /// The analysis profile; absent in deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Box<RawValue>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub rev: String,
+    #[serde(default)]
+    pub rev_history: Vec<String>,
+    pub origin: String,
+}
+
+impl SyncRecord {
+    /// The record as sent: with the profile unless `with_profile` is false (deletes).
+    pub fn from_record(r: &FileRecord, with_profile: bool) -> SyncRecord {
+        SyncRecord {
+            id: r.id,
+            user_id: r.user_id,
+            file_name: r.file_name.clone(),
+            description: r.description.clone(),
+            format: r.format.clone(),
+            size_bytes: r.size_bytes,
+            sha256: r.sha256.clone(),
+            summary: r.summary.clone(),
+            row_count: r.row_count,
+            column_count: r.column_count,
+            profile: with_profile
+                .then(|| RawValue::from_string(r.profile_json.clone()).ok())
+                .flatten(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            rev: r.rev.clone(),
+            rev_history: r.rev_history.clone(),
+            origin: r.origin.clone(),
+        }
+    }
+
+    /// The record as this instance keeps it, stored at `storage_uri`.
+    pub fn to_record(&self, storage_uri: String, storage_type: String) -> FileRecord {
+        FileRecord {
+            id: self.id,
+            user_id: self.user_id,
+            file_name: self.file_name.clone(),
+            storage_uri,
+            storage_type,
+            description: self.description.clone(),
+            summary: self.summary.clone(),
+            format: self.format.clone(),
+            size_bytes: self.size_bytes,
+            sha256: self.sha256.clone(),
+            row_count: self.row_count,
+            column_count: self.column_count,
+            profile_json: self.profile.as_ref().map(|p| p.get().to_string()).unwrap_or_default(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            rev: self.rev.clone(),
+            rev_history: self.rev_history.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// Whether this version is `rev` or descends from it.
+    pub fn knows(&self, rev: &str) -> bool {
+        self.rev == rev || self.rev_history.iter().any(|r| r == rev)
+    }
 }
 
 /// `FileRead`: the record as clients see it. The first four fields are the original

@@ -59,6 +59,13 @@ struct Sidecar {
     profile: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    // The version (sync); absent in entries written before it existed.
+    #[serde(default)]
+    rev: String,
+    #[serde(default)]
+    rev_history: Vec<String>,
+    #[serde(default)]
+    origin: String,
 }
 
 #[derive(Default)]
@@ -283,6 +290,9 @@ fn assemble(user: UserId, hash: &HashMap<String, String>, sidecar: &str) -> Opti
         profile_json: extra.profile,
         created_at: extra.created_at,
         updated_at: extra.updated_at,
+        rev: extra.rev,
+        rev_history: extra.rev_history,
+        origin: extra.origin,
     })
 }
 
@@ -346,6 +356,9 @@ impl ActiveFileCache for RedisCache {
             profile: record.profile_json.clone(),
             created_at: record.created_at,
             updated_at: record.updated_at,
+            rev: record.rev.clone(),
+            rev_history: record.rev_history.clone(),
+            origin: record.origin.clone(),
         })
         .map_err(Error::internal)?;
         let ttl = self.ttl_seconds;

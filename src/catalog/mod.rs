@@ -9,7 +9,7 @@ pub mod sqlite;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
+use crate::model::{FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
 /// A catalog row that an interrupted upload or delete left half-done.
 #[derive(Debug, Clone)]
@@ -18,6 +18,29 @@ pub enum Unfinished {
     Upload(FileRecord),
     /// A delete that may not have removed the bytes yet.
     Delete(FileRecord),
+}
+
+/// One entry of the change feed: a file at its latest change.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub seq: i64,
+    pub op: ChangeOp,
+    pub file: SyncRecord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    Upsert,
+    Delete,
+}
+
+/// What the feed keeps of a deleted file: the version sync reported as deleted, or the
+/// deleted record itself (without its profile) when the delete was made here.
+pub fn tombstone_of(record: &FileRecord, synced: Option<&SyncRecord>) -> SyncRecord {
+    synced
+        .cloned()
+        .unwrap_or_else(|| SyncRecord::from_record(record, false))
 }
 
 /// A lock held by [`Catalog::lock_user`]; dropping it releases the lock.
@@ -32,7 +55,9 @@ pub trait Catalog: Send + Sync + 'static {
     fn reserve_upload(&self, record: &FileRecord) -> Result<()>;
 
     /// Makes a reserved upload visible and, in the same transaction, the active file of
-    /// `session` (none when recovery completes an upload). Returns the record as stored.
+    /// `session` (none when recovery completes an upload), and enters it in the change
+    /// feed. A version made here gets `updated_at` = now; one that arrived by sync keeps
+    /// its own. Returns the record as stored.
     fn commit_upload(&self, id: Uuid, session: Option<Uuid>) -> Result<FileRecord>;
 
     /// Forgets a reserved upload whose bytes could not be stored.
@@ -62,9 +87,16 @@ pub trait Catalog: Send + Sync + 'static {
         update: &FileUpdate,
     ) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
 
-    /// First half of a delete: hides the record and removes its active entries.
-    /// Returns the record and the sessions it was active in; `None` if no such file.
-    fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
+    /// First half of a delete: hides the record, removes its active entries and enters
+    /// the delete in the change feed with `tombstone` (the deleted version as sync
+    /// reported it) or, made here, the record itself. Returns the record and the sessions
+    /// it was active in; `None` if no such file.
+    fn begin_delete(
+        &self,
+        user: UserId,
+        file_name: &str,
+        tombstone: Option<&SyncRecord>,
+    ) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
 
     /// Second half of a delete, once the bytes are gone.
     fn finish_delete(&self, id: Uuid) -> Result<()>;
@@ -78,9 +110,35 @@ pub trait Catalog: Send + Sync + 'static {
     fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool>;
 
     /// Replaces what was learned from a file's bytes (size, hash, analysis) after they
-    /// changed in storage. Returns the new record and the sessions it is active in;
-    /// `None` if the record is gone.
+    /// changed in storage: a new version made here. Returns the new record and the
+    /// sessions it is active in; `None` if the record is gone.
     fn replace_content(&self, content: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
+
+    /// Replaces every field of the visible record `record.id` with this version (that
+    /// arrived by sync: its rev, history, origin and times are kept) and enters it in the
+    /// change feed. Returns the new record and the sessions it is active in; `None` if
+    /// the record is gone; `Error::Conflict` if its new name is taken.
+    fn apply_version(&self, record: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>>;
+
+    /// The visible record with this id, with its profile.
+    fn get_by_id(&self, id: Uuid) -> Result<Option<FileRecord>>;
+
+    /// A visible record whose bytes hash to `sha256`, if any (to copy instead of download).
+    fn find_by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>>;
+
+    /// The version that file `id` had when it was deleted, if it was.
+    fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>>;
+
+    /// Up to `limit` feed entries after `since`, oldest first, of one user or of all.
+    fn changes(&self, since: i64, limit: u32, user: Option<UserId>) -> Result<Vec<Change>>;
+
+    /// This catalog's instance id (made by the migration; shared by PostgreSQL replicas).
+    fn instance_id(&self) -> Result<String>;
+
+    /// How far this instance has applied the feed of instance `source` (0: not at all).
+    fn checkpoint(&self, source: &str) -> Result<i64>;
+
+    fn set_checkpoint(&self, source: &str, seq: i64) -> Result<()>;
 
     /// Rows left pending or deleting by a crash, for startup recovery.
     fn unfinished(&self) -> Result<Vec<Unfinished>>;

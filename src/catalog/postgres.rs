@@ -15,12 +15,15 @@ use postgres::{Client, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
-use super::{Catalog, Unfinished, UserLock};
+use super::{tombstone_of, Catalog, Change, ChangeOp, Unfinished, UserLock};
 use crate::error::{Error, Result};
-use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
+use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schema/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../schema/postgres/0001_init.sql")),
+    (2, include_str!("../../schema/postgres/0002_changes.sql")),
+];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together
 /// apply each migration once.
@@ -43,15 +46,20 @@ const SESSION_OPTIONS: &str =
 macro_rules! columns {
     () => {
         "f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
-         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, f.profile, f.created_at, f.updated_at, f.state"
+         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, f.profile, f.created_at, f.updated_at, f.state, \
+         f.rev, f.rev_history, f.origin"
     };
 }
 
 const INSERT_PENDING: &str = "INSERT INTO files (public_id, user_id, file_name, storage_uri, storage_type, description,
-         summary, format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, CAST($5::text AS storage_type), $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $14)";
+         summary, format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at,
+         rev, rev_history, origin)
+     VALUES ($1, $2, $3, $4, CAST($5::text AS storage_type), $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $15,
+         $16, $17, $18)";
+// `updated_at` was set at reservation: the version's date (now, or the remote one for a
+// version that arrived by sync). Times are kept to the millisecond, as SQLite keeps them.
 const COMMIT: &str = concat!(
-    "UPDATE files AS f SET state = 'ready', updated_at = now() WHERE f.public_id = $1 AND f.state = 'pending' RETURNING f.id, ",
+    "UPDATE files AS f SET state = 'ready' WHERE f.public_id = $1 AND f.state = 'pending' RETURNING f.id, ",
     columns!()
 );
 const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, updated_at) VALUES ($1, $2, $3, now())
@@ -61,7 +69,8 @@ const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending
 // Without the profile (see `Catalog::list_files`).
 const LIST: &str = concat!(
     "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
-         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state",
+         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state, \
+         f.rev, f.rev_history, f.origin",
     " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)
      ORDER BY f.id LIMIT $3 OFFSET $4"
 );
@@ -70,11 +79,15 @@ const COUNT: &str =
 const CLEAR_ONE: &str = "DELETE FROM active_files WHERE user_id = $1 AND session_id = $2";
 // Row lock first (FOR UPDATE), like a delete, so concurrent activations and deletes of
 // the file queue behind the rename.
-const FIND_FOR_UPDATE: &str =
-    "SELECT f.id FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' FOR UPDATE";
+const FIND_FOR_UPDATE: &str = concat!(
+    "SELECT f.id, ",
+    columns!(),
+    " FROM files f WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' FOR UPDATE"
+);
 const UPDATE: &str = concat!(
     "UPDATE files AS f SET file_name = COALESCE($2, f.file_name), storage_uri = COALESCE($3, f.storage_uri),
-         description = COALESCE($4, f.description), updated_at = now()
+         description = COALESCE($4, f.description), updated_at = date_trunc('milliseconds', now()),
+         rev = $5, rev_history = $6, origin = (SELECT instance_id FROM instance)
      WHERE f.id = $1 RETURNING ",
     columns!()
 );
@@ -97,7 +110,7 @@ const GET_ACTIVE: &str = concat!(
     " FROM active_files a JOIN files f ON f.id = a.file_id WHERE a.user_id = $1 AND a.session_id = $2 AND f.state = 'ready'"
 );
 const BEGIN_DELETE: &str = concat!(
-    "UPDATE files AS f SET state = 'deleting', updated_at = now()
+    "UPDATE files AS f SET state = 'deleting', updated_at = date_trunc('milliseconds', now())
      WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' RETURNING f.id, ",
     columns!()
 );
@@ -111,16 +124,58 @@ const UNFINISHED: &str = concat!(
 const USER_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
 const ALL_FILES: &str = concat!(
     "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
-         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state",
+         f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state, \
+         f.rev, f.rev_history, f.origin",
     " FROM files f WHERE f.state = 'ready' ORDER BY f.id"
 );
 const NAME_CLAIMED: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = $1 AND file_name = $2)";
+const GET_BY_ID_FOR_UPDATE: &str = concat!(
+    "SELECT f.id, ",
+    columns!(),
+    " FROM files f WHERE f.public_id = $1 AND f.state = 'ready' FOR UPDATE"
+);
 const REPLACE_CONTENT: &str = concat!(
     "UPDATE files AS f SET size_bytes = $2, sha256 = $3, summary = $4, row_count = $5, column_count = $6,
-         profile = $7, updated_at = now()
+         profile = $7, updated_at = date_trunc('milliseconds', now()), rev = $8, rev_history = $9,
+         origin = (SELECT instance_id FROM instance)
      WHERE f.public_id = $1 AND f.state = 'ready' RETURNING f.id, ",
     columns!()
 );
+const APPLY_VERSION: &str = concat!(
+    "UPDATE files AS f SET file_name = $2, storage_uri = $3, description = $4, summary = $5, format = $6,
+         size_bytes = $7, sha256 = $8, row_count = $9, column_count = $10, profile = $11, updated_at = $12,
+         rev = $13, rev_history = $14, origin = $15
+     WHERE f.public_id = $1 AND f.state = 'ready' RETURNING f.id, ",
+    columns!()
+);
+const GET_BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM files f WHERE f.public_id = $1 AND f.state = 'ready'"
+);
+const FIND_BY_SHA256: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM files f WHERE f.sha256 = $1 AND f.state = 'ready' LIMIT 1"
+);
+const TOMBSTONE: &str = "SELECT tombstone FROM changes WHERE file_id = $1 AND op = 'delete'";
+// The counter row stays locked until commit: the next change on any replica waits, so
+// sequence numbers become visible in order.
+const NEXT_SEQ: &str = "UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq";
+const RECORD_CHANGE: &str = "INSERT INTO changes (file_id, seq, user_id, op, origin, tombstone)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (file_id) DO UPDATE SET seq = excluded.seq, user_id = excluded.user_id, op = excluded.op,
+         origin = excluded.origin, tombstone = excluded.tombstone";
+const CHANGES: &str = concat!(
+    "SELECT c.seq, c.op, c.tombstone, ",
+    columns!(),
+    " FROM changes c LEFT JOIN files f ON f.public_id = c.file_id AND f.state = 'ready' AND c.op = 'upsert'
+     WHERE c.seq > $1 AND ($2::BIGINT IS NULL OR c.user_id = $2) ORDER BY c.seq LIMIT $3"
+);
+const INSTANCE_ID: &str = "SELECT instance_id FROM instance";
+const CHECKPOINT: &str = "SELECT last_seq FROM sync_checkpoints WHERE source = $1";
+const SET_CHECKPOINT: &str = "INSERT INTO sync_checkpoints (source, last_seq, updated_at) VALUES ($1, $2, now())
+     ON CONFLICT (source) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at";
 
 /// A pooled connection with its prepared statements, so a query is one round trip.
 pub struct PgConn {
@@ -129,6 +184,11 @@ pub struct PgConn {
 }
 
 impl PgConn {
+    /// The two statements [`record_change`] runs.
+    fn change_statements(&mut self) -> Result<(Statement, Statement)> {
+        Ok((self.statement(NEXT_SEQ)?, self.statement(RECORD_CHANGE)?))
+    }
+
     fn statement(&mut self, sql: &'static str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
@@ -314,9 +374,46 @@ fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
             profile_json: row.try_get(at + 12)?,
             created_at: row.try_get::<_, DateTime<Utc>>(at + 13)?,
             updated_at: row.try_get::<_, DateTime<Utc>>(at + 14)?,
+            rev: row.try_get(at + 16)?,
+            rev_history: Vec::new(),
+            origin: row.try_get(at + 18)?,
         })
     };
-    read().map_err(db_err)
+    let mut record = read().map_err(db_err)?;
+    let history: String = row.try_get(at + 17).map_err(db_err)?;
+    record.rev_history = serde_json::from_str(&history).map_err(Error::internal)?;
+    Ok(record)
+}
+
+fn history_json(history: &[String]) -> String {
+    serde_json::to_string(history).expect("a list of strings serializes")
+}
+
+/// Enters a change of `record` in the feed at the next sequence number, in the caller's
+/// transaction.
+fn record_change(
+    tx: &mut postgres::Transaction<'_>,
+    statements: (&Statement, &Statement),
+    record: &FileRecord,
+    op: ChangeOp,
+    tombstone: Option<&SyncRecord>,
+) -> Result<()> {
+    let (next_seq, insert) = statements;
+    let seq: i64 = tx.query_one(next_seq, &[]).and_then(|r| r.try_get(0)).map_err(db_err)?;
+    let (op, origin, tombstone) = match op {
+        ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
+        ChangeOp::Delete => {
+            let t = tombstone_of(record, tombstone);
+            (
+                "delete",
+                t.origin.clone(),
+                Some(serde_json::to_string(&t).map_err(Error::internal)?),
+            )
+        }
+    };
+    tx.execute(insert, &[&record.id, &seq, &record.user_id, &op, &origin, &tombstone])
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// The session ids of rows whose first column is one.
@@ -400,6 +497,10 @@ impl Catalog for PostgresCatalog {
                 &(r.column_count as i64),
                 &r.profile_json,
                 &r.created_at,
+                &r.updated_at,
+                &r.rev,
+                &history_json(&r.rev_history),
+                &r.origin,
             ],
         );
         match inserted {
@@ -413,6 +514,7 @@ impl Catalog for PostgresCatalog {
         let mut conn = self.conn()?;
         let commit = conn.statement(COMMIT)?;
         let activate = conn.statement(ACTIVATE)?;
+        let (next_seq, insert) = conn.change_statements()?;
         let mut tx = conn.client.transaction().map_err(db_err)?;
         let row = tx
             .query_opt(&commit, &[&id])
@@ -423,6 +525,7 @@ impl Catalog for PostgresCatalog {
             tx.execute(&activate, &[&record.user_id, &session, &pk])
                 .map_err(db_err)?;
         }
+        record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
         tx.commit().map_err(db_err)?;
         Ok(record)
     }
@@ -503,26 +606,37 @@ impl Catalog for PostgresCatalog {
         let find = conn.statement(FIND_FOR_UPDATE)?;
         let change = conn.statement(UPDATE)?;
         let sessions_of = conn.statement(SESSIONS_OF)?;
+        let (next_seq, insert) = conn.change_statements()?;
         let mut tx = conn.client.transaction().map_err(db_err)?;
         let Some(row) = tx.query_opt(&find, &[&user, &file_name]).map_err(db_err)? else {
             return Ok(None);
         };
-        let pk: i64 = row.try_get(0).map_err(db_err)?;
+        let (pk, current) = pk_and_record(&row)?;
         let (new_name, new_uri) = update.rename.clone().unzip();
-        let record = match tx.query_one(&change, &[&pk, &new_name, &new_uri, &update.description]) {
+        let history = history_json(&current.next_history());
+        let params: [&(dyn postgres::types::ToSql + Sync); 6] =
+            [&pk, &new_name, &new_uri, &update.description, &new_rev(), &history];
+        let record = match tx.query_one(&change, &params) {
             Ok(row) => record_at(&row, 0)?,
             Err(e) if is_name_taken(&e) => return Err(Error::name_taken(&new_name.unwrap_or_default())),
             Err(e) => return Err(db_err(e)),
         };
         let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
+        record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
 
-    fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+    fn begin_delete(
+        &self,
+        user: UserId,
+        file_name: &str,
+        tombstone: Option<&SyncRecord>,
+    ) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
         let hide = conn.statement(BEGIN_DELETE)?;
         let clear = conn.statement(CLEAR_ACTIVE)?;
+        let (next_seq, insert) = conn.change_statements()?;
         let mut tx = conn.client.transaction().map_err(db_err)?;
         // The UPDATE takes the row lock first, so an activation of this file either
         // committed before (and its entry is cleared below) or finds the file gone.
@@ -531,6 +645,7 @@ impl Catalog for PostgresCatalog {
         };
         let (pk, record) = pk_and_record(&row)?;
         let sessions = session_ids(tx.query(&clear, &[&pk]).map_err(db_err)?)?;
+        record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Delete, tombstone)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
@@ -560,10 +675,17 @@ impl Catalog for PostgresCatalog {
 
     fn replace_content(&self, c: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
+        let find = conn.statement(GET_BY_ID_FOR_UPDATE)?;
         let replace = conn.statement(REPLACE_CONTENT)?;
         let sessions_of = conn.statement(SESSIONS_OF)?;
+        let (next_seq, insert) = conn.change_statements()?;
         let mut tx = conn.client.transaction().map_err(db_err)?;
-        let params: [&(dyn postgres::types::ToSql + Sync); 7] = [
+        let Some(row) = tx.query_opt(&find, &[&c.id]).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (_, current) = pk_and_record(&row)?;
+        let history = history_json(&current.next_history());
+        let params: [&(dyn postgres::types::ToSql + Sync); 9] = [
             &c.id,
             &(c.size_bytes as i64),
             &c.sha256,
@@ -571,14 +693,134 @@ impl Catalog for PostgresCatalog {
             &(c.row_count as i64),
             &(c.column_count as i64),
             &c.profile_json,
+            &new_rev(),
+            &history,
         ];
         let Some(row) = tx.query_opt(&replace, &params).map_err(db_err)? else {
             return Ok(None);
         };
         let (pk, record) = pk_and_record(&row)?;
         let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
+        record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
+    }
+
+    fn apply_version(&self, r: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let apply = conn.statement(APPLY_VERSION)?;
+        let sessions_of = conn.statement(SESSIONS_OF)?;
+        let (next_seq, insert) = conn.change_statements()?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let history = history_json(&r.rev_history);
+        let params: [&(dyn postgres::types::ToSql + Sync); 15] = [
+            &r.id,
+            &r.file_name,
+            &r.storage_uri,
+            &r.description,
+            &r.summary,
+            &r.format,
+            &(r.size_bytes as i64),
+            &r.sha256,
+            &(r.row_count as i64),
+            &(r.column_count as i64),
+            &r.profile_json,
+            &r.updated_at,
+            &r.rev,
+            &history,
+            &r.origin,
+        ];
+        let row = match tx.query_opt(&apply, &params) {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(None),
+            Err(e) if is_name_taken(&e) => return Err(Error::name_taken(&r.file_name)),
+            Err(e) => return Err(db_err(e)),
+        };
+        let (pk, record) = pk_and_record(&row)?;
+        let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
+        record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
+    fn get_by_id(&self, id: Uuid) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(GET_BY_ID)?;
+        let row = conn.client.query_opt(&stmt, &[&id]).map_err(db_err)?;
+        row.map(|r| record_at(&r, 0)).transpose()
+    }
+
+    fn find_by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(FIND_BY_SHA256)?;
+        let row = conn.client.query_opt(&stmt, &[&sha256]).map_err(db_err)?;
+        row.map(|r| record_at(&r, 0)).transpose()
+    }
+
+    fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(TOMBSTONE)?;
+        let row = conn.client.query_opt(&stmt, &[&id]).map_err(db_err)?;
+        let json: Option<String> = match row {
+            Some(row) => row.try_get(0).map_err(db_err)?,
+            None => None,
+        };
+        json.map(|j| serde_json::from_str(&j).map_err(Error::internal))
+            .transpose()
+    }
+
+    fn changes(&self, since: i64, limit: u32, user: Option<UserId>) -> Result<Vec<Change>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(CHANGES)?;
+        let rows = conn
+            .client
+            .query(&stmt, &[&since, &user, &i64::from(limit)])
+            .map_err(db_err)?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let seq: i64 = row.try_get(0).map_err(db_err)?;
+            let op: String = row.try_get(1).map_err(db_err)?;
+            if op == "delete" {
+                let tombstone: Option<String> = row.try_get(2).map_err(db_err)?;
+                if let Some(t) = tombstone {
+                    changes.push(Change {
+                        seq,
+                        op: ChangeOp::Delete,
+                        file: serde_json::from_str(&t).map_err(Error::internal)?,
+                    });
+                }
+            } else if row.try_get::<_, Option<Uuid>>(3).map_err(db_err)?.is_some() {
+                changes.push(Change {
+                    seq,
+                    op: ChangeOp::Upsert,
+                    file: SyncRecord::from_record(&record_at(&row, 3)?, true),
+                });
+            }
+        }
+        Ok(changes)
+    }
+
+    fn instance_id(&self) -> Result<String> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(INSTANCE_ID)?;
+        conn.client
+            .query_one(&stmt, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)
+    }
+
+    fn checkpoint(&self, source: &str) -> Result<i64> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(CHECKPOINT)?;
+        let row = conn.client.query_opt(&stmt, &[&source]).map_err(db_err)?;
+        row.map_or(Ok(0), |r| r.try_get(0).map_err(db_err))
+    }
+
+    fn set_checkpoint(&self, source: &str, seq: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(SET_CHECKPOINT)?;
+        conn.client.execute(&stmt, &[&source, &seq]).map_err(db_err)?;
+        Ok(())
     }
 
     fn unfinished(&self) -> Result<Vec<Unfinished>> {

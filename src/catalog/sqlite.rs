@@ -9,16 +9,19 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{Catalog, Unfinished};
+use super::{tombstone_of, Catalog, Change, ChangeOp, Unfinished};
 use crate::error::{Error, Result};
-use crate::model::{FileRecord, FileUpdate, ListQuery, UserId};
+use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
 /// Migrations in order; a version is applied once and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schema/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../schema/sqlite/0001_init.sql")),
+    (2, include_str!("../../schema/sqlite/0002_changes.sql")),
+];
 
 /// The columns every query selects, in the order `record_at` reads them.
 const COLUMNS: &str = "id, user_id, file_name, storage_uri, storage_type, description, summary, \
-     format, size_bytes, sha256, row_count, column_count, profile, created_at, updated_at, state";
+     format, size_bytes, sha256, row_count, column_count, profile, created_at, updated_at, state, rev, rev_history, origin";
 
 pub struct SqliteCatalog {
     pool: r2d2::Pool<SqliteConnectionManager>,
@@ -85,6 +88,7 @@ fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
     };
     let id: String = row.get(at)?;
+    let history: String = row.get(at + 17)?;
     let created: String = row.get(at + 13)?;
     let updated: String = row.get(at + 14)?;
     let time = |text: &str, i: usize| {
@@ -108,7 +112,63 @@ fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
         profile_json: row.get(at + 12)?,
         created_at: time(&created, at + 13)?,
         updated_at: time(&updated, at + 14)?,
+        rev: row.get(at + 16)?,
+        rev_history: serde_json::from_str(&history).map_err(|e| conv(at + 17, Box::new(e)))?,
+        origin: row.get(at + 18)?,
     })
+}
+
+fn history_json(history: &[String]) -> String {
+    serde_json::to_string(history).expect("a list of strings serializes")
+}
+
+/// Enters a change of `record` in the feed at the next sequence number, in the caller's
+/// transaction (SQLite has one writer at a time, so numbers follow commit order).
+fn record_change(conn: &Connection, record: &FileRecord, op: ChangeOp, tombstone: Option<&SyncRecord>) -> Result<()> {
+    let seq: i64 = conn
+        .query_row(
+            "UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let (op, origin, tombstone) = match op {
+        ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
+        ChangeOp::Delete => {
+            let t = tombstone_of(record, tombstone);
+            (
+                "delete",
+                t.origin.clone(),
+                Some(serde_json::to_string(&t).map_err(Error::internal)?),
+            )
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO changes (file_id, seq, user_id, op, origin, tombstone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (file_id) DO UPDATE SET seq = excluded.seq, user_id = excluded.user_id, op = excluded.op,
+             origin = excluded.origin, tombstone = excluded.tombstone",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            record.id.to_string(),
+            seq,
+            record.user_id,
+            op,
+            origin,
+            tombstone
+        ])
+    })
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn ready_by_id(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<(i64, FileRecord)>> {
+    conn.query_row(
+        &format!("SELECT pk, {COLUMNS} FROM files WHERE id = ?1 AND state = 'ready'"),
+        params![id.to_string()],
+        pk_and_record,
+    )
+    .optional()
 }
 
 fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -182,8 +242,9 @@ impl Catalog for SqliteCatalog {
         let created = r.created_at.to_rfc3339_opts(SecondsFormat::Millis, true);
         let inserted = conn.execute(
             "INSERT INTO files (id, user_id, file_name, storage_uri, storage_type, description, summary,
-                 format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?14)",
+                 format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at,
+                 rev, rev_history, origin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17, ?18)",
             params![
                 r.id.to_string(),
                 r.user_id,
@@ -199,6 +260,10 @@ impl Catalog for SqliteCatalog {
                 r.column_count as i64,
                 r.profile_json,
                 created,
+                r.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                r.rev,
+                history_json(&r.rev_history),
+                r.origin,
             ],
         );
         match inserted {
@@ -213,11 +278,14 @@ impl Catalog for SqliteCatalog {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let ts = now();
         let (pk, record): (i64, FileRecord) = tx
             .query_row(
-                &format!("UPDATE files SET state = 'ready', updated_at = ?2 WHERE id = ?1 AND state = 'pending' RETURNING pk, {COLUMNS}"),
-                params![id.to_string(), ts],
+                // `updated_at` was set at reservation: the version's date (now, or the
+                // remote one for a version that arrived by sync).
+                &format!(
+                    "UPDATE files SET state = 'ready' WHERE id = ?1 AND state = 'pending' RETURNING pk, {COLUMNS}"
+                ),
+                params![id.to_string()],
                 pk_and_record,
             )
             .optional()
@@ -226,6 +294,7 @@ impl Catalog for SqliteCatalog {
         if let Some(session) = session {
             activate(&tx, record.user_id, session, pk).map_err(db_err)?;
         }
+        record_change(&tx, &record, ChangeOp::Upsert, None)?;
         tx.commit().map_err(db_err)?;
         Ok(record)
     }
@@ -324,17 +393,26 @@ impl Catalog for SqliteCatalog {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let Some((pk, _)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
+        let Some((pk, current)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
             return Ok(None);
         };
         let (new_name, new_uri) = update.rename.clone().unzip();
         let updated = tx.query_row(
             &format!(
                 "UPDATE files SET file_name = COALESCE(?2, file_name), storage_uri = COALESCE(?3, storage_uri),
-                     description = COALESCE(?4, description), updated_at = ?5
+                     description = COALESCE(?4, description), updated_at = ?5,
+                     rev = ?6, rev_history = ?7, origin = (SELECT instance_id FROM instance)
                  WHERE pk = ?1 RETURNING {COLUMNS}"
             ),
-            params![pk, new_name, new_uri, update.description, now()],
+            params![
+                pk,
+                new_name,
+                new_uri,
+                update.description,
+                now(),
+                new_rev(),
+                history_json(&current.next_history())
+            ],
             record,
         );
         let record = match updated {
@@ -343,11 +421,17 @@ impl Catalog for SqliteCatalog {
             Err(e) => return Err(db_err(e)),
         };
         let sessions = sessions_of(&tx, pk).map_err(db_err)?;
+        record_change(&tx, &record, ChangeOp::Upsert, None)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
 
-    fn begin_delete(&self, user: UserId, file_name: &str) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+    fn begin_delete(
+        &self,
+        user: UserId,
+        file_name: &str,
+        tombstone: Option<&SyncRecord>,
+    ) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -363,6 +447,7 @@ impl Catalog for SqliteCatalog {
             params![pk, now()],
         )
         .map_err(db_err)?;
+        record_change(&tx, &record, ChangeOp::Delete, tombstone)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
     }
@@ -404,11 +489,15 @@ impl Catalog for SqliteCatalog {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
+        let Some((_, current)) = ready_by_id(&tx, c.id).map_err(db_err)? else {
+            return Ok(None);
+        };
         let updated = tx
             .query_row(
                 &format!(
                     "UPDATE files SET size_bytes = ?2, sha256 = ?3, summary = ?4, row_count = ?5, column_count = ?6,
-                         profile = ?7, updated_at = ?8
+                         profile = ?7, updated_at = ?8, rev = ?9, rev_history = ?10,
+                         origin = (SELECT instance_id FROM instance)
                      WHERE id = ?1 AND state = 'ready' RETURNING pk, {COLUMNS}"
                 ),
                 params![
@@ -419,7 +508,9 @@ impl Catalog for SqliteCatalog {
                     c.row_count as i64,
                     c.column_count as i64,
                     c.profile_json,
-                    now()
+                    now(),
+                    new_rev(),
+                    history_json(&current.next_history())
                 ],
                 pk_and_record,
             )
@@ -427,8 +518,160 @@ impl Catalog for SqliteCatalog {
             .map_err(db_err)?;
         let Some((pk, record)) = updated else { return Ok(None) };
         let sessions = sessions_of(&tx, pk).map_err(db_err)?;
+        record_change(&tx, &record, ChangeOp::Upsert, None)?;
         tx.commit().map_err(db_err)?;
         Ok(Some((record, sessions)))
+    }
+
+    fn apply_version(&self, r: &FileRecord) -> Result<Option<(FileRecord, Vec<Uuid>)>> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let updated = tx
+            .query_row(
+                &format!(
+                    "UPDATE files SET file_name = ?2, storage_uri = ?3, description = ?4, summary = ?5, format = ?6,
+                         size_bytes = ?7, sha256 = ?8, row_count = ?9, column_count = ?10, profile = ?11,
+                         updated_at = ?12, rev = ?13, rev_history = ?14, origin = ?15
+                     WHERE id = ?1 AND state = 'ready' RETURNING pk, {COLUMNS}"
+                ),
+                params![
+                    r.id.to_string(),
+                    r.file_name,
+                    r.storage_uri,
+                    r.description,
+                    r.summary,
+                    r.format,
+                    r.size_bytes as i64,
+                    r.sha256,
+                    r.row_count as i64,
+                    r.column_count as i64,
+                    r.profile_json,
+                    r.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    r.rev,
+                    history_json(&r.rev_history),
+                    r.origin,
+                ],
+                pk_and_record,
+            )
+            .optional();
+        let (pk, record) = match updated {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(e) if is_unique_violation(&e) => return Err(Error::name_taken(&r.file_name)),
+            Err(e) => return Err(db_err(e)),
+        };
+        let sessions = sessions_of(&tx, pk).map_err(db_err)?;
+        record_change(&tx, &record, ChangeOp::Upsert, None)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some((record, sessions)))
+    }
+
+    fn get_by_id(&self, id: Uuid) -> Result<Option<FileRecord>> {
+        let conn = self.conn()?;
+        Ok(ready_by_id(&conn, id).map_err(db_err)?.map(|(_, r)| r))
+    }
+
+    fn find_by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>> {
+        let conn = self.conn()?;
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM files WHERE sha256 = ?1 AND state = 'ready' LIMIT 1"),
+            params![sha256],
+            record,
+        )
+        .optional()
+        .map_err(db_err)
+    }
+
+    fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>> {
+        let conn = self.conn()?;
+        let json: Option<Option<String>> = conn
+            .query_row(
+                "SELECT tombstone FROM changes WHERE file_id = ?1 AND op = 'delete'",
+                params![id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        json.flatten()
+            .map(|j| serde_json::from_str(&j).map_err(Error::internal))
+            .transpose()
+    }
+
+    fn changes(&self, since: i64, limit: u32, user: Option<UserId>) -> Result<Vec<Change>> {
+        let conn = self.conn()?;
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT c.seq, c.op, c.tombstone, {cols} FROM changes c
+                 LEFT JOIN files f ON f.id = c.file_id AND f.state = 'ready' AND c.op = 'upsert'
+                 WHERE c.seq > ?1 AND (?2 IS NULL OR c.user_id = ?2) ORDER BY c.seq LIMIT ?3"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![since, user, limit], |row| {
+                let seq: i64 = row.get(0)?;
+                let op: String = row.get(1)?;
+                if op == "delete" {
+                    let tombstone: Option<String> = row.get(2)?;
+                    return Ok((seq, None, tombstone));
+                }
+                // An upsert whose row is not visible (cannot happen: deletes rewrite the entry).
+                if row.get::<_, Option<String>>(3)?.is_none() {
+                    return Ok((seq, None, None));
+                }
+                Ok((seq, Some(record_at(row, 3)?), None))
+            })
+            .map_err(db_err)?;
+        let mut changes = Vec::new();
+        for row in rows {
+            match row.map_err(db_err)? {
+                (seq, Some(record), _) => changes.push(Change {
+                    seq,
+                    op: ChangeOp::Upsert,
+                    file: SyncRecord::from_record(&record, true),
+                }),
+                (seq, None, Some(tombstone)) => changes.push(Change {
+                    seq,
+                    op: ChangeOp::Delete,
+                    file: serde_json::from_str(&tombstone).map_err(Error::internal)?,
+                }),
+                (_, None, None) => {}
+            }
+        }
+        Ok(changes)
+    }
+
+    fn instance_id(&self) -> Result<String> {
+        self.conn()?
+            .query_row("SELECT instance_id FROM instance", [], |r| r.get(0))
+            .map_err(db_err)
+    }
+
+    fn checkpoint(&self, source: &str) -> Result<i64> {
+        self.conn()?
+            .query_row(
+                "SELECT COALESCE((SELECT last_seq FROM sync_checkpoints WHERE source = ?1), 0)",
+                params![source],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+
+    fn set_checkpoint(&self, source: &str, seq: i64) -> Result<()> {
+        self.conn()?
+            .execute(
+                "INSERT INTO sync_checkpoints (source, last_seq, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at",
+                params![source, seq, now()],
+            )
+            .map_err(db_err)?;
+        Ok(())
     }
 
     fn unfinished(&self) -> Result<Vec<Unfinished>> {

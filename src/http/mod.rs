@@ -4,6 +4,7 @@
 
 mod download;
 pub mod server;
+mod sync;
 mod upload;
 
 use std::convert::Infallible;
@@ -15,7 +16,7 @@ use warp::http::{header, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
 use crate::error::Error;
 use crate::model::{FileRecord, ListQuery, UserId};
 use crate::service::FileService;
@@ -38,6 +39,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/files/active/{session}"),
     ("POST", "/api/v1/files/active/{session}"),
     ("DELETE", "/api/v1/files/active/{session}"),
+    ("GET", "/api/v1/changes"),
+    ("GET", "/api/v1/sync/files/{id}/content"),
+    ("GET", "/api/v1/sync/checkpoints/{source}"),
+    ("POST", "/api/v1/sync/missing"),
+    ("PUT", "/api/v1/sync/blobs/{sha256}"),
+    ("POST", "/api/v1/sync/apply"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -55,6 +62,12 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "files", _, "profile"] => "/api/v1/files/{file_name}/profile",
         ["api", "v1", "files", _, "preview"] => "/api/v1/files/{file_name}/preview",
         ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
+        ["api", "v1", "changes"] => "/api/v1/changes",
+        ["api", "v1", "sync", "files", _, "content"] => "/api/v1/sync/files/{id}/content",
+        ["api", "v1", "sync", "checkpoints", _] => "/api/v1/sync/checkpoints/{source}",
+        ["api", "v1", "sync", "missing"] => "/api/v1/sync/missing",
+        ["api", "v1", "sync", "blobs", _] => "/api/v1/sync/blobs/{sha256}",
+        ["api", "v1", "sync", "apply"] => "/api/v1/sync/apply",
         ["healthz"] => "/healthz",
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
@@ -67,6 +80,7 @@ pub fn route_template(path: &str) -> &'static str {
 /// Every route of the service, with error recovery and, when origins are configured, CORS.
 pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String]) -> BoxedFilter<(Response,)> {
     let ops = ops_routes(service.clone());
+    let sync_service = service.clone();
     let with_service = warp::any().map(move || service.clone());
     // Taken as raw bytes: a header that is not valid text is a bad token (401), not a
     // malformed request.
@@ -74,15 +88,20 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .map(Some)
         .or(warp::any().map(|| None))
         .unify();
-    let user = authorization.and_then(move |header: Option<header::HeaderValue>| {
+    let principal = authorization.and_then(move |header: Option<header::HeaderValue>| {
         let auth = auth.clone();
         async move {
             let text = header.as_ref().map(|h| h.to_str().unwrap_or("<not text>"));
-            let user = auth.user_from_header(text).map_err(warp::reject::custom)?;
-            server::record_user(user);
-            Ok::<_, Rejection>(user)
+            let principal = auth.principal_from_header(text).map_err(warp::reject::custom)?;
+            server::record_user(principal.user);
+            Ok::<_, Rejection>(principal)
         }
     });
+    // Boxed: every route embeds these, and unboxed filter types grow with each route
+    // until type checking takes minutes.
+    let principal = principal.boxed();
+    let sync = sync::routes(sync_service, principal.clone());
+    let user = principal.map(|p: Principal| p.user).boxed();
     // Path first, then method: an unknown path is 404, a known one with the wrong method 405.
     let files = warp::path!("api" / "v1" / "files");
     let active = warp::path!("api" / "v1" / "files" / "active" / String);
@@ -283,6 +302,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .unify()
         .or(get_preview)
         .unify()
+        .or(sync)
+        .unify()
         .or(ops)
         .unify();
     if cors_origins.is_empty() {
@@ -290,7 +311,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     }
     let cors = warp::cors()
         .allow_origins(cors_origins.iter().map(String::as_str))
-        .allow_methods(["GET", "HEAD", "POST", "PATCH", "DELETE"])
+        .allow_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
         .allow_headers([
             "authorization",
             "content-type",

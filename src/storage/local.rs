@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 /// Temporary uploads start with this; stored objects start with a digit, so the two can
 /// never collide, and a sweep can tell leftovers apart.
 const TEMP_PREFIX: &str = ".upload-";
+/// Staged sync bytes, named by their SHA-256: `.blob-{sha256}`.
+const BLOB_PREFIX: &str = ".blob-";
 
 pub struct LocalStorage {
     root: PathBuf,
@@ -39,6 +41,14 @@ impl LocalStorage {
             "unsafe object name {object:?}"
         );
         self.root.join(object)
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        assert!(
+            sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            "not a SHA-256: {sha256:?}"
+        );
+        self.root.join(format!("{BLOB_PREFIX}{sha256}"))
     }
 
     fn sync_dir(&self) -> Result<()> {
@@ -180,11 +190,68 @@ impl Storage for LocalStorage {
         }))
     }
 
+    fn stage_blob(&self, upload: NamedTempFile, sha256: &str) -> Result<()> {
+        let target = self.blob_path(sha256);
+        upload.persist(&target).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e.error).context(format!("cannot stage {}", target.display())))
+        })?;
+        self.sync_dir()
+    }
+
+    fn has_blob(&self, sha256: &str) -> Result<bool> {
+        Ok(self
+            .blob_path(sha256)
+            .try_exists()
+            .with_context(|| format!("cannot check staged bytes {sha256}"))?)
+    }
+
+    fn place_blob(&self, sha256: &str, object: &str) -> Result<()> {
+        let target = self.path(object);
+        match std::fs::hard_link(self.blob_path(sha256), &target) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e).context(format!("cannot store {}", target.display())),
+            )),
+        }
+    }
+
+    fn replace_with_blob(&self, sha256: &str, object: &str) -> Result<()> {
+        // A second name first, then a rename over the object: readers see the old bytes
+        // or the new ones, never a mix.
+        let swap = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .make_in(&self.root, |path| std::fs::hard_link(self.blob_path(sha256), path))
+            .with_context(|| format!("cannot stage a replacement of {object}"))?;
+        swap.persist(self.path(object))
+            .map_err(|e| Error::Internal(anyhow::Error::new(e.error).context(format!("cannot replace {object}"))))?;
+        self.sync_dir()
+    }
+
+    fn remove_blob(&self, sha256: &str) -> Result<()> {
+        match std::fs::remove_file(self.blob_path(sha256)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e).context(format!("cannot remove staged bytes {sha256}")),
+            )),
+        }
+    }
+
     fn sweep_temporaries(&self) -> Result<usize> {
         let mut removed = 0;
         let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
         for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Staged sync bytes are only needed by the sync run that sent them; a later
+            // run asks for what is missing again.
+            if name.starts_with(BLOB_PREFIX) {
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+                continue;
+            }
+            if !name.starts_with(TEMP_PREFIX) {
                 continue;
             }
             let unused = std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());

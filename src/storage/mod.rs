@@ -64,7 +64,24 @@ pub trait Storage: Send + Sync + 'static {
     /// Looks at one object; `None` if it is not there.
     fn stat(&self, object: &str) -> Result<Option<StoredObject>>;
 
-    /// Removes temporary files left by uploads that were cut off by a crash; returns how many.
+    /// Keeps a received upload as the staged bytes of content `sha256` (sync receives
+    /// bytes before the change that uses them); replaces a staged copy.
+    fn stage_blob(&self, upload: NamedTempFile, sha256: &str) -> Result<()>;
+
+    /// Whether bytes of content `sha256` are staged.
+    fn has_blob(&self, sha256: &str) -> Result<bool>;
+
+    /// Gives the staged bytes of `sha256` the name `object`; `Error::Conflict` if taken.
+    fn place_blob(&self, sha256: &str, object: &str) -> Result<()>;
+
+    /// Replaces the bytes of `object` with the staged bytes of `sha256`, atomically.
+    fn replace_with_blob(&self, sha256: &str, object: &str) -> Result<()>;
+
+    /// Forgets the staged bytes of `sha256` (no error if there are none).
+    fn remove_blob(&self, sha256: &str) -> Result<()>;
+
+    /// Removes temporary files left by uploads that were cut off by a crash, and staged
+    /// sync bytes no change used; returns how many.
     fn sweep_temporaries(&self) -> Result<usize>;
 
     /// Where the bytes are, for logs.

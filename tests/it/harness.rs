@@ -461,3 +461,68 @@ fn sigterm(pid: u32) {
     // No libc dependency for one call: the `kill` command is everywhere tests run.
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
+
+/// A token with `"scope": "replicate"` (user 1), signed with the suite's secret: what
+/// `file-service token --scope replicate` mints, for the sync routes and `--token`.
+pub fn replicate_token() -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({"sub": "1", "exp": exp, "scope": "replicate"});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("mint a replicate token")
+}
+
+impl TestServer {
+    /// `file-service <args>` with this server's configuration: the environment, data
+    /// folder and working directory it was started with (as `spawn` sets them).
+    pub fn cli(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_file-service"));
+        cmd.args(args)
+            .current_dir(self.data.path())
+            .env_remove("FILE_SERVICE_CONFIG")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("DB_HOST")
+            .env("DATA_DIR", self.data.path().join("data"))
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env("SECRET_KEY", SECRET)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `file-service <args>` with this server's configuration to completion (at most
+    /// `timeout`); panics with its output and this server's log unless it exits 0.
+    /// Returns the last line it printed on stdout, parsed as JSON.
+    pub async fn run_cli_json(&self, args: &[&str], timeout: Duration) -> Value {
+        let child = self.cli(args).spawn().expect("start file-service");
+        let out = tokio::time::timeout(timeout, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("file-service {args:?} did not finish within {timeout:?}"))
+            .expect("wait for file-service");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "file-service {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}\nlocal server log:\n{}",
+            out.status,
+            self.logs()
+        );
+        let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("last stdout line of {args:?} is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
+    }
+}

@@ -7,5 +7,6 @@ mod file_api;
 mod harness;
 mod ops;
 mod spectrum;
+mod sync;
 mod uploads;
 mod watch;

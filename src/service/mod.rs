@@ -1,12 +1,18 @@
 //! The business rules of the service: upload, list, activate, look up the active file and delete, over the catalog, cache and storage.
 //!
-//! HTTP handlers only translate requests into these calls. Blocking backends (catalog,
+//! `sync` holds the rules of replication between instances (the change feed, applying
+//! another instance's changes, conflicts). HTTP handlers only translate requests into
+//! these calls. Blocking backends (catalog,
 //! storage, analysis) run on the blocking pool behind semaphores, so a burst of requests
 //! queues instead of swamping two cores.
 
 use std::io::Write;
+pub mod sync;
+
+pub use sync::{ApplyReport, ChangePage};
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +28,9 @@ use crate::cache::ActiveFileCache;
 use crate::catalog::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
 use crate::metrics::metrics;
-use crate::model::{parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, UserId};
+use crate::model::{
+    new_rev, parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId,
+};
 use crate::storage::{object_name, Storage};
 
 /// Longest accepted `description`, in bytes.
@@ -86,6 +94,10 @@ pub struct FileService {
     limits: Limits,
     /// Set while the cache is failing, so the outage is logged once, not per request.
     cache_failing: AtomicBool,
+    /// The catalog's instance id, read once.
+    instance_id: OnceLock<String>,
+    /// Woken after every change this process makes, for long-polling feed readers.
+    feed: tokio::sync::Notify,
 }
 
 impl FileService {
@@ -106,7 +118,23 @@ impl FileService {
             uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads.max(1))),
             limits,
             cache_failing: AtomicBool::new(false),
+            instance_id: OnceLock::new(),
+            feed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// This instance's id (the origin of the versions made here).
+    pub async fn instance_id(&self) -> Result<String> {
+        if let Some(id) = self.instance_id.get() {
+            return Ok(id.clone());
+        }
+        let id = self.with_catalog(|c| c.instance_id()).await?;
+        Ok(self.instance_id.get_or_init(|| id).clone())
+    }
+
+    /// Tells long-polling feed readers that the catalog changed.
+    fn feed_changed(&self) {
+        self.feed.notify_waiters();
     }
 
     /// Runs a change of several steps (catalog, storage, cache) on its own task: a client
@@ -384,7 +412,9 @@ impl FileService {
         };
 
         let object = object_name(user, &file_name, &extension);
-        let record = self.new_record(user, file_name, description, extension, &profile, size_bytes, sha256)?;
+        let record = self
+            .new_record(user, file_name, description, extension, &profile, size_bytes, sha256)
+            .await?;
 
         // Reserve the name first: the unique index decides between concurrent uploads.
         let reserved = record.clone();
@@ -410,6 +440,7 @@ impl FileService {
                 return Err(e);
             }
         };
+        self.feed_changed();
         self.cache_result(self.cache.put(user, session, stored.clone()).await);
         Ok(Arc::unwrap_or_clone(stored))
     }
@@ -424,9 +455,9 @@ impl FileService {
         profiled?.map_err(|e| analysis_error(e, extension))
     }
 
-    /// A new record for `user`'s file, from its analysis.
+    /// A new record for `user`'s file, from its analysis: the first version, made here.
     #[allow(clippy::too_many_arguments)]
-    fn new_record(
+    async fn new_record(
         &self,
         user: UserId,
         file_name: String,
@@ -437,7 +468,8 @@ impl FileService {
         sha256: String,
     ) -> Result<FileRecord> {
         let object = object_name(user, &file_name, &extension);
-        let now = Utc::now();
+        // Milliseconds: what both catalogs keep, so a synced copy has the same date.
+        let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
         Ok(FileRecord {
             id: Uuid::new_v4(),
             user_id: user,
@@ -454,6 +486,9 @@ impl FileService {
             created_at: now,
             updated_at: now,
             file_name,
+            rev: new_rev(),
+            rev_history: Vec::new(),
+            origin: self.instance_id().await?,
         })
     }
 
@@ -496,19 +531,23 @@ impl FileService {
             .ok_or_else(|| Error::invalid("unsupported_extension", format!(".{extension} files are not supported")))?;
         let object = object_name(user, file_name, extension);
         let (profile, size, sha256) = self.analyze_stored(&object, format, extension).await?;
-        let record = self.new_record(
-            user,
-            file_name.to_string(),
-            String::new(),
-            extension.to_string(),
-            &profile,
-            size,
-            sha256,
-        )?;
+        let record = self
+            .new_record(
+                user,
+                file_name.to_string(),
+                String::new(),
+                extension.to_string(),
+                &profile,
+                size,
+                sha256,
+            )
+            .await?;
         let reserved = record.clone();
         self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
         let id = record.id;
-        self.with_catalog(move |c| c.commit_upload(id, None)).await
+        let committed = self.with_catalog(move |c| c.commit_upload(id, None)).await;
+        self.feed_changed();
+        committed
     }
 
     /// Re-reads a catalogued file whose bytes may have changed in storage. Returns the new
@@ -518,7 +557,10 @@ impl FileService {
             .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
         let object = object_name(record.user_id, &record.file_name, &record.format);
         let (profile, size, sha256) = self.analyze_stored(&object, format, &record.format).await?;
-        let same = size == record.size_bytes && sha256 == record.sha256;
+        if size == record.size_bytes && sha256 == record.sha256 {
+            // Touched, not changed (or written by sync with its remote date): no new version.
+            return Ok(None);
+        }
         let content = FileRecord {
             size_bytes: size,
             sha256,
@@ -534,10 +576,11 @@ impl FileService {
         let Some((updated, sessions)) = replaced else {
             return Ok(None);
         };
+        self.feed_changed();
         for session in sessions {
             self.cache_result(self.cache.remove(user, session).await);
         }
-        Ok((!same).then_some(updated))
+        Ok(Some(updated))
     }
 
     /// Removes the record of a file whose bytes are gone from storage, with its active
@@ -553,7 +596,7 @@ impl FileService {
         if current.as_ref().map(|c| c.id) != Some(record.id) {
             return Ok(false);
         }
-        self.delete_file_steps(record.user_id, &record.file_name).await?;
+        self.delete_file_steps(record.user_id, &record.file_name, None).await?;
         Ok(true)
     }
 
@@ -673,6 +716,7 @@ impl FileService {
         }
         let name = file_name.to_string();
         let updated = self.with_catalog(move |c| c.update_file(user, &name, &update)).await;
+        self.feed_changed();
         let (record, sessions) = match updated {
             Ok(Some(found)) => found,
             other => {
@@ -763,15 +807,24 @@ impl FileService {
     /// Deletes the record and the bytes, and clears the file as active in every session.
     pub async fn delete_file(self: &Arc<Self>, user: UserId, file_name: &str) -> Result<FileRecord> {
         let file_name = file_name.to_string();
-        self.to_completion(move |s| async move { s.delete_file_steps(user, &file_name).await })
+        self.to_completion(move |s| async move { s.delete_file_steps(user, &file_name, None).await })
             .await
     }
 
-    async fn delete_file_steps(&self, user: UserId, file_name: &str) -> Result<FileRecord> {
+    /// Deletes a file; `tombstone` is the deleted version when the delete came by sync.
+    async fn delete_file_steps(
+        &self,
+        user: UserId,
+        file_name: &str,
+        tombstone: Option<SyncRecord>,
+    ) -> Result<FileRecord> {
         let name = file_name.to_string();
         let (record, sessions) = {
             let _guard = self.lock_user(user).await?;
-            let found = self.with_catalog(move |c| c.begin_delete(user, &name)).await?;
+            let found = self
+                .with_catalog(move |c| c.begin_delete(user, &name, tombstone.as_ref()))
+                .await?;
+            self.feed_changed();
             let (record, sessions) = found.ok_or_else(|| file_not_found(file_name))?;
             for session in &sessions {
                 self.cache_result(self.cache.remove(user, *session).await);

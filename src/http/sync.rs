@@ -1,0 +1,222 @@
+//! The sync routes: the change feed, file bytes by id, checkpoints, staging bytes and applying another instance's changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use uuid::Uuid;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::{decode, download, json, parse_json, MapErrReject};
+use crate::auth::Principal;
+use crate::catalog::Change;
+use crate::error::Error;
+use crate::service::sync::DEFAULT_LIMIT;
+use crate::service::FileService;
+
+/// Largest body of `POST /sync/apply` (a batch of records with their profiles).
+const MAX_APPLY_BODY: u64 = 64 * 1024 * 1024;
+/// Largest body of `POST /sync/missing`.
+const MAX_MISSING_BODY: u64 = 4 * 1024 * 1024;
+
+pub fn routes(service: Arc<FileService>, principal: BoxedFilter<(Principal,)>) -> BoxedFilter<(Response,)> {
+    let with_service = warp::any().map(move || service.clone());
+
+    let changes = warp::path!("api" / "v1" / "changes")
+        .and(warp::get())
+        .and(principal.clone())
+        .and(with_service.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .and_then(
+            |who: Principal, service: Arc<FileService>, params: Vec<(String, String)>| {
+                async move {
+                    let query = FeedQuery::parse(params)?;
+                    let page = service
+                        .changes(
+                            query.since,
+                            query.limit,
+                            query.wait,
+                            who.readable_user(),
+                            query.exclude_origin,
+                        )
+                        .await?;
+                    Ok::<_, Error>(json(StatusCode::OK, &page))
+                }
+                .map_err_reject()
+            },
+        );
+
+    let content = warp::path!("api" / "v1" / "sync" / "files" / String / "content")
+        .and(warp::get())
+        .and(principal.clone())
+        .and(with_service.clone())
+        .and(warp::header::headers_cloned())
+        .and_then(|id: String, who: Principal, service: Arc<FileService>, headers| {
+            async move {
+                let id = Uuid::parse_str(&decode(&id))
+                    .map_err(|_| Error::NotFound(format!("no file with id {id:?} (ids are UUIDs)")))?;
+                let (record, file) = service.open_by_id(who.readable_user(), id).await?;
+                Ok::<_, Error>(download::respond(&record, file, &headers, false))
+            }
+            .map_err_reject()
+        });
+
+    let checkpoint = warp::path!("api" / "v1" / "sync" / "checkpoints" / String)
+        .and(warp::get())
+        .and(principal.clone())
+        .and(with_service.clone())
+        .and_then(|source: String, who: Principal, service: Arc<FileService>| {
+            async move {
+                who.require_replicate()?;
+                let source = decode(&source);
+                let (instance_id, last_seq) = service.checkpoint(&source).await?;
+                Ok::<_, Error>(json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "instance_id": instance_id, "source": source, "last_seq": last_seq }),
+                ))
+            }
+            .map_err_reject()
+        });
+
+    let missing = warp::path!("api" / "v1" / "sync" / "missing")
+        .and(warp::post())
+        .and(principal.clone())
+        .and(with_service.clone())
+        .and(warp::body::content_length_limit(MAX_MISSING_BODY).and(warp::body::bytes()))
+        .and_then(|who: Principal, service: Arc<FileService>, body: bytes::Bytes| {
+            async move {
+                who.require_replicate()?;
+                #[derive(Deserialize)]
+                struct Contents {
+                    sha256: Vec<String>,
+                }
+                let body: Contents = parse_json(&body, "{\"sha256\": [\"…\"]}")?;
+                let missing = service.missing_contents(body.sha256).await?;
+                Ok::<_, Error>(json(StatusCode::OK, &serde_json::json!({ "missing": missing })))
+            }
+            .map_err_reject()
+        });
+
+    let put_content = warp::path!("api" / "v1" / "sync" / "blobs" / String)
+        .and(warp::put())
+        .and(principal.clone())
+        .and(with_service.clone())
+        .and(body_chunks())
+        .and_then(
+            |sha256: String, who: Principal, service: Arc<FileService>, chunks: BodyChunks| {
+                async move {
+                    who.require_replicate()?;
+                    service.receive_content(&decode(&sha256), chunks).await?;
+                    Ok::<_, Error>(StatusCode::NO_CONTENT.into_response())
+                }
+                .map_err_reject()
+            },
+        );
+
+    let apply = warp::path!("api" / "v1" / "sync" / "apply")
+        .and(warp::post())
+        .and(principal)
+        .and(with_service)
+        .and(warp::body::content_length_limit(MAX_APPLY_BODY).and(warp::body::bytes()))
+        .and_then(|who: Principal, service: Arc<FileService>, body: bytes::Bytes| {
+            async move {
+                who.require_replicate()?;
+                #[derive(Deserialize)]
+                struct Batch {
+                    source: String,
+                    checkpoint: i64,
+                    #[serde(default)]
+                    r#final: bool,
+                    changes: Vec<Change>,
+                }
+                let batch: Batch = parse_json(
+                    &body,
+                    "{\"source\": \"<instance id>\", \"checkpoint\": N, \"final\": bool, \"changes\": [...]}",
+                )?;
+                let report = service
+                    .apply_changes(&batch.source, batch.checkpoint, batch.r#final, batch.changes)
+                    .await?;
+                Ok::<_, Error>(json(StatusCode::OK, &report))
+            }
+            .map_err_reject()
+        });
+
+    changes
+        .or(content)
+        .unify()
+        .or(checkpoint)
+        .unify()
+        .or(missing)
+        .unify()
+        .or(put_content)
+        .unify()
+        .or(apply)
+        .unify()
+        .boxed()
+}
+
+/// A request body as it arrives, chunk by chunk.
+type BodyChunks = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Send>>;
+
+fn body_chunks() -> impl Filter<Extract = (BodyChunks,), Error = Rejection> + Clone {
+    warp::body::stream().map(into_chunks)
+}
+
+fn into_chunks<S, B>(body: S) -> BodyChunks
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(body.map(|chunk| {
+        chunk
+            .map(|mut buf| buf.copy_to_bytes(buf.remaining()))
+            .map_err(|e| Error::invalid("invalid_body", format!("reading the body failed: {e}")))
+    }))
+}
+
+/// The query of `GET /changes`.
+struct FeedQuery {
+    since: i64,
+    limit: u32,
+    wait: Duration,
+    exclude_origin: Option<String>,
+}
+
+impl FeedQuery {
+    fn parse(params: Vec<(String, String)>) -> Result<FeedQuery, Error> {
+        let mut query = FeedQuery {
+            since: 0,
+            limit: DEFAULT_LIMIT,
+            wait: Duration::ZERO,
+            exclude_origin: None,
+        };
+        for (key, value) in params {
+            let number = |what: &'static str| {
+                value.parse::<i64>().map_err(|_| {
+                    Error::invalid(
+                        match what {
+                            "since" => "invalid_since",
+                            "limit" => "invalid_limit",
+                            _ => "invalid_wait",
+                        },
+                        format!("{what} must be a whole number, not {value:?}"),
+                    )
+                })
+            };
+            match key.as_str() {
+                "since" => query.since = number("since")?,
+                // Out-of-range values are refused by the service with the allowed range.
+                "limit" => query.limit = number("limit")?.clamp(0, u32::MAX as i64) as u32,
+                "wait" => query.wait = Duration::from_secs(number("wait")?.clamp(0, 3600) as u64),
+                "exclude_origin" => query.exclude_origin = Some(value),
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}

@@ -1,0 +1,663 @@
+//! Replication rules: the change feed, staging another instance's bytes, and applying its changes (updates, conflicts, deletes).
+//!
+//! Versions: every record carries a `rev` (new on each change) and the revs it descends
+//! from. A remote version that descends from ours replaces ours; one we descend from is
+//! old news; neither is a conflict, resolved the same way on both instances so that
+//! they converge without talking: the later `updated_at` (then the larger rev) keeps the
+//! file and its name, the other is kept as a copy named `<name> (conflict <origin> <date>)`
+//! with an id derived from the file's id and the losing rev. A delete applies only to the
+//! version it deleted (or older): a change made since wins.
+//!
+//! Names: a remote version may want a name a local file holds. Until the caller says the
+//! feed is exhausted (`last_round`), such changes are deferred, because the feed may yet
+//! bring the holder's rename or delete; after that the name goes to the later version.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{file_not_found, storage_write_error, FileService};
+use crate::analysis::Format;
+use crate::catalog::{Change, ChangeOp};
+use crate::error::{Error, Result};
+use crate::metrics::metrics;
+use crate::model::{validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
+use crate::storage::object_name;
+
+/// Longest long-poll of the change feed.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Default and largest page of the change feed.
+pub const DEFAULT_LIMIT: u32 = 500;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// A page of the change feed.
+#[derive(Debug, serde::Serialize)]
+pub struct ChangePage {
+    /// The instance serving the feed.
+    pub instance_id: String,
+    /// Where the next read continues (`since=last_seq`).
+    pub last_seq: i64,
+    /// The page was full: more changes may follow at once.
+    pub more: bool,
+    pub changes: Vec<Change>,
+}
+
+/// What applying a batch of another instance's changes did.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ApplyReport {
+    pub applied: u64,
+    /// Already known here, or superseded by a newer local version.
+    pub skipped: u64,
+    /// Resolved conflicts (both versions kept).
+    pub conflicts: u64,
+    /// Changes that carry a record this instance refuses (bad name, unsupported format).
+    pub rejected: u64,
+    /// Sequence numbers not applied yet: waiting for bytes or for a name to be freed.
+    /// The caller sends them again with the next batch.
+    pub deferred: Vec<i64>,
+    /// The checkpoint stored for the source: everything up to it is applied.
+    pub checkpoint: i64,
+}
+
+/// What became of one change.
+enum Outcome {
+    Applied,
+    Skipped,
+    Conflict,
+    Rejected,
+    Deferred,
+}
+
+/// The name a remote version gets here.
+enum Placement {
+    Name(String),
+    /// The name is held by another file that the feed may still move: try again later.
+    Wait,
+}
+
+impl FileService {
+    /// Feed entries after `since` for `user` (`None`: every user), skipping changes that
+    /// came from `exclude_origin`; waits up to `wait` for one if there is none.
+    pub async fn changes(
+        &self,
+        since: i64,
+        limit: u32,
+        wait: Duration,
+        user: Option<UserId>,
+        exclude_origin: Option<String>,
+    ) -> Result<ChangePage> {
+        if since < 0 {
+            return Err(Error::invalid(
+                "invalid_since",
+                format!("since must be 0 or more, not {since}"),
+            ));
+        }
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(Error::invalid(
+                "invalid_limit",
+                format!("limit must be between 1 and {MAX_LIMIT}, not {limit}"),
+            ));
+        }
+        if wait > MAX_WAIT {
+            return Err(Error::invalid(
+                "invalid_wait",
+                format!("wait must be at most {} seconds", MAX_WAIT.as_secs()),
+            ));
+        }
+        let instance_id = self.instance_id().await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut last_seq = since;
+        loop {
+            // Registered before reading, so a change committed in between still wakes us.
+            let notified = self.feed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let after = last_seq;
+            let page = self.with_catalog(move |c| c.changes(after, limit, user)).await?;
+            let more = page.len() == limit as usize;
+            last_seq = page.last().map_or(last_seq, |c| c.seq);
+            let changes: Vec<Change> = page
+                .into_iter()
+                .filter(|c| exclude_origin.as_deref() != Some(c.file.origin.as_str()))
+                .collect();
+            let now = tokio::time::Instant::now();
+            if !changes.is_empty() || more || now >= deadline {
+                return Ok(ChangePage {
+                    instance_id,
+                    last_seq,
+                    more,
+                    changes,
+                });
+            }
+            // Changes made by other replicas of a shared catalog wake no one here: look
+            // again every second.
+            let nap = (deadline - now).min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    /// The record and bytes of file `id`, if `user` may read it (`None`: anyone's).
+    pub async fn open_by_id(&self, user: Option<UserId>, id: Uuid) -> Result<(FileRecord, std::fs::File)> {
+        let not_found = || Error::NotFound(format!("no file with id {id}"));
+        let record = self
+            .with_catalog(move |c| c.get_by_id(id))
+            .await?
+            .filter(|r| user.is_none_or(|u| u == r.user_id))
+            .ok_or_else(not_found)?;
+        let object = object_name(record.user_id, &record.file_name, &record.format);
+        let file = self
+            .with_storage(move |s| s.open(&object))
+            .await?
+            .ok_or_else(not_found)?;
+        Ok((record, file))
+    }
+
+    /// This instance's id and how far it has applied `source`'s feed.
+    pub async fn checkpoint(&self, source: &str) -> Result<(String, i64)> {
+        let source = source.to_string();
+        let seq = self.with_catalog(move |c| c.checkpoint(&source)).await?;
+        Ok((self.instance_id().await?, seq))
+    }
+
+    /// Which of these contents this instance holds neither staged nor in a stored file.
+    pub async fn missing_contents(&self, hashes: Vec<String>) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for sha256 in hashes.into_iter().collect::<HashSet<_>>() {
+            check_sha256(&sha256)?;
+            if !self.holds_content(&sha256).await? {
+                missing.push(sha256);
+            }
+        }
+        missing.sort();
+        Ok(missing)
+    }
+
+    async fn holds_content(&self, sha256: &str) -> Result<bool> {
+        let sha = sha256.to_string();
+        if self.with_storage(move |s| s.has_blob(&sha)).await? {
+            return Ok(true);
+        }
+        let sha = sha256.to_string();
+        Ok(self.with_catalog(move |c| c.find_by_sha256(&sha)).await?.is_some())
+    }
+
+    /// Receives the bytes of content `sha256` and stages them for the changes that use
+    /// them; nothing is kept unless they hash to `sha256`.
+    pub async fn receive_content<S>(&self, sha256: &str, mut chunks: S) -> Result<u64>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin,
+    {
+        check_sha256(sha256)?;
+        let temp = self.with_storage(|s| s.new_upload()).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let writer = tokio::task::spawn_blocking(move || -> Result<(tempfile::NamedTempFile, String)> {
+            use std::io::Write;
+            let mut temp = temp;
+            let mut hasher = Sha256::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                temp.write_all(&chunk).map_err(storage_write_error)?;
+                hasher.update(&chunk);
+            }
+            temp.as_file().sync_all().map_err(storage_write_error)?;
+            Ok((temp, hex::encode(hasher.finalize())))
+        });
+        let (max, idle) = (self.limits.max_upload_bytes, self.limits.upload_idle_timeout);
+        let mut size = 0u64;
+        let received: Result<()> = async {
+            loop {
+                let next = tokio::time::timeout(idle, chunks.next())
+                    .await
+                    .map_err(|_| Error::Timeout(format!("the upload sent nothing for {} seconds", idle.as_secs())))?;
+                let Some(chunk) = next else { return Ok(()) };
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                if size > max {
+                    return Err(Error::PayloadTooLarge(format!(
+                        "the content is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
+                    )));
+                }
+                if tx.send(chunk).await.is_err() {
+                    return Ok(()); // the writer failed; its error is reported below
+                }
+            }
+        }
+        .await;
+        drop(tx);
+        let written = writer.await?;
+        received?;
+        let (temp, actual) = written?;
+        if actual != sha256 {
+            return Err(Error::invalid(
+                "hash_mismatch",
+                format!("the body hashes to {actual}, not {sha256}; nothing was kept"),
+            ));
+        }
+        metrics().uploaded_bytes.inc_by(size);
+        let sha = sha256.to_string();
+        self.with_storage(move |s| s.stage_blob(temp, &sha)).await?;
+        Ok(size)
+    }
+
+    /// Applies a batch of `source`'s feed, oldest first, and records how far it got.
+    /// `last_round`: the caller has read the whole feed, so names still held by other
+    /// files are conflicts, not renames yet to come.
+    pub async fn apply_changes(
+        &self,
+        source: &str,
+        checkpoint: i64,
+        last_round: bool,
+        changes: Vec<Change>,
+    ) -> Result<ApplyReport> {
+        if source.is_empty() || source == self.instance_id().await? {
+            return Err(Error::invalid(
+                "invalid_source",
+                "source must be the instance id of the instance the changes come from (not this one)",
+            ));
+        }
+        // A change carried over from an earlier batch is dropped when a newer one of the
+        // same file came since.
+        let mut latest: HashMap<Uuid, Change> = HashMap::new();
+        for change in changes {
+            match latest.get(&change.file.id) {
+                Some(known) if known.seq >= change.seq => {}
+                _ => {
+                    latest.insert(change.file.id, change);
+                }
+            }
+        }
+        let mut pending: Vec<Change> = latest.into_values().collect();
+        pending.sort_by_key(|c| c.seq);
+        let used: HashSet<String> = pending
+            .iter()
+            .filter(|c| c.op == ChangeOp::Upsert && check_sha256(&c.file.sha256).is_ok())
+            .map(|c| c.file.sha256.clone())
+            .collect();
+
+        let mut report = ApplyReport::default();
+        // Applying one change can free a name another waits for: go round until no progress.
+        for resolve_names in [false, true] {
+            if resolve_names && !last_round {
+                break;
+            }
+            loop {
+                let mut waiting = Vec::new();
+                let before = pending.len();
+                for change in pending {
+                    // Boxed: these futures nest deeply, and unboxed they make the compiler crawl.
+                    match Box::pin(self.apply_one(&change, resolve_names)).await? {
+                        Outcome::Applied => report.applied += 1,
+                        Outcome::Skipped => report.skipped += 1,
+                        Outcome::Conflict => report.conflicts += 1,
+                        Outcome::Rejected => report.rejected += 1,
+                        Outcome::Deferred => waiting.push(change),
+                    }
+                }
+                pending = waiting;
+                if pending.is_empty() || pending.len() == before {
+                    break;
+                }
+            }
+        }
+
+        // Staged bytes of this batch are done with once no waiting change needs them.
+        let needed: HashSet<&str> = pending.iter().map(|c| c.file.sha256.as_str()).collect();
+        let done: Vec<String> = used.into_iter().filter(|sha| !needed.contains(sha.as_str())).collect();
+        report.deferred = pending.iter().map(|c| c.seq).collect();
+        report.checkpoint = pending.iter().map(|c| c.seq - 1).fold(checkpoint, i64::min);
+        let (source, stored) = (source.to_string(), report.checkpoint);
+        self.with_catalog(move |c| c.set_checkpoint(&source, stored)).await?;
+        self.with_storage(move |s| done.iter().try_for_each(|sha| s.remove_blob(sha)))
+            .await?;
+        Ok(report)
+    }
+
+    async fn apply_one(&self, change: &Change, resolve_names: bool) -> Result<Outcome> {
+        let remote = &change.file;
+        if let Err(e) = acceptable(remote) {
+            tracing::warn!(file = %remote.id, error = %e.detail(), "sync: refused a change");
+            return Ok(Outcome::Rejected);
+        }
+        let id = remote.id;
+        let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
+        let outcome = match (change.op, local) {
+            (ChangeOp::Delete, None) => Ok(Outcome::Skipped),
+            (ChangeOp::Delete, Some(local)) => Box::pin(self.apply_delete(remote, &local)).await,
+            (ChangeOp::Upsert, Some(local)) if local.rev == remote.rev => Ok(Outcome::Skipped),
+            (ChangeOp::Upsert, Some(local)) if remote.knows(&local.rev) => {
+                Box::pin(self.fast_forward(&local, remote, resolve_names)).await
+            }
+            (ChangeOp::Upsert, Some(local)) if local.knows(&remote.rev) => Ok(Outcome::Skipped),
+            (ChangeOp::Upsert, Some(local)) => Box::pin(self.resolve_conflict(&local, remote, resolve_names)).await,
+            (ChangeOp::Upsert, None) => {
+                let tombstone = self.with_catalog(move |c| c.tombstone(id)).await?;
+                if tombstone.is_some_and(|t| t.knows(&remote.rev)) {
+                    Ok(Outcome::Skipped) // deleted here after that version
+                } else {
+                    Box::pin(self.insert_synced(remote, resolve_names)).await
+                }
+            }
+        };
+        match outcome {
+            // A local change raced this one (a name taken meanwhile, a file renamed or
+            // deleted under it): try again with the next batch.
+            Err(Error::Conflict(why)) | Err(Error::NotFound(why)) => {
+                tracing::info!(file = %id, reason = %why, "sync: change deferred");
+                Ok(Outcome::Deferred)
+            }
+            other => other,
+        }
+    }
+
+    /// A delete of the version `remote` applies if the local one is that version or
+    /// older; a local change made since wins (and will travel back).
+    async fn apply_delete(&self, remote: &SyncRecord, local: &FileRecord) -> Result<Outcome> {
+        if !remote.knows(&local.rev) {
+            return Ok(Outcome::Skipped);
+        }
+        Box::pin(self.delete_file_steps(local.user_id, &local.file_name, Some(remote.clone()))).await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// A version we do not have, for a file we do not have: stored under its name, or
+    /// under a conflict name if a later local file holds that name.
+    async fn insert_synced(&self, remote: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
+        let (name, conflict) = match Box::pin(self.place(remote, None, resolve_names)).await? {
+            (Placement::Wait, _) => return Ok(Outcome::Deferred),
+            (Placement::Name(name), conflict) => (name, conflict),
+        };
+        if !self.stage_content(&remote.sha256).await? {
+            return Ok(Outcome::Deferred);
+        }
+        let object = object_name(remote.user_id, &name, &remote.format);
+        let mut record = remote.to_record(self.storage.uri(&object), self.storage.storage_type().to_string());
+        record.file_name = name;
+        let reserved = record.clone();
+        self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+        let (sha, target) = (remote.sha256.clone(), object.clone());
+        if let Err(e) = self.with_storage(move |s| s.place_blob(&sha, &target)).await {
+            self.with_catalog(move |c| c.abort_upload(record.id)).await?;
+            return Err(e);
+        }
+        let id = record.id;
+        if let Err(e) = self.with_catalog(move |c| c.commit_upload(id, None)).await {
+            let _ = self.with_storage(move |s| s.delete(&object)).await;
+            let _ = self.with_catalog(move |c| c.abort_upload(id)).await;
+            return Err(e);
+        }
+        self.feed_changed();
+        Ok(if conflict { Outcome::Conflict } else { Outcome::Applied })
+    }
+
+    /// Moves the local record to `remote`, a version that descends from it: new name,
+    /// bytes and description follow.
+    async fn fast_forward(&self, local: &FileRecord, remote: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
+        let (name, conflict) = if remote.file_name == local.file_name {
+            (local.file_name.clone(), false)
+        } else {
+            match Box::pin(self.place(remote, Some(local.id), resolve_names)).await? {
+                (Placement::Wait, _) => return Ok(Outcome::Deferred),
+                (Placement::Name(name), conflict) => (name, conflict),
+            }
+        };
+        let new_content = remote.sha256 != local.sha256;
+        if new_content && !self.stage_content(&remote.sha256).await? {
+            return Ok(Outcome::Deferred);
+        }
+        let user = local.user_id;
+        let old_object = object_name(user, &local.file_name, &local.format);
+        let new_object = object_name(user, &name, &remote.format);
+        let moved = new_object != old_object;
+        let (sha, from, to) = (remote.sha256.clone(), old_object.clone(), new_object.clone());
+        self.with_storage(move |s| match (moved, new_content) {
+            (true, true) => s.place_blob(&sha, &to),
+            (true, false) => s.link(&from, &to),
+            (false, true) => s.replace_with_blob(&sha, &to),
+            (false, false) => Ok(()),
+        })
+        .await?;
+        let mut record = remote.to_record(self.storage.uri(&new_object), self.storage.storage_type().to_string());
+        record.file_name = name;
+        let _guard = self.lock_user(user).await?;
+        let applied = self.with_catalog(move |c| c.apply_version(&record)).await;
+        self.feed_changed();
+        let (_, sessions) = match applied {
+            Ok(Some(done)) => done,
+            other => {
+                if moved {
+                    let _ = self.with_storage(move |s| s.delete(&new_object)).await;
+                }
+                return Err(other.err().unwrap_or_else(|| file_not_found(&local.file_name)));
+            }
+        };
+        for session in sessions {
+            self.cache_result(self.cache.remove(user, session).await);
+        }
+        drop(_guard);
+        if moved {
+            if let Err(e) = self.with_storage(move |s| s.delete(&old_object)).await {
+                tracing::warn!(error = %e, "sync: renamed, but the old stored name could not be removed");
+            }
+        }
+        Ok(if conflict { Outcome::Conflict } else { Outcome::Applied })
+    }
+
+    /// The same file changed here and there since they last agreed: the later version
+    /// keeps the file; the other becomes a copy under a conflict name. Both instances
+    /// decide the same way, so they converge on the same two files.
+    async fn resolve_conflict(&self, local: &FileRecord, remote: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
+        let local_version = SyncRecord::from_record(local, true);
+        let remote_wins = later(remote, &local_version);
+        let loser = if remote_wins { &local_version } else { remote };
+        let mut copy = loser.clone();
+        copy.id = Uuid::new_v5(&loser.id, loser.rev.as_bytes());
+        copy.file_name = conflict_name(loser);
+        let copy_id = copy.id;
+        if self.with_catalog(move |c| c.get_by_id(copy_id)).await?.is_none() {
+            match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
+                Outcome::Deferred => return Ok(Outcome::Deferred),
+                _ => tracing::info!(file = %local.id, copy = %copy.file_name, "sync: conflict, both versions kept"),
+            }
+        }
+        if remote_wins {
+            if let Outcome::Deferred = Box::pin(self.fast_forward(local, remote, resolve_names)).await? {
+                return Ok(Outcome::Deferred);
+            }
+        }
+        Ok(Outcome::Conflict)
+    }
+
+    /// Decides the local name of `remote` (file `own` here, if it exists). Returns the
+    /// name and whether a conflict was resolved to get it.
+    async fn place(&self, remote: &SyncRecord, own: Option<Uuid>, resolve_names: bool) -> Result<(Placement, bool)> {
+        let user = remote.user_id;
+        let name = remote.file_name.clone();
+        let holder = {
+            let name = name.clone();
+            self.with_catalog(move |c| c.get_file(user, &name)).await?
+        };
+        let holder = match holder {
+            Some(h) if Some(h.id) != own => h,
+            Some(_) => return Ok((Placement::Name(name), false)),
+            None => {
+                // An upload or delete in progress may hold the name: wait for it.
+                let claimed = {
+                    let name = name.clone();
+                    self.with_catalog(move |c| c.name_claimed(user, &name)).await?
+                };
+                return Ok((
+                    if claimed {
+                        Placement::Wait
+                    } else {
+                        Placement::Name(name)
+                    },
+                    false,
+                ));
+            }
+        };
+        if !resolve_names {
+            return Ok((Placement::Wait, false));
+        }
+        if later(remote, &SyncRecord::from_record(&holder, false)) {
+            // The local holder is older: it gives the name up (a local change, which
+            // travels back to the other instance as a rename).
+            let conflict = conflict_name(&SyncRecord::from_record(&holder, false));
+            Box::pin(self.update_file_steps(user, &holder.file_name, Some(conflict), None)).await?;
+            Ok((Placement::Name(name), true))
+        } else {
+            Ok((Placement::Name(conflict_name(remote)), true))
+        }
+    }
+
+    /// Makes sure the bytes of `sha256` are staged: received earlier, or copied from a
+    /// stored file with the same content. `false` if neither is possible.
+    async fn stage_content(&self, sha256: &str) -> Result<bool> {
+        let sha = sha256.to_string();
+        if self.with_storage(move |s| s.has_blob(&sha)).await? {
+            return Ok(true);
+        }
+        let sha = sha256.to_string();
+        let Some(source) = self.with_catalog(move |c| c.find_by_sha256(&sha)).await? else {
+            return Ok(false);
+        };
+        let object = object_name(source.user_id, &source.file_name, &source.format);
+        let Some(mut file) = self.with_storage(move |s| s.open(&object)).await? else {
+            return Ok(false);
+        };
+        let temp = self.with_storage(|s| s.new_upload()).await?;
+        let sha = sha256.to_string();
+        self.with_storage(move |s| {
+            let mut temp = temp;
+            let mut hasher = Sha256::new();
+            let mut tee = TeeWriter {
+                file: temp.as_file_mut(),
+                hasher: &mut hasher,
+            };
+            std::io::copy(&mut file, &mut tee).map_err(storage_write_error)?;
+            if hex::encode(hasher.finalize()) != sha {
+                return Err(Error::NotFound(format!("the stored copy of {sha} changed meanwhile")));
+            }
+            s.stage_blob(temp, &sha)
+        })
+        .await?;
+        Ok(true)
+    }
+}
+
+/// Writes to a file while hashing what is written.
+struct TeeWriter<'a> {
+    file: &'a mut std::fs::File,
+    hasher: &'a mut Sha256,
+}
+
+impl std::io::Write for TeeWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Whether version `a` wins over `b`: later `updated_at`, then the larger rev.
+fn later(a: &SyncRecord, b: &SyncRecord) -> bool {
+    (a.updated_at, &a.rev) > (b.updated_at, &b.rev)
+}
+
+/// `<name> (conflict <first 8 of its origin> <YYYY-MM-DD HH.MM.SS>)`, shortened to fit the
+/// name limits; the same on every instance for the same version.
+pub fn conflict_name(version: &SyncRecord) -> String {
+    let origin: String = version.origin.chars().take(8).collect();
+    let suffix = format!(
+        " (conflict {origin} {})",
+        version.updated_at.format("%Y-%m-%d %H.%M.%S")
+    );
+    let mut stem = version.file_name.clone();
+    while stem.chars().count() + suffix.chars().count() > MAX_NAME_CHARS || stem.len() + suffix.len() > MAX_NAME_BYTES {
+        stem.pop();
+    }
+    format!("{}{suffix}", stem.trim_end())
+}
+
+fn check_sha256(sha256: &str) -> Result<()> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "invalid_sha256",
+            format!("{sha256:?} is not a SHA-256 (64 lowercase hex digits)"),
+        ))
+    }
+}
+
+/// Whether a remote record can be kept here at all.
+fn acceptable(r: &SyncRecord) -> Result<()> {
+    validate_file_name(&r.file_name)?;
+    check_sha256(&r.sha256)?;
+    if r.user_id <= 0 {
+        return Err(Error::invalid("invalid_user", "user_id must be positive"));
+    }
+    if Format::from_extension(&r.format).is_none() {
+        return Err(Error::invalid(
+            "unsupported_extension",
+            format!("format {:?} is not supported", r.format),
+        ));
+    }
+    if r.rev.is_empty() {
+        return Err(Error::invalid("invalid_rev", "the record has no rev"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn version(name: &str, origin: &str) -> SyncRecord {
+        SyncRecord {
+            id: Uuid::nil(),
+            user_id: 1,
+            file_name: name.into(),
+            description: String::new(),
+            format: "csv".into(),
+            size_bytes: 0,
+            sha256: "0".repeat(64),
+            summary: String::new(),
+            row_count: 0,
+            column_count: 0,
+            profile: None,
+            created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap(),
+            updated_at: chrono::Utc.with_ymd_and_hms(2026, 11, 28, 10, 15, 30).unwrap(),
+            rev: "a".into(),
+            rev_history: vec![],
+            origin: origin.into(),
+        }
+    }
+
+    #[test]
+    fn conflict_names_are_valid_deterministic_and_fit() {
+        let v = version("sales", "0123456789abcdef");
+        assert_eq!(conflict_name(&v), "sales (conflict 01234567 2026-11-28 10.15.30)");
+        let long = version(&"x".repeat(128), "0123456789abcdef");
+        let name = conflict_name(&long);
+        assert!(validate_file_name(&name).is_ok(), "{name}");
+        assert!(name.ends_with("(conflict 01234567 2026-11-28 10.15.30)"));
+    }
+
+    #[test]
+    fn the_later_version_wins_and_ties_go_to_the_larger_rev() {
+        let a = version("a", "x");
+        let mut b = version("a", "y");
+        b.rev = "b".into();
+        assert!(later(&b, &a) && !later(&a, &b));
+        b.updated_at -= chrono::Duration::seconds(1);
+        assert!(later(&a, &b));
+    }
+}

@@ -1,0 +1,336 @@
+//! `file-service sync`: moves changes from one instance's feed to another instance over HTTP, resumably.
+//!
+//! One direction is always the same loop, whichever side is local: read the source's
+//! feed from the checkpoint the destination keeps for it (skipping changes that came
+//! from the destination), send the destination the bytes it lacks (asked by SHA-256,
+//! streamed source → destination), then the batch of changes; the destination applies
+//! them and moves its checkpoint. A run cut off anywhere starts again from the last
+//! checkpoint; changes applied twice are recognised by their rev and skipped.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Change, ChangeOp};
+use crate::service::ApplyReport;
+
+/// Changes read per feed request.
+const PAGE: u32 = 500;
+/// Largest batch sent to `apply`, in bytes of JSON (the server takes up to 64 MiB).
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// How long one feed request waits for news in `--watch` mode.
+const WATCH_WAIT_SECONDS: u64 = 30;
+
+/// An instance's HTTP API and a token with the replicate scope for it.
+#[derive(Clone)]
+pub struct Endpoint {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+/// What one direction transferred.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DirectionReport {
+    /// Feed entries read (after skipping the destination's own).
+    pub changes: u64,
+    pub applied: u64,
+    pub skipped: u64,
+    pub conflicts: u64,
+    pub rejected: u64,
+    /// Contents sent, and their bytes.
+    pub blobs: u64,
+    pub bytes: u64,
+    /// Changes still waiting at the end (bytes unavailable, names held); the next run retries them.
+    pub waiting: u64,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    instance_id: String,
+    last_seq: i64,
+    more: bool,
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Checkpoint {
+    instance_id: String,
+    last_seq: i64,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    source: &'a str,
+    checkpoint: i64,
+    r#final: bool,
+    changes: &'a [Change],
+}
+
+impl Endpoint {
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Endpoint> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Endpoint {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            client,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// Sends a request and turns an error status into an error naming the server and its `detail`.
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<reqwest::Response> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("{what}: cannot reach {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_string))
+            .unwrap_or(body);
+        bail!("{what}: {} answered {status}: {detail}", self.base)
+    }
+
+    /// This instance's id and its checkpoint for `source`.
+    async fn checkpoint(&self, source: &str) -> anyhow::Result<Checkpoint> {
+        let response = self
+            .send(
+                self.client.get(self.url(&format!("/sync/checkpoints/{source}"))),
+                "reading the checkpoint",
+            )
+            .await?;
+        Ok(response.json().await?)
+    }
+
+    async fn changes(&self, since: i64, wait: u64, exclude_origin: &str) -> anyhow::Result<Page> {
+        let request = self
+            .client
+            // Instance ids are hex: nothing to escape.
+            .get(self.url(&format!(
+                "/changes?since={since}&limit={PAGE}&wait={wait}&exclude_origin={exclude_origin}"
+            )))
+            .timeout(Duration::from_secs(wait + 60));
+        Ok(self.send(request, "reading the change feed").await?.json().await?)
+    }
+
+    async fn missing(&self, hashes: Vec<String>) -> anyhow::Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Missing {
+            missing: Vec<String>,
+        }
+        let request = self
+            .client
+            .post(self.url("/sync/missing"))
+            .json(&serde_json::json!({ "sha256": hashes }));
+        let missing: Missing = self.send(request, "asking for missing contents").await?.json().await?;
+        Ok(missing.missing)
+    }
+
+    async fn apply(&self, batch: &Batch<'_>) -> anyhow::Result<ApplyReport> {
+        let request = self.client.post(self.url("/sync/apply")).json(batch);
+        Ok(self.send(request, "applying changes").await?.json().await?)
+    }
+}
+
+/// Moves every change of `source` that `dest` has not applied yet. With `watch`, keeps
+/// going as changes arrive (until the process is stopped).
+pub async fn transfer(source: &Endpoint, dest: &Endpoint, watch: bool) -> anyhow::Result<DirectionReport> {
+    let source_id = source.checkpoint("-").await?.instance_id;
+    let start = dest.checkpoint(&source_id).await?;
+    if start.instance_id == source_id {
+        bail!(
+            "{} and {} are the same instance ({source_id}): nothing to sync",
+            source.base,
+            dest.base
+        );
+    }
+    let mut report = DirectionReport::default();
+    let mut since = start.last_seq;
+    let mut waiting: Vec<Change> = Vec::new();
+    let mut caught_up = false;
+    loop {
+        // Once caught up, a watching sync long-polls; changes still waiting are retried
+        // with whatever comes next.
+        let wait = if watch && caught_up { WATCH_WAIT_SECONDS } else { 0 };
+        let page = source.changes(since, wait, &start.instance_id).await?;
+        if page.instance_id != source_id {
+            bail!("{} changed identity during the sync", source.base);
+        }
+        report.changes += page.changes.len() as u64;
+        let (sent, bytes) = send_missing_contents(source, dest, &page.changes).await?;
+        report.blobs += sent;
+        report.bytes += bytes;
+        let exhausted = !page.more;
+        let mut batch: Vec<Change> = std::mem::take(&mut waiting);
+        batch.extend(page.changes);
+        let chunks = chunks_by_size(&batch);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last_chunk = i + 1 == chunks.len();
+            let mut changes: Vec<Change> = std::mem::take(&mut waiting);
+            changes.extend(chunk.iter().cloned());
+            let checkpoint = if last_chunk {
+                page.last_seq
+            } else {
+                chunk.last().map_or(since, |c| c.seq)
+            };
+            let applied = dest
+                .apply(&Batch {
+                    source: &source_id,
+                    checkpoint,
+                    r#final: exhausted && last_chunk,
+                    changes: &changes,
+                })
+                .await?;
+            report.applied += applied.applied;
+            report.skipped += applied.skipped;
+            report.conflicts += applied.conflicts;
+            report.rejected += applied.rejected;
+            let deferred: HashSet<i64> = applied.deferred.into_iter().collect();
+            waiting = changes.into_iter().filter(|c| deferred.contains(&c.seq)).collect();
+        }
+        since = page.last_seq;
+        caught_up = exhausted;
+        if exhausted && !watch {
+            report.waiting = waiting.len() as u64;
+            if !waiting.is_empty() {
+                tracing::warn!(
+                    count = waiting.len(),
+                    "some changes wait for bytes the source no longer has or for a name in use; the next sync retries them"
+                );
+            }
+            return Ok(report);
+        }
+    }
+}
+
+/// Sends `dest` the contents of these changes it holds nowhere, streamed from `source`.
+async fn send_missing_contents(source: &Endpoint, dest: &Endpoint, changes: &[Change]) -> anyhow::Result<(u64, u64)> {
+    let upserts: Vec<&Change> = changes.iter().filter(|c| c.op == ChangeOp::Upsert).collect();
+    if upserts.is_empty() {
+        return Ok((0, 0));
+    }
+    let hashes: Vec<String> = upserts
+        .iter()
+        .map(|c| c.file.sha256.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let (mut blobs, mut bytes) = (0, 0);
+    for sha256 in dest.missing(hashes).await? {
+        let Some(change) = upserts.iter().find(|c| c.file.sha256 == sha256) else {
+            continue;
+        };
+        let id = change.file.id;
+        let download = source
+            .client
+            .get(source.url(&format!("/sync/files/{id}/content")))
+            .bearer_auth(&source.token)
+            .send()
+            .await
+            .with_context(|| format!("downloading file {id}: cannot reach {}", source.base))?;
+        if !download.status().is_success() {
+            // Changed or deleted since the feed was read: a later change carries it.
+            tracing::info!(file = %id, status = %download.status(), "content no longer available at the source");
+            continue;
+        }
+        let size = download.content_length().unwrap_or(change.file.size_bytes);
+        let body = reqwest::Body::wrap_stream(download.bytes_stream());
+        let upload = dest
+            .client
+            .put(dest.url(&format!("/sync/blobs/{sha256}")))
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(body);
+        match dest.send(upload, "sending file content").await {
+            Ok(_) => {
+                blobs += 1;
+                bytes += size;
+            }
+            // The source's bytes changed under the download: a later change carries them.
+            Err(e) if e.to_string().contains("422") => tracing::info!(file = %id, error = %e, "content skipped"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((blobs, bytes))
+}
+
+/// Splits changes into runs whose JSON stays under [`MAX_BATCH_BYTES`].
+fn chunks_by_size(changes: &[Change]) -> Vec<&[Change]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, change) in changes.iter().enumerate() {
+        let len = serde_json::to_vec(change).map_or(0, |v| v.len());
+        if i > start && size + len > MAX_BATCH_BYTES {
+            chunks.push(&changes[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    chunks.push(&changes[start..]);
+    chunks
+}
+
+/// The JSON line `--json` prints.
+#[derive(Serialize)]
+pub struct SyncReport {
+    pub pulled: Option<DirectionReport>,
+    pub pushed: Option<DirectionReport>,
+    pub seconds: f64,
+}
+
+/// Runs the directions asked for: pull (`remote` → `local`), then push (`local` → `remote`).
+pub async fn run(
+    local: &Endpoint,
+    from: Option<&Endpoint>,
+    to: Option<&Endpoint>,
+    watch: bool,
+) -> anyhow::Result<SyncReport> {
+    let started = Instant::now();
+    if watch {
+        // Both directions keep long-polling their source side by side.
+        let pull = async {
+            match from {
+                Some(remote) => transfer(remote, local, true).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let push = async {
+            match to {
+                Some(remote) => transfer(local, remote, true).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (pulled, pushed) = tokio::try_join!(pull, push)?;
+        return Ok(SyncReport {
+            pulled,
+            pushed,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let pulled = match from {
+        Some(remote) => Some(transfer(remote, local, false).await.context("pulling")?),
+        None => None,
+    };
+    let pushed = match to {
+        Some(remote) => Some(transfer(local, remote, false).await.context("pushing")?),
+        None => None,
+    };
+    Ok(SyncReport {
+        pulled,
+        pushed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
