@@ -125,11 +125,6 @@ impl ColumnState {
         }
     }
 
-    #[inline]
-    pub(super) fn push_missing(&mut self) {
-        self.lat.observe(&Value::Missing);
-    }
-
     /// Classifies a field and computes its counting key; [`Self::touch`] then [`Self::apply`]
     /// finish the work. Splitting them lets the table loads of all columns of a record overlap.
     #[inline]

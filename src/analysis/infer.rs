@@ -50,6 +50,12 @@ pub(super) fn is_na(f: &[u8]) -> bool {
 #[inline]
 pub(super) fn trim(f: &[u8]) -> &[u8] {
     let is_ws = |c: &u8| matches!(*c, b' ' | b'\t' | b'\r' | b'\n' | b'\x0b' | b'\x0c');
+    // Most fields have nothing to trim.
+    if let (Some(a), Some(z)) = (f.first(), f.last()) {
+        if !is_ws(a) && !is_ws(z) {
+            return f;
+        }
+    }
     let start = f.iter().position(|c| !is_ws(c)).unwrap_or(f.len());
     let end = f.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
     &f[start..end.max(start)]
@@ -113,6 +119,14 @@ fn parse_inf(f: &[u8]) -> Option<f64> {
     }
 }
 
+/// Mantissas up to 2^53 convert to f64 exactly.
+const MAX_EXACT_MANTISSA: u64 = 1 << 53;
+/// Powers of ten that are exact doubles.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
 /// Integers (`[+-]digits`) and decimal floats (`[+-](d+[.d*]|.d+)([eE][+-]?d+)?`), already trimmed.
 #[inline]
 fn parse_number(t: &[u8]) -> Option<Value> {
@@ -163,12 +177,26 @@ fn parse_number(t: &[u8]) -> Option<Value> {
     if body[j] == b'.' {
         j += 1;
         while j < body.len() && body[j].is_ascii_digit() {
+            // The integer part's digits were accumulated above; go on with the fraction's.
+            if !overflow {
+                let d = (body[j] - b'0') as u64;
+                match mag.checked_mul(10).and_then(|m| m.checked_add(d)) {
+                    Some(m) => mag = m,
+                    None => overflow = true,
+                }
+            }
             j += 1;
             frac_digits += 1;
         }
     }
     if int_digits + frac_digits == 0 {
         return None;
+    }
+    if j == body.len() && !overflow && mag <= MAX_EXACT_MANTISSA && frac_digits < POW10.len() {
+        // `d.ddd` with few digits: mantissa and power of ten are exact doubles, so one
+        // division is correctly rounded, the same value `str::parse` gives (Clinger's fast path).
+        let x = mag as f64 / POW10[frac_digits];
+        return Some(Value::Float(if neg { -x } else { x }));
     }
     if j < body.len() && (body[j] == b'e' || body[j] == b'E') {
         j += 1;

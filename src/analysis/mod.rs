@@ -3,7 +3,8 @@
 //! Layout: `reader` (BOM, delimiter sniffing, record-size guard), `header` (pandas column
 //! naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
 //! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
-//! its final statistics), `summary` (Markdown rendering).
+//! its final statistics), `scan` (the record loop: one thread tokenizes, all cores analyze
+//! columns, results identical to a single-threaded pass), `summary` (Markdown rendering).
 
 mod column;
 mod header;
@@ -11,6 +12,7 @@ mod infer;
 mod iso;
 mod preview;
 mod reader;
+mod scan;
 mod sketch;
 mod summary;
 
@@ -118,8 +120,13 @@ pub fn profile_path(path: &Path, format: Format) -> Result<Profile, AnalysisErro
     profile_reader(file, format)
 }
 
-/// Profile any byte stream in one pass with bounded memory.
+/// Profile any byte stream in one pass with bounded memory, on every core (the calling
+/// thread reads; column work is shared with helper threads, see `scan`).
 pub fn profile_reader<R: Read>(reader: R, format: Format) -> Result<Profile, AnalysisError> {
+    profile_with(reader, format, scan::Config::for_this_machine())
+}
+
+fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result<Profile, AnalysisError> {
     let mut input = reader::open(reader, format)?;
     let mut record = csv::ByteRecord::new();
 
@@ -132,8 +139,7 @@ pub fn profile_reader<R: Read>(reader: R, format: Format) -> Result<Profile, Ana
             break;
         }
     }
-    let mut utf8 = true;
-    utf8 &= reader::is_utf8(&record);
+    let utf8 = reader::is_utf8(&record);
     let header_raw: Vec<Vec<u8>> = record.iter().map(|f| f.to_vec()).collect();
     let ncols = header_raw.len();
     let budget = sketch::Budget::for_columns(ncols);
@@ -141,47 +147,7 @@ pub fn profile_reader<R: Read>(reader: R, format: Format) -> Result<Profile, Ana
         .map(|i| column::ColumnState::new(&budget, i as u64))
         .collect();
 
-    let mut rows: u64 = 0;
-    let mut scratch: Vec<(infer::Value, u64)> = Vec::with_capacity(ncols);
-    while input.read_record(&mut record)? {
-        if reader::is_blank(&record) {
-            continue;
-        }
-        if utf8 {
-            utf8 = reader::is_utf8(&record);
-        }
-        let n = record.len();
-        if n > ncols {
-            // A trailing delimiter (extra fields all empty) is tolerated; real extra data is not.
-            let extra_nonempty = record.iter().skip(ncols).any(|f| !f.is_empty());
-            if extra_nonempty {
-                let line = input.record_line(&record);
-                return Err(AnalysisError::Malformed {
-                    line,
-                    message: format!("line {line} has {n} fields but the header has {ncols}"),
-                });
-            }
-        }
-        // Three passes per record: classify, start every column's table load back to back (so
-        // the cache misses overlap instead of queueing), then update.
-        scratch.clear();
-        scratch.extend(
-            columns
-                .iter()
-                .zip(record.iter())
-                .map(|(state, field)| state.prepare(field)),
-        );
-        for (state, (_, key)) in columns.iter().zip(scratch.iter()) {
-            state.touch(*key);
-        }
-        for ((state, field), (value, key)) in columns.iter_mut().zip(record.iter()).zip(scratch.iter()) {
-            state.apply(*value, *key, field);
-        }
-        for state in columns.iter_mut().skip(n) {
-            state.push_missing();
-        }
-        rows += 1;
-    }
+    let scan::Scanned { rows, utf8 } = scan::scan(&mut input, &mut columns, utf8, cfg)?;
 
     let encoding = if !utf8 {
         "windows-1252"

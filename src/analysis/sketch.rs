@@ -235,8 +235,9 @@ impl Distinct {
     /// Starts loading the memory `insert(key)` will need.
     #[inline]
     pub(super) fn touch(&self, key: u64) {
-        if let Distinct::Exact { counts, .. } = self {
-            counts.touch(key);
+        match self {
+            Distinct::Exact { counts, .. } => counts.touch(key),
+            Distinct::Approx { hll, .. } => hll.touch(key),
         }
     }
 
@@ -259,6 +260,14 @@ impl HyperLogLog {
         HyperLogLog {
             p,
             regs: vec![0; 1 << p],
+        }
+    }
+
+    /// Issues the memory load of `h`'s register without waiting for it.
+    #[inline]
+    fn touch(&self, h: u64) {
+        if let Some(r) = self.regs.get((h >> (64 - self.p)) as usize) {
+            std::hint::black_box(*r);
         }
     }
 
@@ -296,7 +305,6 @@ impl HyperLogLog {
 }
 
 pub(super) struct TopEntry {
-    pub key: u64,
     pub count: u64,
     pub display: Vec<u8>,
 }
@@ -307,40 +315,59 @@ pub(super) struct TopEntry {
 #[derive(Default)]
 pub(super) struct TopK {
     pub entries: Vec<TopEntry>,
+    /// The key of each entry, kept apart so the lookup done for every value scans one cache line.
+    keys: Vec<u64>,
     min: u64,
     pub frozen: bool,
 }
 
 impl TopK {
     #[inline]
+    fn position(&self, key: u64) -> Option<usize> {
+        self.keys.iter().position(|k| *k == key)
+    }
+
+    fn recompute_min(&mut self) {
+        self.min = self.entries.iter().map(|e| e.count).min().unwrap_or(0);
+    }
+
+    #[inline]
     pub(super) fn observe_counted(&mut self, key: u64, count: u32, display: &[u8]) {
         let count = count as u64;
         if self.entries.len() >= TOP_K && count <= self.min {
             return;
         }
-        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
+        if let Some(i) = self.position(key) {
+            let e = &mut self.entries[i];
+            let old = e.count;
             e.count = count;
-        } else if self.entries.len() < TOP_K {
+            // Counts only grow, so the smallest changes only if this entry held it.
+            if old == self.min || count < self.min {
+                self.recompute_min();
+            }
+            return;
+        }
+        if self.entries.len() < TOP_K {
             self.entries.push(TopEntry {
-                key,
                 count,
                 display: clip(display),
             });
-        } else if let Some(e) = self.entries.iter_mut().min_by_key(|e| e.count) {
-            *e = TopEntry {
-                key,
+            self.keys.push(key);
+        } else if let Some((i, _)) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.count) {
+            self.entries[i] = TopEntry {
                 count,
                 display: clip(display),
             };
+            self.keys[i] = key;
         }
-        self.min = self.entries.iter().map(|e| e.count).min().unwrap_or(0);
+        self.recompute_min();
     }
 
     #[inline]
     pub(super) fn observe_frozen(&mut self, key: u64) {
         self.frozen = true;
-        if let Some(e) = self.entries.iter_mut().find(|e| e.key == key) {
-            e.count += 1;
+        if let Some(i) = self.position(key) {
+            self.entries[i].count += 1;
         }
     }
 
@@ -403,6 +430,14 @@ impl Reservoir {
     #[inline]
     pub(super) fn push(&mut self, x: f64) {
         self.seen += 1;
+        // Once full, most values are skipped: keep that test inline and the rest out of line.
+        if self.items.len() < self.cap || self.seen == self.next {
+            self.keep(x);
+        }
+    }
+
+    #[inline(never)]
+    fn keep(&mut self, x: f64) {
         if self.items.len() < self.cap {
             if self.items.len() == self.items.capacity() {
                 let grow = self.items.len().max(16).min(self.cap - self.items.len());
