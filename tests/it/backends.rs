@@ -193,6 +193,9 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
         "row_count",
         "column_count",
         "format",
+        "rev",
+        "rev_history",
+        "origin",
     ] {
         assert!(columns.contains_key(col), "files.{col} missing: {columns:?}");
     }
@@ -200,7 +203,8 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     assert!(indexes.contains_key("idx_files_user_id"), "{indexes:?}");
     assert!(indexes["idx_files_user_filename"].contains("UNIQUE"), "{indexes:?}");
     assert!(indexes.contains_key("active_files_pkey"), "{indexes:?}");
-    assert_eq!(migrations, 1);
+    // 0001 the files, 0002 the change feed (sync): each applied once despite two replicas.
+    assert_eq!(migrations, 2);
 }
 
 #[tokio::test]
