@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{new_session, sales_csv, TestServer};
+use crate::harness::{new_session, sales_csv, status_json, TestServer};
 
 async fn get_raw(server: &TestServer, path: &str) -> reqwest::Response {
     server
@@ -269,7 +269,15 @@ async fn an_idle_upload_is_cut_off_and_leaves_nothing() {
     assert_eq!(upload.await.unwrap(), Some(408));
     drop(tx);
     assert!(server.stored_files().is_empty(), "{:?}", server.stored_files());
-    assert_eq!(server.get(1, "/files/").await.1, serde_json::json!([]));
+    // The cut-off connection may still sit in the client's pool: ask on a new one.
+    let fresh = reqwest::Client::new();
+    let listing = fresh
+        .get(server.url("/files/"))
+        .bearer_auth(server.token(1))
+        .send()
+        .await
+        .expect("GET on a new connection");
+    assert_eq!(status_json(listing).await.1, serde_json::json!([]));
 }
 
 #[tokio::test]
