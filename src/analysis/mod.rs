@@ -1,6 +1,6 @@
 //! Dataset analysis engine: one bounded-memory pass over a CSV/TSV file producing a pandas-compatible [`Profile`].
 //!
-//! Layout: `reader` (BOM, delimiter sniffing, record-size guard), `header` (pandas column
+//! Layout: `reader` (encoding, delimiter and title-line sniffing, record-size guard), `header` (pandas column
 //! naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
 //! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
 //! its final statistics), `scan` (the record loop: one thread tokenizes, all cores analyze
@@ -49,11 +49,23 @@ impl Format {
 pub struct Profile {
     pub row_count: u64,
     pub column_count: u64,
-    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM) or `"windows-1252"`.
+    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM), `"windows-1252"`, `"utf-16-le"` or `"utf-16-be"`.
     pub encoding: String,
     /// `","`, `";"`, `"\t"` or `"|"`.
     pub delimiter: String,
+    /// 1-based line of the header. Above 1 when blank lines or title lines (a spreadsheet's
+    /// caption, a portal's notes) precede it; those are not read as data.
+    #[serde(default = "first_line")]
+    pub header_line: u64,
+    /// Lines of notes below the table ("Source: …") that were not read as rows.
+    #[serde(default)]
+    pub footer_lines: u64,
     pub columns: Vec<ColumnProfile>,
+}
+
+/// Profiles stored before `header_line` existed had their header on the first line.
+fn first_line() -> u64 {
+    1
 }
 
 /// One of a column's most frequent values.
@@ -130,15 +142,7 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
     let mut input = reader::open(reader, format)?;
     let mut record = csv::ByteRecord::new();
 
-    // The header is the first non-blank record.
-    loop {
-        if !input.read_record(&mut record)? {
-            return Err(AnalysisError::Empty);
-        }
-        if !reader::is_blank(&record) {
-            break;
-        }
-    }
+    let header_line = input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
     let utf8 = reader::is_utf8(&record);
     let header_raw: Vec<Vec<u8>> = record.iter().map(|f| f.to_vec()).collect();
     let ncols = header_raw.len();
@@ -149,7 +153,9 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
 
     let scan::Scanned { rows, utf8 } = scan::scan(&mut input, &mut columns, utf8, cfg)?;
 
-    let encoding = if !utf8 {
+    let encoding = if let Some(label) = input.utf16_label() {
+        label
+    } else if !utf8 {
         "windows-1252"
     } else if input.bom() {
         "utf-8-sig"
@@ -174,6 +180,8 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         column_count: ncols as u64,
         encoding: encoding.to_string(),
         delimiter: (input.delimiter() as char).to_string(),
+        header_line,
+        footer_lines: input.footer_lines(),
         columns,
     })
 }

@@ -31,24 +31,13 @@ pub fn preview_reader<R: Read>(
             String::from_utf8_lossy(b).into_owned()
         }
     };
-    let mut columns = None;
+    input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
+    let columns = header::pandas_names(record.iter().map(decode).collect());
     let mut rows = Vec::new();
-    while rows.len() < max_rows && input.read_record(&mut record)? {
-        if reader::is_blank(&record) {
-            continue;
-        }
-        match &columns {
-            None => columns = Some(header::pandas_names(record.iter().map(decode).collect())),
-            Some(names) => {
-                let names: &Vec<String> = names;
-                rows.push((0..names.len()).map(|i| record.get(i).map(decode)).collect());
-            }
-        }
+    while rows.len() < max_rows && input.read_row(&mut record, columns.len())? {
+        rows.push((0..columns.len()).map(|i| record.get(i).map(decode)).collect());
     }
-    Ok(Preview {
-        columns: columns.ok_or(AnalysisError::Empty)?,
-        rows,
-    })
+    Ok(Preview { columns, rows })
 }
 
 #[cfg(test)]

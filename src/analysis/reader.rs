@@ -1,7 +1,8 @@
-//! Byte input: UTF-8 BOM detection, delimiter sniffing, and a guard that bounds one record's size.
+//! Byte input: encoding (BOM, UTF-16), delimiter and title-line sniffing, and a guard that bounds one record's size.
 
 use super::{AnalysisError, Format};
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io::{self, Chain, Cursor, Read};
 
 /// A record longer than this is refused: it is almost always a quote that never closes, and
@@ -9,6 +10,14 @@ use std::io::{self, Chain, Cursor, Read};
 pub(super) const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// How far we look for the end of the first line when sniffing.
 const SNIFF_LIMIT: usize = 1 << 20;
+/// How much of the start of the file the sniffer reads (more if the first line is longer).
+const SNIFF_BYTES: usize = 64 << 10;
+/// Records of that start the sniffer looks at.
+const SNIFF_RECORDS: usize = 200;
+/// Title or note lines above the header are looked for among this many records.
+const MAX_PREAMBLE: usize = 30;
+/// At most this many note lines at the end of a table are dropped as its footer.
+const MAX_FOOTER: usize = 10;
 const CSV_BUFFER: usize = 1 << 16;
 
 /// Marker error raised by [`Guard`] so it can be told apart from real I/O errors.
@@ -97,13 +106,22 @@ impl<R> Guard<R> {
     }
 }
 
-type Source<R> = Guard<Chain<Cursor<Vec<u8>>, R>>;
+type Source<R> = Guard<Chain<Cursor<Vec<u8>>, Transcode<Chain<Cursor<Vec<u8>>, R>>>>;
 
-/// A csv reader over the (BOM-stripped) input plus what was detected about it.
+/// A csv reader over the (BOM-stripped, UTF-16-decoded) input plus what was detected about it.
 pub(super) struct Input<R: Read> {
     rdr: csv::Reader<Source<R>>,
     bom: bool,
+    utf16: Option<&'static encoding_rs::Encoding>,
     delimiter: u8,
+    /// Non-blank records above the header (a spreadsheet's title, a portal's notes).
+    preamble: usize,
+    /// Note-like lines held back by [`Input::read_row`] until a row below them shows they are
+    /// data, and the ones being handed out after that.
+    held: VecDeque<csv::ByteRecord>,
+    releasing: VecDeque<csv::ByteRecord>,
+    rows: u64,
+    footer: u64,
 }
 
 impl<R: Read> Input<R> {
@@ -111,8 +129,79 @@ impl<R: Read> Input<R> {
         self.bom
     }
 
+    /// `"utf-16-le"` or `"utf-16-be"` when the file was UTF-16 (it is read as UTF-8 then).
+    pub(super) fn utf16_label(&self) -> Option<&'static str> {
+        self.utf16
+            .map(|e| if e == encoding_rs::UTF_16BE { "utf-16-be" } else { "utf-16-le" })
+    }
+
     pub(super) fn delimiter(&self) -> u8 {
         self.delimiter
+    }
+
+    /// Lines of notes below the table that [`Input::read_row`] dropped.
+    pub(super) fn footer_lines(&self) -> u64 {
+        self.footer
+    }
+
+    /// Next data row of a table of `ncols` columns; `false` at the end of the input.
+    ///
+    /// Blank lines are skipped. A line without any delimiter that reads like a note (see
+    /// [`is_note`]) is held back: if a row follows, it is handed out in order as pandas would;
+    /// at the end of the input it is a footer ("Source: …", "Note: …") and is dropped, as long
+    /// as there are at most [`MAX_FOOTER`] such lines and twice as many rows above them.
+    pub(super) fn read_row(&mut self, rec: &mut csv::ByteRecord, ncols: usize) -> Result<bool, AnalysisError> {
+        loop {
+            if let Some(held) = self.releasing.pop_front() {
+                *rec = held;
+                self.rows += 1;
+                return Ok(true);
+            }
+            if !self.read_record(rec)? {
+                let n = self.held.len() as u64;
+                if n > 0 && n <= MAX_FOOTER as u64 && self.rows >= 2 * n {
+                    self.footer = n;
+                } else {
+                    self.releasing.append(&mut self.held);
+                    if !self.releasing.is_empty() {
+                        continue;
+                    }
+                }
+                return Ok(false);
+            }
+            if is_blank(rec) {
+                continue;
+            }
+            if ncols >= 2 && is_note(rec) && self.held.len() < MAX_FOOTER {
+                self.held.push_back(rec.clone());
+                continue;
+            }
+            if self.held.is_empty() {
+                self.rows += 1;
+                return Ok(true);
+            }
+            // The held lines were rows after all: they come first, then this one.
+            self.releasing.append(&mut self.held);
+            self.releasing.push_back(rec.clone());
+        }
+    }
+
+    /// Reads the header: the first non-blank record below any title lines the sniffer found.
+    /// Returns its 1-based line, or `None` when the input holds no record at all.
+    pub(super) fn read_header(&mut self, rec: &mut csv::ByteRecord) -> Result<Option<u64>, AnalysisError> {
+        let mut above = self.preamble;
+        loop {
+            if !self.read_record(rec)? {
+                return Ok(None);
+            }
+            if is_blank(rec) {
+                continue;
+            }
+            if above == 0 {
+                return Ok(Some(self.record_line(rec)));
+            }
+            above -= 1;
+        }
     }
 
     /// The 1-based line on which the record just read starts (as a text editor counts lines).
@@ -181,20 +270,28 @@ fn count_newlines(data: &[u8]) -> u64 {
     n + blocks.remainder().iter().filter(|b| **b == b'\n').count() as u64
 }
 
-/// Reads the start of the input, detects BOM and delimiter, and returns a reader over all of it.
+/// Reads the start of the input, detects its encoding, delimiter and header, and returns a
+/// reader over all of it.
 pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, AnalysisError> {
-    let mut prefix = Vec::new();
-    fill_prefix(&mut inner, &mut prefix)?;
+    let mut raw = Vec::new();
+    let mut complete = fill_prefix(&mut inner, &mut raw)?;
+    let utf16 = sniff_utf16(&raw);
+    let (decoded, mut prefix) = match utf16 {
+        None => (Transcode::plain(Cursor::new(Vec::new()).chain(inner)), raw),
+        Some(encoding) => {
+            let mut decoded = Transcode::utf16(Cursor::new(raw).chain(inner), encoding);
+            let mut prefix = Vec::new();
+            complete = fill_prefix(&mut decoded, &mut prefix)?;
+            (decoded, prefix)
+        }
+    };
     let bom = prefix.starts_with(b"\xEF\xBB\xBF");
     if bom {
         prefix.drain(..3);
     }
-    let delimiter = match format {
-        Format::Tsv => b'\t',
-        Format::Csv => sniff_delimiter(&prefix),
-    };
+    let Layout { delimiter, preamble } = sniff_layout(&prefix, complete, format);
     let source = Guard {
-        inner: Cursor::new(prefix).chain(inner),
+        inner: Cursor::new(prefix).chain(decoded),
         consumed: 0,
         limit: Cell::new(MAX_RECORD_BYTES),
         newlines: 0,
@@ -212,15 +309,27 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         .double_quote(true)
         .buffer_capacity(CSV_BUFFER)
         .from_reader(source);
-    Ok(Input { rdr, bom, delimiter })
+    Ok(Input {
+        rdr,
+        bom,
+        utf16,
+        delimiter,
+        preamble,
+        held: VecDeque::new(),
+        releasing: VecDeque::new(),
+        rows: 0,
+        footer: 0,
+    })
 }
 
-/// Reads until the first non-blank line is complete (or EOF, or `SNIFF_LIMIT` bytes).
-fn fill_prefix<R: Read>(inner: &mut R, prefix: &mut Vec<u8>) -> io::Result<()> {
+/// Reads [`SNIFF_BYTES`] (more until the first non-blank line is complete, at most
+/// [`SNIFF_LIMIT`]); `true` when that is the whole input.
+fn fill_prefix<R: Read>(inner: &mut R, prefix: &mut Vec<u8>) -> io::Result<bool> {
     let mut chunk = [0u8; 8192];
     loop {
-        if first_line(prefix).is_some() || prefix.len() >= SNIFF_LIMIT {
-            return Ok(());
+        let enough = prefix.len() >= SNIFF_BYTES && first_line(prefix).is_some();
+        if enough || prefix.len() >= SNIFF_LIMIT {
+            return Ok(false);
         }
         let n = match inner.read(&mut chunk) {
             Ok(n) => n,
@@ -228,10 +337,254 @@ fn fill_prefix<R: Read>(inner: &mut R, prefix: &mut Vec<u8>) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         if n == 0 {
-            return Ok(());
+            return Ok(true);
         }
         prefix.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// UTF-16 by its BOM, or without one when one byte of nearly every pair is zero (Excel's
+/// "Unicode text" export is UTF-16LE with a BOM; some instruments write it without).
+fn sniff_utf16(raw: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    if raw.starts_with(b"\xFF\xFE") {
+        return Some(encoding_rs::UTF_16LE);
+    }
+    if raw.starts_with(b"\xFE\xFF") {
+        return Some(encoding_rs::UTF_16BE);
+    }
+    let pairs = raw.len().min(4096) / 2;
+    if pairs < 2 {
+        return None;
+    }
+    let zeros = |parity: usize| (0..pairs).filter(|i| raw[2 * i + parity] == 0).count();
+    let (even, odd) = (zeros(0), zeros(1));
+    // Text that is mostly ASCII has a zero high byte in (nearly) every code unit.
+    let mostly = |n: usize| n * 10 >= pairs * 9;
+    let few = |n: usize| n * 20 <= pairs;
+    if mostly(odd) && few(even) {
+        Some(encoding_rs::UTF_16LE)
+    } else if mostly(even) && few(odd) {
+        Some(encoding_rs::UTF_16BE)
+    } else {
+        None
+    }
+}
+
+/// UTF-16 input decoded to UTF-8 as it is read (so the rest of the engine sees UTF-8), or
+/// the input as it is.
+struct Transcode<R> {
+    inner: R,
+    decoder: Option<encoding_rs::Decoder>,
+    raw: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> Transcode<R> {
+    fn plain(inner: R) -> Self {
+        Transcode {
+            inner,
+            decoder: None,
+            raw: Vec::new(),
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    fn utf16(inner: R, encoding: &'static encoding_rs::Encoding) -> Self {
+        Transcode {
+            decoder: Some(encoding.new_decoder_with_bom_removal()),
+            raw: vec![0; 1 << 16],
+            ..Transcode::plain(inner)
+        }
+    }
+}
+
+impl<R: Read> Read for Transcode<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return self.inner.read(buf);
+        };
+        // Callers read in blocks of kilobytes; a character needs at most 4 bytes of room.
+        debug_assert!(buf.len() >= 4);
+        loop {
+            if self.start == self.end {
+                if self.eof {
+                    return Ok(0);
+                }
+                self.end = match self.inner.read(&mut self.raw) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                self.start = 0;
+                self.eof = self.end == 0;
+            }
+            let (_, read, written, _) = decoder.decode_to_utf8(&self.raw[self.start..self.end], buf, self.eof);
+            self.start += read;
+            if written > 0 || self.eof {
+                return Ok(written);
+            }
+        }
+    }
+}
+
+/// Where the table starts and how its fields are separated.
+#[derive(Debug, PartialEq)]
+struct Layout {
+    delimiter: u8,
+    preamble: usize,
+}
+
+/// The delimiter by pandas' rule plus ours (comma unless the first line has none but has
+/// `;`, tab or `|`), and title lines above the header.
+///
+/// Title lines are looked for only when the first line is much narrower than the rows below
+/// it, or the rows have more fields than it (pandas refuses such a file). The header is then
+/// the first record that (a) has at least two fields, is not all numbers and does not start
+/// with `#`, (b) is wider than every line above it that does not start with `#`, and (c) has
+/// its width as the most common width of the sniffed records below it, and at least 80% of
+/// them at more than half its width and no wider.
+/// With another delimiter than the first line's, the header line must sniff to it too; of
+/// several delimiters that find a table below title lines, the widest table wins.
+///
+/// Without title lines, the first line's delimiter is kept unless it splits at most half
+/// of the sniffed records like the header and another delimiter splits every one alike.
+fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
+    let first = match format {
+        Format::Tsv => b'\t',
+        Format::Csv => sniff_delimiter(prefix),
+    };
+    let others: &[u8] = match format {
+        Format::Tsv => &[],
+        Format::Csv => &[b',', b';', b'\t', b'|'],
+    };
+    let mut consistent = None;
+    // (table width, layout) of the widest table found below title lines.
+    let mut titled: Option<(usize, Layout)> = None;
+    for delimiter in std::iter::once(first).chain(others.iter().copied().filter(|d| *d != first)) {
+        let records = shapes(prefix, complete, delimiter);
+        let (matching, total) = consistency(&records);
+        if let Some(preamble) = find_header(&records) {
+            let header = &records[preamble];
+            let sniffs_alike = sniff_delimiter(&prefix[header.span.clone()]) == delimiter;
+            let wider = titled.as_ref().is_none_or(|(width, _)| header.width > *width);
+            if (delimiter == first || sniffs_alike) && wider {
+                titled = Some((header.width, Layout { delimiter, preamble }));
+            }
+        } else if delimiter == first && matching * 2 > total {
+            // The first line's delimiter gives a table: no other is looked for.
+            return Layout { delimiter, preamble: 0 };
+        }
+        let wide = records.first().is_some_and(|r| r.fields >= 2);
+        if consistent.is_none() && delimiter != first && wide && total >= 3 && matching == total {
+            consistent = Some(delimiter);
+        }
+    }
+    if let Some((_, layout)) = titled {
+        return layout;
+    }
+    // The first line's delimiter splits most rows unlike the header, and another splits every
+    // row alike (a tab-separated export whose header has a comma in a name).
+    Layout {
+        delimiter: consistent.unwrap_or(first),
+        preamble: 0,
+    }
+}
+
+/// How many sniffed records have as many fields as the first one, of how many.
+fn consistency(records: &[Shape]) -> (usize, usize) {
+    let Some(first) = records.first() else {
+        return (0, 0);
+    };
+    let matching = records.iter().filter(|r| r.fields == first.fields).count();
+    (matching, records.len())
+}
+
+/// What the sniffer needs to know of one non-blank record.
+#[derive(Debug)]
+struct Shape {
+    fields: usize,
+    /// Fields up to the last non-empty one (trailing empty cells of a spreadsheet row ignored).
+    width: usize,
+    comment: bool,
+    /// Starts with a value and every value is a number: a data row, not a header.
+    numeric: bool,
+    /// The record's bytes in the prefix (with any blank lines before it).
+    span: std::ops::Range<usize>,
+}
+
+fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(prefix);
+    let mut rec = csv::ByteRecord::new();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while out.len() < SNIFF_RECORDS {
+        if !matches!(rdr.read_byte_record(&mut rec), Ok(true)) {
+            // The last record may be cut off where the prefix ends.
+            if !complete {
+                out.pop();
+            }
+            break;
+        }
+        let end = rdr.position().byte() as usize;
+        if !is_blank(&rec) {
+            let is_number = |f: &[u8]| {
+                std::str::from_utf8(f).is_ok_and(|s| s.trim().parse::<f64>().is_ok())
+            };
+            out.push(Shape {
+                fields: rec.len(),
+                width: rec.iter().rposition(|f| !f.is_empty()).map_or(0, |i| i + 1),
+                comment: rec.get(0).is_some_and(|f| f.starts_with(b"#")),
+                numeric: rec.get(0).is_some_and(|f| !f.is_empty())
+                    && rec.iter().all(|f| f.is_empty() || is_number(f)),
+                span: start..end,
+            });
+        }
+        start = end;
+    }
+    out
+}
+
+/// How many records precede the header, when the first record is a title rather than the header.
+fn find_header(records: &[Shape]) -> Option<usize> {
+    let (first, below) = records.split_first()?;
+    let typical = most_common(below.iter().map(|r| r.width))?;
+    let narrow = first.width * 2 <= typical;
+    let overflows = below.iter().any(|r| r.width > first.fields);
+    if !(narrow || overflows) {
+        return None;
+    }
+    (1..=MAX_PREAMBLE.min(records.len().saturating_sub(2))).find(|&s| {
+        let header = &records[s];
+        let width = header.width;
+        if width < 2 || header.numeric || header.comment {
+            return false;
+        }
+        if records[..s].iter().any(|r| r.width >= width && !r.comment) {
+            return false;
+        }
+        let body = &records[s + 1..];
+        let fitting = body
+            .iter()
+            .filter(|r| r.width <= header.fields && r.width * 2 > width)
+            .count();
+        most_common(body.iter().map(|r| r.width)) == Some(width) && fitting * 5 >= body.len() * 4
+    })
+}
+
+fn most_common(values: impl Iterator<Item = usize>) -> Option<usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_insert(0usize) += 1;
+    }
+    counts.into_iter().max_by_key(|&(v, n)| (n, v)).map(|(v, _)| v)
 }
 
 /// The first non-blank line if it is complete, quote-aware (a newline inside quotes does not end it).
@@ -300,6 +653,15 @@ pub(super) fn is_blank(rec: &csv::ByteRecord) -> bool {
     rec.len() == 1 && {
         let f = &rec[0];
         !f.is_empty() && f.iter().all(|c| *c == b' ' || *c == b'\t')
+    }
+}
+
+/// A line with no delimiter whose text reads like a sentence or a label (`Source: BLS`,
+/// `# end of data`), not like one value of a row whose other cells are missing.
+fn is_note(rec: &csv::ByteRecord) -> bool {
+    rec.len() == 1 && {
+        let text = rec[0].trim_ascii();
+        text.starts_with(b"#") || text.iter().any(|b| matches!(b, b' ' | b'\t' | b':'))
     }
 }
 

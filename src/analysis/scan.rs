@@ -14,7 +14,7 @@
 
 use super::column::ColumnState;
 use super::infer::Value;
-use super::reader::{self, Input};
+use super::reader::Input;
 use super::AnalysisError;
 use std::collections::VecDeque;
 use std::io::Read;
@@ -113,6 +113,17 @@ impl Batch {
         self.rows.len()
     }
 
+    /// Whether every field is valid UTF-8 (one pass over the batch when it is all ASCII).
+    fn is_utf8(&self) -> bool {
+        self.data.is_ascii()
+            || self.rows.iter().all(|&(first, n)| {
+                let bounds = &self.bounds[first as usize..=(first + n) as usize];
+                bounds
+                    .windows(2)
+                    .all(|w| std::str::from_utf8(&self.data[w[0] as usize..w[1] as usize]).is_ok())
+            })
+    }
+
     /// Field `c` of row `r`; empty when the row is shorter.
     #[inline]
     fn field(&self, r: usize, c: usize) -> &[u8] {
@@ -139,17 +150,19 @@ impl<R: Read> Reader<'_, R> {
     /// Fills `batch` with up to a batch of non-blank records; false once the input is exhausted
     /// (the batch may still hold records then).
     fn fill(&mut self, batch: &mut Batch) -> Result<bool, AnalysisError> {
+        let more = self.fill_records(batch)?;
+        if self.utf8 {
+            self.utf8 = batch.is_utf8();
+        }
+        Ok(more)
+    }
+
+    fn fill_records(&mut self, batch: &mut Batch) -> Result<bool, AnalysisError> {
         batch.clear(4 * self.cfg.batch_bytes);
         let rec = &mut self.record;
         while batch.len() < self.cfg.batch_rows && batch.data.len() + 4 * batch.bounds.len() < self.cfg.batch_bytes {
-            if !self.input.read_record(rec)? {
+            if !self.input.read_row(rec, self.ncols)? {
                 return Ok(false);
-            }
-            if reader::is_blank(rec) {
-                continue;
-            }
-            if self.utf8 {
-                self.utf8 = reader::is_utf8(rec);
             }
             let n = rec.len();
             if n > self.ncols {

@@ -27,6 +27,20 @@ impl Profile {
         }
 
         s.push_str("\n\n## Statistics\n\n");
+        if self.header_line > 1 {
+            let _ = writeln!(
+                s,
+                "The header is on line {}; the lines above it are not part of the table.\n",
+                self.header_line
+            );
+        }
+        if self.footer_lines > 0 {
+            let _ = writeln!(
+                s,
+                "{} line(s) of notes below the table are not part of it.\n",
+                self.footer_lines
+            );
+        }
         let mut missing: Vec<(&str, u64)> = self
             .columns
             .iter()
@@ -147,6 +161,8 @@ mod tests {
             column_count: 3,
             encoding: "utf-8".into(),
             delimiter: ",".into(),
+            header_line: 1,
+            footer_lines: 0,
             columns: vec![
                 col("date", "datetime64[ns]"),
                 col("product", "object"),
@@ -212,6 +228,8 @@ mod tests {
             column_count: 300,
             encoding: "utf-8".into(),
             delimiter: ",".into(),
+            header_line: 1,
+            footer_lines: 0,
             columns,
         };
         let s = p.summary();

@@ -118,6 +118,12 @@ fn delimiter_sniffing_and_tsv() {
     assert_eq!(dtypes(&p), ["object", "int64"]);
     let p = prof("a,b;c\n1,2;3\n");
     assert_eq!(p.delimiter, ",");
+    // A comma inside a tab-separated header does not make the file comma-separated.
+    let p = prof("name\tamount, USD\tdate\nx\t1\t2020-01-01\ny\t2\t2020-01-02\n");
+    assert_eq!((p.delimiter.as_str(), names(&p)), ("\t", vec!["name", "amount, USD", "date"]));
+    // Ragged comma rows stay comma-separated.
+    let p = prof("a,b,c\n1,2\n3\n4,5\n");
+    assert_eq!((p.delimiter.as_str(), p.column_count, p.row_count), (",", 3, 3));
 }
 
 #[test]
@@ -139,6 +145,117 @@ fn invalid_utf8_is_read_as_windows_1252() {
     assert!(p.columns[0].top_values.iter().any(|t| t.value == "\u{c3}\u{a9}"));
     // Valid UTF-8 stays UTF-8.
     assert_eq!(prof("a\n\u{2764}\n").encoding, "utf-8");
+}
+
+#[test]
+fn title_lines_above_the_header_are_skipped() {
+    // A statistics portal's export: a caption and a source line, a blank line, the table.
+    let p = prof("\"Table 3. Employment by industry\"\nSource: BLS\n\nIndustry,2019,2020\nMining,1,2\nRetail,3,4\n");
+    assert_eq!(names(&p), ["Industry", "2019", "2020"]);
+    assert_eq!((p.row_count, p.header_line), (2, 4));
+    assert_eq!(dtypes(&p), ["object", "int64", "int64"]);
+    // A spreadsheet saved as CSV: the title row and an empty row keep their delimiters.
+    let p = prof("Sales Report,,,\n,,,\nRegion,Q1,Q2,Q3\nNorth,1,2,3\nSouth,4,5,6\n");
+    assert_eq!(names(&p), ["Region", "Q1", "Q2", "Q3"]);
+    assert_eq!((p.row_count, p.header_line), (2, 3));
+    // An instrument log: comment lines, one as wide as the table.
+    let p = prof("# XYZ-100\n# date: 2020-01-01, operator: Bob\n# units: s, V, A\ntime,voltage,current\n0.0,1.2,0.1\n0.5,1.3,0.2\n");
+    assert_eq!(names(&p), ["time", "voltage", "current"]);
+    assert_eq!(dtypes(&p), ["float64", "float64", "float64"]);
+    // A title without any delimiter above a semicolon table: the delimiter comes from the header.
+    let p = prof("Annual report 2020\nname;price;qty\nx;1,5;2\ny;2,5;3\n");
+    assert_eq!((p.delimiter.as_str(), p.header_line), (";", 2));
+    assert_eq!(names(&p), ["name", "price", "qty"]);
+    // A title with a semicolon above a comma table.
+    let p = prof("Report; generated 2020\nA,B,C\n1,2,3\n");
+    assert_eq!((p.delimiter.as_str(), names(&p)), (",", vec!["A", "B", "C"]));
+    assert!(p.summary().contains("The header is on line 2"), "{}", p.summary());
+    // UTF-8 BOM, CRLF and a TSV are no different.
+    let p = profile_reader("\u{feff}Export 1\r\na\tb\r\n1\t2\r\n".as_bytes(), Format::Tsv).expect("tsv");
+    assert_eq!((names(&p), p.header_line, p.row_count), (vec!["a", "b"], 2, 1));
+}
+
+#[test]
+fn notes_below_the_table_are_dropped() {
+    let p = prof("year,value\n2018,0.5\n2019,1.5\n2020,2.5\n2021,3.5\n\nSource: Bureau of Statistics\nNote: 2021 is provisional\n");
+    assert_eq!((p.row_count, p.footer_lines), (4, 2));
+    assert_eq!(dtypes(&p), ["int64", "float64"]);
+    assert!(p.summary().contains("2 line(s) of notes below the table"), "{}", p.summary());
+    // The same lines inside the table are rows, as pandas reads them.
+    let p = prof("year,value\n2019,1.5\nSource: Bureau of Statistics\n2020,2.5\n");
+    assert_eq!((p.row_count, p.footer_lines), (3, 0));
+    assert_eq!(dtypes(&p), ["object", "float64"]);
+    // A last row with only its first value, or a table that is mostly such lines, is data.
+    let p = prof("name,age\nbob,3\nalice\n");
+    assert_eq!((p.row_count, p.footer_lines), (2, 0));
+    let p = prof("name,age\nMary Ann\nJohn Smith\n");
+    assert_eq!((p.row_count, p.footer_lines), (2, 0));
+    // One column: every line is a row.
+    let p = prof("text\nhello world\nfoo: bar\n");
+    assert_eq!((p.row_count, p.footer_lines), (2, 0));
+}
+
+#[test]
+fn files_pandas_reads_keep_pandas_shape() {
+    // A header with unnamed trailing columns over numeric data is the header.
+    let p = prof("a,b,,\n1,2,3,4\n5,6,7,8\n");
+    assert_eq!((names(&p), p.header_line), (vec!["a", "b", "Unnamed: 2", "Unnamed: 3"], 1));
+    // One text column that happens to contain semicolons stays one column (the header has a comma).
+    let p = prof("id,note\n1,a;b;c\n2,d;e;f\n");
+    assert_eq!((p.delimiter.as_str(), p.column_count), (",", 2));
+    // Leading blank lines only move the header line.
+    let p = prof("\n\na,b\n1,2\n");
+    assert_eq!((p.header_line, p.row_count), (3, 1));
+    // A one-column file.
+    let p = prof("word\nalpha\nbeta\n");
+    assert_eq!((p.column_count, p.header_line), (1, 1));
+    // One malformed row in a table is still refused, not taken for the header.
+    match profile_reader("a,b,c\n1,2,3\nx,y,z,w\n4,5,6\n7,8,9\n".as_bytes(), Format::Csv) {
+        Err(AnalysisError::Malformed { line, .. }) => assert_eq!(line, 3),
+        other => panic!("{other:?}"),
+    }
+    // A title over a table whose rows then overflow: the error names the file's own line.
+    match profile_reader("Title\na,b\n1,2\n3,4\n5,6\n7,8\n9,10,11\n".as_bytes(), Format::Csv) {
+        Err(AnalysisError::Malformed { line, .. }) => assert_eq!(line, 7),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn utf16_is_decoded() {
+    let text = "name\tcity\nJos\u{e9}\tK\u{f6}ln\n\u{20ac}\t\u{2764}\n";
+    let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    for (bytes, label) in [
+        ([&b"\xFF\xFE"[..], &le].concat(), "utf-16-le"),
+        ([&b"\xFE\xFF"[..], &be].concat(), "utf-16-be"),
+        (le.clone(), "utf-16-le"),
+        (be.clone(), "utf-16-be"),
+    ] {
+        let p = prof_bytes(&bytes);
+        assert_eq!((p.encoding.as_str(), p.delimiter.as_str()), (label, "\t"));
+        assert_eq!((names(&p), p.row_count), (vec!["name", "city"], 2));
+        let top: Vec<&str> = p.columns[1].top_values.iter().map(|t| t.value.as_str()).collect();
+        assert_eq!(top, ["K\u{f6}ln", "\u{2764}"]);
+        let preview = preview_reader(&bytes[..], Format::Csv, 5, false).expect("preview");
+        assert_eq!(preview.rows[0], vec![Some("Jos\u{e9}".to_string()), Some("K\u{f6}ln".to_string())]);
+    }
+    // A large UTF-16 file decodes across buffer refills.
+    let mut big = String::from("n,s\n");
+    for i in 0..50_000 {
+        big.push_str(&format!("{i},\u{e9}t\u{e9}\n"));
+    }
+    let bytes: Vec<u8> = [&b"\xFF\xFE"[..], &big.encode_utf16().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>()].concat();
+    let p = prof_bytes(&bytes);
+    assert_eq!((p.row_count, p.columns[0].dtype.as_str()), (50_000, "int64"));
+    assert_eq!(p.columns[1].top_values[0].count, 50_000);
+}
+
+#[test]
+fn preview_starts_at_the_header_below_title_lines() {
+    let p = preview_reader(&b"My export,,\n\nx,y,z\n1,2,3\n"[..], Format::Csv, 5, false).expect("preview");
+    assert_eq!(p.columns, ["x", "y", "z"]);
+    assert_eq!(p.rows.len(), 1);
 }
 
 #[test]
