@@ -445,8 +445,8 @@ struct Layout {
 /// it, or the rows have more fields than it (pandas refuses such a file). The header is then
 /// the first record that (a) has at least two fields, is not all numbers and does not start
 /// with `#`, (b) is wider than every line above it that does not start with `#`, and (c) has
-/// its width as the most common width of the sniffed records below it, and at least 80% of
-/// them at more than half its width and no wider.
+/// its width as the most common width of the sniffed records below it that have a delimiter,
+/// and at least 80% of those at more than half its width and no wider.
 /// With another delimiter than the first line's, the header line must sniff to it too; of
 /// several delimiters that find a table below title lines, the widest table wins.
 ///
@@ -570,7 +570,8 @@ fn find_header(records: &[Shape]) -> Option<usize> {
         if records[..s].iter().any(|r| r.width >= width && !r.comment) {
             return false;
         }
-        let body = &records[s + 1..];
+        // Lines without a delimiter (notes, or rows with one value) say nothing of the width.
+        let body: Vec<&Shape> = records[s + 1..].iter().filter(|r| r.fields > 1).collect();
         let fitting = body
             .iter()
             .filter(|r| r.width <= header.fields && r.width * 2 > width)
