@@ -54,7 +54,9 @@ pub struct Profile {
     /// `","`, `";"`, `"\t"` or `"|"`.
     pub delimiter: String,
     /// 1-based line of the header. Above 1 when blank lines or title lines (a spreadsheet's
-    /// caption, a portal's notes) precede it; those are not read as data.
+    /// caption, a portal's notes) precede it; those are not read as data. 0 when the file has
+    /// no header row (its first line is numbers and dates like the rows below): the columns
+    /// are then named `0`, `1`, … as pandas' `header=None` names them.
     #[serde(default = "first_line")]
     pub header_line: u64,
     /// Lines of notes below the table ("Source: …") that were not read as rows.
@@ -144,7 +146,11 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
 
     let header_line = input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
     let utf8 = reader::is_utf8(&record);
-    let header_raw: Vec<Vec<u8>> = record.iter().map(|f| f.to_vec()).collect();
+    let header_raw: Vec<Vec<u8>> = if input.headerless() {
+        (0..record.len()).map(|i| i.to_string().into_bytes()).collect()
+    } else {
+        record.iter().map(|f| f.to_vec()).collect()
+    };
     let ncols = header_raw.len();
     let budget = sketch::Budget::for_columns(ncols);
     let mut columns: Vec<column::ColumnState> = (0..ncols)

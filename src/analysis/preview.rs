@@ -32,7 +32,11 @@ pub fn preview_reader<R: Read>(
         }
     };
     input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
-    let columns = header::pandas_names(record.iter().map(decode).collect());
+    let columns = if input.headerless() {
+        (0..record.len()).map(|i| i.to_string()).collect()
+    } else {
+        header::pandas_names(record.iter().map(decode).collect())
+    };
     let mut rows = Vec::new();
     while rows.len() < max_rows && input.read_row(&mut record, columns.len())? {
         rows.push((0..columns.len()).map(|i| record.get(i).map(decode)).collect());

@@ -116,6 +116,7 @@ pub(super) struct Input<R: Read> {
     delimiter: u8,
     /// Non-blank records above the header (a spreadsheet's title, a portal's notes).
     preamble: usize,
+    headerless: bool,
     /// Note-like lines held back by [`Input::read_row`] until a row below them shows they are
     /// data, and the ones being handed out after that.
     held: VecDeque<csv::ByteRecord>,
@@ -146,8 +147,8 @@ impl<R: Read> Input<R> {
 
     /// Next data row of a table of `ncols` columns; `false` at the end of the input.
     ///
-    /// Blank lines are skipped. A line without any delimiter that reads like a note (see
-    /// [`is_note`]) is held back: if a row follows, it is handed out in order as pandas would;
+    /// Blank lines are skipped. A short line that reads like a note (see [`is_note`]) is
+    /// held back: if a row follows, it is handed out in order as pandas would;
     /// at the end of the input it is a footer ("Source: …", "Note: …") and is dropped, as long
     /// as there are at most [`MAX_FOOTER`] such lines and twice as many rows above them.
     pub(super) fn read_row(&mut self, rec: &mut csv::ByteRecord, ncols: usize) -> Result<bool, AnalysisError> {
@@ -172,7 +173,7 @@ impl<R: Read> Input<R> {
             if is_blank(rec) {
                 continue;
             }
-            if ncols >= 2 && is_note(rec) && self.held.len() < MAX_FOOTER {
+            if ncols >= 2 && rec.len() < ncols && is_note(rec, ncols) && self.held.len() < MAX_FOOTER {
                 self.held.push_back(rec.clone());
                 continue;
             }
@@ -187,7 +188,9 @@ impl<R: Read> Input<R> {
     }
 
     /// Reads the header: the first non-blank record below any title lines the sniffer found.
-    /// Returns its 1-based line, or `None` when the input holds no record at all.
+    /// Returns its 1-based line, or `None` when the input holds no record at all. In a file
+    /// without a header the line is 0 and the record is also the first row [`Input::read_row`]
+    /// hands out; the caller names the columns (see [`Input::headerless`]).
     pub(super) fn read_header(&mut self, rec: &mut csv::ByteRecord) -> Result<Option<u64>, AnalysisError> {
         let mut above = self.preamble;
         loop {
@@ -197,11 +200,22 @@ impl<R: Read> Input<R> {
             if is_blank(rec) {
                 continue;
             }
-            if above == 0 {
-                return Ok(Some(self.record_line(rec)));
+            if above > 0 {
+                above -= 1;
+                continue;
             }
-            above -= 1;
+            if self.headerless {
+                self.releasing.push_back(rec.clone());
+                return Ok(Some(0));
+            }
+            return Ok(Some(self.record_line(rec)));
         }
+    }
+
+    /// The file has no header row: its first record is data (numbers and dates over a table
+    /// of numbers and dates, as an instrument writes it).
+    pub(super) fn headerless(&self) -> bool {
+        self.headerless
     }
 
     /// The 1-based line on which the record just read starts (as a text editor counts lines).
@@ -289,7 +303,11 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
     if bom {
         prefix.drain(..3);
     }
-    let Layout { delimiter, preamble } = sniff_layout(&prefix, complete, format);
+    let Layout {
+        delimiter,
+        preamble,
+        headerless,
+    } = sniff_layout(&prefix, complete, format);
     let source = Guard {
         inner: Cursor::new(prefix).chain(decoded),
         consumed: 0,
@@ -315,6 +333,7 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         utf16,
         delimiter,
         preamble,
+        headerless,
         held: VecDeque::new(),
         releasing: VecDeque::new(),
         rows: 0,
@@ -436,6 +455,8 @@ impl<R: Read> Read for Transcode<R> {
 struct Layout {
     delimiter: u8,
     preamble: usize,
+    /// The first record is data: columns are numbered, as pandas' `header=None` names them.
+    headerless: bool,
 }
 
 /// The delimiter by pandas' rule plus ours (comma unless the first line has none but has
@@ -461,9 +482,13 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
         Format::Tsv => &[],
         Format::Csv => &[b',', b';', b'\t', b'|'],
     };
-    let mut consistent = None;
+    // (fields, delimiter) of the delimiter other than the first that splits every record alike
+    // into the most fields.
+    let mut consistent: Option<(usize, u8)> = None;
     // (table width, layout) of the widest table found below title lines.
     let mut titled: Option<(usize, Layout)> = None;
+    // The first delimiter's records when it splits most of them like the header.
+    let mut plain: Option<Vec<Shape>> = None;
     for delimiter in std::iter::once(first).chain(others.iter().copied().filter(|d| *d != first)) {
         let records = shapes(prefix, complete, delimiter);
         let (matching, total) = consistency(&records);
@@ -471,27 +496,52 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
             let header = &records[preamble];
             let sniffs_alike = sniff_delimiter(&prefix[header.span.clone()]) == delimiter;
             let wider = titled.as_ref().is_none_or(|(width, _)| header.width > *width);
-            if (delimiter == first || sniffs_alike) && wider {
-                titled = Some((header.width, Layout { delimiter, preamble }));
+            // Another delimiter's title lines only count when the first one gives no table.
+            if (delimiter == first || (sniffs_alike && plain.is_none())) && wider {
+                let layout = Layout { delimiter, preamble, headerless: false };
+                titled = Some((header.width, layout));
             }
-        } else if delimiter == first && matching * 2 > total {
-            // The first line's delimiter gives a table: no other is looked for.
-            return Layout { delimiter, preamble: 0 };
+            continue;
         }
-        let wide = records.first().is_some_and(|r| r.fields >= 2);
-        if consistent.is_none() && delimiter != first && wide && total >= 3 && matching == total {
-            consistent = Some(delimiter);
+        let fields = records.first().map_or(0, |r| r.fields);
+        if delimiter == first {
+            if matching * 2 > total {
+                plain = Some(records);
+            }
+        } else if fields >= 2 && total >= 3 && matching == total && consistent.is_none_or(|(f, _)| fields > f) {
+            consistent = Some((fields, delimiter));
         }
     }
     if let Some((_, layout)) = titled {
         return layout;
     }
-    // The first line's delimiter splits most rows unlike the header, and another splits every
-    // row alike (a tab-separated export whose header has a comma in a name).
-    Layout {
-        delimiter: consistent.unwrap_or(first),
-        preamble: 0,
-    }
+    let first_fields = plain.as_ref().and_then(|r| r.first()).map_or(0, |r| r.fields);
+    let delimiter = match consistent {
+        // Another delimiter splits every record alike: where the first line's delimiter
+        // splits most rows unlike the header, or splits them alike into fewer fields (a
+        // tab-separated export whose names and values hold commas), it is the delimiter.
+        Some((fields, other)) if plain.is_none() || fields > first_fields => {
+            return Layout { delimiter: other, preamble: 0, headerless: false };
+        }
+        _ => first,
+    };
+    let headerless = plain.as_deref().is_some_and(is_headerless);
+    Layout { delimiter, preamble: 0, headerless }
+}
+
+/// The first record is data, not a header: every cell of it is a number or date, not all of
+/// them years, and every record below with a delimiter is numbers and dates too at its width.
+fn is_headerless(records: &[Shape]) -> bool {
+    let Some((first, below)) = records.split_first() else {
+        return false;
+    };
+    let rows: Vec<&Shape> = below.iter().filter(|r| r.fields > 1).collect();
+    first.fields >= 2
+        && first.numeric
+        && first.full
+        && !first.years
+        && !rows.is_empty()
+        && rows.iter().all(|r| r.numeric && r.width <= first.fields)
 }
 
 /// How many sniffed records have as many fields as the first one, of how many.
@@ -510,8 +560,12 @@ struct Shape {
     /// Fields up to the last non-empty one (trailing empty cells of a spreadsheet row ignored).
     width: usize,
     comment: bool,
-    /// Starts with a value and every value is a number: a data row, not a header.
+    /// Starts with a value and every value is a number or an ISO date: a data row, not a header.
     numeric: bool,
+    /// No empty field.
+    full: bool,
+    /// Every field is a year (1800–2100): a header over yearly columns can look like this.
+    years: bool,
     /// The record's bytes in the prefix (with any blank lines before it).
     span: std::ops::Range<usize>,
 }
@@ -535,15 +589,20 @@ fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
         }
         let end = rdr.position().byte() as usize;
         if !is_blank(&rec) {
-            let is_number = |f: &[u8]| {
+            let is_value = |f: &[u8]| {
                 std::str::from_utf8(f).is_ok_and(|s| s.trim().parse::<f64>().is_ok())
+                    || super::iso::parse(f.trim_ascii()).is_some()
             };
             out.push(Shape {
                 fields: rec.len(),
-                width: rec.iter().rposition(|f| !f.is_empty()).map_or(0, |i| i + 1),
+                width: width(&rec),
                 comment: rec.get(0).is_some_and(|f| f.starts_with(b"#")),
                 numeric: rec.get(0).is_some_and(|f| !f.is_empty())
-                    && rec.iter().all(|f| f.is_empty() || is_number(f)),
+                    && rec.iter().all(|f| f.is_empty() || is_value(f)),
+                full: rec.iter().all(|f| !f.is_empty()),
+                years: rec.iter().all(|f| {
+                    std::str::from_utf8(f).is_ok_and(|s| s.trim().parse::<u16>().is_ok_and(|y| (1800..=2100).contains(&y)))
+                }),
                 span: start..end,
             });
         }
@@ -657,13 +716,20 @@ pub(super) fn is_blank(rec: &csv::ByteRecord) -> bool {
     }
 }
 
-/// A line with no delimiter whose text reads like a sentence or a label (`Source: BLS`,
-/// `# end of data`), not like one value of a row whose other cells are missing.
-fn is_note(rec: &csv::ByteRecord) -> bool {
-    rec.len() == 1 && {
+/// A line that was not written as a row of the table: fewer fields than the header (so not
+/// padded by the exporter), at most half of its width in use, and a first cell that reads
+/// like a sentence or a label (`Source: BLS`, `Note: in EUR, excl. VAT`, `# end of data`)
+/// rather than one value of a row whose other cells are missing.
+fn is_note(rec: &csv::ByteRecord, ncols: usize) -> bool {
+    rec.len() < ncols && width(rec) * 2 <= ncols && {
         let text = rec[0].trim_ascii();
         text.starts_with(b"#") || text.iter().any(|b| matches!(b, b' ' | b'\t' | b':'))
     }
+}
+
+/// Fields up to the last non-empty one (a spreadsheet row's trailing empty cells ignored).
+fn width(rec: &csv::ByteRecord) -> usize {
+    rec.iter().rposition(|f| !f.is_empty()).map_or(0, |i| i + 1)
 }
 
 /// Whether every field is valid UTF-8 (fields are checked one by one so that two halves of

@@ -27,7 +27,9 @@ impl Profile {
         }
 
         s.push_str("\n\n## Statistics\n\n");
-        if self.header_line > 1 {
+        if self.header_line == 0 {
+            s.push_str("The file has no header row; its columns are numbered from 0.\n\n");
+        } else if self.header_line > 1 {
             let _ = writeln!(
                 s,
                 "The header is on line {}; the lines above it are not part of the table.\n",

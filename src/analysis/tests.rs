@@ -121,6 +121,9 @@ fn delimiter_sniffing_and_tsv() {
     // A comma inside a tab-separated header does not make the file comma-separated.
     let p = prof("name\tamount, USD\tdate\nx\t1\t2020-01-01\ny\t2\t2020-01-02\n");
     assert_eq!((p.delimiter.as_str(), names(&p)), ("\t", vec!["name", "amount, USD", "date"]));
+    // Commas in a tab-separated file's names and values: tab splits every line into more fields.
+    let p = prof("Name\tRevenue, USD\tCity\nA\t1,5\tX\nB\t2,5\tY\nC\t3,5\tZ\n");
+    assert_eq!((p.delimiter.as_str(), p.column_count), ("\t", 3));
     // Ragged comma rows stay comma-separated.
     let p = prof("a,b,c\n1,2\n3\n4,5\n");
     assert_eq!((p.delimiter.as_str(), p.column_count, p.row_count), (",", 3, 3));
@@ -190,9 +193,38 @@ fn notes_below_the_table_are_dropped() {
     assert_eq!((p.row_count, p.footer_lines), (2, 0));
     let p = prof("name,age\nMary Ann\nJohn Smith\n");
     assert_eq!((p.row_count, p.footer_lines), (2, 0));
+    // A note whose text has a comma, below a wider table.
+    let p = prof("id,a,b,c,d\n1,2,3,4,5\n2,2,3,4,5\n3,2,3,4,5\n4,2,3,4,5\n\nSource: ACME\nNote: in EUR, excl. VAT\n");
+    assert_eq!((p.row_count, p.footer_lines, p.columns[0].dtype.as_str()), (4, 2, "int64"));
+    // A short last row that fills half the table is data.
+    let p = prof("name,age,city\nBob Smith,3,x\nAnn Lee,4,y\nAl Jones,4\n");
+    assert_eq!((p.row_count, p.footer_lines), (3, 0));
     // One column: every line is a row.
     let p = prof("text\nhello world\nfoo: bar\n");
     assert_eq!((p.row_count, p.footer_lines), (2, 0));
+}
+
+#[test]
+fn a_file_of_numbers_without_a_header_keeps_its_first_row() {
+    let p = prof("9.159,0.958,2020-01-01\n1.5,2.5,2020-01-02\n3.5,,2020-01-03\n");
+    assert_eq!((p.row_count, p.header_line), (3, 0));
+    assert_eq!(names(&p), ["0", "1", "2"]);
+    assert_eq!(dtypes(&p), ["float64", "float64", "datetime64[ns]"]);
+    assert_eq!(p.columns[0].max, Some(serde_json::json!(9.159)));
+    assert!(p.summary().contains("no header row"), "{}", p.summary());
+    let preview = preview_reader(&b"1,2\n3,4\n"[..], Format::Csv, 5, false).expect("preview");
+    assert_eq!(preview.columns, ["0", "1"]);
+    assert_eq!(preview.rows.len(), 2);
+    // Year headers over numbers, text among the rows, and a header-only file keep the header.
+    let p = prof("2019,2020\n1.5,2.5\n3.5,4.5\n");
+    assert_eq!((names(&p), p.row_count), (vec!["2019", "2020"], 2));
+    let p = prof("1,2\n3,x\n");
+    assert_eq!((names(&p), p.row_count), (vec!["1", "2"], 1));
+    let p = prof("1,2\n");
+    assert_eq!((names(&p), p.row_count), (vec!["1", "2"], 0));
+    // A header cell left empty is a header (pandas' `Unnamed: 0`).
+    let p = prof(",2\n1,3\n");
+    assert_eq!(names(&p), ["Unnamed: 0", "2"]);
 }
 
 #[test]
