@@ -1,0 +1,333 @@
+#!/usr/bin/env python
+"""Generate messy real-world-style CSV test cases into target/shape-cases (or $SHAPE_CASES) plus truth.json.
+
+truth.json: {"file": {"rows": N, "cols": M, "header": [...], "note": "..."}}
+"rows" = data rows a careful human would count (titles, comments, footers, blank
+lines excluded); "cols" = real columns.  Where pandas' reading is the sensible
+truth (delimiter-only rows are rows of NaN, duplicate names a/a.1, an unnamed
+index column is a column) it is used.
+"""
+import json
+import os
+import random
+import datetime as dt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Generated files stay out of the source tree.
+OUT = os.environ.get("SHAPE_CASES", os.path.join(HERE, "..", "..", "target", "shape-cases"))
+os.makedirs(OUT, exist_ok=True)
+rnd = random.Random(20240611)
+TRUTH = {}
+
+FIRST = ["Anna", "Ben", "Chloé", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas",
+         "Karin", "Luis", "Mia", "Noah", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tariq"]
+LAST = ["Müller", "Smith", "García", "Rossi", "Nowak", "Dubois", "Jensen", "O'Brien", "Kowalski", "Lee"]
+CITY = ["Berlin", "Paris", "Madrid", "Rome", "Warsaw", "Lyon", "Oslo", "Dublin", "Vienna", "Prague"]
+PRODUCT = ["Widget", "Gadget", "Sprocket", "Gizmo", "Doohickey", "Flange", "Bracket", "Valve"]
+
+
+def date(i):
+    return (dt.date(2024, 1, 1) + dt.timedelta(days=i % 365)).isoformat()
+
+
+def orders(n, start=1):
+    rows = []
+    for i in range(n):
+        rows.append([str(start + i), f"{rnd.choice(FIRST)} {rnd.choice(LAST)}", rnd.choice(CITY),
+                     f"{rnd.uniform(1, 5000):.2f}", date(i)])
+    return rows
+
+
+ORDER_HDR = ["order_id", "customer", "city", "amount", "order_date"]
+
+
+def q(v, delim, force=False):
+    """Quote a field the RFC-4180 way if needed."""
+    if force or any(c in v for c in (delim, '"', "\n", "\r")):
+        return '"' + v.replace('"', '""') + '"'
+    return v
+
+
+def join(row, delim, force=False):
+    return delim.join(q(v, delim, force) for v in row)
+
+
+def write(name, lines, rows, cols, header, note="", eol="\n", encoding="utf-8",
+          bom=False, final_eol=True):
+    text = eol.join(lines) + (eol if final_eol else "")
+    data = text.encode(encoding)
+    if bom:
+        data = b"\xef\xbb\xbf" + data
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(data)
+    TRUTH[name] = {"rows": rows, "cols": cols, "header": header, "note": note}
+
+
+def table(header, rows, delim=",", force=False):
+    return [join(header, delim, force)] + [join(r, delim, force) for r in rows]
+
+
+# ---------------------------------------------------------------- clean files
+r = orders(200)
+write("clean_comma.csv", table(ORDER_HDR, r), 200, 5, ORDER_HDR, "plain RFC-4180")
+
+r = orders(150)
+write("clean_semicolon.csv", table(ORDER_HDR, r, ";"), 150, 5, ORDER_HDR, "plain ; file")
+
+r = orders(300)
+write("clean_tab.tsv", table(ORDER_HDR, r, "\t"), 300, 5, ORDER_HDR, "plain TSV")
+
+r = orders(100)
+write("clean_pipe.csv", table(ORDER_HDR, r, "|"), 100, 5, ORDER_HDR, "pipe-delimited")
+
+r = orders(2000)
+write("large_2000.csv", table(ORDER_HDR, r), 2000, 5, ORDER_HDR, "2000 rows")
+
+r = orders(40)
+write("no_final_newline.csv", table(ORDER_HDR, r), 40, 5, ORDER_HDR,
+      "last line has no newline", final_eol=False)
+
+# ------------------------------------------------ European decimal comma + ;
+hdr = ["Artikel", "Menge", "Preis", "Umsatz", "Datum"]
+rows = []
+for i in range(120):
+    m = rnd.randint(1, 500)
+    p = rnd.uniform(0.5, 2500)
+    u = m * p
+    rows.append([rnd.choice(PRODUCT), str(m), f"{p:.2f}".replace(".", ","),
+                 f"{u:,.2f}".replace(",", "X").replace(".", ",").replace("X", "."),
+                 (dt.date(2023, 1, 1) + dt.timedelta(days=i)).strftime("%d.%m.%Y")])
+write("euro_decimal_semicolon.csv", table(hdr, rows, ";"), 120, 5, hdr,
+      "decimal commas, thousands dots, ; delimiter")
+
+# German Excel export: cp1252, title with trailing ;, decimal commas
+hdr = ["Kunde", "Straße", "Ort", "Betrag €", "Bemerkung"]
+rows = []
+for i in range(80):
+    rows.append([f"{rnd.choice(LAST)} GmbH", f"Hauptstraße {i+1}", rnd.choice(["München", "Köln", "Düsseldorf", "Nürnberg"]),
+                 f"{rnd.uniform(10, 9999):.2f}".replace(".", ","), rnd.choice(["", "Rückfrage", "bezahlt – ok", "Größe prüfen"])])
+lines = ["Umsatzliste 2023;;;;", ";;;;"] + table(hdr, rows, ";")
+write("cp1252_german_title.csv", lines, 80, 5, hdr,
+      "cp1252, title 'Umsatzliste 2023;;;;' and a ';;;;' spacer row above header", eol="\r\n", encoding="cp1252")
+
+# semicolon file whose free text contains commas
+hdr = ["id", "subject", "body", "priority"]
+rows = []
+for i in range(90):
+    rows.append([str(i + 1), rnd.choice(["Re: invoice, urgent", "Meeting", "Hello, world", "Order 12, 13"]),
+                 rnd.choice(["Please check, thanks", "ok", "Dear all, see attached, regards", "n/a"]),
+                 rnd.choice(["low", "high", "mid"])])
+write("semicolon_text_with_commas.csv", table(hdr, rows, ";"), 90, 4, hdr,
+      "; delimited, lots of commas in free text")
+
+# ------------------------------------------------------- titles / preambles
+r = orders(50)
+write("title_line.csv", ["Sales Report Q3 2024"] + table(ORDER_HDR, r), 50, 5, ORDER_HDR,
+      "one title line")
+
+r = orders(60)
+write("title_trailing_delims.csv", ["Sales Report,,,,", "Region: EMEA,,,,"] + table(ORDER_HDR, r), 60, 5,
+      ORDER_HDR, "title lines padded with delimiters to full width (Excel)")
+
+r = orders(45)
+write("title_blank_header.csv", ["Monthly Orders Export", "Generated: 2024-07-01 08:15", "", ""] + table(ORDER_HDR, r),
+      45, 5, ORDER_HDR, "title + generated line + blank lines before header")
+
+r = orders(70)
+write("title_semicolon_comma_table.csv", ["Report; generated 2024-05-02 by ERP"] + table(ORDER_HDR, r), 70, 5,
+      ORDER_HDR, "title contains ';', table is ','")
+
+hdr = ["Date", "Description", "Amount", "Balance"]
+rows = []
+bal = 1000.0
+for i in range(35):
+    a = round(rnd.uniform(-300, 300), 2)
+    bal += a
+    rows.append([date(i), rnd.choice(["CARD PAYMENT", "TRANSFER IN", "ATM, MAIN ST", "FEE"]), f"{a:.2f}", f"{bal:.2f}"])
+lines = ["Account:,DE89 3704 0044 0532 0130 00", "Period:,2024-01-01 to 2024-02-04", "Currency:,EUR", ""] + table(hdr, rows)
+write("bank_key_value_preamble.csv", lines, 35, 4, hdr, "key,value preamble (2 fields) then 4-col table")
+
+hdr = ["time_s", "temp_C", "pressure_hPa", "humidity_pct"]
+rows = [[f"{i*0.5:.1f}", f"{20+rnd.gauss(0,1):.3f}", f"{1013+rnd.gauss(0,3):.2f}", f"{45+rnd.gauss(0,5):.1f}"] for i in range(400)]
+lines = ["# Instrument: WeatherLogger WL-200", "# Serial: 0x3F2A", "# Started: 2024-03-01T10:00:00Z",
+         "# Sampling: 2 Hz, averaging=on"] + table(hdr, rows)
+write("comment_lines.csv", lines, 400, 4, hdr, "# comment lines above header (one contains a comma)")
+
+hdr = ["time", "voltage", "current"]
+rows = [[f"{i}", f"{3.3+rnd.gauss(0,0.01):.4f}", f"{0.1+rnd.gauss(0,0.005):.5f}"] for i in range(250)]
+lines = ["# device=PSU-3; channel=2", "# operator=J. Doe"] + table(hdr, rows, ";")
+write("comment_lines_semicolon.csv", lines, 250, 3, hdr, "# comments (with ';' and '=') above a ; table")
+
+# ----------------------------------------------------------------- footers
+r = orders(30)
+lines = table(ORDER_HDR, r) + ["", "Source: internal ERP export", "Note: amounts in EUR, excl. VAT"]
+write("footer_notes.csv", lines, 30, 5, ORDER_HDR, "blank + Source/Note footer (Note has a comma)")
+
+r = orders(12)
+lines = table(ORDER_HDR, r) + ["Total rows: 12"]
+write("footer_total_rows.csv", lines, 12, 5, ORDER_HDR, "'Total rows: 12' footer directly under table")
+
+r = orders(25)
+lines = ["Quarterly Export,,,,", ""] + table(ORDER_HDR, r) + [",,,,", "Source: finance dept,,,,", "Confidential,,,,"]
+write("title_and_footer.csv", lines, 25, 5, ORDER_HDR,
+      "padded title, padded footer lines; the ',,,,' separator before the footer belongs to the footer")
+
+# -------------------------------------------------------------- encodings
+r = orders(60)
+write("bom_utf8.csv", table(ORDER_HDR, r), 60, 5, ORDER_HDR, "UTF-8 BOM", bom=True)
+
+hdr = ["name", "city", "note", "price"]
+rows = [[f"{rnd.choice(['José','Zoë','François','Jürgen','Søren'])} {rnd.choice(LAST)}", rnd.choice(["Zürich", "Malmö", "São Paulo", "Besançon"]),
+         rnd.choice(["café – naïve", "€ paid", "don’t ship", "“fragile”"]), f"{rnd.uniform(1,99):.2f}"] for _ in range(75)]
+write("cp1252.csv", table(hdr, rows), 75, 4, hdr, "Windows-1252 bytes (é, €, smart quotes)", encoding="cp1252", eol="\r\n")
+
+hdr = ["Name", "Département", "Montant", "Date"]
+rows = [[f"{rnd.choice(FIRST)} {rnd.choice(LAST)}", rnd.choice(["Île-de-France", "Rhône", "Gironde"]),
+         f"{rnd.uniform(1,999):.2f}", date(i)] for i in range(55)]
+with open(os.path.join(OUT, "utf16le_excel_unicode.tsv"), "wb") as f:
+    f.write(b"\xff\xfe" + ("\r\n".join(table(hdr, rows, "\t")) + "\r\n").encode("utf-16-le"))
+TRUTH["utf16le_excel_unicode.tsv"] = {"rows": 55, "cols": 4, "header": hdr, "note": "UTF-16LE BOM, tab, CRLF (Excel Unicode Text)"}
+
+rows = [[f"{rnd.choice(FIRST)} {rnd.choice(LAST)}", rnd.choice(CITY), f"{rnd.uniform(1,999):.2f}", date(i)] for i in range(40)]
+hdr2 = ["Name", "City", "Amount", "Date"]
+with open(os.path.join(OUT, "utf16le_renamed.csv"), "wb") as f:
+    f.write(b"\xff\xfe" + ("\r\n".join(table(hdr2, rows, "\t")) + "\r\n").encode("utf-16-le"))
+TRUTH["utf16le_renamed.csv"] = {"rows": 40, "cols": 4, "header": hdr2, "note": "Excel Unicode Text saved with .csv name"}
+
+# ------------------------------------------------------------ line endings
+r = orders(80)
+write("crlf.csv", table(ORDER_HDR, r), 80, 5, ORDER_HDR, "CRLF", eol="\r\n")
+
+r = orders(65)
+write("lone_cr.csv", table(ORDER_HDR, r), 65, 5, ORDER_HDR, "classic Mac CR line ends", eol="\r")
+
+# ---------------------------------------------------------------- quoting
+hdr = ["id", "name", "address", "comment"]
+rows = []
+for i in range(60):
+    rows.append([str(i + 1), f"{rnd.choice(LAST)}, {rnd.choice(FIRST)}",
+                 f"{rnd.randint(1,200)} Main St\n{rnd.choice(CITY)}" if i % 3 == 0 else f"{rnd.randint(1,200)} High St, {rnd.choice(CITY)}",
+                 rnd.choice(['said "hi"', 'size 5" screen', "plain", 'a,b,"c"'])])
+write("quoted_fields.csv", table(hdr, rows), 60, 4, hdr, "commas, newlines, doubled quotes inside quotes")
+
+hdr = ["Kundennr", "Name", "Notiz"]
+rows = [[str(1000 + i), f"{rnd.choice(LAST)}; {rnd.choice(FIRST)}", "Zeile 1\r\nZeile 2" if i % 4 == 0 else "ok"] for i in range(50)]
+write("quoted_all_semicolon.csv", table(hdr, rows, ";", force=True), 50, 3, hdr,
+      "every field quoted, ; delim, CRLF newlines inside quotes", eol="\r\n")
+
+hdr = ["Product", "Revenue, USD", "Units (k)", "Region"]
+rows = [[rnd.choice(PRODUCT), f"{rnd.uniform(100,99999):.2f}", str(rnd.randint(1, 90)), rnd.choice(["NA", "EU", "APAC"])] for _ in range(45)]
+write("quoted_header_commas.csv", table(hdr, rows), 45, 4, hdr, "quoted header names containing commas")
+
+# ------------------------------------------------------------ delimiters
+r = orders(70)
+lines = [join(x, ",") + "," for x in [ORDER_HDR] + r]
+write("trailing_delim_every_row.csv", lines, 70, 5, ORDER_HDR,
+      "header and every row end with ','; the 6th column is an unnamed, all-empty artefact")
+
+r = orders(70)
+lines = [join(ORDER_HDR, ",")] + [join(x, ",") + "," for x in r]
+write("trailing_delim_rows_only.csv", lines, 70, 5, ORDER_HDR,
+      "rows end with ',' but header does not (pandas makes first col the index)")
+
+hdr = ["sku", "desc", "qty", "price"]
+rows = [[f"SKU{i:04d}", rnd.choice(PRODUCT), str(rnd.randint(1, 50)), f"{rnd.uniform(1,99):.2f}"] for i in range(100)]
+lines = [join(hdr, ",") + ",,,"] + [join(x, ",") + ",,," for x in rows] + [",,,,,,"] * 5
+write("excel_empty_trailing_cols.csv", lines, 100, 4, hdr,
+      "Excel export with 3 empty formatted columns and 5 empty formatted rows at the end")
+
+hdr = ["id", "a", "b", "c", "d"]
+rows = []
+for i in range(80):
+    row = [str(i + 1)] + [str(rnd.randint(0, 99)) for _ in range(4)]
+    if i % 7 == 3:
+        row = row[:rnd.randint(2, 4)]
+    rows.append(row)
+write("ragged_short_rows.csv", [join(hdr, ",")] + [join(x, ",") for x in rows], 80, 5, hdr,
+      "some rows omit trailing empty values (pandas fills NaN)")
+
+hdr = ["id", "x", "y", "z", "label"]
+lines = [join(hdr, ",")]
+n = 0
+for i in range(60):
+    if i % 10 == 5:
+        lines.append(",,,,")
+    else:
+        lines.append(join([str(i), str(rnd.random())[:6], str(rnd.random())[:6], str(rnd.random())[:6], rnd.choice("ABC")], ","))
+    n += 1
+write("delimiter_only_rows.csv", lines, n, 5, hdr, "rows of ',,,,' inside the table = rows of missing values")
+
+r = orders(50)
+lines = [join(ORDER_HDR, ",")]
+for i, x in enumerate(r):
+    lines.append(join(x, ","))
+    if i % 9 == 4:
+        lines.append("")
+lines += ["", "", ""]
+write("blank_lines_inside.csv", lines, 50, 5, ORDER_HDR, "empty lines between rows and at the end (skipped)")
+
+hdr = ["Name", "Revenue, USD", "City"]
+rows = [[f"{rnd.choice(LAST)}, {rnd.choice(FIRST)}", f"{rnd.uniform(1,9999):.2f}", rnd.choice(CITY)] for _ in range(40)]
+write("tab_header_comma.csv", ["\t".join(hdr)] + ["\t".join(x) for x in rows], 40, 3, hdr,
+      "tab-separated but named .csv; header and names contain commas (one per line)")
+
+hdr = ["Name", "Notes, misc", "Score"]
+rows = [[rnd.choice(FIRST), rnd.choice(["good", "fair, ok", "bad"]), str(rnd.randint(0, 100))] for _ in range(40)]
+write("tab_header_comma.tsv", ["\t".join(hdr)] + ["\t".join(x) for x in rows], 40, 3, hdr,
+      "TSV whose header has a comma")
+
+# ------------------------------------------------------------------ headers
+hdr = ["date", "value", "value", "note", "note"]
+rows = [[date(i), str(rnd.randint(0, 9)), str(rnd.randint(0, 9)), "x", "y"] for i in range(30)]
+write("duplicate_headers.csv", table(hdr, rows), 30, 5, ["date", "value", "value.1", "note", "note.1"],
+      "duplicate names -> value/value.1")
+
+hdr = ["", "name", "score", "", "grade"]
+rows = [[str(i), rnd.choice(FIRST), str(rnd.randint(0, 100)), str(rnd.random())[:5], rnd.choice("ABCDF")] for i in range(40)]
+write("empty_header_cells.csv", table(hdr, rows), 40, 5, ["Unnamed: 0", "name", "score", "Unnamed: 3", "grade"],
+      "empty header cells over non-empty data columns")
+
+hdr = ["  id ", " name  ", " amount "]
+rows = [[f"  {i} ", f" {rnd.choice(FIRST)}   ", f"   {rnd.uniform(1,99):.2f}"] for i in range(50)]
+write("whitespace_padded.csv", table(hdr, rows), 50, 3, ["id", "name", "amount"], "padded names and values")
+
+hdr = ["id", "score", "status", "comment"]
+nas = ["NA", "N/A", "null", "NULL", "-", "", "n/a", "NaN", "#N/A", "?", "None", "."]
+rows = [[str(i), rnd.choice(nas + [str(rnd.randint(0, 100))] * 3), rnd.choice(nas + ["ok", "fail"]), rnd.choice(nas + ["fine"])] for i in range(90)]
+write("na_spellings.csv", table(hdr, rows), 90, 4, hdr, "many NA spellings")
+
+hdr = ["email"]
+rows = [[f"{rnd.choice(FIRST).lower()}.{rnd.choice(['a','b','c'])}{i}@example.com"] for i in range(120)]
+write("single_column.csv", table(hdr, rows), 120, 1, hdr, "single column, no delimiter at all")
+
+hdr = ["Full Name"]
+rows = [[f"{rnd.choice(FIRST)} {rnd.choice(LAST)}"] for _ in range(30)]
+write("single_column_spaces.csv", table(hdr, rows), 30, 1, hdr, "single column whose values contain spaces")
+
+write("header_only.csv", [join(ORDER_HDR, ",")], 0, 5, ORDER_HDR, "header, no rows")
+
+rows = [[f"{rnd.uniform(0,10):.3f}" for _ in range(6)] for _ in range(150)]
+write("headerless_numeric.csv", [join(x, ",") for x in rows], 150, 6, [f"column{i}" for i in range(6)],
+      "no header: every line is numeric data")
+
+hdr = ["time", "temp", "flow"]
+units = ["s", "°C", "l/min"]
+rows = [[str(i), f"{20+rnd.random():.2f}", f"{rnd.uniform(1,3):.2f}"] for i in range(200)]
+write("units_row_under_header.csv", table(hdr, [units] + rows, ";"), 200, 3, hdr,
+      "units row directly under header is header metadata, not data")
+
+hdr = ["Date", "Open", "High", "Low", "Close", "Volume"]
+rows = []
+px = 100.0
+for i in range(250):
+    o = px; h = o + rnd.random() * 2; l = o - rnd.random() * 2; c = rnd.uniform(l, h); px = c
+    rows.append([date(i), f"{o:.2f}", f"{h:.2f}", f"{l:.2f}", f"{c:.2f}", str(rnd.randint(1000, 99999))])
+write("stock_prices_pipe_crlf.csv", table(hdr, rows, "|"), 250, 6, hdr, "pipe + CRLF", eol="\r\n")
+
+hdr = ["id", "json_payload", "ok"]
+rows = [[str(i), '{"a": %d, "b": [1, 2, 3], "c": "x,y"}' % i, rnd.choice(["true", "false"])] for i in range(60)]
+write("embedded_json.csv", table(hdr, rows), 60, 3, hdr, "quoted JSON with commas/quotes inside")
+
+with open(os.path.join(OUT, "truth.json"), "w") as f:
+    json.dump(TRUTH, f, indent=1, ensure_ascii=False)
+print(f"wrote {len(TRUTH)} cases to {OUT}")
