@@ -113,15 +113,13 @@ impl Batch {
         self.rows.len()
     }
 
-    /// Whether every field is valid UTF-8 (one pass over the batch when it is all ASCII).
+    /// Whether every field is valid UTF-8: the whole batch is, and no field starts or ends
+    /// inside a character (two halves of an invalid sequence in neighbouring fields would
+    /// otherwise pass as one).
     fn is_utf8(&self) -> bool {
         self.data.is_ascii()
-            || self.rows.iter().all(|&(first, n)| {
-                let bounds = &self.bounds[first as usize..=(first + n) as usize];
-                bounds
-                    .windows(2)
-                    .all(|w| std::str::from_utf8(&self.data[w[0] as usize..w[1] as usize]).is_ok())
-            })
+            || std::str::from_utf8(&self.data)
+                .is_ok_and(|text| self.bounds.iter().all(|&b| text.is_char_boundary(b as usize)))
     }
 
     /// Field `c` of row `r`; empty when the row is shorter.

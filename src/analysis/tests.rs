@@ -148,6 +148,9 @@ fn invalid_utf8_is_read_as_windows_1252() {
     assert!(p.columns[0].top_values.iter().any(|t| t.value == "\u{c3}\u{a9}"));
     // Valid UTF-8 stays UTF-8.
     assert_eq!(prof("a\n\u{2764}\n").encoding, "utf-8");
+    // Two halves of a character in neighbouring fields are not UTF-8.
+    assert_eq!(prof_bytes(b"a,b\nx\xC3,\xA9y\n").encoding, "windows-1252");
+    assert_eq!(prof_bytes(b"a,b\nx\xC3\xA9,y\n").encoding, "utf-8");
 }
 
 #[test]
