@@ -64,7 +64,8 @@ pub trait Catalog: Send + Sync + 'static {
     fn abort_upload(&self, id: Uuid) -> Result<()>;
 
     /// A page of the user's visible files, oldest first, and how many match in all.
-    /// Listings leave `profile_json` empty: it is large and only `/profile` serves it.
+    /// Listings leave `profile_json` empty (it is large and only `/profile` serves it) and
+    /// `rev_history` empty (only sync reads it, through other calls).
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)>;
 
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>>;

@@ -66,11 +66,11 @@ const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, 
      ON CONFLICT (user_id, session_id) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at";
 const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending'";
 // `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
-// Without the profile (see `Catalog::list_files`).
+// Without the profile and the version history (see `Catalog::list_files`).
 const LIST: &str = concat!(
     "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
          f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state, \
-         f.rev, f.rev_history, f.origin",
+         f.rev, '[]' AS rev_history, f.origin",
     " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)
      ORDER BY f.id LIMIT $3 OFFSET $4"
 );

@@ -318,7 +318,9 @@ impl Catalog for SqliteCatalog {
         let mut stmt = conn
             .prepare_cached(&format!(
                 "SELECT {} FROM files WHERE {filter} ORDER BY pk LIMIT ?3 OFFSET ?4",
-                COLUMNS.replace("profile", "'' AS profile")
+                COLUMNS
+                    .replace("profile", "'' AS profile")
+                    .replace("rev_history", "'[]' AS rev_history")
             ))
             .map_err(db_err)?;
         let files = stmt
