@@ -173,7 +173,7 @@ impl<R: Read> Input<R> {
             if is_blank(rec) {
                 continue;
             }
-            if ncols >= 2 && rec.len() < ncols && is_note(rec, ncols) && self.held.len() < MAX_FOOTER {
+            if ncols >= 2 && is_note(rec, ncols) && self.held.len() < MAX_FOOTER {
                 self.held.push_back(rec.clone());
                 continue;
             }
@@ -471,8 +471,10 @@ struct Layout {
 /// With another delimiter than the first line's, the header line must sniff to it too; of
 /// several delimiters that find a table below title lines, the widest table wins.
 ///
-/// Without title lines, the first line's delimiter is kept unless it splits at most half
-/// of the sniffed records like the header and another delimiter splits every one alike.
+/// Without title lines, the first line's delimiter is kept unless another delimiter splits
+/// every sniffed record alike and the first one splits at most half of them like the header,
+/// or splits them into fewer fields. Last, a first line of numbers and dates over rows of
+/// numbers and dates is data, not a header.
 fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
     let first = match format {
         Format::Tsv => b'\t',
