@@ -59,7 +59,8 @@ pub struct Profile {
     /// are then named `0`, `1`, … as pandas' `header=None` names them.
     #[serde(default = "first_line")]
     pub header_line: u64,
-    /// Lines of notes below the table ("Source: …") that were not read as rows.
+    /// Lines at the end of the table (notes such as "Source: …", and lines of delimiters
+    /// between them) that were not read as rows.
     #[serde(default)]
     pub footer_lines: u64,
     pub columns: Vec<ColumnProfile>,

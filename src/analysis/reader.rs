@@ -1,6 +1,6 @@
 //! Byte input: encoding (BOM, UTF-16), delimiter and title-line sniffing, and a guard that bounds one record's size.
 
-use super::{AnalysisError, Format};
+use super::{infer, AnalysisError, Format};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Chain, Cursor, Read};
@@ -120,6 +120,8 @@ pub(super) struct Input<R: Read> {
     /// Note-like lines held back by [`Input::read_row`] until a row below them shows they are
     /// data, and the ones being handed out after that.
     held: VecDeque<csv::ByteRecord>,
+    /// How many of the held lines are notes (the rest are lines of delimiters).
+    held_notes: usize,
     releasing: VecDeque<csv::ByteRecord>,
     rows: u64,
     footer: u64,
@@ -147,10 +149,10 @@ impl<R: Read> Input<R> {
 
     /// Next data row of a table of `ncols` columns; `false` at the end of the input.
     ///
-    /// Blank lines are skipped. A short line that reads like a note (see [`is_note`]) is
-    /// held back: if a row follows, it is handed out in order as pandas would;
-    /// at the end of the input it is a footer ("Source: …", "Note: …") and is dropped, as long
-    /// as there are at most [`MAX_FOOTER`] such lines and twice as many rows above them.
+    /// Blank lines are skipped. Lines that may be a footer (see [`FooterLine`]) are held
+    /// back: if a row follows, they are handed out in order as pandas reads them; at the end
+    /// of the input they are the table's footer and are dropped, as long as they are at most
+    /// [`MAX_FOOTER`] lines with at least one note, and there are twice as many rows as notes.
     pub(super) fn read_row(&mut self, rec: &mut csv::ByteRecord, ncols: usize) -> Result<bool, AnalysisError> {
         loop {
             if let Some(held) = self.releasing.pop_front() {
@@ -160,7 +162,8 @@ impl<R: Read> Input<R> {
             }
             if !self.read_record(rec)? {
                 let n = self.held.len() as u64;
-                if n > 0 && n <= MAX_FOOTER as u64 && self.rows >= 2 * n {
+                let notes = self.held_notes as u64;
+                if notes > 0 && n <= MAX_FOOTER as u64 && self.rows >= 2 * notes {
                     self.footer = n;
                 } else {
                     self.releasing.append(&mut self.held);
@@ -173,9 +176,12 @@ impl<R: Read> Input<R> {
             if is_blank(rec) {
                 continue;
             }
-            if ncols >= 2 && is_note(rec, ncols) && self.held.len() < MAX_FOOTER {
-                self.held.push_back(rec.clone());
-                continue;
+            if ncols >= 2 && self.held.len() < MAX_FOOTER {
+                if let Some(line) = footer_line(rec, ncols) {
+                    self.held_notes += (line == FooterLine::Note) as usize;
+                    self.held.push_back(rec.clone());
+                    continue;
+                }
             }
             if self.held.is_empty() {
                 self.rows += 1;
@@ -184,6 +190,7 @@ impl<R: Read> Input<R> {
             // The held lines were rows after all: they come first, then this one.
             self.releasing.append(&mut self.held);
             self.releasing.push_back(rec.clone());
+            self.held_notes = 0;
         }
     }
 
@@ -335,6 +342,7 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         preamble,
         headerless,
         held: VecDeque::new(),
+        held_notes: 0,
         releasing: VecDeque::new(),
         rows: 0,
         footer: 0,
@@ -718,15 +726,35 @@ pub(super) fn is_blank(rec: &csv::ByteRecord) -> bool {
     }
 }
 
-/// A line that was not written as a row of the table: fewer fields than the header (so not
-/// padded by the exporter), at most half of its width in use, and a first cell that reads
-/// like a sentence or a label (`Source: BLS`, `Note: in EUR, excl. VAT`, `# end of data`)
-/// rather than one value of a row whose other cells are missing.
-fn is_note(rec: &csv::ByteRecord, ncols: usize) -> bool {
-    rec.len() < ncols && width(rec) * 2 <= ncols && {
-        let text = rec[0].trim_ascii();
-        text.starts_with(b"#") || text.iter().any(|b| matches!(b, b' ' | b'\t' | b':'))
+/// A line below the table that may be part of its footer rather than a row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FooterLine {
+    /// A note: a line with fewer fields than the header (so not padded by the exporter), at
+    /// most half of them used, whose first cell is text with a space, a `:` or a leading
+    /// `#` (`Source: BLS`, `Note: in EUR, excl. VAT`); or a line padded to the table's
+    /// width with only a label in its first cell (`Source: finance,,,,`).
+    Note,
+    /// Only delimiters: a row of missing values to pandas, a spacer around notes to a reader.
+    Empty,
+}
+
+fn footer_line(rec: &csv::ByteRecord, ncols: usize) -> Option<FooterLine> {
+    // Most rows have a value in their last column (checked first: this runs on every row).
+    if rec.get(ncols - 1).is_some_and(|f| !f.is_empty()) {
+        return None;
     }
+    let width = width(rec);
+    if width == 0 {
+        return Some(FooterLine::Empty);
+    }
+    let text = rec[0].trim_ascii();
+    if width * 2 > ncols || infer::classify(text) != infer::Value::Text {
+        return None;
+    }
+    let label = text.starts_with(b"#") || text.contains(&b':');
+    let sentence = text.iter().any(|b| matches!(b, b' ' | b'\t'));
+    let note = if rec.len() < ncols { label || sentence } else { width == 1 && label };
+    note.then_some(FooterLine::Note)
 }
 
 /// Fields up to the last non-empty one (a spreadsheet row's trailing empty cells ignored).

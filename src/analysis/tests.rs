@@ -202,6 +202,16 @@ fn notes_below_the_table_are_dropped() {
     // A short last row that fills half the table is data.
     let p = prof("name,age,city\nBob Smith,3,x\nAnn Lee,4,y\nAl Jones,4\n");
     assert_eq!((p.row_count, p.footer_lines), (3, 0));
+    // An export that pads every line to the table's width: a spacer and labelled notes.
+    let p = prof("id,a,b\n1,2,3\n2,2,3\n3,2,3\n4,2,3\n,,\nSource: finance,,\n# generated,,\n");
+    assert_eq!((p.row_count, p.footer_lines, p.columns[0].dtype.as_str()), (4, 3, "int64"));
+    // Lines of delimiters alone, a padded word, or a date-time in the first cell are rows.
+    let p = prof("id,a,b\n1,2,3\n2,2,3\n3,2,3\n4,2,3\n,,\n,,\n");
+    assert_eq!((p.row_count, p.footer_lines), (6, 0));
+    let p = prof("id,a,b\nx,2,3\ny,2,3\nz,2,3\nw,2,3\nConfidential,,\n");
+    assert_eq!((p.row_count, p.footer_lines), (5, 0));
+    let p = prof("t,a,b\n2020-01-01 10:00,2,3\n2020-01-02 10:00,2,3\n2020-01-03 10:00,2,3\n2020-01-04 10:00\n");
+    assert_eq!((p.row_count, p.footer_lines, p.columns[0].dtype.as_str()), (4, 0, "datetime64[ns]"));
     // One column: every line is a row.
     let p = prof("text\nhello world\nfoo: bar\n");
     assert_eq!((p.row_count, p.footer_lines), (2, 0));
