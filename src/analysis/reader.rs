@@ -142,6 +142,11 @@ impl<R: Read> Input<R> {
         self.delimiter
     }
 
+    /// Rows [`Input::read_row`] has handed out.
+    pub(super) fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Lines of notes below the table that [`Input::read_row`] dropped.
     pub(super) fn footer_lines(&self) -> u64 {
         self.footer

@@ -140,7 +140,6 @@ struct Reader<'a, R: Read> {
     record: csv::ByteRecord,
     ncols: usize,
     cfg: Config,
-    rows: u64,
     utf8: bool,
 }
 
@@ -175,7 +174,6 @@ impl<R: Read> Reader<'_, R> {
                 }
             }
             batch.push(rec, self.ncols);
-            self.rows += 1;
         }
         Ok(true)
     }
@@ -217,7 +215,6 @@ pub(super) fn scan<R: Read>(
         record: csv::ByteRecord::new(),
         ncols: columns.len(),
         cfg,
-        rows: 0,
         utf8,
     };
     let mut batch = Batch::new();
@@ -237,7 +234,7 @@ pub(super) fn scan<R: Read>(
         parallel(&mut reader, batch, columns)?;
     }
     Ok(Scanned {
-        rows: reader.rows,
+        rows: reader.input.rows(),
         utf8: reader.utf8,
     })
 }

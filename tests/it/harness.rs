@@ -240,10 +240,11 @@ impl TestServer {
         server
     }
 
-    fn spawn(&mut self) {
+    /// `file-service` with this server's configuration: its data folder as working
+    /// directory and environment, nothing inherited that could point elsewhere.
+    fn base_command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_file-service"));
-        cmd.arg("serve")
-            .current_dir(self.data.path())
+        cmd.current_dir(self.data.path())
             .env_remove("FILE_SERVICE_CONFIG")
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
@@ -251,14 +252,20 @@ impl TestServer {
             .env("DATA_DIR", self.data.path().join("data"))
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("SECRET_KEY", SECRET)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = self.base_command();
+        cmd.arg("serve")
             // The storage watcher takes files once unchanged this long; short keeps tests quick.
             .env("WATCH_SETTLE_MS", "300")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().expect("start file-service");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -483,24 +490,12 @@ impl TestServer {
     /// `file-service <args>` with this server's configuration: the environment, data
     /// folder and working directory it was started with (as `spawn` sets them).
     pub fn cli(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_file-service"));
+        let mut cmd = tokio::process::Command::from(self.base_command());
         cmd.args(args)
-            .current_dir(self.data.path())
-            .env_remove("FILE_SERVICE_CONFIG")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("DB_HOST")
-            .env("DATA_DIR", self.data.path().join("data"))
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("SECRET_KEY", SECRET)
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
         cmd
     }
 
