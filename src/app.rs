@@ -92,13 +92,23 @@ async fn open_cache(config: &Config) -> Result<Arc<dyn ActiveFileCache>, Startup
     })
 }
 
-/// Opens every backend, applies migrations and finishes interrupted work.
+/// Opens every backend, applies migrations, takes a lease and finishes interrupted work.
 pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
     let service = open(config).await?;
     let setup = service.clone();
+    let lease = Duration::from_secs(config.lease_seconds);
+    // A SQLite catalog belongs to this server: whatever earlier processes left is
+    // abandoned now. On PostgreSQL, only the work of replicas whose lease has ended.
+    let all_others = matches!(config.database_url, DatabaseUrl::Sqlite(_));
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         setup.catalog().migrate().context("applying catalog migrations")?;
-        setup.recover().context("recovering interrupted uploads and deletes")?;
+        setup
+            .catalog()
+            .renew_lease(lease)
+            .context("taking a lease in the catalog")?;
+        setup
+            .recover(all_others)
+            .context("recovering interrupted uploads, renames and deletes")?;
         Ok(())
     })
     .await
@@ -107,22 +117,41 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
 }
 
 /// `file-service reconcile`: one full pass of the storage folder against the catalog.
-/// It does not run startup recovery: a server may be running on the same catalog, and
-/// its uploads in progress are not leftovers.
+/// A server may be running on the same catalog, so this holds a lease like one (its
+/// uploads in progress are not leftovers, and this pass's are not the server's).
 pub async fn reconcile(config: &Config, dry_run: bool) -> Result<crate::reconcile::Report, StartupError> {
     let service = open(config).await?;
-    if !dry_run {
+    let lease = if dry_run {
+        None
+    } else {
         let setup = service.clone();
         tokio::task::spawn_blocking(move || setup.catalog().migrate())
             .await
             .context("migration task")?
             .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))?;
+        Some(tokio::spawn(crate::service::run_recovery(
+            service.clone(),
+            Duration::from_secs(config.lease_seconds),
+        )))
+    };
+    let reconciler = Reconciler::new(service.clone(), config.watch.default_user_id, config.watch.settle);
+    let report = reconciler.pass(dry_run).await;
+    if let Some(lease) = lease {
+        lease.abort();
+        end_lease(&service).await;
     }
-    let reconciler = Reconciler::new(service, config.watch.default_user_id, config.watch.settle);
-    reconciler
-        .pass(dry_run)
-        .await
-        .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))
+    report.map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))
+}
+
+/// Gives up this process's lease at a clean exit, so other processes need not wait for
+/// it to expire before resolving anything left behind.
+async fn end_lease(service: &Arc<FileService>) {
+    let catalog = service.catalog().clone();
+    match tokio::task::spawn_blocking(move || catalog.end_lease()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e.detail(), "could not end this process's lease; it expires by itself"),
+        Err(e) => tracing::warn!(error = %e, "could not end this process's lease; it expires by itself"),
+    }
 }
 
 /// `file-service check`: opens every backend without changing anything and reports
@@ -203,11 +232,17 @@ pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
         }
         _ => None,
     };
+    let recovery = tokio::spawn(crate::service::run_recovery(
+        service.clone(),
+        Duration::from_secs(config.lease_seconds),
+    ));
     let routes = crate::http::routes(service.clone(), auth, &config.cors_allowed_origins);
     crate::http::server::serve(listener, routes, options, shutdown_signal()).await;
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    recovery.abort();
+    end_lease(&service).await;
     Ok(service)
 }
 

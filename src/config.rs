@@ -40,6 +40,9 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
     pub cors_allowed_origins: Vec<String>,
+    /// How long this process's claim on its unfinished work lasts without renewal; work
+    /// a dead process left is taken over within twice this.
+    pub lease_seconds: u64,
     pub watch: WatchConfig,
 }
 
@@ -191,6 +194,10 @@ impl Config {
             .parse("upload_idle_timeout_seconds", 60u64, "a whole number of seconds")?
             .max(1);
         let shutdown_grace_seconds = src.parse("shutdown_grace_seconds", 30u64, "a whole number of seconds")?;
+        let lease_seconds = src.parse("lease_seconds", 15u64, "a whole number of seconds")?;
+        if lease_seconds < 2 {
+            return Err(config_error("LEASE_SECONDS", "must be at least 2"));
+        }
         let cors_allowed_origins: Vec<String> = src
             .get("cors_allowed_origins")?
             .unwrap_or_default()
@@ -246,6 +253,7 @@ impl Config {
             upload_idle_timeout_seconds,
             shutdown_grace_seconds,
             cors_allowed_origins,
+            lease_seconds,
             watch,
         })
     }

@@ -167,7 +167,8 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             // Dropping the runtime cancels requests still running after the grace period;
             // their temporary files go with them, and a last sweep catches any left.
             runtime.shutdown_timeout(std::time::Duration::from_secs(10));
-            match service.storage().sweep_temporaries() {
+            // Not `exclusive`: replicas may share the storage folder.
+            match service.storage().sweep_temporaries(false) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(count = n, "removed temporary files of cut-off uploads"),
                 Err(e) => tracing::warn!(error = %e, "could not sweep temporary files"),

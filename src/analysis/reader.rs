@@ -134,8 +134,13 @@ impl<R: Read> Input<R> {
 
     /// `"utf-16-le"` or `"utf-16-be"` when the file was UTF-16 (it is read as UTF-8 then).
     pub(super) fn utf16_label(&self) -> Option<&'static str> {
-        self.utf16
-            .map(|e| if e == encoding_rs::UTF_16BE { "utf-16-be" } else { "utf-16-le" })
+        self.utf16.map(|e| {
+            if e == encoding_rs::UTF_16BE {
+                "utf-16-be"
+            } else {
+                "utf-16-le"
+            }
+        })
     }
 
     pub(super) fn delimiter(&self) -> u8 {
@@ -513,7 +518,11 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
             let wider = titled.as_ref().is_none_or(|(width, _)| header.width > *width);
             // Another delimiter's title lines only count when the first one gives no table.
             if (delimiter == first || (sniffs_alike && plain.is_none())) && wider {
-                let layout = Layout { delimiter, preamble, headerless: false };
+                let layout = Layout {
+                    delimiter,
+                    preamble,
+                    headerless: false,
+                };
                 titled = Some((header.width, layout));
             }
             continue;
@@ -536,12 +545,20 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
         // splits most rows unlike the header, or splits them alike into fewer fields (a
         // tab-separated export whose names and values hold commas), it is the delimiter.
         Some((fields, other)) if plain.is_none() || fields > first_fields => {
-            return Layout { delimiter: other, preamble: 0, headerless: false };
+            return Layout {
+                delimiter: other,
+                preamble: 0,
+                headerless: false,
+            };
         }
         _ => first,
     };
     let headerless = plain.as_deref().is_some_and(is_headerless);
-    Layout { delimiter, preamble: 0, headerless }
+    Layout {
+        delimiter,
+        preamble: 0,
+        headerless,
+    }
 }
 
 /// The first record is data, not a header: every cell of it is a number or date, not all of
@@ -612,11 +629,11 @@ fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
                 fields: rec.len(),
                 width: width(&rec),
                 comment: rec.get(0).is_some_and(|f| f.starts_with(b"#")),
-                numeric: rec.get(0).is_some_and(|f| !f.is_empty())
-                    && rec.iter().all(|f| f.is_empty() || is_value(f)),
+                numeric: rec.get(0).is_some_and(|f| !f.is_empty()) && rec.iter().all(|f| f.is_empty() || is_value(f)),
                 full: rec.iter().all(|f| !f.is_empty()),
                 years: rec.iter().all(|f| {
-                    std::str::from_utf8(f).is_ok_and(|s| s.trim().parse::<u16>().is_ok_and(|y| (1800..=2100).contains(&y)))
+                    std::str::from_utf8(f)
+                        .is_ok_and(|s| s.trim().parse::<u16>().is_ok_and(|y| (1800..=2100).contains(&y)))
                 }),
                 span: start..end,
             });
@@ -758,7 +775,11 @@ fn footer_line(rec: &csv::ByteRecord, ncols: usize) -> Option<FooterLine> {
     }
     let label = text.starts_with(b"#") || text.contains(&b':');
     let sentence = text.iter().any(|b| matches!(b, b' ' | b'\t'));
-    let note = if rec.len() < ncols { label || sentence } else { width == 1 && label };
+    let note = if rec.len() < ncols {
+        label || sentence
+    } else {
+        width == 1 && label
+    };
     note.then_some(FooterLine::Note)
 }
 

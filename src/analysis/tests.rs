@@ -120,7 +120,10 @@ fn delimiter_sniffing_and_tsv() {
     assert_eq!(p.delimiter, ",");
     // A comma inside a tab-separated header does not make the file comma-separated.
     let p = prof("name\tamount, USD\tdate\nx\t1\t2020-01-01\ny\t2\t2020-01-02\n");
-    assert_eq!((p.delimiter.as_str(), names(&p)), ("\t", vec!["name", "amount, USD", "date"]));
+    assert_eq!(
+        (p.delimiter.as_str(), names(&p)),
+        ("\t", vec!["name", "amount, USD", "date"])
+    );
     // Commas in a tab-separated file's names and values: tab splits every line into more fields.
     let p = prof("Name\tRevenue, USD\tCity\nA\t1,5\tX\nB\t2,5\tY\nC\t3,5\tZ\n");
     assert_eq!((p.delimiter.as_str(), p.column_count), ("\t", 3));
@@ -186,7 +189,11 @@ fn notes_below_the_table_are_dropped() {
     let p = prof("year,value\n2018,0.5\n2019,1.5\n2020,2.5\n2021,3.5\n\nSource: Bureau of Statistics\nNote: 2021 is provisional\n");
     assert_eq!((p.row_count, p.footer_lines), (4, 2));
     assert_eq!(dtypes(&p), ["int64", "float64"]);
-    assert!(p.summary().contains("2 line(s) of notes below the table"), "{}", p.summary());
+    assert!(
+        p.summary().contains("2 line(s) of notes below the table"),
+        "{}",
+        p.summary()
+    );
     // The same lines inside the table are rows, as pandas reads them.
     let p = prof("year,value\n2019,1.5\nSource: Bureau of Statistics\n2020,2.5\n");
     assert_eq!((p.row_count, p.footer_lines), (3, 0));
@@ -198,20 +205,29 @@ fn notes_below_the_table_are_dropped() {
     assert_eq!((p.row_count, p.footer_lines), (2, 0));
     // A note whose text has a comma, below a wider table.
     let p = prof("id,a,b,c,d\n1,2,3,4,5\n2,2,3,4,5\n3,2,3,4,5\n4,2,3,4,5\n\nSource: ACME\nNote: in EUR, excl. VAT\n");
-    assert_eq!((p.row_count, p.footer_lines, p.columns[0].dtype.as_str()), (4, 2, "int64"));
+    assert_eq!(
+        (p.row_count, p.footer_lines, p.columns[0].dtype.as_str()),
+        (4, 2, "int64")
+    );
     // A short last row that fills half the table is data.
     let p = prof("name,age,city\nBob Smith,3,x\nAnn Lee,4,y\nAl Jones,4\n");
     assert_eq!((p.row_count, p.footer_lines), (3, 0));
     // An export that pads every line to the table's width: a spacer and labelled notes.
     let p = prof("id,a,b\n1,2,3\n2,2,3\n3,2,3\n4,2,3\n,,\nSource: finance,,\n# generated,,\n");
-    assert_eq!((p.row_count, p.footer_lines, p.columns[0].dtype.as_str()), (4, 3, "int64"));
+    assert_eq!(
+        (p.row_count, p.footer_lines, p.columns[0].dtype.as_str()),
+        (4, 3, "int64")
+    );
     // Lines of delimiters alone, a padded word, or a date-time in the first cell are rows.
     let p = prof("id,a,b\n1,2,3\n2,2,3\n3,2,3\n4,2,3\n,,\n,,\n");
     assert_eq!((p.row_count, p.footer_lines), (6, 0));
     let p = prof("id,a,b\nx,2,3\ny,2,3\nz,2,3\nw,2,3\nConfidential,,\n");
     assert_eq!((p.row_count, p.footer_lines), (5, 0));
     let p = prof("t,a,b\n2020-01-01 10:00,2,3\n2020-01-02 10:00,2,3\n2020-01-03 10:00,2,3\n2020-01-04 10:00\n");
-    assert_eq!((p.row_count, p.footer_lines, p.columns[0].dtype.as_str()), (4, 0, "datetime64[ns]"));
+    assert_eq!(
+        (p.row_count, p.footer_lines, p.columns[0].dtype.as_str()),
+        (4, 0, "datetime64[ns]")
+    );
     // One column: every line is a row.
     let p = prof("text\nhello world\nfoo: bar\n");
     assert_eq!((p.row_count, p.footer_lines), (2, 0));
@@ -244,7 +260,10 @@ fn a_file_of_numbers_without_a_header_keeps_its_first_row() {
 fn files_pandas_reads_keep_pandas_shape() {
     // A header with unnamed trailing columns over numeric data is the header.
     let p = prof("a,b,,\n1,2,3,4\n5,6,7,8\n");
-    assert_eq!((names(&p), p.header_line), (vec!["a", "b", "Unnamed: 2", "Unnamed: 3"], 1));
+    assert_eq!(
+        (names(&p), p.header_line),
+        (vec!["a", "b", "Unnamed: 2", "Unnamed: 3"], 1)
+    );
     // One text column that happens to contain semicolons stays one column (the header has a comma).
     let p = prof("id,note\n1,a;b;c\n2,d;e;f\n");
     assert_eq!((p.delimiter.as_str(), p.column_count), (",", 2));
@@ -283,14 +302,21 @@ fn utf16_is_decoded() {
         let top: Vec<&str> = p.columns[1].top_values.iter().map(|t| t.value.as_str()).collect();
         assert_eq!(top, ["K\u{f6}ln", "\u{2764}"]);
         let preview = preview_reader(&bytes[..], Format::Csv, 5, false).expect("preview");
-        assert_eq!(preview.rows[0], vec![Some("Jos\u{e9}".to_string()), Some("K\u{f6}ln".to_string())]);
+        assert_eq!(
+            preview.rows[0],
+            vec![Some("Jos\u{e9}".to_string()), Some("K\u{f6}ln".to_string())]
+        );
     }
     // A large UTF-16 file decodes across buffer refills.
     let mut big = String::from("n,s\n");
     for i in 0..50_000 {
         big.push_str(&format!("{i},\u{e9}t\u{e9}\n"));
     }
-    let bytes: Vec<u8> = [&b"\xFF\xFE"[..], &big.encode_utf16().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>()].concat();
+    let bytes: Vec<u8> = [
+        &b"\xFF\xFE"[..],
+        &big.encode_utf16().flat_map(|u| u.to_le_bytes()).collect::<Vec<u8>>(),
+    ]
+    .concat();
     let p = prof_bytes(&bytes);
     assert_eq!((p.row_count, p.columns[0].dtype.as_str()), (50_000, "int64"));
     assert_eq!(p.columns[1].top_values[0].count, 50_000);

@@ -11,13 +11,26 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::model::{FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
-/// A catalog row that an interrupted upload or delete left half-done.
+/// Work that a process left half-done when it died, taken over by this process for recovery.
 #[derive(Debug, Clone)]
 pub enum Unfinished {
     /// Reserved by an upload; its bytes may or may not have reached their final place.
     Upload(FileRecord),
     /// A delete that may not have removed the bytes yet.
     Delete(FileRecord),
+    /// A rename whose bytes may still be stored under both names.
+    Rename(RenameIntent),
+}
+
+/// A rename in progress: between linking the new stored name and removing the old one,
+/// the bytes may exist under both; whichever name no record claims afterwards is stale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenameIntent {
+    pub id: i64,
+    pub user_id: UserId,
+    pub from_name: String,
+    pub to_name: String,
+    pub format: String,
 }
 
 /// One entry of the change feed: a file at its latest change.
@@ -106,8 +119,8 @@ pub trait Catalog: Send + Sync + 'static {
     /// `profile_json`, as in listings).
     fn all_files(&self) -> Result<Vec<FileRecord>>;
 
-    /// Whether any record (visible or not: an upload or delete in progress) claims this
-    /// user's name.
+    /// Whether any record (visible or not: an upload or delete in progress) or a rename in
+    /// progress claims this user's name.
     fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool>;
 
     /// Replaces what was learned from a file's bytes (size, hash, analysis) after they
@@ -141,8 +154,33 @@ pub trait Catalog: Send + Sync + 'static {
 
     fn set_checkpoint(&self, source: &str, seq: i64) -> Result<()>;
 
-    /// Rows left pending or deleting by a crash, for startup recovery.
-    fn unfinished(&self) -> Result<Vec<Unfinished>>;
+    /// This process's identity in the catalog: the holder of the work it starts (pending
+    /// uploads, deletes, renames) and of its lease.
+    fn holder(&self) -> &str;
+
+    /// Starts or extends this process's lease to `ttl` from now. While it lasts, no other
+    /// process touches this one's unfinished work.
+    fn renew_lease(&self, ttl: std::time::Duration) -> Result<()>;
+
+    /// Ends this process's lease (at shutdown), so anything it left is recovered at once.
+    fn end_lease(&self) -> Result<()>;
+
+    /// Takes over the unfinished work of processes whose lease has ended (rows from before
+    /// leases: once a minute old), and with `all_others` that of every other process (a
+    /// SQLite catalog at server start, when no other process can be working on it). Each
+    /// piece is taken by one process only; the caller must complete or undo it.
+    fn claim_abandoned(&self, all_others: bool) -> Result<Vec<Unfinished>>;
+
+    /// Records that this process is about to store `from_name`'s bytes under `to_name`
+    /// too; until [`Catalog::end_rename`], the storage watcher leaves both names alone.
+    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64>;
+
+    /// The rename's storage steps are done (or undone).
+    fn end_rename(&self, id: i64) -> Result<()>;
+
+    /// Whether a record in any state holds this user's name (unlike
+    /// [`Catalog::name_claimed`], a rename in progress does not count).
+    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool>;
 
     /// Locks `user` against every other process sharing this catalog until the returned
     /// guard is dropped, or `None` when the catalog is private to this process (SQLite),

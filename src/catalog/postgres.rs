@@ -15,7 +15,7 @@ use postgres::{Client, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
-use super::{tombstone_of, Catalog, Change, ChangeOp, Unfinished, UserLock};
+use super::{tombstone_of, Catalog, Change, ChangeOp, RenameIntent, Unfinished, UserLock};
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
@@ -23,6 +23,7 @@ use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserI
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../schema/postgres/0001_init.sql")),
     (2, include_str!("../../schema/postgres/0002_changes.sql")),
+    (3, include_str!("../../schema/postgres/0003_leases.sql")),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together
@@ -32,10 +33,9 @@ const MIGRATION_LOCK: i64 = 0x6669_6c65_7376_6301;
 /// two-key locks live apart from the one-key migration lock.
 const USER_LOCK_SPACE: i32 = 0x6673_7531;
 
-/// Rows left pending or deleting for longer than this are abandoned. Younger ones may
-/// belong to an upload or delete in flight on another replica, which startup recovery of
-/// this replica must not undo (reserve→commit and begin→finish take milliseconds).
-const ABANDONED_AFTER_SECONDS: i32 = 60;
+/// Rows from before leases (no holder) left pending or deleting for longer than this are
+/// abandoned; every newer row names its holder, whose lease says whether it is alive.
+const LEGACY_ABANDONED_AFTER_SECONDS: f64 = 60.0;
 
 /// Server-side limits on every connection: a statement or lock wait that runs this long
 /// is cancelled and reported as unavailable; a transaction left idle is ended.
@@ -53,18 +53,19 @@ macro_rules! columns {
 
 const INSERT_PENDING: &str = "INSERT INTO files (public_id, user_id, file_name, storage_uri, storage_type, description,
          summary, format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at,
-         rev, rev_history, origin)
+         rev, rev_history, origin, holder)
      VALUES ($1, $2, $3, $4, CAST($5::text AS storage_type), $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $15,
-         $16, $17, $18)";
+         $16, $17, $18, $19)";
 // `updated_at` was set at reservation: the version's date (now, or the remote one for a
 // version that arrived by sync). Times are kept to the millisecond, as SQLite keeps them.
 const COMMIT: &str = concat!(
-    "UPDATE files AS f SET state = 'ready' WHERE f.public_id = $1 AND f.state = 'pending' RETURNING f.id, ",
+    "UPDATE files AS f SET state = 'ready', holder = NULL
+     WHERE f.public_id = $1 AND f.state = 'pending' AND f.holder = $2 RETURNING f.id, ",
     columns!()
 );
 const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, updated_at) VALUES ($1, $2, $3, now())
      ON CONFLICT (user_id, session_id) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at";
-const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending'";
+const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending' AND holder = $2";
 // `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
 // Without the profile and the version history (see `Catalog::list_files`).
 const LIST: &str = concat!(
@@ -110,17 +111,35 @@ const GET_ACTIVE: &str = concat!(
     " FROM active_files a JOIN files f ON f.id = a.file_id WHERE a.user_id = $1 AND a.session_id = $2 AND f.state = 'ready'"
 );
 const BEGIN_DELETE: &str = concat!(
-    "UPDATE files AS f SET state = 'deleting', updated_at = date_trunc('milliseconds', now())
+    "UPDATE files AS f SET state = 'deleting', updated_at = date_trunc('milliseconds', now()), holder = $3
      WHERE f.user_id = $1 AND f.file_name = $2 AND f.state = 'ready' RETURNING f.id, ",
     columns!()
 );
 const CLEAR_ACTIVE: &str = "DELETE FROM active_files WHERE file_id = $1 RETURNING session_id";
-const FINISH_DELETE: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'deleting'";
-const UNFINISHED: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM files f WHERE f.state <> 'ready' AND f.updated_at < now() - make_interval(secs => $1) ORDER BY f.id"
+const FINISH_DELETE: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'deleting' AND holder = $2";
+// Expired leases mean the same as none, so they are not kept.
+const DROP_EXPIRED_LEASES: &str = "DELETE FROM leases WHERE expires_at <= now()";
+const RENEW_LEASE: &str = "INSERT INTO leases (holder, expires_at) VALUES ($1, now() + make_interval(secs => $2))
+     ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at";
+const END_LEASE: &str = "DELETE FROM leases WHERE holder = $1";
+// Row locks make each row go to one claimant: a second replica's UPDATE waits, then
+// re-checks the row, whose holder now has a live lease.
+const CLAIM_FILES: &str = concat!(
+    "UPDATE files AS f SET holder = $1
+     WHERE f.state <> 'ready' AND f.holder IS DISTINCT FROM $1
+       AND ($2 OR (f.holder IS NULL AND f.updated_at < now() - make_interval(secs => $3))
+            OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.holder = f.holder AND l.expires_at > now()))
+     RETURNING ",
+    columns!()
 );
+const CLAIM_RENAMES: &str = "UPDATE renames AS r SET holder = $1
+     WHERE r.holder <> $1
+       AND ($2 OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.holder = r.holder AND l.expires_at > now()))
+     RETURNING r.id, r.user_id, r.from_name, r.to_name, r.format";
+const BEGIN_RENAME: &str =
+    "INSERT INTO renames (holder, user_id, from_name, to_name, format) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+const END_RENAME: &str = "DELETE FROM renames WHERE id = $1";
+const NAME_RECORDED: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = $1 AND file_name = $2)";
 const USER_LOCK: &str = "SELECT pg_advisory_lock($1, $2)";
 const ALL_FILES: &str = concat!(
     "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
@@ -128,7 +147,8 @@ const ALL_FILES: &str = concat!(
          f.rev, f.rev_history, f.origin",
     " FROM files f WHERE f.state = 'ready' ORDER BY f.id"
 );
-const NAME_CLAIMED: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = $1 AND file_name = $2)";
+const NAME_CLAIMED: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = $1 AND file_name = $2)
+     OR EXISTS (SELECT 1 FROM renames WHERE user_id = $1 AND $2 IN (from_name, to_name))";
 const GET_BY_ID_FOR_UPDATE: &str = concat!(
     "SELECT f.id, ",
     columns!(),
@@ -233,6 +253,8 @@ pub struct PostgresCatalog {
     locks: Option<Pool>,
     /// `user@host:port/db`, never the password.
     target: String,
+    /// This process's identity in `files.holder`, `leases` and `renames`.
+    holder: String,
 }
 
 impl Drop for PostgresCatalog {
@@ -288,6 +310,7 @@ impl PostgresCatalog {
             pool: Some(pool),
             locks: Some(locks),
             target,
+            holder: Uuid::new_v4().simple().to_string(),
         })
     }
 
@@ -501,6 +524,7 @@ impl Catalog for PostgresCatalog {
                 &r.rev,
                 &history_json(&r.rev_history),
                 &r.origin,
+                &self.holder,
             ],
         );
         match inserted {
@@ -517,7 +541,7 @@ impl Catalog for PostgresCatalog {
         let (next_seq, insert) = conn.change_statements()?;
         let mut tx = conn.client.transaction().map_err(db_err)?;
         let row = tx
-            .query_opt(&commit, &[&id])
+            .query_opt(&commit, &[&id, &self.holder])
             .map_err(db_err)?
             .ok_or_else(|| Error::internal(format!("upload {id} is no longer reserved")))?;
         let (pk, record) = pk_and_record(&row)?;
@@ -533,7 +557,7 @@ impl Catalog for PostgresCatalog {
     fn abort_upload(&self, id: Uuid) -> Result<()> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(ABORT)?;
-        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
+        conn.client.execute(&stmt, &[&id, &self.holder]).map_err(db_err)?;
         Ok(())
     }
 
@@ -640,7 +664,10 @@ impl Catalog for PostgresCatalog {
         let mut tx = conn.client.transaction().map_err(db_err)?;
         // The UPDATE takes the row lock first, so an activation of this file either
         // committed before (and its entry is cleared below) or finds the file gone.
-        let Some(row) = tx.query_opt(&hide, &[&user, &file_name]).map_err(db_err)? else {
+        let Some(row) = tx
+            .query_opt(&hide, &[&user, &file_name, &self.holder])
+            .map_err(db_err)?
+        else {
             return Ok(None);
         };
         let (pk, record) = pk_and_record(&row)?;
@@ -653,7 +680,7 @@ impl Catalog for PostgresCatalog {
     fn finish_delete(&self, id: Uuid) -> Result<()> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(FINISH_DELETE)?;
-        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
+        conn.client.execute(&stmt, &[&id, &self.holder]).map_err(db_err)?;
         Ok(())
     }
 
@@ -823,24 +850,80 @@ impl Catalog for PostgresCatalog {
         Ok(())
     }
 
-    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+    fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn renew_lease(&self, ttl: Duration) -> Result<()> {
         let mut conn = self.conn()?;
-        let stmt = conn.statement(UNFINISHED)?;
-        let rows = conn
-            .client
-            .query(&stmt, &[&(ABANDONED_AFTER_SECONDS as f64)])
+        let (drop_expired, renew) = (conn.statement(DROP_EXPIRED_LEASES)?, conn.statement(RENEW_LEASE)?);
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        tx.execute(&drop_expired, &[]).map_err(db_err)?;
+        tx.execute(&renew, &[&self.holder, &ttl.as_secs_f64()])
             .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                let record = record_at(row, 0)?;
-                let state: String = row.try_get(15).map_err(db_err)?;
-                Ok(if state == "pending" {
-                    Unfinished::Upload(record)
-                } else {
-                    Unfinished::Delete(record)
-                })
-            })
-            .collect()
+        tx.commit().map_err(db_err)
+    }
+
+    fn end_lease(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(END_LEASE)?;
+        conn.client.execute(&stmt, &[&self.holder]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn claim_abandoned(&self, all_others: bool) -> Result<Vec<Unfinished>> {
+        let mut conn = self.conn()?;
+        let (files, renames) = (conn.statement(CLAIM_FILES)?, conn.statement(CLAIM_RENAMES)?);
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in tx
+            .query(&files, &[&self.holder, &all_others, &LEGACY_ABANDONED_AFTER_SECONDS])
+            .map_err(db_err)?
+        {
+            let record = record_at(&row, 0)?;
+            let state: String = row.try_get(15).map_err(db_err)?;
+            out.push(if state == "pending" {
+                Unfinished::Upload(record)
+            } else {
+                Unfinished::Delete(record)
+            });
+        }
+        for row in tx.query(&renames, &[&self.holder, &all_others]).map_err(db_err)? {
+            out.push(Unfinished::Rename(RenameIntent {
+                id: row.try_get(0).map_err(db_err)?,
+                user_id: row.try_get(1).map_err(db_err)?,
+                from_name: row.try_get(2).map_err(db_err)?,
+                to_name: row.try_get(3).map_err(db_err)?,
+                format: row.try_get(4).map_err(db_err)?,
+            }));
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(BEGIN_RENAME)?;
+        conn.client
+            .query_one(&stmt, &[&self.holder, &user, &from_name, &to_name, &format])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)
+    }
+
+    fn end_rename(&self, id: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(END_RENAME)?;
+        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(NAME_RECORDED)?;
+        conn.client
+            .query_one(&stmt, &[&user, &file_name])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)
     }
 
     fn lock_user(&self, user: UserId) -> Result<Option<UserLock>> {

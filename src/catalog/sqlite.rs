@@ -9,7 +9,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{tombstone_of, Catalog, Change, ChangeOp, Unfinished};
+use super::{tombstone_of, Catalog, Change, ChangeOp, RenameIntent, Unfinished};
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
@@ -17,7 +17,11 @@ use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserI
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../schema/sqlite/0001_init.sql")),
     (2, include_str!("../../schema/sqlite/0002_changes.sql")),
+    (3, include_str!("../../schema/sqlite/0003_leases.sql")),
 ];
+
+/// Rows from before leases (no holder) count as abandoned once this old.
+const LEGACY_ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// The columns every query selects, in the order `record_at` reads them.
 const COLUMNS: &str = "id, user_id, file_name, storage_uri, storage_type, description, summary, \
@@ -26,6 +30,8 @@ const COLUMNS: &str = "id, user_id, file_name, storage_uri, storage_type, descri
 pub struct SqliteCatalog {
     pool: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
+    /// This process's identity in `files.holder`, `leases` and `renames`.
+    holder: String,
 }
 
 impl SqliteCatalog {
@@ -57,6 +63,7 @@ impl SqliteCatalog {
         Ok(SqliteCatalog {
             pool,
             path: path.to_path_buf(),
+            holder: Uuid::new_v4().simple().to_string(),
         })
     }
 
@@ -243,8 +250,8 @@ impl Catalog for SqliteCatalog {
         let inserted = conn.execute(
             "INSERT INTO files (id, user_id, file_name, storage_uri, storage_type, description, summary,
                  format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at,
-                 rev, rev_history, origin)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17, ?18)",
+                 rev, rev_history, origin, holder)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17, ?18, ?19)",
             params![
                 r.id.to_string(),
                 r.user_id,
@@ -264,6 +271,7 @@ impl Catalog for SqliteCatalog {
                 r.rev,
                 history_json(&r.rev_history),
                 r.origin,
+                self.holder,
             ],
         );
         match inserted {
@@ -283,9 +291,10 @@ impl Catalog for SqliteCatalog {
                 // `updated_at` was set at reservation: the version's date (now, or the
                 // remote one for a version that arrived by sync).
                 &format!(
-                    "UPDATE files SET state = 'ready' WHERE id = ?1 AND state = 'pending' RETURNING pk, {COLUMNS}"
+                    "UPDATE files SET state = 'ready', holder = NULL
+                     WHERE id = ?1 AND state = 'pending' AND holder = ?2 RETURNING pk, {COLUMNS}"
                 ),
-                params![id.to_string()],
+                params![id.to_string(), self.holder],
                 pk_and_record,
             )
             .optional()
@@ -302,8 +311,8 @@ impl Catalog for SqliteCatalog {
     fn abort_upload(&self, id: Uuid) -> Result<()> {
         self.conn()?
             .execute(
-                "DELETE FROM files WHERE id = ?1 AND state = 'pending'",
-                params![id.to_string()],
+                "DELETE FROM files WHERE id = ?1 AND state = 'pending' AND holder = ?2",
+                params![id.to_string(), self.holder],
             )
             .map_err(db_err)?;
         Ok(())
@@ -445,8 +454,8 @@ impl Catalog for SqliteCatalog {
         tx.execute("DELETE FROM active_files WHERE file_pk = ?1", params![pk])
             .map_err(db_err)?;
         tx.execute(
-            "UPDATE files SET state = 'deleting', updated_at = ?2 WHERE pk = ?1",
-            params![pk, now()],
+            "UPDATE files SET state = 'deleting', updated_at = ?2, holder = ?3 WHERE pk = ?1",
+            params![pk, now(), self.holder],
         )
         .map_err(db_err)?;
         record_change(&tx, &record, ChangeOp::Delete, tombstone)?;
@@ -457,8 +466,8 @@ impl Catalog for SqliteCatalog {
     fn finish_delete(&self, id: Uuid) -> Result<()> {
         self.conn()?
             .execute(
-                "DELETE FROM files WHERE id = ?1 AND state = 'deleting'",
-                params![id.to_string()],
+                "DELETE FROM files WHERE id = ?1 AND state = 'deleting' AND holder = ?2",
+                params![id.to_string(), self.holder],
             )
             .map_err(db_err)?;
         Ok(())
@@ -479,7 +488,8 @@ impl Catalog for SqliteCatalog {
     fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
         self.conn()?
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)",
+                "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)
+                     OR EXISTS (SELECT 1 FROM renames WHERE user_id = ?1 AND ?2 IN (from_name, to_name))",
                 params![user, file_name],
                 |r| r.get(0),
             )
@@ -676,26 +686,124 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
-    fn unfinished(&self) -> Result<Vec<Unfinished>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM files WHERE state != 'ready' ORDER BY pk"
-            ))
+    fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn renew_lease(&self, ttl: Duration) -> Result<()> {
+        let now = Utc::now();
+        let expires = (now + chrono::TimeDelta::from_std(ttl).map_err(Error::internal)?)
+            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |row| Ok((record(row)?, row.get::<_, String>(15)?)))
+        // An expired lease means the same as none, so they are not kept.
+        tx.execute(
+            "DELETE FROM leases WHERE expires_at <= ?1",
+            params![now.to_rfc3339_opts(SecondsFormat::Millis, true)],
+        )
+        .map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO leases (holder, expires_at) VALUES (?1, ?2)
+             ON CONFLICT (holder) DO UPDATE SET expires_at = excluded.expires_at",
+            params![self.holder, expires],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    fn end_lease(&self) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM leases WHERE holder = ?1", params![self.holder])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn claim_abandoned(&self, all_others: bool) -> Result<Vec<Unfinished>> {
+        let now = Utc::now();
+        let legacy_before = (now - LEGACY_ABANDONED_AFTER).to_rfc3339_opts(SecondsFormat::Millis, true);
+        let now = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
         let mut out = Vec::new();
-        for row in rows {
-            let (record, state) = row.map_err(db_err)?;
-            out.push(if state == "pending" {
-                Unfinished::Upload(record)
-            } else {
-                Unfinished::Delete(record)
-            });
+        {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "UPDATE files SET holder = ?1
+                     WHERE state != 'ready' AND holder IS NOT ?1
+                       AND (?2 OR (holder IS NULL AND updated_at < ?3)
+                            OR holder NOT IN (SELECT holder FROM leases WHERE expires_at > ?4))
+                     RETURNING {COLUMNS}"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![self.holder, all_others, legacy_before, now], |row| {
+                    Ok((record(row)?, row.get::<_, String>(15)?))
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                let (record, state) = row.map_err(db_err)?;
+                out.push(if state == "pending" {
+                    Unfinished::Upload(record)
+                } else {
+                    Unfinished::Delete(record)
+                });
+            }
+            let mut stmt = tx
+                .prepare(
+                    "UPDATE renames SET holder = ?1
+                     WHERE holder != ?1 AND (?2 OR holder NOT IN (SELECT holder FROM leases WHERE expires_at > ?3))
+                     RETURNING id, user_id, from_name, to_name, format",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![self.holder, all_others, now], |row| {
+                    Ok(RenameIntent {
+                        id: row.get(0)?,
+                        user_id: row.get(1)?,
+                        from_name: row.get(2)?,
+                        to_name: row.get(3)?,
+                        format: row.get(4)?,
+                    })
+                })
+                .map_err(db_err)?;
+            for row in rows {
+                out.push(Unfinished::Rename(row.map_err(db_err)?));
+            }
         }
+        tx.commit().map_err(db_err)?;
         Ok(out)
+    }
+
+    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
+        self.conn()?
+            .query_row(
+                "INSERT INTO renames (holder, user_id, from_name, to_name, format, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                params![self.holder, user, from_name, to_name, format, now()],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+
+    fn end_rename(&self, id: i64) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM renames WHERE id = ?1", params![id])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool> {
+        self.conn()?
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)",
+                params![user, file_name],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
     }
 
     fn ping(&self) -> Result<()> {

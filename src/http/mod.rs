@@ -21,8 +21,10 @@ use crate::error::Error;
 use crate::model::{FileRecord, ListQuery, UserId};
 use crate::service::FileService;
 
-/// Largest JSON body accepted on small JSON routes.
-const MAX_JSON_BODY: u64 = 64 * 1024;
+/// Largest JSON body accepted on small JSON routes: room for the longest description
+/// even with every character escaped (`\uXXXX\uXXXX` for one outside the BMP), so an
+/// over-long description gets its own 422 rather than a 413.
+const MAX_JSON_BODY: u64 = 1024 * 1024;
 
 /// Every route served, as (method, path template): the source for request metrics'
 /// route labels, and checked against `openapi.json` by the tests.
@@ -51,6 +53,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
 ];
+
+/// The methods a route template takes, in [`ROUTES`] order (for a 405's `Allow`).
+pub fn allowed_methods(template: &str) -> Vec<&'static str> {
+    ROUTES
+        .iter()
+        .filter(|(_, path)| *path == template)
+        .map(|(method, _)| *method)
+        .collect()
+}
 
 /// The route template a request path belongs to (a bounded set, for metric labels).
 pub fn route_template(path: &str) -> &'static str {

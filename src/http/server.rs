@@ -138,6 +138,12 @@ where
     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    if response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110: a 405 lists the methods the resource does take.
+        if let Ok(value) = http::HeaderValue::from_str(&super::allowed_methods(route).join(", ")) {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     let m = crate::metrics::metrics();

@@ -208,11 +208,20 @@ impl FeedQuery {
                     )
                 })
             };
+            let not_negative = |what: &'static str, code: &'static str| {
+                number(what).and_then(|n| {
+                    if n < 0 {
+                        Err(Error::invalid(code, format!("{what} must not be negative, not {n}")))
+                    } else {
+                        Ok(n)
+                    }
+                })
+            };
             match key.as_str() {
-                "since" => query.since = number("since")?,
+                "since" => query.since = not_negative("since", "invalid_since")?,
                 // Out-of-range values are refused by the service with the allowed range.
                 "limit" => query.limit = number("limit")?.clamp(0, u32::MAX as i64) as u32,
-                "wait" => query.wait = Duration::from_secs(number("wait")?.clamp(0, 3600) as u64),
+                "wait" => query.wait = Duration::from_secs(not_negative("wait", "invalid_wait")?.min(3600) as u64),
                 "exclude_origin" => query.exclude_origin = Some(value),
                 _ => {}
             }

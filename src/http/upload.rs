@@ -9,7 +9,7 @@ use warp::multipart::{FormData, Part};
 
 use crate::error::{Error, Result};
 use crate::model::{FileRecord, UserId};
-use crate::service::{FileService, ReceivedFile, UploadFields, MAX_DESCRIPTION_BYTES};
+use crate::service::{FileService, ReceivedFile, UploadFields, MAX_TEXT_FIELD_BYTES};
 
 /// After refusing an upload early (413, 409, 422 before the end of the body), read on a
 /// little so that clients which send the whole body before reading the answer (Python's
@@ -59,16 +59,16 @@ async fn receive_and_store(service: &Arc<FileService>, user: UserId, form: &mut 
     service.store_upload(user, fields, file).await
 }
 
-/// A text field, at most `MAX_DESCRIPTION_BYTES` long and valid UTF-8.
+/// A text field, at most `MAX_TEXT_FIELD_BYTES` long and valid UTF-8.
 async fn text(part: Part, name: &str) -> Result<String> {
     let mut buf = Vec::new();
     let mut stream = part.stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(malformed)?;
-        if buf.len() + chunk.remaining() > MAX_DESCRIPTION_BYTES {
+        if buf.len() + chunk.remaining() > MAX_TEXT_FIELD_BYTES {
             return Err(Error::invalid(
                 "field_too_long",
-                format!("the `{name}` field is longer than {MAX_DESCRIPTION_BYTES} bytes"),
+                format!("the `{name}` field is longer than {MAX_TEXT_FIELD_BYTES} bytes"),
             ));
         }
         buf.extend_from_slice(chunk.chunk());

@@ -7,8 +7,10 @@
 //! queues instead of swamping two cores.
 
 use std::io::Write;
+mod recovery;
 pub mod sync;
 
+pub use recovery::run as run_recovery;
 pub use sync::{ApplyReport, ChangePage};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +27,7 @@ use uuid::Uuid;
 
 use crate::analysis::{self, Format};
 use crate::cache::ActiveFileCache;
-use crate::catalog::{Catalog, Unfinished, UserLock};
+use crate::catalog::{Catalog, UserLock};
 use crate::error::{Error, Result};
 use crate::metrics::metrics;
 use crate::model::{
@@ -34,7 +36,10 @@ use crate::model::{
 use crate::storage::{object_name, Storage};
 
 /// Longest accepted `description`, in bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 64 * 1024;
+pub const MAX_DESCRIPTION_CHARS: usize = 64 * 1024;
+/// A text part of the upload form may be this long: the longest description in
+/// characters of four bytes.
+pub const MAX_TEXT_FIELD_BYTES: usize = 4 * MAX_DESCRIPTION_CHARS;
 
 /// The text fields of an upload form, as received (any may be missing).
 #[derive(Debug, Default)]
@@ -388,15 +393,7 @@ impl FileService {
         let file_name = validate_file_name(required(&fields.file_name, "file_name")?)?.to_string();
         let session = parse_session_id(required(&fields.session_id, "session_id")?)?;
         let description = required(&fields.description, "description")?.to_string();
-        if description.len() > MAX_DESCRIPTION_BYTES {
-            return Err(Error::invalid(
-                "description_too_long",
-                format!(
-                    "description is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed",
-                    description.len()
-                ),
-            ));
-        }
+        check_description(&description)?;
 
         let ReceivedFile {
             temp,
@@ -419,7 +416,7 @@ impl FileService {
         // Reserve the name first: the unique index decides between concurrent uploads.
         let reserved = record.clone();
         self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
-        let id = record.id;
+        let (id, name) = (record.id, record.file_name.clone());
         let persisted = {
             let object = object.clone();
             self.with_storage(move |s| s.persist(temp, &object)).await
@@ -428,15 +425,21 @@ impl FileService {
             self.with_catalog(move |c| c.abort_upload(id)).await?;
             return Err(e);
         }
+        stall_for_test("upload", &name).await;
 
         let _guard = self.lock_user(user).await?;
         let committed = self.with_catalog(move |c| c.commit_upload(id, Some(session))).await;
         let stored = match committed {
             Ok(stored) => Arc::new(stored),
             Err(e) => {
-                // Undo in reverse; if this fails too, startup recovery finishes the job.
-                let _ = self.with_storage(move |s| s.delete(&object)).await;
-                let _ = self.with_catalog(move |c| c.abort_upload(id)).await;
+                // Undo in reverse; if this fails too, recovery finishes the job. But if
+                // recovery elsewhere has already completed the upload (this process lost
+                // its lease while the catalog was away), the bytes are that record's.
+                let completed = self.with_catalog(move |c| c.get_by_id(id)).await;
+                if !matches!(completed, Ok(Some(_))) {
+                    let _ = self.with_storage(move |s| s.delete(&object)).await;
+                    let _ = self.with_catalog(move |c| c.abort_upload(id)).await;
+                }
                 return Err(e);
             }
         };
@@ -687,11 +690,8 @@ impl FileService {
         if let Some(name) = &new_name {
             validate_file_name(name)?;
         }
-        if description.as_ref().is_some_and(|d| d.len() > MAX_DESCRIPTION_BYTES) {
-            return Err(Error::invalid(
-                "description_too_long",
-                format!("description is longer than {MAX_DESCRIPTION_BYTES} bytes"),
-            ));
+        if let Some(description) = &description {
+            check_description(description)?;
         }
         let _guard = self.lock_user(user).await?;
         let current = self.get_file(user, file_name).await?;
@@ -704,16 +704,42 @@ impl FileService {
             rename: None,
             description,
         };
+        let mut rename = None;
         if let (Some(name), Some(object)) = (&new_name, &new_object) {
             // The name may be taken: say so before touching storage.
             let taken = name.clone();
             if self.with_catalog(move |c| c.get_file(user, &taken)).await?.is_some() {
                 return Err(Error::name_taken(name));
             }
+            let intent = self
+                .begin_rename(user, &current.file_name, name, &current.format)
+                .await?;
             let (from, to) = (old_object.clone(), object.clone());
-            self.with_storage(move |s| s.link(&from, &to)).await?;
+            if let Err(e) = self.with_storage(move |s| s.link(&from, &to)).await {
+                self.end_rename(intent).await;
+                return Err(e);
+            }
+            rename = Some(intent);
             update.rename = Some((name.clone(), self.storage.uri(object)));
+            stall_for_test("rename", file_name).await;
         }
+        let result = self.apply_update(user, file_name, update, old_object, new_object).await;
+        if let Some(intent) = rename {
+            self.end_rename(intent).await;
+        }
+        result
+    }
+
+    /// The catalog half of [`FileService::update_file`], once a new stored name (if any)
+    /// is linked: switch the record, then drop whichever stored name lost.
+    async fn apply_update(
+        &self,
+        user: UserId,
+        file_name: &str,
+        update: FileUpdate,
+        old_object: String,
+        new_object: Option<String>,
+    ) -> Result<FileRecord> {
         let name = file_name.to_string();
         let updated = self.with_catalog(move |c| c.update_file(user, &name, &update)).await;
         self.feed_changed();
@@ -832,6 +858,7 @@ impl FileService {
             (record, sessions)
         };
         tracing::debug!(file = %record.id, sessions = sessions.len(), "deleting");
+        stall_for_test("delete", file_name).await;
         let object = object_name(user, &record.file_name, &record.format);
         self.with_storage(move |s| s.delete(&object)).await?;
         let id = record.id;
@@ -875,47 +902,6 @@ impl FileService {
             },
         }
     }
-
-    // ----- startup -----
-
-    /// Finishes or undoes what a crash interrupted: stray temporary uploads, uploads
-    /// reserved but not committed, deletes begun but not finished. Blocking; run once at
-    /// startup before serving.
-    pub fn recover(&self) -> Result<()> {
-        let swept = self.storage.sweep_temporaries()?;
-        if swept > 0 {
-            tracing::info!(count = swept, "removed temporary files of interrupted uploads");
-        }
-        for unfinished in self.catalog.unfinished()? {
-            match unfinished {
-                Unfinished::Upload(r) => {
-                    let object = object_name(r.user_id, &r.file_name, &r.format);
-                    // Keep the upload only if the bytes in place are exactly its bytes: a
-                    // file that was there before (never overwritten) is not ours.
-                    if self.storage_holds(&object, &r)? {
-                        self.catalog.commit_upload(r.id, None)?;
-                        tracing::info!(file = %r.file_name, user = r.user_id, "completed an interrupted upload");
-                    } else {
-                        self.catalog.abort_upload(r.id)?;
-                        tracing::info!(file = %r.file_name, user = r.user_id, "discarded an interrupted upload");
-                    }
-                }
-                Unfinished::Delete(r) => {
-                    self.storage.delete(&object_name(r.user_id, &r.file_name, &r.format))?;
-                    self.catalog.finish_delete(r.id)?;
-                    tracing::info!(file = %r.file_name, user = r.user_id, "completed an interrupted delete");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn storage_holds(&self, object: &str, record: &FileRecord) -> Result<bool> {
-        let Some(path) = self.storage.local_path(object) else {
-            return Ok(false);
-        };
-        Ok(hash_file(&path).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
-    }
 }
 
 /// Held while one user's catalog change and its cache write happen; fields drop in
@@ -947,6 +933,27 @@ pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// Fault injection for the crash-recovery tests only: `FILE_SERVICE_FAULT_STALL` lists
+/// `step:file_name` pairs (`upload`: bytes in place, not yet committed; `rename`: new
+/// name linked, record not yet switched; `delete`: record hidden, bytes not yet removed),
+/// and the request for that file stops there until the process is killed.
+async fn stall_for_test(step: &str, file_name: &str) {
+    static STALLS: OnceLock<Vec<String>> = OnceLock::new();
+    let stalls = STALLS.get_or_init(|| {
+        std::env::var("FILE_SERVICE_FAULT_STALL")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    });
+    if stalls.iter().any(|s| s.split_once(':') == Some((step, file_name))) {
+        tracing::warn!(
+            step,
+            file = file_name,
+            "FILE_SERVICE_FAULT_STALL: stopping here until killed"
+        );
+        std::future::pending::<()>().await;
+    }
 }
 
 /// A file that does not parse is the client's problem (422); failing to read it is ours.
@@ -1017,6 +1024,18 @@ fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
             format!("{filename:?} is not a supported file type; supported extensions: .csv, .tsv"),
         )),
     }
+}
+
+/// Descriptions are counted in characters, as the OpenAPI document's `maxLength` counts.
+fn check_description(description: &str) -> Result<()> {
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(Error::invalid(
+            "description_too_long",
+            format!("description is {chars} characters; at most {MAX_DESCRIPTION_CHARS} are allowed"),
+        ));
+    }
+    Ok(())
 }
 
 fn required<'a>(field: &'a Option<String>, name: &str) -> Result<&'a str> {

@@ -411,6 +411,35 @@ impl FileService {
         let old_object = object_name(user, &local.file_name, &local.format);
         let new_object = object_name(user, &name, &remote.format);
         let moved = new_object != old_object;
+        let intent = if moved {
+            Some(self.begin_rename(user, &local.file_name, &name, &remote.format).await?)
+        } else {
+            None
+        };
+        let result = self
+            .move_to_version(local, remote, name, conflict, new_content, old_object, new_object)
+            .await;
+        if let Some(intent) = intent {
+            self.end_rename(intent).await;
+        }
+        result
+    }
+
+    /// The storage and catalog steps of [`FileService::fast_forward`], once a rename (if
+    /// any) is noted: new bytes or name in place, record switched, the old name dropped.
+    #[allow(clippy::too_many_arguments)]
+    async fn move_to_version(
+        &self,
+        local: &FileRecord,
+        remote: &SyncRecord,
+        name: String,
+        conflict: bool,
+        new_content: bool,
+        old_object: String,
+        new_object: String,
+    ) -> Result<Outcome> {
+        let user = local.user_id;
+        let moved = new_object != old_object;
         let (sha, from, to) = (remote.sha256.clone(), old_object.clone(), new_object.clone());
         self.with_storage(move |s| match (moved, new_content) {
             (true, true) => s.place_blob(&sha, &to),

@@ -238,15 +238,20 @@ impl Storage for LocalStorage {
         }
     }
 
-    fn sweep_temporaries(&self) -> Result<usize> {
+    fn sweep_temporaries(&self, exclusive: bool) -> Result<usize> {
+        let old_enough = |entry: &std::fs::DirEntry, age: std::time::Duration| {
+            exclusive
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() >= age)
+        };
         let mut removed = 0;
         let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // Staged sync bytes are only needed by the sync run that sent them; a later
-            // run asks for what is missing again.
             if name.starts_with(BLOB_PREFIX) {
-                if std::fs::remove_file(entry.path()).is_ok() {
+                if old_enough(&entry, super::STAGED_BYTES_KEPT_FOR) && std::fs::remove_file(entry.path()).is_ok() {
                     removed += 1;
                 }
                 continue;
@@ -254,7 +259,8 @@ impl Storage for LocalStorage {
             if !name.starts_with(TEMP_PREFIX) {
                 continue;
             }
-            let unused = std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+            let unused = old_enough(&entry, super::STALE_TEMPORARY_AGE)
+                && std::fs::File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
             if unused && std::fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }

@@ -13,6 +13,14 @@ use tempfile::NamedTempFile;
 use crate::error::Result;
 use crate::model::UserId;
 
+/// Staged sync bytes are kept this long for the sync that sent them; a later sync asks
+/// for whatever is missing again.
+pub const STAGED_BYTES_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A temporary file unchanged this long belongs to no step in progress (a second name
+/// made just before a rename, for example, lives for milliseconds).
+pub const STALE_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The stored name of a file: `{user_id}_{file_name}.{ext}`, as the original design laid out.
 pub fn object_name(user: UserId, file_name: &str, ext: &str) -> String {
     format!("{user}_{file_name}.{ext}")
@@ -80,9 +88,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Forgets the staged bytes of `sha256` (no error if there are none).
     fn remove_blob(&self, sha256: &str) -> Result<()>;
 
-    /// Removes temporary files left by uploads that were cut off by a crash, and staged
-    /// sync bytes no change used; returns how many.
-    fn sweep_temporaries(&self) -> Result<usize>;
+    /// Removes what interrupted work left: temporary files no process holds and staged
+    /// sync bytes. With `exclusive` (no other process can be using this storage) all of
+    /// them; otherwise only those old enough that no work in progress, here or on a
+    /// replica sharing the storage, can still need them ([`STALE_TEMPORARY_AGE`],
+    /// [`STAGED_BYTES_KEPT_FOR`]). Returns how many.
+    fn sweep_temporaries(&self, exclusive: bool) -> Result<usize>;
 
     /// Where the bytes are, for logs.
     fn describe(&self) -> String;

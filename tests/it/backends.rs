@@ -196,6 +196,7 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
         "rev",
         "rev_history",
         "origin",
+        "holder",
     ] {
         assert!(columns.contains_key(col), "files.{col} missing: {columns:?}");
     }
@@ -203,8 +204,9 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     assert!(indexes.contains_key("idx_files_user_id"), "{indexes:?}");
     assert!(indexes["idx_files_user_filename"].contains("UNIQUE"), "{indexes:?}");
     assert!(indexes.contains_key("active_files_pkey"), "{indexes:?}");
-    // 0001 the files, 0002 the change feed (sync): each applied once despite two replicas.
-    assert_eq!(migrations, 2);
+    // 0001 the files, 0002 the change feed (sync), 0003 leases (crash recovery): each
+    // applied once despite two replicas.
+    assert_eq!(migrations, 3);
 }
 
 #[tokio::test]

@@ -390,20 +390,32 @@ async fn a_spreadsheet_export_in_utf16_with_title_and_notes_is_read_as_its_table
     let text = "Quarterly sales\t\t\n\nregion\tq1\tq2\nNord\t1\t2\nS\u{fc}d\t3\t4\nOst\t5\t6\n\nSource: sales team\n";
     let mut body = vec![0xFF, 0xFE];
     body.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
-    assert_eq!(server.upload(1, "sales", &new_session(), "sales.csv", body).await.0, 201);
+    assert_eq!(
+        server.upload(1, "sales", &new_session(), "sales.csv", body).await.0,
+        201
+    );
     let (status, profile) = server.get(1, "/files/sales/profile").await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["encoding"], "utf-16-le");
     assert_eq!(profile["delimiter"], "\t");
-    assert_eq!((profile["header_line"].as_u64(), profile["footer_lines"].as_u64()), (Some(3), Some(1)));
-    assert_eq!((profile["row_count"].as_u64(), profile["column_count"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (profile["header_line"].as_u64(), profile["footer_lines"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(
+        (profile["row_count"].as_u64(), profile["column_count"].as_u64()),
+        (Some(3), Some(3))
+    );
     let (_, preview) = server.get(1, "/files/sales/preview").await;
     assert_eq!(preview["columns"], serde_json::json!(["region", "q1", "q2"]));
     assert_eq!(preview["rows"][1], serde_json::json!(["S\u{fc}d", "3", "4"]));
     assert_eq!(preview["rows"].as_array().unwrap().len(), 3);
     let (_, file) = server.get(1, "/files/sales").await;
     let summary = file["summary"].as_str().unwrap();
-    assert!(summary.starts_with("The dataset has **3 rows** and **3 columns**."), "{summary}");
+    assert!(
+        summary.starts_with("The dataset has **3 rows** and **3 columns**."),
+        "{summary}"
+    );
     assert!(summary.contains("- **q1**: `int64`"), "{summary}");
 }
 

@@ -6,6 +6,7 @@ mod backends;
 mod file_api;
 mod harness;
 mod ops;
+mod recovery;
 mod spectrum;
 mod sync;
 mod uploads;
