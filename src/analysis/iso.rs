@@ -183,7 +183,14 @@ mod tests {
     fn accepts_iso_forms() {
         let d = parse(b"2024-02-29").expect("leap day");
         assert!(!d.has_time);
-        assert_eq!(d.ns, days_from_civil(2024, 2, 29) * 86_400 * 1_000_000_000);
+        // 2024-01-01 is day 19723 (1_704_067_200 s); plus 31 days of January and 28 of February.
+        assert_eq!(d.ns, 19_782 * 86_400 * 1_000_000_000);
+        assert_eq!(parse(b"1969-12-31T23:59:59.999999999Z").map(|d| d.ns), Some(-1));
+        assert_eq!(
+            parse(b"2000-03-01 12:30:15-02:30").map(|d| d.ns),
+            // 2000-03-01 is day 11_017; 12:30:15 at -02:30 is 15:00:15 UTC.
+            Some((11_017 * 86_400 + 15 * 3600 + 15) * 1_000_000_000)
+        );
         assert_eq!(parse(b"1970-01-01T00:00:01").map(|d| d.ns), Some(1_000_000_000));
         assert_eq!(parse(b"1970-01-01 00:00:00.5").map(|d| d.ns), Some(500_000_000));
         assert_eq!(parse(b"1970-01-01 00:00").map(|d| d.ns), Some(0));
@@ -224,9 +231,71 @@ mod tests {
         assert_eq!(format(d.ns, true), "2021-03-04");
         let d = parse(b"1677-09-22").expect("in range");
         assert_eq!(format(d.ns, true), "1677-09-22");
-        for days in [-100_000i64, -1, 0, 1, 59, 60, 10_957, 100_000] {
-            let (y, m, dd) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, dd), days);
+    }
+
+    /// chrono as the independent oracle: every day of the supported range (and past it)
+    /// converts both ways as chrono's proleptic Gregorian calendar says.
+    #[test]
+    fn day_numbers_agree_with_chrono() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        for days in -120_000i64..=120_000 {
+            let date = epoch + chrono::Duration::days(days);
+            let (y, m, d) = (
+                chrono::Datelike::year(&date) as i64,
+                chrono::Datelike::month(&date),
+                chrono::Datelike::day(&date),
+            );
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            assert_eq!(days_from_civil(y, m, d), days, "{date}");
+        }
+    }
+
+    /// Date-times across the range, with and without fractions and offsets, parse to the
+    /// nanoseconds chrono computes and format as chrono prints them.
+    #[test]
+    fn date_times_agree_with_chrono() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = move |n: u64| {
+            seed = super::super::sketch::mix(seed.wrapping_add(1));
+            seed % n
+        };
+        let first = chrono::NaiveDate::from_ymd_opt(1678, 1, 1).unwrap();
+        for _ in 0..20_000 {
+            let date = first + chrono::Duration::days(next(583 * 365) as i64);
+            let (h, mi, s, nanos) = (next(24), next(60), next(60), next(1_000_000_000));
+            let offset_minutes = next(24 * 60) as i64 - 12 * 60;
+            let with_frac = next(2) == 1;
+            let frac = if with_frac {
+                format!(".{nanos:09}")
+            } else {
+                String::new()
+            };
+            let tz = if offset_minutes == 0 {
+                "Z".to_string()
+            } else {
+                let sign = if offset_minutes < 0 { '-' } else { '+' };
+                format!(
+                    "{sign}{:02}:{:02}",
+                    offset_minutes.abs() / 60,
+                    offset_minutes.abs() % 60
+                )
+            };
+            let text = format!("{date}T{h:02}:{mi:02}:{s:02}{frac}{tz}");
+            let want = chrono::DateTime::parse_from_rfc3339(&text)
+                .expect("chrono parses it")
+                .timestamp_nanos_opt()
+                .expect("in range");
+            let got = parse(text.as_bytes()).unwrap_or_else(|| panic!("{text} refused"));
+            assert_eq!(got.ns, want, "{text}");
+            assert!(got.has_time && got.has_tz);
+            let utc = chrono::DateTime::from_timestamp_nanos(want).naive_utc();
+            let printed = if with_frac && nanos != 0 {
+                let f = format!("{nanos:09}");
+                format!("{}.{}", utc.format("%Y-%m-%d %H:%M:%S"), f.trim_end_matches('0'))
+            } else {
+                utc.format("%Y-%m-%d %H:%M:%S").to_string()
+            };
+            assert_eq!(format(want, false), printed, "{text}");
         }
     }
 }

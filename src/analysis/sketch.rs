@@ -487,19 +487,114 @@ impl Reservoir {
 mod tests {
     use super::*;
 
+    /// Counts the bytes this thread has allocated and not freed, and the peak since a reset,
+    /// so memory bounds are measured rather than computed from the code's own formula.
+    mod counting {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Counting;
+
+        thread_local! {
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn note(delta: isize) {
+            let _ = LIVE.try_with(|live| {
+                let now = live.get() + delta;
+                live.set(now);
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+            });
+        }
+
+        /// Starts measuring: the peak is now what is live now.
+        pub fn reset_peak() -> isize {
+            let live = LIVE.with(Cell::get);
+            PEAK.with(|p| p.set(live));
+            live
+        }
+
+        pub fn peak() -> isize {
+            PEAK.with(Cell::get)
+        }
+
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let p = System.alloc(layout);
+                if !p.is_null() {
+                    note(layout.size() as isize);
+                }
+                p
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                let p = System.alloc_zeroed(layout);
+                if !p.is_null() {
+                    note(layout.size() as isize);
+                }
+                p
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                System.dealloc(ptr, layout);
+                note(-(layout.size() as isize));
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                let p = System.realloc(ptr, layout, new_size);
+                if !p.is_null() {
+                    note(new_size as isize - layout.size() as isize);
+                }
+                p
+            }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: counting::Counting = counting::Counting;
+
     #[test]
     fn budget_shrinks_with_columns() {
         let small = Budget::for_columns(10);
         assert_eq!(small.exact_cap, MAX_EXACT_DISTINCT);
         let wide = Budget::for_columns(1000);
         assert!(wide.exact_cap >= 512 && wide.exact_cap < 4096, "{wide:?}");
-        // The whole-file bound: maps + HLL + reservoirs for 1000 columns stay under 48 MB.
-        let bytes = 1000
-            * ((wide.exact_cap * 32 / 25 + 1).next_power_of_two() * BUCKET_BYTES
-                + (1 << wide.hll_precision)
-                + wide.reservoir_cap * 8
-                + TOP_K * MAX_DISPLAY_BYTES);
-        assert!(bytes < 48 << 20, "{bytes}");
+
+        // The whole-file bound, measured: 1000 columns' summaries, every one filled to
+        // its limits (exact table full, then switched to HyperLogLog one column at a
+        // time; reservoir full; top values with the longest display texts), allocate
+        // under 48 MB at their peak.
+        let start = counting::reset_peak();
+        let mut columns: Vec<(Distinct, Reservoir, TopK)> = (0..1000)
+            .map(|c| {
+                (
+                    Distinct::new(&wide),
+                    Reservoir::new(wide.reservoir_cap, c),
+                    TopK::default(),
+                )
+            })
+            .collect();
+        let long = [b'x'; 2 * MAX_DISPLAY_BYTES];
+        for (c, (distinct, sample, top)) in columns.iter_mut().enumerate() {
+            for k in 0..wide.exact_cap as u64 {
+                let key = mix(k ^ ((c as u64) << 32));
+                let count = distinct.insert(key).expect("exact while under the cap");
+                top.observe_counted(key, count + (k % 50) as u32, &long);
+            }
+            for i in 0..(wide.reservoir_cap * 3) {
+                sample.push(i as f64);
+            }
+        }
+        let all_exact = counting::peak() - start;
+        for (c, (distinct, _, _)) in columns.iter_mut().enumerate() {
+            for k in 0..(wide.exact_cap as u64 + 10) {
+                distinct.insert(mix(k ^ ((c as u64) << 32) ^ (1 << 63)));
+            }
+            assert!(distinct.count(0).1, "column {c} switched to an estimate");
+        }
+        let peak = counting::peak() - start;
+        drop(columns);
+        // The measurement sees at least the reservoirs' samples (8 bytes each).
+        assert!(all_exact as usize >= 1000 * wide.reservoir_cap * 8, "{all_exact}");
+        assert!(peak < 48 << 20, "1000 full columns peaked at {peak} bytes");
     }
 
     #[test]

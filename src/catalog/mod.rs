@@ -5,6 +5,8 @@
 
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use uuid::Uuid;
 

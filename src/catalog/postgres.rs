@@ -27,8 +27,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together
-/// apply each migration once.
-const MIGRATION_LOCK: i64 = 0x6669_6c65_7376_6301;
+/// apply each migration once. Public so tests can hold it and watch replicas wait.
+pub const MIGRATION_LOCK: i64 = 0x6669_6c65_7376_6301;
 /// First half of the two-key advisory locks on users (the second half is the user id);
 /// two-key locks live apart from the one-key migration lock.
 const USER_LOCK_SPACE: i32 = 0x6673_7531;

@@ -285,8 +285,52 @@ async fn active_routes_errors() {
     }
     // Unknown routes and methods are JSON errors too.
     let resp = server.client.get(format!("{}/nope", server.base)).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    assert!(resp.text().await.unwrap().contains("detail"));
+    let (status, body) = crate::harness::status_json(resp).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("route_not_found")),
+        "{body}"
+    );
+    assert!(body["detail"].is_string(), "{body}");
+    assert_eq!(
+        server
+            .upload(1, "x", &session, "x.csv", crate::harness::sales_csv())
+            .await
+            .0,
+        201
+    );
+    for (method, path) in [
+        ("PUT", "/api/v1/files/".to_string()),
+        ("DELETE", "/api/v1/files/".to_string()),
+        ("POST", "/api/v1/files/x".to_string()),
+        ("PUT", format!("/api/v1/files/active/{session}")),
+        ("PATCH", format!("/api/v1/files/active/{session}")),
+        ("POST", "/api/v1/files/x/content".to_string()),
+        ("DELETE", "/api/v1/files/x/profile".to_string()),
+        ("POST", "/healthz".to_string()),
+        ("PURGE", "/api/v1/files/x".to_string()),
+    ] {
+        let resp = server
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", server.base))
+            .bearer_auth(server.token(1))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = crate::harness::status_json(resp).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (405, Some("method_not_allowed")),
+            "{method} {path}: {body}"
+        );
+        assert!(body["detail"].is_string(), "{method} {path}: {body}");
+    }
+    // None of them touched the file.
+    assert_eq!(server.get(1, "/files/x").await.0, 200);
+    assert_eq!(
+        server.get(1, &format!("/files/active/{session}")).await.1["file_name"],
+        "x"
+    );
 }
 
 #[tokio::test]

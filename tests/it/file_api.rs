@@ -275,59 +275,74 @@ async fn clearing_the_active_file_is_idempotent() {
     assert_eq!(server.get(1, "/files/f").await.0, 200);
 }
 
+/// A download under way while its file is renamed and a new upload takes the old name:
+/// the download is started (status and first bytes read) before the rename and finished
+/// after the new upload, so the two really overlap. It must deliver exactly the bytes it
+/// began with, and the two names then serve their own contents.
 #[tokio::test]
 async fn rename_racing_a_download_never_mixes() {
-    let server = std::sync::Arc::new(TestServer::start().await);
-    let old: Vec<u8> = (0..400_000)
-        .flat_map(|i: u32| format!("{i},{}\n", i % 7).into_bytes())
+    let server = TestServer::start().await;
+    // Larger than socket buffers, so most of it is still to be read from the file.
+    let rows: Vec<u8> = (0..1_500_000u32)
+        .flat_map(|i| format!("{i},{}\n", i % 7).into_bytes())
         .collect();
-    let old = [b"a,b\n".as_slice(), &old].concat();
+    let old = [b"a,b\n".as_slice(), &rows].concat();
     let old_sha = format!("{:x}", Sha256::digest(&old));
-    server.upload(1, "race", &new_session(), "r.csv", old.clone()).await;
-    for round in 0..5 {
-        let name = if round % 2 == 0 {
+    assert_eq!(
+        server.upload(1, "race", &new_session(), "r.csv", old.clone()).await.0,
+        201
+    );
+    for round in 0..3 {
+        let (from, to) = if round % 2 == 0 {
             ("race", "race2")
         } else {
             ("race2", "race")
         };
-        let dl = {
-            let server = server.clone();
-            let from = name.0.to_string();
-            tokio::spawn(async move {
-                let resp = download(&server, &format!("/files/{from}/content"), &[]).await;
-                let status = resp.status().as_u16();
-                (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
-            })
-        };
-        let resp = server
+        let mut resp = download(&server, &format!("/files/{from}/content"), &[]).await;
+        assert_eq!(resp.status(), 200);
+        let mut got = resp.chunk().await.unwrap().expect("a first chunk").to_vec();
+        assert!(
+            got.len() < old.len(),
+            "round {round}: the whole file arrived before the rename"
+        );
+
+        let renamed = server
             .client
-            .patch(server.url(&format!("/files/{}", name.0)))
+            .patch(server.url(&format!("/files/{from}")))
             .bearer_auth(server.token(1))
-            .json(&serde_json::json!({"file_name": name.1}))
+            .json(&serde_json::json!({ "file_name": to }))
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200);
-        // And a new upload takes the old name at once.
+        assert_eq!(renamed.status(), 200);
+        // A new upload takes the old name at once.
         let other = format!("a,b\nnew,{round}\n");
         assert_eq!(
-            server.upload(1, name.0, &new_session(), "n.csv", other.clone()).await.0,
+            server.upload(1, from, &new_session(), "n.csv", other.clone()).await.0,
             201
         );
-        let (status, bytes) = dl.await.unwrap();
-        match status {
-            200 => assert!(
-                bytes == old || bytes == other.as_bytes(),
-                "round {round}: mixed bytes ({} bytes)",
-                bytes.len()
-            ),
-            404 => {}
-            s => panic!("round {round}: status {s}"),
+
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            got.extend_from_slice(&chunk);
         }
-        if status == 200 && bytes == old {
-            assert_eq!(format!("{:x}", Sha256::digest(&bytes)), old_sha);
-        }
-        assert_eq!(server.delete(1, &format!("/files/{}", name.0)).await.0, 200);
+        assert_eq!(got.len(), old.len(), "round {round}: length");
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&got)),
+            old_sha,
+            "round {round}: mixed bytes"
+        );
+        let body = |name: &str| {
+            let path = format!("/files/{name}/content");
+            let server = &server;
+            async move { download(server, &path, &[]).await.bytes().await.unwrap().to_vec() }
+        };
+        assert_eq!(body(from).await, other.as_bytes(), "round {round}: the new file");
+        assert_eq!(
+            format!("{:x}", Sha256::digest(body(to).await)),
+            old_sha,
+            "round {round}: the renamed file"
+        );
+        assert_eq!(server.delete(1, &format!("/files/{from}")).await.0, 200);
     }
 }
 

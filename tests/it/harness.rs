@@ -37,9 +37,24 @@ impl Stack {
     }
 }
 
-/// The URL in `var` (`TEST_DATABASE_URL` / `TEST_REDIS_URL`) if it is set and its server
-/// answers. Otherwise prints that `test` is skipped and returns `None`, or fails when
-/// `REQUIRE_SERVICES=1` (CI), where a missing server is an error, not a skip.
+/// The URL in `var` (`TEST_DATABASE_URL` / `TEST_REDIS_URL`); panics unless it is set and
+/// its server answers. Tests that need a service are `#[ignore = "needs …"]`, so a plain
+/// `cargo test` lists them as ignored; `--include-ignored` (what `.ci/run` passes) runs
+/// them, and then a missing service is a failure, never a silent pass.
+pub fn require_service(var: &str, test: &str) -> String {
+    let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
+        panic!("{test} needs {var} (it runs only when ignored tests are included)");
+    };
+    if let Err(e) = reachable(var, &url) {
+        panic!("{test}: {var}={url} does not answer: {e}");
+    }
+    url
+}
+
+/// The older way, kept for tests not yet marked `#[ignore]`: the URL if set and
+/// answering; otherwise prints that `test` is skipped and returns `None` (which shows as
+/// `ok`), or fails under `REQUIRE_SERVICES=1`. Prefer `#[ignore]` + [`require_service`].
+#[allow(dead_code)]
 pub fn service_url(var: &str, test: &str) -> Option<String> {
     let required = std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1");
     let skip = |why: String| {
@@ -52,24 +67,37 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
     let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
         return skip(format!("{var} is not set"));
     };
-    let reachable = if var == "TEST_REDIS_URL" {
-        redis::Client::open(url.as_str())
+    match reachable(var, &url) {
+        Ok(()) => Some(url),
+        Err(e) => skip(format!("{var}={url} does not answer: {e}")),
+    }
+}
+
+fn reachable(var: &str, url: &str) -> Result<(), String> {
+    if var == "TEST_REDIS_URL" {
+        redis::Client::open(url)
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
             .map(|_| ())
             .map_err(|e| e.to_string())
     } else {
-        let admin = url.clone();
+        let admin = url.to_string();
         off_runtime(move || {
             postgres::Client::connect(&admin, postgres::NoTls)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
-    };
-    match reachable {
-        Ok(()) => Some(url),
-        Err(e) => skip(format!("{var}={url} does not answer: {e}")),
     }
+}
+
+/// Panics unless `redis-server` can be started (the Redis fault tests run their own).
+pub fn require_redis_server(test: &str) {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(installed, "{test} needs redis-server on PATH");
 }
 
 /// Runs blocking client code (the sync postgres client starts its own runtime) on a
@@ -146,6 +174,8 @@ fn with_database(url: &str, name: &str) -> String {
 /// A running server process and the folder it keeps its data in.
 pub struct TestServer {
     child: Option<Child>,
+    /// Receives the listening address of a process launched but not yet waited for.
+    listening: Mutex<Option<mpsc::Receiver<String>>>,
     pub base: String,
     pub data: tempfile::TempDir,
     env: Vec<(String, String)>,
@@ -188,6 +218,19 @@ impl TestServer {
         redis_url: Option<&str>,
         env: &[(&str, &str)],
     ) -> TestServer {
+        let mut server = Self::prepare_on(stack, database_admin_url, redis_url, env);
+        server.spawn();
+        server
+    }
+
+    /// A server on `stack` (its database created) whose process is not started yet:
+    /// [`TestServer::launch`] starts it.
+    pub fn prepare_on(
+        stack: Stack,
+        database_admin_url: Option<&str>,
+        redis_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let data = tempfile::tempdir().expect("temp dir");
         let mut vars: Vec<(String, String)> = Vec::new();
         let db = match stack {
@@ -205,8 +248,9 @@ impl TestServer {
             ));
         }
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut server = TestServer {
+        TestServer {
             child: None,
+            listening: Mutex::new(None),
             base: String::new(),
             data,
             env: vars,
@@ -214,20 +258,26 @@ impl TestServer {
             client: reqwest::Client::new(),
             stack,
             db,
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// Another server process on the same catalog, cache and storage folder (a replica),
     /// with `env` added (later entries win).
     pub async fn replica(&self, env: &[(&str, &str)]) -> TestServer {
+        let mut server = self.replica_prepared(env);
+        server.spawn();
+        server
+    }
+
+    /// A replica (as [`TestServer::replica`]) whose process is not started yet.
+    pub fn replica_prepared(&self, env: &[(&str, &str)]) -> TestServer {
         assert!(self.stack != Stack::Sqlite, "replicas share a PostgreSQL catalog");
         let mut vars = self.env.clone();
         vars.push(("DATA_DIR".into(), self.data.path().join("data").display().to_string()));
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut server = TestServer {
+        TestServer {
             child: None,
+            listening: Mutex::new(None),
             base: String::new(),
             data: tempfile::tempdir().expect("temp dir"),
             env: vars,
@@ -235,9 +285,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             stack: self.stack,
             db: self.db.clone(),
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// `file-service` with this server's configuration: its data folder as working
@@ -260,12 +308,20 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_listening();
+    }
+
+    /// Starts the process without waiting for it to listen (several can then start at
+    /// once); [`TestServer::wait_listening`] waits.
+    pub fn launch(&mut self) {
         let mut cmd = self.base_command();
-        cmd.arg("serve")
-            // The storage watcher takes files once unchanged this long; short keeps tests quick.
-            .env("WATCH_SETTLE_MS", "300")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        // The storage watcher takes files once unchanged this long; short keeps tests
+        // quick. A test's own WATCH_SETTLE_MS wins.
+        if !self.env.iter().any(|(k, _)| k == "WATCH_SETTLE_MS") {
+            cmd.env("WATCH_SETTLE_MS", "300");
+        }
+        cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start file-service");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -280,14 +336,54 @@ impl TestServer {
                 logs.lock().unwrap().push(line);
             }
         });
+        self.child = Some(child);
+        self.listening = Mutex::new(Some(rx));
+    }
+
+    /// Waits (at most 30 s) until a launched process listens.
+    pub fn wait_listening(&mut self) {
+        let rx = self.listening.lock().unwrap().take().expect("launched");
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(addr) => self.base = format!("http://{addr}"),
             Err(_) => {
-                let _ = child.kill();
+                self.kill();
                 panic!("server did not start; log:\n{}", self.logs.lock().unwrap().join("\n"));
             }
         }
-        self.child = Some(child);
+    }
+
+    /// Sends SIGTERM and returns at once (see [`TestServer::wait_exit`]).
+    pub fn sigterm(&self) {
+        sigterm(self.pid());
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it did not
+    /// (it is then killed).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Waits (at most 10 s) until the server's log has a line containing `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.logs().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in the log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops the server gracefully (SIGTERM) and waits for it.
@@ -298,18 +394,8 @@ impl TestServer {
     /// Sends SIGTERM and returns how the process exited (`None`: it had to be killed
     /// after 20 s, or was not running).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        sigterm(child.id());
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        sigterm(self.child.as_ref()?.id());
+        self.wait_exit(Duration::from_secs(20))
     }
 
     /// Kills the server without letting it clean up, as a crash would.
@@ -520,4 +606,58 @@ impl TestServer {
         serde_json::from_str(last)
             .unwrap_or_else(|e| panic!("last stdout line of {args:?} is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))
     }
+}
+
+impl TestServer {
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+/// The value of the one series named `name` with exactly `labels` in Prometheus text
+/// `metrics`; `None` when there is no such series (never read as 0).
+pub fn metric(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut want: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    want.sort();
+    let mut found = None;
+    for line in metrics.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').expect("a sample line is `series value`");
+        let (series_name, mut have) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end with }");
+                let have: Vec<(String, String)> = body
+                    .split("\",")
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                (n, have)
+            }
+            None => (series, Vec::new()),
+        };
+        if series_name != name {
+            continue;
+        }
+        have.sort();
+        if have == want {
+            assert!(found.is_none(), "{name}{labels:?} appears twice in\n{metrics}");
+            found = Some(value.parse::<f64>().unwrap_or_else(|e| panic!("{line}: {e}")));
+        }
+    }
+    found
+}
+
+/// Like [`metric`], but the series must be there.
+pub fn metric_present(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric(metrics, name, labels).unwrap_or_else(|| panic!("no series {name}{labels:?} in\n{metrics}"))
 }

@@ -3,6 +3,8 @@
 mod api;
 mod auth;
 mod backends;
+mod behaviours;
+mod crash;
 mod file_api;
 mod harness;
 mod ops;

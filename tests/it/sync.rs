@@ -487,13 +487,15 @@ async fn a_sync_killed_during_a_large_file_resumes_and_converges() {
     assert_eq!(status, 201, "{big}");
     assert_eq!(big["sha256"], expected);
 
-    // Push, and SIGKILL the sync as soon as the hub is receiving bytes (a staged file
-    // appears), or after 1.5 s at the latest.
+    // Push through a proxy that forwards the first 8 MB of requests and then holds the
+    // rest: the hub is certainly part-way through receiving the big file (a staged file
+    // exists) when the sync is SIGKILLed, whatever the machine's speed.
+    let proxy = StallingProxy::start(hub.base.trim_start_matches("http://"), 8 << 20).await;
     let token = replicate_token();
     let args = [
         "sync",
         "--to",
-        hub.base.as_str(),
+        proxy.url.as_str(),
         "--token",
         token.as_str(),
         "--local",
@@ -510,28 +512,31 @@ async fn a_sync_killed_during_a_large_file_resumes_and_converges() {
         let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
         text
     });
-    let started = Instant::now();
-    let mut staged = Vec::new();
-    while started.elapsed() < Duration::from_millis(1500) {
-        staged = staging_files(hub.data.path());
-        if !staged.is_empty() || child.try_wait().unwrap().is_some() {
-            break;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let staged = loop {
+        let staged = staging_files(hub.data.path());
+        if !staged.is_empty() {
+            break staged;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let still_running = child.try_wait().unwrap().is_none();
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the sync ended ({status:?}) before the hub staged anything; its log:\n{}",
+                log.await.unwrap()
+            );
+        }
+        assert!(Instant::now() < deadline, "the hub never staged the big file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the sync finished through a stalled proxy"
+    );
     child.start_kill().ok();
     let status = child.wait().await.unwrap();
-    let log = log.await.unwrap();
-    eprintln!(
-        "killed the sync after {:?}; still running: {still_running}; staged on the hub then: {staged:?}; exit {status:?}",
-        started.elapsed()
-    );
-    assert!(
-        still_running,
-        "the sync finished before it could be killed (in {:?}, nothing staged seen; exit {status:?}); its log:\n{log}",
-        started.elapsed()
-    );
+    // The killed client's connections to the hub close with it.
+    proxy.close();
+    let _ = log.await.unwrap();
+    eprintln!("killed the sync while the hub held {staged:?}; exit {status:?}");
     // Never half a file: the big file is absent on the hub or complete.
     let (status, rec) = hub.get(u, "/files/big").await;
     match status {
@@ -920,4 +925,68 @@ async fn a_change_wins_over_a_delete_on_the_other_side() {
         assert_eq!(n(&again, dir, "applied"), 0, "{dir}: {again}");
     }
     assert_eq!(keys(&edge, u).await, keys(&hub, u).await);
+}
+
+/// A TCP proxy to `target` that forwards what clients send until `budget` bytes in all
+/// have passed, then holds everything further (answers still flow back).
+struct StallingProxy {
+    url: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl StallingProxy {
+    async fn start(target: &str, budget: usize) -> StallingProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let forwarded = std::sync::Arc::new(AtomicUsize::new(0));
+        let (target, all) = (target.to_string(), tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut upstream_read, mut upstream_write) = upstream.into_split();
+                let forwarded = forwarded.clone();
+                let up = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        let before = forwarded.fetch_add(n, Ordering::SeqCst);
+                        let allowed = budget.saturating_sub(before).min(n);
+                        if allowed > 0 && upstream_write.write_all(&buf[..allowed]).await.is_err() {
+                            return;
+                        }
+                        if allowed < n {
+                            // Hold the connection open, sending nothing more.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                });
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+                });
+                all.lock().unwrap().extend([up, down]);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        StallingProxy { url, tasks }
+    }
+
+    /// Stops accepting and closes every connection.
+    fn close(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.close();
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{new_session, sales_csv, TestServer};
+use crate::harness::{metric, metric_present, new_session, sales_csv, TestServer};
 
 /// Polls `check` until it returns `Some`, for at most `secs` seconds.
 async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
@@ -95,23 +95,18 @@ async fn dropped_changed_and_removed_files_are_followed() {
     .await;
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
     assert_eq!(names(&server, 1).await, ["uploaded"], "the uploaded file is untouched");
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for series in [
-        "file_service_watcher_changes_total{action=\"added\"} 1",
-        "file_service_watcher_changes_total{action=\"updated\"} 1",
-        "file_service_watcher_changes_total{action=\"removed\"} 1",
-    ] {
-        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    let metrics = server.metrics().await;
+    for action in ["added", "updated", "removed"] {
+        assert_eq!(
+            metric_present(&metrics, "file_service_watcher_changes_total", &[("action", action)]),
+            1.0,
+            "{action} in\n{metrics}"
+        );
     }
-    assert!(!metrics.contains("file_service_watcher_events_total 0"), "{metrics}");
+    assert!(
+        metric_present(&metrics, "file_service_watcher_events_total", &[]) > 0.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -133,14 +128,18 @@ async fn changes_while_stopped_are_caught_at_the_next_start() {
 
 #[tokio::test]
 async fn a_file_written_slowly_is_catalogued_once_with_its_final_content() {
-    let server = TestServer::start().await;
+    // A settle window far longer than the pauses between appends: the file never looks
+    // finished while it grows. A pause that still reaches the window (a stalled machine)
+    // is measured, and only then is the mid-way check waived, so it cannot race.
+    let settle = Duration::from_millis(1500);
+    let server = TestServer::start_with(&[("WATCH_SETTLE_MS", "1500")]).await;
     let path = server.storage_dir().join("1_slow.csv");
     let mut content = String::from("n,square\n");
     std::fs::write(&path, &content).unwrap();
-    // Fourteen appends over two seconds, 150 ms apart: shorter than the 300 ms settle
-    // window, so the file never looks finished while it grows.
-    for i in 0..14 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut last_write = Instant::now();
+    let mut never_idle_for_a_window = true;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let line = format!("{i},{}\n", i * i);
         content.push_str(&line);
         std::fs::OpenOptions::new()
@@ -149,16 +148,40 @@ async fn a_file_written_slowly_is_catalogued_once_with_its_final_content() {
             .unwrap()
             .write_all(line.as_bytes())
             .unwrap();
-        assert!(
-            file(&server, 1, "slow").await.is_none(),
-            "catalogued half-way, after {} rows",
-            i + 1
-        );
+        never_idle_for_a_window &= last_write.elapsed() < settle;
+        last_write = Instant::now();
+        let seen = file(&server, 1, "slow").await;
+        never_idle_for_a_window &= last_write.elapsed() < settle;
+        if never_idle_for_a_window {
+            assert!(seen.is_none(), "catalogued half-way, after {} rows", i + 1);
+        }
     }
-    let record = eventually(10, "the slow file", || file(&server, 1, "slow")).await;
-    assert_eq!(record["sha256"], sha(content.as_bytes()));
-    assert_eq!(record["row_count"], 14);
+    let record = eventually(10, "the slow file", || async {
+        file(&server, 1, "slow")
+            .await
+            .filter(|r| r["sha256"] == sha(content.as_bytes()))
+    })
+    .await;
+    assert_eq!(record["row_count"], 20);
     assert_eq!(names(&server, 1).await, ["slow"]);
+    if never_idle_for_a_window {
+        // Taken once, complete: one addition and no update after it.
+        let metrics = server.metrics().await;
+        let changes = |action| metric(&metrics, "file_service_watcher_changes_total", &[("action", action)]);
+        assert_eq!(changes("added"), Some(1.0), "{metrics}");
+        assert_eq!(changes("updated").unwrap_or(0.0), 0.0, "{metrics}");
+    } else {
+        eprintln!("a pause between appends reached the settle window; the mid-way checks were waived");
+    }
+}
+
+/// Drops a file of its own into the storage folder and waits until the watcher has
+/// catalogued it. Every change made before it has settled no later than it, so the
+/// watcher has looked at all of them by then: a condition to wait for, not a guess of
+/// how long passes take.
+async fn watcher_caught_up(server: &TestServer, user: i64, marker: &str) {
+    std::fs::write(server.storage_dir().join(format!("{user}_{marker}.csv")), "m\n1\n").unwrap();
+    eventually(30, marker, || file(server, user, marker)).await;
 }
 
 #[tokio::test]
@@ -197,14 +220,15 @@ async fn unparseable_and_unprefixed_files_are_left_alone_and_reported_once() {
         server.logs().contains("1_bad.csv").then_some(())
     })
     .await;
-    // Give the watcher a few more passes: still reported once, nothing catalogued.
+    // More passes after the report: still reported once, nothing catalogued.
     server.upload(1, "trigger", &new_session(), "t.csv", sales_csv()).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    watcher_caught_up(&server, 1, "marker1").await;
+    watcher_caught_up(&server, 1, "marker2").await;
     let logs = server.logs();
     assert_eq!(logs.matches("1_bad.csv").count(), 1, "{logs}");
     assert!(logs.contains("line 2 has 3 fields"), "{logs}");
     assert!(logs.contains("plain.csv") && logs.contains("default_user_id"), "{logs}");
-    assert_eq!(names(&server, 1).await, ["trigger"]);
+    assert_eq!(names(&server, 1).await, ["trigger", "marker1", "marker2"]);
     assert!(
         server.stored_files().contains(&"plain.csv".to_string()),
         "left where it was"
@@ -247,14 +271,24 @@ async fn uploads_racing_the_watcher_give_one_record_each() {
     for t in tasks {
         t.await.unwrap();
     }
-    // Let several watcher passes run over the result.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the watcher has caught up with every change the uploads made, it must have
+    // acted on none of them: its only addition is the marker.
+    watcher_caught_up(&server, 1, "marker").await;
     let names = names(&server, 1).await;
-    assert_eq!(names.len(), 30, "{names:?}");
-    let mut unique = names.clone();
-    unique.dedup();
-    assert_eq!(unique.len(), 30);
-    assert_eq!(server.stored_files().len(), 30, "{:?}", server.stored_files());
+    let mut expected: Vec<String> = (0..40).filter(|i| i % 4 != 0).map(|i| format!("up{i:02}")).collect();
+    expected.push("marker".into());
+    let mut sorted = names.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(server.stored_files().len(), 31, "{:?}", server.stored_files());
+    let metrics = server.metrics().await;
+    let changes = |action| metric(&metrics, "file_service_watcher_changes_total", &[("action", action)]).unwrap_or(0.0);
+    assert_eq!(
+        (changes("added"), changes("updated"), changes("removed")),
+        (1.0, 0.0, 0.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -262,14 +296,14 @@ async fn reconcile_command_dry_run_and_real() {
     let mut server = TestServer::start().await;
     server.stop();
     std::fs::write(server.storage_dir().join("2_offline.csv"), sales_csv()).unwrap();
-    std::thread::sleep(Duration::from_millis(400)); // past the settle window
     let run = |args: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"));
         cmd.arg("reconcile")
             .args(args)
             .current_dir(server.data.path())
             .env("DATA_DIR", server.data.path().join("data"))
-            .env("WATCH_SETTLE_MS", "300");
+            // No settle window: the file is complete, and the command need not wait.
+            .env("WATCH_SETTLE_MS", "0");
         for (k, v) in server.env() {
             cmd.env(k, v);
         }
@@ -290,41 +324,105 @@ async fn reconcile_command_dry_run_and_real() {
     assert!(file(&server, 2, "offline").await.is_some());
 }
 
+/// The sum over replicas of one watcher change counter.
+async fn changes_on(servers: &[&TestServer], action: &str) -> f64 {
+    let mut total = 0.0;
+    for server in servers {
+        let metrics = server.metrics().await;
+        total += metric(&metrics, "file_service_watcher_changes_total", &[("action", action)]).unwrap_or(0.0);
+    }
+    total
+}
+
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL (run with --include-ignored)"]
 async fn replicas_watching_one_folder_act_as_one_watcher() {
-    let Some(admin) = crate::harness::service_url("TEST_DATABASE_URL", "replicas_watching_one_folder") else {
-        return;
-    };
+    replicas_watching_one_folder(false).await;
+}
+
+/// Fails today: when two replicas race to forget a removed file, the loser's delete finds
+/// no file and its whole pass fails ("storage reconciliation failed; retrying"), so the
+/// removals it did make are never counted. `.ci/run` skips it until `forget_missing`
+/// treats "already gone" as done.
+#[tokio::test]
+#[ignore = "known bug: a replica losing the race to forget a removed file fails its pass (see .ci/run)"]
+async fn replicas_watching_one_folder_count_each_removal_once() {
+    replicas_watching_one_folder(true).await;
+}
+
+async fn replicas_watching_one_folder(exact_removals: bool) {
+    let admin = crate::harness::require_service("TEST_DATABASE_URL", "replicas_watching_one_folder");
     let a = TestServer::start_on(crate::harness::Stack::Postgres, Some(&admin), None, &[]).await;
     let b = a.replica(&[]).await;
     let c = a.replica(&[]).await;
+    let all = [&a, &b, &c];
     for i in 0..50 {
         std::fs::write(a.storage_dir().join(format!("4_shared{i:02}.csv")), format!("k\n{i}\n")).unwrap();
     }
     eventually(30, "50 files on every replica", || async {
-        let mut all = true;
-        for server in [&a, &b, &c] {
-            all &= server.get(4, "/files/").await.1.as_array().unwrap().len() == 50;
+        let mut done = true;
+        for server in all {
+            done &= server.get(4, "/files/").await.1.as_array().unwrap().len() == 50;
         }
-        all.then_some(())
+        done.then_some(())
     })
     .await;
-    // Each file once: the list has no duplicate names and the folder no extra copies.
-    let listed = names(&b, 4).await;
-    let mut unique = listed.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), 50);
+    // All three watched and raced for every file; each file was taken by exactly one of
+    // them: their counters add up to 50, not more.
+    eventually(30, "the additions counted", || async {
+        (changes_on(&all, "added").await >= 50.0).then_some(())
+    })
+    .await;
+    assert_eq!(changes_on(&all, "added").await, 50.0);
+    let ids: Vec<Value> = b
+        .get(4, "/files/")
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
     for i in (0..50).step_by(5) {
         std::fs::remove_file(a.storage_dir().join(format!("4_shared{i:02}.csv"))).unwrap();
     }
     eventually(30, "the removals on every replica", || async {
-        let mut all = true;
-        for server in [&a, &b, &c] {
-            all &= server.get(4, "/files/").await.1.as_array().unwrap().len() == 40;
+        let mut done = true;
+        for server in all {
+            done &= server.get(4, "/files/").await.1.as_array().unwrap().len() == 40;
         }
-        all.then_some(())
+        done.then_some(())
     })
     .await;
+    let deadline = Instant::now() + Duration::from_secs(if exact_removals { 30 } else { 0 });
+    while changes_on(&all, "removed").await < 10.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut per_replica = Vec::new();
+    for server in all {
+        let metrics = server.metrics().await;
+        let changes = |action| metric(&metrics, "file_service_watcher_changes_total", &[("action", action)]);
+        per_replica.push((changes("added"), changes("removed"), changes("updated")));
+    }
+    let removed = changes_on(&all, "removed").await;
+    let failed_passes = all.iter().any(|s| s.logs().contains("storage reconciliation failed"));
+    // Never more than once per file; exactly once (and no failed pass) is the known bug's test.
+    assert!(
+        removed <= 10.0 && (!exact_removals || (removed == 10.0 && !failed_passes)),
+        "removals counted by the replicas (added, removed, updated): {per_replica:?}\nlogs:\n{}\n---\n{}\n---\n{}",
+        a.logs(),
+        b.logs(),
+        c.logs()
+    );
+    assert_eq!(
+        changes_on(&all, "updated").await,
+        0.0,
+        "no replica re-read a file another took"
+    );
+    // The survivors are the records first made: none was replaced by another replica's.
+    let (_, left) = c.get(4, "/files/").await;
+    for f in left.as_array().unwrap() {
+        assert!(ids.contains(&f["id"]), "{f} is a new record");
+    }
     assert_eq!(a.stored_files().len(), 40);
 }

@@ -1,0 +1,218 @@
+//! One contract, run against both catalog backends: SQLite in a temporary folder, and PostgreSQL on a fresh database when `TEST_DATABASE_URL` is given.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::postgres::PostgresCatalog;
+use super::sqlite::SqliteCatalog;
+use super::{Catalog, ChangeOp};
+use crate::error::Error;
+use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery};
+
+fn record(user: i64, name: &str, sha: &str) -> FileRecord {
+    let now = Utc::now();
+    FileRecord {
+        id: Uuid::new_v4(),
+        user_id: user,
+        file_name: name.to_string(),
+        storage_uri: format!("local:///s/{user}_{name}.csv"),
+        storage_type: "local".into(),
+        description: format!("about {name}"),
+        summary: "The dataset has **1 rows** and **1 columns**.".into(),
+        format: "csv".into(),
+        size_bytes: 10,
+        sha256: sha.to_string(),
+        row_count: 1,
+        column_count: 1,
+        profile_json: r#"{"columns":[]}"#.into(),
+        created_at: now,
+        updated_at: now,
+        rev: new_rev(),
+        rev_history: Vec::new(),
+        origin: String::new(),
+    }
+}
+
+fn names(c: &dyn Catalog, user: i64, query: &ListQuery) -> (Vec<String>, u64) {
+    let (files, total) = c.list_files(user, query).unwrap();
+    (files.into_iter().map(|f| f.file_name).collect(), total)
+}
+
+/// Uploads `name` all the way (reserve, commit) and returns the stored record.
+fn add(c: &dyn Catalog, user: i64, name: &str, session: Option<Uuid>) -> FileRecord {
+    let r = record(user, name, &format!("{:064x}", name.len() as u64 * 7919 + user as u64));
+    c.reserve_upload(&r).unwrap();
+    c.commit_upload(r.id, session).unwrap()
+}
+
+fn contract(c: &dyn Catalog) {
+    // Migrations apply once and again without harm.
+    c.migrate().unwrap();
+    c.migrate().unwrap();
+    c.ping().unwrap();
+    let instance = c.instance_id().unwrap();
+    assert!(!instance.is_empty());
+    assert_eq!(c.instance_id().unwrap(), instance);
+
+    let (u, other) = (1_i64, 2_i64);
+    let s1 = Uuid::new_v4();
+
+    // A reserved upload is invisible, claims its name, and blocks a second reservation.
+    let pending = record(u, "sales", &"a".repeat(64));
+    c.reserve_upload(&pending).unwrap();
+    assert!(c.get_file(u, "sales").unwrap().is_none());
+    assert!(c.name_claimed(u, "sales").unwrap());
+    assert_eq!(names(c, u, &ListQuery::default()), (vec![], 0));
+    assert!(matches!(
+        c.reserve_upload(&record(u, "sales", &"b".repeat(64))),
+        Err(Error::Conflict(_))
+    ));
+    // Another user may have the same name.
+    add(c, other, "sales", None);
+    // Aborted: the name is free again.
+    c.abort_upload(pending.id).unwrap();
+    assert!(!c.name_claimed(u, "sales").unwrap());
+
+    // Committed with a session: visible, active, and in the change feed.
+    let sales = add(c, u, "sales", Some(s1));
+    assert_eq!(sales.file_name, "sales");
+    assert_eq!(c.get_file(u, "sales").unwrap().unwrap().id, sales.id);
+    assert_eq!(c.get_active(u, s1).unwrap().unwrap().id, sales.id);
+    assert!(
+        c.get_active(other, s1).unwrap().is_none(),
+        "users never see each other's entries"
+    );
+    assert_eq!(c.get_by_id(sales.id).unwrap().unwrap().profile_json, sales.profile_json);
+    assert_eq!(c.find_by_sha256(&sales.sha256).unwrap().map(|r| r.id), Some(sales.id));
+    let feed = c.changes(0, 100, Some(u)).unwrap();
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    assert_eq!((feed[0].op, feed[0].file.id), (ChangeOp::Upsert, sales.id));
+
+    // Listing: oldest first, paged, by prefix, with the total.
+    for name in ["sales-b", "misc", "sales-c"] {
+        add(c, u, name, None);
+    }
+    assert_eq!(
+        names(c, u, &ListQuery::default()).0,
+        ["sales", "sales-b", "misc", "sales-c"]
+    );
+    let page = ListQuery {
+        limit: Some(2),
+        offset: 1,
+        name_prefix: Some("sales".into()),
+    };
+    assert_eq!(names(c, u, &page), (vec!["sales-b".to_string(), "sales-c".into()], 3));
+    let listed = c.list_files(u, &ListQuery::default()).unwrap().0;
+    assert!(
+        listed.iter().all(|f| f.profile_json.is_empty()),
+        "listings leave out the profile"
+    );
+
+    // Activation: a file of this user only; one active file per session.
+    assert!(c.set_active(u, s1, "nope").unwrap().is_none());
+    assert!(c.set_active(other, Uuid::new_v4(), "misc").unwrap().is_none());
+    assert_eq!(c.set_active(u, s1, "misc").unwrap().unwrap().file_name, "misc");
+    assert_eq!(c.get_active(u, s1).unwrap().unwrap().file_name, "misc");
+    let s2 = Uuid::new_v4();
+    c.set_active(u, s2, "misc").unwrap();
+
+    // Rename: the active entries follow; a taken name is a conflict and changes nothing.
+    let rename = |to: &str| FileUpdate {
+        rename: Some((to.to_string(), format!("local:///s/{u}_{to}.csv"))),
+        description: None,
+    };
+    assert!(matches!(
+        c.update_file(u, "misc", &rename("sales")),
+        Err(Error::Conflict(_))
+    ));
+    let (renamed, mut sessions) = c.update_file(u, "misc", &rename("misc2")).unwrap().unwrap();
+    sessions.sort();
+    let mut expected = vec![s1, s2];
+    expected.sort();
+    assert_eq!(sessions, expected);
+    assert_eq!(renamed.file_name, "misc2");
+    assert_ne!(renamed.rev, sales.rev);
+    assert!(c.get_file(u, "misc").unwrap().is_none());
+    assert_eq!(c.get_active(u, s2).unwrap().unwrap().file_name, "misc2");
+    assert!(c.update_file(u, "nope", &rename("x")).unwrap().is_none());
+    let described = FileUpdate {
+        rename: None,
+        description: Some("new words".into()),
+    };
+    let (after, _) = c.update_file(u, "misc2", &described).unwrap().unwrap();
+    assert_eq!(
+        (after.description.as_str(), after.file_name.as_str()),
+        ("new words", "misc2")
+    );
+
+    // Delete: hidden at once, no longer active anywhere, the name claimed until finished.
+    let (gone, mut sessions) = c.begin_delete(u, "misc2", None).unwrap().unwrap();
+    sessions.sort();
+    assert_eq!(sessions, expected);
+    assert!(c.get_file(u, "misc2").unwrap().is_none());
+    assert!(c.get_active(u, s1).unwrap().is_none());
+    assert!(c.name_claimed(u, "misc2").unwrap());
+    assert!(c.begin_delete(u, "misc2", None).unwrap().is_none());
+    c.finish_delete(gone.id).unwrap();
+    assert!(!c.name_claimed(u, "misc2").unwrap());
+    assert_eq!(c.tombstone(gone.id).unwrap().map(|t| t.file_name), Some("misc2".into()));
+    let last = c.changes(0, 100, Some(u)).unwrap().into_iter().last().unwrap();
+    assert_eq!((last.op, last.file.id), (ChangeOp::Delete, gone.id));
+
+    // Clearing an active entry is idempotent.
+    c.set_active(u, s1, "sales").unwrap();
+    c.clear_active(u, s1).unwrap();
+    c.clear_active(u, s1).unwrap();
+    assert!(c.get_active(u, s1).unwrap().is_none());
+
+    // Every user's visible records; checkpoints start at 0 and keep what is set.
+    let mut all: Vec<(i64, String)> = c
+        .all_files()
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.user_id, f.file_name))
+        .collect();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            (1, "sales".to_string()),
+            (1, "sales-b".into()),
+            (1, "sales-c".into()),
+            (2, "sales".into())
+        ]
+    );
+    assert_eq!(c.checkpoint("elsewhere").unwrap(), 0);
+    c.set_checkpoint("elsewhere", 42).unwrap();
+    assert_eq!(c.checkpoint("elsewhere").unwrap(), 42);
+}
+
+#[test]
+fn sqlite_catalog_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqliteCatalog::open(&dir.path().join("files.db")).unwrap();
+    contract(&catalog);
+    // Nothing unfinished is left by a run of complete operations.
+    assert!(catalog.unfinished().unwrap().is_empty());
+}
+
+#[test]
+#[ignore = "needs TEST_DATABASE_URL (run with --include-ignored)"]
+fn postgres_catalog_keeps_the_contract() {
+    let admin = std::env::var("TEST_DATABASE_URL").expect("this test needs TEST_DATABASE_URL");
+    let name = format!("fs_unit_{}", Uuid::new_v4().simple());
+    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).expect("connect to TEST_DATABASE_URL");
+    client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) if server.contains("://") && !server.ends_with('/') => format!("{server}/{name}"),
+        _ => format!("{}/{name}", admin.trim_end_matches('/')),
+    };
+    let result = std::panic::catch_unwind(|| {
+        let catalog = PostgresCatalog::open(&url).unwrap();
+        contract(&catalog);
+    });
+    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
