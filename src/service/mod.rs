@@ -599,8 +599,12 @@ impl FileService {
         if current.as_ref().map(|c| c.id) != Some(record.id) {
             return Ok(false);
         }
-        self.delete_file_steps(record.user_id, &record.file_name, None).await?;
-        Ok(true)
+        match self.delete_file_steps(record.user_id, &record.file_name, None).await {
+            Ok(_) => Ok(true),
+            // Another replica watching the same folder forgot it first.
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Size, SHA-256 and analysis of a stored object, read where it lies.

@@ -57,7 +57,9 @@ async fn sigkill_with_renames_in_flight_loses_nothing_acknowledged() {
 }
 
 async fn sigkill_with_writes_in_flight(with_renames: bool) {
-    let mut server = TestServer::start().await;
+    // A short lease: on PostgreSQL, what the killed process left is taken over once its
+    // lease has expired (SQLite takes it over at start).
+    let mut server = TestServer::start_with(&[("LEASE_SECONDS", "2")]).await;
     let user = 1;
     let token = server.token(user);
     let mut seeded = BTreeMap::new();
@@ -174,14 +176,26 @@ async fn sigkill_with_writes_in_flight(with_renames: bool) {
     );
 
     server.restart();
-    let (status, list) = server.get(user, "/files/?limit=1000").await;
-    assert_eq!(status, 200);
-    let listed: BTreeMap<String, serde_json::Value> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["file_name"].as_str().unwrap().to_string(), f.clone()))
-        .collect();
+    // Recovery is done once the storage folder holds exactly the listed files (at once on
+    // SQLite; within two lease periods on PostgreSQL). The checks below then say whether
+    // what it kept and dropped is right.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (status, list) = server.get(user, "/files/?limit=1000").await;
+        assert_eq!(status, 200);
+        let listed: BTreeMap<String, serde_json::Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["file_name"].as_str().unwrap().to_string(), f.clone()))
+            .collect();
+        let on_disk: BTreeSet<String> = server.stored_files().into_iter().collect();
+        let expected: BTreeSet<String> = listed.keys().map(|n| format!("{user}_{n}.csv")).collect();
+        if on_disk == expected || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     for (op, outcome) in ops.iter().zip(&outcomes) {
         let acknowledged = matches!(outcome, Some(s) if (200..300).contains(s));
