@@ -1034,9 +1034,9 @@ fn file_not_found(name: &str) -> Error {
 }
 
 fn storage_write_error(e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(28) {
-        // ENOSPC: nothing the client did wrong, and nothing a retry fixes soon.
-        Error::Unavailable("the storage folder is full".into())
+    if Error::is_out_of_space(&e) {
+        // Nothing the client did wrong, and nothing a retry fixes until space is freed.
+        Error::storage_full()
     } else {
         Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
     }
