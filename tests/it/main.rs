@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 mod backends;
+mod faults;
 mod file_api;
 mod harness;
 mod ops;
