@@ -429,10 +429,14 @@ impl FileService {
             return Err(e);
         }
 
-        let _guard = self.lock_user(user).await?;
-        let committed = self.with_catalog(move |c| c.commit_upload(id, Some(session))).await;
-        let stored = match committed {
-            Ok(stored) => Arc::new(stored),
+        // The user lock is a catalog call too: when it fails, the stored bytes and the
+        // reservation must be undone like a failed commit, or they outlive the request.
+        let committed = match self.lock_user(user).await {
+            Ok(guard) => (self.with_catalog(move |c| c.commit_upload(id, Some(session))).await).map(|s| (guard, s)),
+            Err(e) => Err(e),
+        };
+        let (_guard, stored) = match committed {
+            Ok((guard, stored)) => (guard, Arc::new(stored)),
             Err(e) => {
                 // Undo in reverse; if this fails too, startup recovery finishes the job.
                 let _ = self.with_storage(move |s| s.delete(&object)).await;
