@@ -142,10 +142,16 @@ fn check_summary(profile: &Profile) {
         .zip(&profile.columns)
         .map(|(name, c)| (name.as_str(), c.dtype.as_str()))
         .collect();
-    assert_eq!(parsed, expected, "the feature list names each column once, in order: {summary:?}");
+    assert_eq!(
+        parsed, expected,
+        "the feature list names each column once, in order: {summary:?}"
+    );
     match after {
         None => assert!(profile.row_count == 0 || profile.columns.is_empty()),
-        Some(after) => assert!(after.starts_with("\n\n## Statistics\n\n"), "after the features: {after:?}"),
+        Some(after) => assert!(
+            after.starts_with("\n\n## Statistics\n\n"),
+            "after the features: {after:?}"
+        ),
     }
 }
 

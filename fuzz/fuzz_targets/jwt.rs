@@ -36,8 +36,9 @@ fuzz_target!(|data: &[u8]| {
                 _ => (&br#"{"alg":"HS256","typ":"JWT"}"#[..], rest),
             };
             let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
-            let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256)
-                .expect("HMAC signing");
+            let signature =
+                jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_secret(SECRET), Algorithm::HS256)
+                    .expect("HMAC signing");
             let token = format!("{message}.{signature}");
             let Ok(principal) = auth.principal_from_token(&token) else {
                 return;
@@ -49,8 +50,14 @@ fuzz_target!(|data: &[u8]| {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let exp = claims["exp"].as_f64().or_else(|| claims["exp"].as_u64().map(|e| e as f64));
-            assert!(exp.is_some_and(|e| e > now as f64 - 1.0), "accepted exp {:?}", claims["exp"]);
+            let exp = claims["exp"]
+                .as_f64()
+                .or_else(|| claims["exp"].as_u64().map(|e| e as f64));
+            assert!(
+                exp.is_some_and(|e| e > now as f64 - 1.0),
+                "accepted exp {:?}",
+                claims["exp"]
+            );
             let sub = match &claims["sub"] {
                 serde_json::Value::Number(n) => n.as_i64(),
                 serde_json::Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),

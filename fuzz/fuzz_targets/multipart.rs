@@ -119,10 +119,16 @@ fuzz_target!(|data: &[u8]| {
             let stored = std::fs::read(uri.strip_prefix("local://").expect("a local:// URI")).expect("stored file");
             assert!(uri.starts_with(&format!("local://{}/", s.storage.display())), "{uri}");
             assert_eq!(body["size_bytes"].as_u64(), Some(stored.len() as u64));
-            assert_eq!(body["sha256"].as_str(), Some(hex::encode(Sha256::digest(&stored)).as_str()));
+            assert_eq!(
+                body["sha256"].as_str(),
+                Some(hex::encode(Sha256::digest(&stored)).as_str())
+            );
             assert_eq!(get(s, "DELETE", &path).await.status(), 200, "delete {name:?}");
         } else {
-            assert!(body["detail"].is_string() && body["code"].is_string(), "{status}: {body}");
+            assert!(
+                body["detail"].is_string() && body["code"].is_string(),
+                "{status}: {body}"
+            );
         }
         let listing = get(s, "GET", "/api/v1/files/").await;
         assert_eq!(listing.body().as_ref(), b"[]", "records left after a {status}");
