@@ -27,6 +27,10 @@ pub enum Error {
     /// Too much work in progress; the client should retry after a moment.
     #[error("{0}")]
     Busy(String),
+    /// The storage has no room for the bytes (ENOSPC): nothing was kept, and a retry
+    /// only helps once space is freed.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// The client stopped sending in the middle of a request.
     #[error("{0}")]
     Timeout(String),
@@ -50,6 +54,22 @@ impl Error {
         Error::Conflict(format!("a file named {name:?} already exists for this user"))
     }
 
+    /// The 507 for bytes that did not fit in the storage (ENOSPC or EDQUOT).
+    pub fn storage_full() -> Self {
+        Error::InsufficientStorage(
+            "the storage folder is full: the upload was not kept; retry once space is freed, or send a smaller file"
+                .into(),
+        )
+    }
+
+    /// Whether a write failed for want of space (a full disk or a used-up quota). By kind,
+    /// not only by OS code: `tempfile` wraps its errors with the path, keeping the kind.
+    pub fn is_out_of_space(err: &std::io::Error) -> bool {
+        use std::io::ErrorKind;
+        matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            || matches!(err.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+    }
+
     pub fn internal(context: impl std::fmt::Display) -> Self {
         Error::Internal(anyhow::anyhow!("{context}"))
     }
@@ -64,6 +84,7 @@ impl Error {
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,6 +100,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::Busy(_) => "busy",
             Error::Timeout(_) => "timeout",
+            Error::InsufficientStorage(_) => "insufficient_storage",
             Error::Internal(_) => "internal",
         }
     }
@@ -97,5 +119,27 @@ impl warp::reject::Reject for Error {}
 impl From<tokio::task::JoinError> for Error {
     fn from(err: tokio::task::JoinError) -> Self {
         Error::internal(format_args!("background task failed: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_storage_is_507_insufficient_storage() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(Error::is_out_of_space(&full) && Error::is_out_of_space(&quota));
+        assert!(!Error::is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
+        // As a temporary file's write reports it: the OS error wrapped with the path (found
+        // by the disk-full test, where the raw-code check alone gave 500).
+        let wrapped = std::io::Error::new(full.kind(), format!("{full} at path \"/storage/.upload-x\""));
+        assert_eq!(wrapped.raw_os_error(), None);
+        assert!(Error::is_out_of_space(&wrapped));
+        let err = Error::storage_full();
+        assert_eq!(err.status().as_u16(), 507);
+        assert_eq!(err.code(), "insufficient_storage");
+        assert!(err.detail().contains("storage folder is full"), "{}", err.detail());
     }
 }

@@ -4,6 +4,7 @@
 use super::column::format_float;
 use super::Profile;
 use serde_json::Value as Json;
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// Lines per statistics list, so a 300-column file stays readable.
@@ -19,7 +20,7 @@ impl Profile {
         let features: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("- **{}**: `{}`", c.name, c.dtype))
+            .map(|c| format!("- **{}**: `{}`", one_line(&c.name), c.dtype))
             .collect();
         s.push_str(&features.join("\n"));
         if self.row_count == 0 || self.columns.is_empty() {
@@ -43,11 +44,11 @@ impl Profile {
                 self.footer_lines
             );
         }
-        let mut missing: Vec<(&str, u64)> = self
+        let mut missing: Vec<(Cow<str>, u64)> = self
             .columns
             .iter()
             .filter(|c| c.null_count > 0)
-            .map(|c| (c.name.as_str(), c.null_count))
+            .map(|c| (one_line(&c.name), c.null_count))
             .collect();
         if missing.is_empty() {
             s.push_str("No missing values.\n");
@@ -77,7 +78,7 @@ impl Profile {
             .iter()
             .filter_map(|c| {
                 let (min, max) = (c.min.as_ref()?, c.max.as_ref()?);
-                let mut line = format!("- **{}**: {} to {}", c.name, text(min), text(max));
+                let mut line = format!("- **{}**: {} to {}", one_line(&c.name), text(min), text(max));
                 if let Some(mean) = c.mean {
                     let _ = write!(line, " (mean {})", num(mean));
                 }
@@ -99,6 +100,17 @@ impl Profile {
             s.pop();
         }
         s
+    }
+}
+
+/// A column name as one line of Markdown: a header cell may hold line breaks (quoted), which
+/// would end the list item and make the rest of the name read as a line of its own. They
+/// are shown escaped (`\n`, `\r`); the profile keeps the name as it is.
+fn one_line(name: &str) -> Cow<'_, str> {
+    if name.contains(['\n', '\r']) {
+        Cow::Owned(name.replace('\r', "\\r").replace('\n', "\\n"))
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -212,6 +224,25 @@ mod tests {
         assert!(s.contains("- **sales**: 1.5 to 300 (mean 20.1235)"), "{s}");
         assert!(s.contains("- **date**: 2024-01-01 to 2024-12-31"), "{s}");
         assert!(!s.ends_with('\n'));
+    }
+
+    /// Found by fuzzing: a quoted header cell with line breaks split the feature list.
+    #[test]
+    fn a_name_with_line_breaks_stays_one_list_item() {
+        let csv = "\"first\nsecond\r\nthird\",b\n1,2\n";
+        let p = crate::analysis::profile_reader(csv.as_bytes(), crate::analysis::Format::Csv).unwrap();
+        assert_eq!(
+            p.columns[0].name, "first\nsecond\r\nthird",
+            "the profile keeps the name"
+        );
+        let s = p.summary();
+        let features: Vec<&str> = s.lines().skip(4).take_while(|l| !l.is_empty()).collect();
+        assert_eq!(
+            features,
+            ["- **first\\nsecond\\r\\nthird**: `int64`", "- **b**: `int64`"],
+            "{s}"
+        );
+        assert!(s.contains("- **first\\nsecond\\r\\nthird**: 1 to 1"), "{s}");
     }
 
     #[test]

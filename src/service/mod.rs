@@ -427,10 +427,14 @@ impl FileService {
         }
         stall_for_test("upload", &name).await;
 
-        let _guard = self.lock_user(user).await?;
-        let committed = self.with_catalog(move |c| c.commit_upload(id, Some(session))).await;
-        let stored = match committed {
-            Ok(stored) => Arc::new(stored),
+        // The user lock is a catalog call too: when it fails, the stored bytes and the
+        // reservation must be undone like a failed commit, or they outlive the request.
+        let committed = match self.lock_user(user).await {
+            Ok(guard) => (self.with_catalog(move |c| c.commit_upload(id, Some(session))).await).map(|s| (guard, s)),
+            Err(e) => Err(e),
+        };
+        let (_guard, stored) = match committed {
+            Ok((guard, stored)) => (guard, Arc::new(stored)),
             Err(e) => {
                 // Undo in reverse; if this fails too, recovery finishes the job. But if
                 // recovery elsewhere has already completed the upload (this process lost
@@ -1057,9 +1061,9 @@ fn file_not_found(name: &str) -> Error {
 }
 
 fn storage_write_error(e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(28) {
-        // ENOSPC: nothing the client did wrong, and nothing a retry fixes soon.
-        Error::Unavailable("the storage folder is full".into())
+    if Error::is_out_of_space(&e) {
+        // Nothing the client did wrong, and nothing a retry fixes until space is freed.
+        Error::storage_full()
     } else {
         Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
     }

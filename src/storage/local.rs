@@ -74,10 +74,15 @@ impl Storage for LocalStorage {
     }
 
     fn new_upload(&self) -> Result<NamedTempFile> {
-        let file = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.root)
-            .with_context(|| format!("cannot create a temporary file in {}", self.root.display()))?;
+        let file = match tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&self.root) {
+            Ok(file) => file,
+            Err(e) if Error::is_out_of_space(&e) => return Err(Error::storage_full()),
+            Err(e) => {
+                return Err(Error::Internal(
+                    anyhow::Error::new(e).context(format!("cannot create a temporary file in {}", self.root.display())),
+                ))
+            }
+        };
         // The lock says "an upload is using this"; it dies with the process, so a sweep
         // by another process sharing the folder only removes real leftovers.
         file.as_file().try_lock().context("cannot lock a new temporary file")?;
