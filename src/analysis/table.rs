@@ -4,7 +4,7 @@
 //! The first line is data, not a header, when every cell of it fits its column's type in the
 //! rows below: `1,1,di4-aN.wav,di,a,4,4,0.9597` over rows like it, `2/28/2008,1:00:00,NaN` over
 //! dates and times. It is a header when some cell does not fit (`id` over numbers), when every
-//! column is text (nothing to tell them apart, so pandas' reading), when a cell is empty
+//! column holds text (nothing to tell them apart, so pandas' reading), when a cell is empty
 //! (pandas' `Unnamed: N`), when all its numbers are years over columns that are not years
 //! (`Industry,2019,2020`), or when it numbers the columns (`0,1,2`, as pandas writes a frame
 //! without names).
@@ -133,7 +133,9 @@ pub(super) fn is_header<'a>(first: &[Kind], rows: impl Iterator<Item = &'a [Kind
             }
         }
     }
-    if !any_row || columns.iter().all(|m| *m & !TEXT == 0) {
+    // A column with any text below is text (DuckDB's VARCHAR): when every column is, the
+    // types cannot tell a header from a row (a units row under the header makes it so).
+    if !any_row || columns.iter().all(|m| *m == 0 || *m & TEXT != 0) {
         return true;
     }
     let numbers: Vec<&Kind> = first.iter().filter(|k| k.bit() & NUMBER != 0).collect();
@@ -229,6 +231,8 @@ mod tests {
         assert!(!header("2001,2002", &["2003,2004"]));
         // pandas' readings kept: all text, an empty cell, numbers over text only.
         assert!(header("name,city", &["Bob,Paris"]));
+        // A units row under the header makes every column text.
+        assert!(header("time,temp,flow", &["s,°C,l/min", "0,20.5,1.5", "1,20.7,1.4"]));
         assert!(header(",2", &["1,3"]));
         assert!(header("1,2", &["3,x"]));
         assert!(!header("1,2", &["3,4"]));
