@@ -35,7 +35,7 @@ def run_ours(path):
     if p.returncode != 0:
         return None, short(p.stderr or f"exit {p.returncode}"), {}
     j = json.loads(p.stdout)
-    extra = {k: j.get(k) for k in ("delimiter", "encoding", "header_line", "footer_lines")}
+    extra = {k: j.get(k) for k in ("delimiter", "encoding", "header_line", "footer_lines", "skipped_lines", "other_tables")}
     extra["names"] = [c["name"] for c in j.get("columns", [])]
     return (j["row_count"], j["column_count"]), None, extra
 

@@ -328,6 +328,95 @@ hdr = ["id", "json_payload", "ok"]
 rows = [[str(i), '{"a": %d, "b": [1, 2, 3], "c": "x,y"}' % i, rnd.choice(["true", "false"])] for i in range(60)]
 write("embedded_json.csv", table(hdr, rows), 60, 3, hdr, "quoted JSON with commas/quotes inside")
 
+# ------------------------------------------- issue 16: what people actually export
+# 1. no header, the first row typed like the rows below (text columns, US dates and times)
+rows = []
+for i in range(120):
+    spk, take = rnd.choice(["di", "du", "ka", "mo"]), rnd.choice("ab")
+    d = rnd.randint(0, 9)
+    rows.append([str(i + 1), str(i // 4 + 1), f"{spk}{d}-{take}N.wav", spk, take, str(d), str(rnd.randint(1, 5)),
+                 f"{rnd.random():.4f}"])
+write("headerless_text_columns.csv", [join(x, ",") for x in rows], 120, 8, [str(i) for i in range(8)],
+      "no header; text columns (file names, labels) typed like the rows below")
+
+rows = []
+for i in range(96):
+    t = dt.datetime(2008, 2, 28) + dt.timedelta(hours=i)
+    rows.append([f"{t.month}/{t.day}/{t.year}", f"{t.hour}:00:00", "NaN" if i % 11 == 0 else f"{rnd.uniform(0, 30):.2f}"])
+write("headerless_us_dates.csv", [join(x, ",") for x in rows], 96, 3, ["0", "1", "2"],
+      "no header; US dates, times and NaN in the first row")
+
+# 2. instrument exports: a long preamble of `#KEY: ,value` lines, a `##` header
+def instrument(name, keys, cols, n):
+    lines = [f"#{k}: ,{v}" for k, v in keys]
+    hdr = ["##Time"] + [f"Ch{i}" for i in range(1, cols)]
+    lines.append(join(hdr, ","))
+    for i in range(n):
+        lines.append(join([f"{i * 0.01:.2f}"] + [f"{rnd.gauss(0, 1):.5f}" for _ in range(cols - 1)], ","))
+    write(name, lines, n, cols, hdr, f"{len(keys)} '#KEY: ,value' lines, then a '##' header")
+
+instrument("instrument_key_preamble.csv",
+           [("INSTRUMENT", "DAQ-970"), ("SERIAL", "MY5800123"), ("FIRMWARE", "A.01.02"), ("DATE", "2023-05-02"),
+            ("TIME", "10:15:00"), ("OPERATOR", "lab3")] + [(f"CH{i}_RANGE", f"{i % 3 + 1}0 V") for i in range(16)],
+           5, 300)
+instrument("instrument_key_preamble_long.csv",
+           [(f"PARAM_{i:02d}", f"{rnd.uniform(0, 100):.3f}") for i in range(38)], 7, 120)
+
+# 3. scikit-learn's bundled CSVs: a line of (samples, features, class names) above the numbers
+def sklearn(name, meta, n, features, classes, decimals):
+    lines = [meta]
+    for _ in range(n):
+        lines.append(join([f"{rnd.uniform(0, 300):.{decimals}f}" for _ in range(features)] + [str(rnd.randint(0, classes - 1))], ","))
+    write(name, lines, n, features + 1, [str(i) for i in range(features + 1)], f"metadata line '{meta}' above the numbers")
+
+sklearn("sklearn_breast_cancer.csv", "569,30,malignant,benign", 569, 30, 2, 4)
+sklearn("sklearn_wine_data.csv", "178,13,class_0,class_1,class_2", 178, 13, 3, 2)
+sklearn("sklearn_iris.csv", "150,4,setosa,versicolor,virginica", 150, 4, 3, 1)
+
+# 4. a trailing delimiter and a quoted field holding only a line break, or only spaces
+hdr = ["Kunde", "Ort", "Alter"]
+lines = [join(hdr, ";", force=True)]
+for i in range(80):
+    lines.append(join([rnd.choice(LAST), rnd.choice(CITY), str(rnd.randint(18, 90))], ";", force=True) + ';"\n"')
+write("semicolon_trailing_quoted_newline.csv", lines, 80, 3, hdr, "every row ends in ';\"<newline>\"'")
+
+hdr = ["id", "name", "qty", "price"]
+lines = [join(hdr, ",")] + [join([str(i), rnd.choice(PRODUCT), str(rnd.randint(1, 9)), f"{rnd.uniform(1, 50):.2f}"], ",") + ", "
+                            for i in range(60)]
+write("trailing_whitespace_field.csv", lines, 60, 4, hdr, "every row ends in ', '")
+
+# 5. several tables one below another: the largest (rows x columns) is the table
+lines = []
+for n, w in [(200, 302), (100, 14), (100, 902)]:
+    lines += [join([str(rnd.randint(0, 99)) for _ in range(w)], ",") for _ in range(n)]
+write("several_tables_numeric.csv", lines, 100, 902, [str(i) for i in range(902)],
+      "200 rows of 302 numbers, 100 of 14, 100 of 902; the largest is 100 x 902")
+
+hdr = ["station", "time", "temp", "rh", "wind"]
+lines = ["Section A: stations", "id,name"] + [f"{i},station {i}" for i in range(8)] + ["", "Section B: readings", join(hdr, ",")]
+lines += [join([str(i % 8), f"2021-01-01 {i % 24:02d}:00", f"{rnd.uniform(-5, 30):.1f}", str(rnd.randint(20, 99)), str(rnd.randint(0, 20))], ",")
+          for i in range(150)]
+lines += ["", "Section C: totals", "station,readings"] + [f"{i},{150 // 8}" for i in range(8)]
+write("report_sections.csv", lines, 150, 5, hdr, "three titled sections; the readings table is the largest")
+
+# 6. spreadsheet exports ending in lines of delimiters only, or in notes among them
+hdr = ["region", "product", "units", "price", "date", "rep", "note"]
+rows = [[rnd.choice(["North", "South"]), rnd.choice(PRODUCT), str(rnd.randint(1, 99)), f"{rnd.uniform(1, 99):.2f}", date(i),
+         rnd.choice(FIRST), ""] for i in range(40)]
+write("excel_trailing_delimiter_lines.csv", table(hdr, rows) + [",,,,,,"] * 30, 40, 7, hdr,
+      "40 rows, then 30 lines of ',,,,,,'")
+write("excel_trailing_notes_and_delimiters.csv",
+      table(hdr, rows) + [",,,,,,", "Prepared by: finance,,,,,,", ",,,,,,", "Note: units in boxes,,,,,,"] + [",,,,,,"] * 20,
+      40, 7, hdr, "notes among 22 lines of ',,,,,,' at the end")
+
+# 7. headerless numbers whose first line looks like years or ids
+rows = [[str(y), f"{rnd.uniform(5, 15):.2f}", f"{rnd.uniform(300, 420):.1f}", str(rnd.randint(0, 40))] for y in range(1960, 2024)]
+write("headerless_years.csv", [join(x, ",") for x in rows], 64, 4, [str(i) for i in range(4)],
+      "no header; the first column is a year")
+rows = [[str(100001 + i), str(rnd.randint(0, 50)), str(rnd.randint(0, 9)), f"{rnd.uniform(0, 1):.3f}"] for i in range(100)]
+write("headerless_ids.csv", [join(x, ",") for x in rows], 100, 4, [str(i) for i in range(4)],
+      "no header; the first column is an id, the rest counts and a fraction")
+
 with open(os.path.join(OUT, "truth.json"), "w") as f:
     json.dump(TRUTH, f, indent=1, ensure_ascii=False)
 print(f"wrote {len(TRUTH)} cases to {OUT}")

@@ -1,7 +1,7 @@
 //! Dataset analysis engine: one bounded-memory pass over a CSV/TSV file producing a pandas-compatible [`Profile`].
 //!
-//! Layout: `reader` (encoding, delimiter and title-line sniffing, record-size guard), `header` (pandas column
-//! naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
+//! Layout: `reader` (encoding, delimiter and title-line sniffing, where a table ends, record-size guard),
+//! `table` (is the first line a header: the type rule), `header` (pandas column naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
 //! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
 //! its final statistics), `scan` (the record loop: one thread tokenizes, all cores analyze
 //! columns, results identical to a single-threaded pass), `summary` (Markdown rendering).
@@ -15,6 +15,7 @@ mod reader;
 mod scan;
 mod sketch;
 mod summary;
+mod table;
 
 #[cfg(test)]
 mod tests;
@@ -59,11 +60,32 @@ pub struct Profile {
     /// are then named `0`, `1`, … as pandas' `header=None` names them.
     #[serde(default = "first_line")]
     pub header_line: u64,
-    /// Lines at the end of the table (notes such as "Source: …", and lines of delimiters
-    /// between them) that were not read as rows.
+    /// Lines at the end of the table (notes such as "Source: …", lines of delimiters between
+    /// them, or a run of lines of delimiters only) that were not read as rows.
     #[serde(default)]
     pub footer_lines: u64,
+    /// Non-blank lines that belong to no table: title, note or metadata lines above the first
+    /// table, and lines wider than their table inside it (set aside, not read as rows).
+    #[serde(default)]
+    pub skipped_lines: u64,
+    /// The file's other tables, when it holds several one below another (the profile describes
+    /// the largest, by rows × columns), in file order.
+    #[serde(default)]
+    pub other_tables: Vec<TableExtent>,
     pub columns: Vec<ColumnProfile>,
+}
+
+/// Where one table of a file lies and its size.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TableExtent {
+    /// 1-based line of its header, or of its first row when it has none.
+    pub first_line: u64,
+    /// Its last line: the line before the next table starts, or the file's last line.
+    pub last_line: u64,
+    /// 1-based line of its header; 0 when it has none (columns numbered from 0).
+    pub header_line: u64,
+    pub row_count: u64,
+    pub column_count: u64,
 }
 
 /// Profiles stored before `header_line` existed had their header on the first line.
@@ -120,6 +142,9 @@ pub struct ColumnProfile {
 pub enum AnalysisError {
     #[error("the file is empty")]
     Empty,
+    /// Binary content (a NUL byte in the first part of the file): no table to find.
+    #[error("the file is binary, not text (a NUL byte at byte {offset})")]
+    NotText { offset: u64 },
     /// `message` names the line, e.g. "line 7 has 5 fields but the header has 3".
     #[error("{message}")]
     Malformed { line: u64, message: String },
@@ -145,20 +170,63 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
     let mut input = reader::open(reader, format)?;
     let mut record = csv::ByteRecord::new();
 
-    let header_line = input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
-    let utf8 = reader::is_utf8(&record);
-    let header_raw: Vec<Vec<u8>> = if input.headerless() {
-        (0..record.len()).map(|i| i.to_string().into_bytes()).collect()
-    } else {
-        record.iter().map(|f| f.to_vec()).collect()
+    let (header_line, first_line) = input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
+    let mut utf8 = reader::is_utf8(&record);
+    let width = record.len().max(input.columns());
+    let mut start = TableStart {
+        header: (!input.headerless()).then(|| record.iter().map(|f| f.to_vec()).collect()),
+        ncols: width,
+        header_line,
+        first_line,
     };
-    let ncols = header_raw.len();
-    let budget = sketch::Budget::for_columns(ncols);
-    let mut columns: Vec<column::ColumnState> = (0..ncols)
-        .map(|i| column::ColumnState::new(&budget, i as u64))
+    // The largest table so far, its column states kept unfinished (names and values are
+    // decoded once the whole file's encoding is known), and every table's extent.
+    let mut best: Option<(TableExtent, TableStart, Vec<column::ColumnState>, u64)> = None;
+    let mut extents: Vec<TableExtent> = Vec::new();
+    loop {
+        let budget = sketch::Budget::for_columns(start.ncols);
+        let mut columns: Vec<column::ColumnState> = (0..start.ncols)
+            .map(|i| column::ColumnState::new(&budget, i as u64))
+            .collect();
+        let scanned = scan::scan(&mut input, &mut columns, utf8, cfg)?;
+        utf8 = scanned.utf8;
+        let footer_lines = input.footer_lines();
+        let next = input.take_table();
+        let last_line = match &next {
+            Some(records) => records[0].line - 1,
+            None => input.last_line(),
+        };
+        let extent = TableExtent {
+            first_line: start.first_line,
+            last_line,
+            header_line: start.header_line,
+            row_count: scanned.rows,
+            column_count: start.ncols as u64,
+        };
+        // The list is bounded like everything else kept while reading.
+        if extents.len() <= MAX_TABLES_LISTED {
+            extents.push(extent.clone());
+        }
+        let cells = |rows: u64, ncols: usize| rows.saturating_mul(ncols as u64);
+        let larger = best
+            .as_ref()
+            .is_none_or(|(e, ..)| cells(scanned.rows, start.ncols) > cells(e.row_count, e.column_count as usize));
+        if larger {
+            best = Some((extent, start, columns, footer_lines));
+        }
+        let Some(records) = next else { break };
+        start = next_table(&mut input, records, &mut utf8);
+    }
+    let Some((chosen, start, columns, footer_lines)) = best else {
+        return Err(AnalysisError::Empty);
+    };
+    let rows = chosen.row_count;
+    // Tables start on distinct lines.
+    let mut other_tables: Vec<TableExtent> = extents
+        .into_iter()
+        .filter(|e| e.first_line != chosen.first_line)
         .collect();
-
-    let scan::Scanned { rows, utf8 } = scan::scan(&mut input, &mut columns, utf8, cfg)?;
+    other_tables.truncate(MAX_TABLES_LISTED);
 
     let encoding = if let Some(label) = input.utf16_label() {
         label
@@ -176,7 +244,15 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
             encoding_rs::WINDOWS_1252.decode_without_bom_handling(b).0.into_owned()
         }
     };
-    let names = header::pandas_names(header_raw.iter().map(|b| decode(b)).collect());
+    let ncols = start.ncols;
+    let raw_names: Vec<String> = match &start.header {
+        // A header narrower than its rows names the first columns.
+        Some(header) => (0..ncols)
+            .map(|i| header.get(i).map(|b| decode(b)).unwrap_or_default())
+            .collect(),
+        None => (0..ncols).map(|i| i.to_string()).collect(),
+    };
+    let names = header::pandas_names(raw_names);
     let columns: Vec<ColumnProfile> = columns
         .into_iter()
         .zip(names)
@@ -187,8 +263,47 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         column_count: ncols as u64,
         encoding: encoding.to_string(),
         delimiter: (input.delimiter() as char).to_string(),
-        header_line,
-        footer_lines: input.footer_lines(),
+        header_line: start.header_line,
+        footer_lines,
+        skipped_lines: input.skipped_lines(),
+        other_tables,
         columns,
     })
+}
+
+/// At most this many other tables are listed in a profile (the first ones in the file).
+const MAX_TABLES_LISTED: usize = 100;
+
+/// A table's header (raw names, `None` when its columns are numbered) and where it starts.
+struct TableStart {
+    header: Option<Vec<Vec<u8>>>,
+    ncols: usize,
+    header_line: u64,
+    first_line: u64,
+}
+
+/// Starts the table whose first records [`reader::Input::take_table`] gave: its first record
+/// is its header when the type rule says so (see `table`), and the rest are its first rows.
+fn next_table<R: Read>(input: &mut reader::Input<R>, records: Vec<reader::Ahead>, utf8: &mut bool) -> TableStart {
+    let kinds: Vec<Vec<table::Kind>> = records
+        .iter()
+        .map(|a| a.record.iter().map(table::kind).collect())
+        .collect();
+    let first = &records[0];
+    let has_header =
+        table::counts_columns(first.record.iter()) || table::is_header(&kinds[0], kinds[1..].iter().map(Vec::as_slice));
+    let ncols = first.record.len();
+    let first_line = first.line;
+    let header = has_header.then(|| first.record.iter().map(|f| f.to_vec()).collect());
+    if has_header {
+        *utf8 = *utf8 && reader::is_utf8(&first.record);
+    }
+    let skip = has_header as usize;
+    input.push_rows(records.into_iter().skip(skip).map(|a| a.record));
+    TableStart {
+        header,
+        ncols,
+        header_line: if has_header { first_line } else { 0 },
+        first_line,
+    }
 }

@@ -14,7 +14,8 @@ pub struct Preview {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
-/// Reads the header and up to `max_rows` non-blank records. `windows_1252` decodes as
+/// Reads the header and up to `max_rows` rows of the file's first table (the profile may
+/// describe a larger one further down; see `Profile::other_tables`). `windows_1252` decodes as
 /// the profile found the file to be (the decision needs the whole file, so it is passed in).
 pub fn preview_reader<R: Read>(
     reader: R,
@@ -32,13 +33,18 @@ pub fn preview_reader<R: Read>(
         }
     };
     input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
+    let ncols = record.len().max(input.columns());
     let columns = if input.headerless() {
-        (0..record.len()).map(|i| i.to_string()).collect()
+        (0..ncols).map(|i| i.to_string()).collect()
     } else {
-        header::pandas_names(record.iter().map(decode).collect())
+        header::pandas_names(
+            (0..ncols)
+                .map(|i| record.get(i).map(decode).unwrap_or_default())
+                .collect(),
+        )
     };
     let mut rows = Vec::new();
-    while rows.len() < max_rows && input.read_row(&mut record, columns.len())? {
+    while rows.len() < max_rows && input.read_row(&mut record, columns.len())? == reader::Next::Row {
         rows.push((0..columns.len()).map(|i| record.get(i).map(decode)).collect());
     }
     Ok(Preview { columns, rows })

@@ -1,5 +1,6 @@
 //! Byte input: encoding (BOM, UTF-16), delimiter and title-line sniffing, and a guard that bounds one record's size.
 
+use super::table::{self, Kind};
 use super::{infer, AnalysisError, Format};
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -11,13 +12,19 @@ pub(super) const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// How far we look for the end of the first line when sniffing.
 const SNIFF_LIMIT: usize = 1 << 20;
 /// How much of the start of the file the sniffer reads (more if the first line is longer).
-const SNIFF_BYTES: usize = 64 << 10;
+const SNIFF_BYTES: usize = 128 << 10;
 /// Records of that start the sniffer looks at.
-const SNIFF_RECORDS: usize = 200;
-/// Title or note lines above the header are looked for among this many records.
-const MAX_PREAMBLE: usize = 30;
+const SNIFF_RECORDS: usize = 500;
+/// Title, note or metadata lines above the header are looked for among this many records.
+const MAX_PREAMBLE: usize = 100;
 /// At most this many note lines at the end of a table are dropped as its footer.
 const MAX_FOOTER: usize = 10;
+/// A run of at least this many lines of delimiters only ends a table as a footer (a
+/// spreadsheet's padding); fewer are rows of missing values, as pandas reads them.
+const MIN_EMPTY_FOOTER: u64 = 5;
+/// Consecutive records with one field count, wider than the table or at most half its width,
+/// that start another table. Shorter runs of wider lines are set aside; of narrower ones, rows.
+const TABLE_RUN: usize = 5;
 const CSV_BUFFER: usize = 1 << 16;
 
 /// Marker error raised by [`Guard`] so it can be told apart from real I/O errors.
@@ -109,22 +116,64 @@ impl<R> Guard<R> {
 type Source<R> = Guard<Chain<Cursor<Vec<u8>>, Transcode<Chain<Cursor<Vec<u8>>, R>>>>;
 
 /// A csv reader over the (BOM-stripped, UTF-16-decoded) input plus what was detected about it.
+///
+/// Besides reading records it finds where the table ends: notes and lines of delimiters below
+/// it (its footer), lines wider than it (set aside), and another table below it (see
+/// [`Input::read_row`]).
 pub(super) struct Input<R: Read> {
     rdr: csv::Reader<Source<R>>,
     bom: bool,
     utf16: Option<&'static encoding_rs::Encoding>,
     delimiter: u8,
-    /// Non-blank records above the header (a spreadsheet's title, a portal's notes).
+    /// Non-blank records above the header (a spreadsheet's title, a portal's notes, metadata).
     preamble: usize,
     headerless: bool,
+    /// The table's width when its header line is narrower than its rows (0: the header's).
+    columns: usize,
     /// Note-like lines held back by [`Input::read_row`] until a row below them shows they are
     /// data, and the ones being handed out after that.
-    held: VecDeque<csv::ByteRecord>,
+    held: VecDeque<Held>,
     /// How many of the held lines are notes (the rest are lines of delimiters).
     held_notes: usize,
-    releasing: VecDeque<csv::ByteRecord>,
+    releasing: VecDeque<Held>,
+    /// Records with one field count unlike the table's, held while they may start another table.
+    ahead: Vec<Ahead>,
+    /// Records of a run that did not become a table, to be read again in order.
+    replay: VecDeque<Ahead>,
+    /// The records that start the next table, once a run has confirmed it.
+    next_table: Option<Vec<Ahead>>,
+    /// Rows and footer lines of the current table.
     rows: u64,
     footer: u64,
+    /// Lines wider than their table that were set aside (the whole file).
+    set_aside: u64,
+}
+
+/// A held-back line: a note, or a run of lines of delimiters only (kept as a count).
+#[derive(Debug)]
+enum Held {
+    Record(csv::ByteRecord),
+    Empty(u64),
+}
+
+/// A record read ahead, with the line it starts on.
+#[derive(Debug)]
+pub(super) struct Ahead {
+    pub(super) record: csv::ByteRecord,
+    pub(super) line: u64,
+    /// Read again after its run failed: it may not start a run a second time.
+    replayed_first: bool,
+}
+
+/// What [`Input::read_row`] found.
+#[derive(Debug, PartialEq)]
+pub(super) enum Next {
+    /// A row of the table (in the record passed in).
+    Row,
+    /// The end of the input.
+    End,
+    /// Another table starts here: [`Input::take_table`] has its first records.
+    Table,
 }
 
 impl<R: Read> Input<R> {
@@ -147,68 +196,234 @@ impl<R: Read> Input<R> {
         self.delimiter
     }
 
-    /// Rows [`Input::read_row`] has handed out.
+    /// Rows [`Input::read_row`] has handed out in the current table.
     pub(super) fn rows(&self) -> u64 {
         self.rows
     }
 
-    /// Lines of notes below the table that [`Input::read_row`] dropped.
+    /// Lines of notes below the current table that [`Input::read_row`] dropped.
     pub(super) fn footer_lines(&self) -> u64 {
         self.footer
     }
 
-    /// Next data row of a table of `ncols` columns; `false` at the end of the input.
+    /// Non-blank lines that belong to no table: those above the first table's header (or
+    /// first row), and lines wider than their table.
+    pub(super) fn skipped_lines(&self) -> u64 {
+        self.preamble as u64 + self.set_aside
+    }
+
+    /// The table's width when the sniffer found its header line narrower than its rows.
+    pub(super) fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// The last line of the input read so far (at its end: the file's last line).
+    pub(super) fn last_line(&self) -> u64 {
+        let guard = self.rdr.get_ref();
+        guard.newlines + guard.chunk.last().is_some_and(|b| *b != b'\n') as u64
+    }
+
+    /// Next data row of a table of `ncols` columns.
     ///
     /// Blank lines are skipped. Lines that may be a footer (see [`FooterLine`]) are held
     /// back: if a row follows, they are handed out in order as pandas reads them; at the end
     /// of the input they are the table's footer and are dropped, as long as they are at most
-    /// [`MAX_FOOTER`] lines with at least one note, and there are twice as many rows as notes.
-    pub(super) fn read_row(&mut self, rec: &mut csv::ByteRecord, ncols: usize) -> Result<bool, AnalysisError> {
+    /// [`MAX_FOOTER`] notes and there are twice as many rows as notes, or (without notes) at
+    /// least [`MIN_EMPTY_FOOTER`] lines of delimiters.
+    ///
+    /// A record with more fields than the table whose extra fields hold more than whitespace,
+    /// or with at most half its fields, may start another table: it and the records after it
+    /// are held until [`TABLE_RUN`] records with its field count in a row confirm that (then
+    /// [`Next::Table`]), or one with another count ends the run: the wider lines of it are set
+    /// aside, the narrower ones are rows.
+    pub(super) fn read_row(&mut self, rec: &mut csv::ByteRecord, ncols: usize) -> Result<Next, AnalysisError> {
         loop {
-            if let Some(held) = self.releasing.pop_front() {
-                *rec = held;
+            if self.release(rec) {
                 self.rows += 1;
-                return Ok(true);
+                return Ok(Next::Row);
             }
-            if !self.read_record(rec)? {
-                let n = self.held.len() as u64;
-                let notes = self.held_notes as u64;
-                if notes > 0 && n <= MAX_FOOTER as u64 && self.rows >= 2 * notes {
-                    self.footer = n;
-                } else {
-                    self.releasing.append(&mut self.held);
-                    if !self.releasing.is_empty() {
+            if self.next_table.is_some() {
+                return Ok(Next::Table);
+            }
+            let (line, replayed_first) = match self.replay.pop_front() {
+                Some(a) => {
+                    *rec = a.record;
+                    (Some(a.line), a.replayed_first)
+                }
+                None if self.read_record(rec)? => (None, false),
+                None => {
+                    if !self.ahead.is_empty() {
+                        self.abandon_run();
                         continue;
                     }
+                    self.end_of_table(false);
+                    if self.releasing.is_empty() {
+                        return Ok(Next::End);
+                    }
+                    continue;
                 }
-                return Ok(false);
-            }
+            };
             if is_blank(rec) {
                 continue;
             }
-            if ncols >= 2 && self.held.len() < MAX_FOOTER {
-                if let Some(line) = footer_line(rec, ncols) {
-                    self.held_notes += (line == FooterLine::Note) as usize;
-                    self.held.push_back(rec.clone());
+            let n = rec.len();
+            if n == ncols {
+                if let Some(first) = self.ahead.first() {
+                    if first.record.len() != n {
+                        self.break_run(rec, line);
+                        continue;
+                    }
+                }
+            } else if let Some(first) = self.ahead.first() {
+                if first.record.len() == n {
+                    let line = line.unwrap_or_else(|| self.record_line(rec));
+                    self.ahead.push(Ahead {
+                        record: rec.clone(),
+                        line,
+                        replayed_first: false,
+                    });
+                    if self.ahead.len() >= TABLE_RUN {
+                        // The held lines above the new table are the old one's footer.
+                        self.end_of_table(true);
+                        self.next_table = Some(std::mem::take(&mut self.ahead));
+                    }
+                } else {
+                    self.break_run(rec, line);
+                }
+                continue;
+            } else {
+                let wider = n > ncols && has_extra_data(rec, ncols);
+                if (wider || (n >= 2 && 2 * n <= ncols)) && !replayed_first {
+                    let line = line.unwrap_or_else(|| self.record_line(rec));
+                    self.ahead.push(Ahead {
+                        record: rec.clone(),
+                        line,
+                        replayed_first: false,
+                    });
                     continue;
+                }
+                if wider {
+                    self.set_aside += 1;
+                    continue;
+                }
+            }
+            if ncols >= 2 {
+                match footer_line(rec, ncols) {
+                    Some(FooterLine::Empty) => {
+                        match self.held.back_mut() {
+                            Some(Held::Empty(k)) => *k += 1,
+                            _ => self.held.push_back(Held::Empty(1)),
+                        }
+                        continue;
+                    }
+                    Some(FooterLine::Note) if self.held_notes < MAX_FOOTER => {
+                        self.held_notes += 1;
+                        self.held.push_back(Held::Record(rec.clone()));
+                        continue;
+                    }
+                    _ => {}
                 }
             }
             if self.held.is_empty() {
                 self.rows += 1;
-                return Ok(true);
+                return Ok(Next::Row);
             }
             // The held lines were rows after all: they come first, then this one.
             self.releasing.append(&mut self.held);
-            self.releasing.push_back(rec.clone());
+            self.releasing.push_back(Held::Record(rec.clone()));
             self.held_notes = 0;
         }
     }
 
+    /// Hands out the next released line, if any.
+    fn release(&mut self, rec: &mut csv::ByteRecord) -> bool {
+        match self.releasing.front_mut() {
+            None => false,
+            Some(Held::Empty(k)) => {
+                // A line of delimiters only: one empty field reads as missing in every column.
+                rec.clear();
+                rec.push_field(b"");
+                *k -= 1;
+                if *k == 0 {
+                    self.releasing.pop_front();
+                }
+                true
+            }
+            Some(Held::Record(_)) => {
+                if let Some(Held::Record(r)) = self.releasing.pop_front() {
+                    *rec = r;
+                }
+                true
+            }
+        }
+    }
+
+    /// The held lines at the end of a table: its footer, or rows. Below the last table the
+    /// footer rules apply (see [`Input::read_row`]); above another table they are all footer.
+    fn end_of_table(&mut self, another_follows: bool) {
+        let notes = self.held_notes as u64;
+        self.held_notes = 0;
+        let lines =
+            |held: &VecDeque<Held>| -> u64 { held.iter().map(|h| if let Held::Empty(k) = h { *k } else { 1 }).sum() };
+        let trailing_empty = match self.held.back() {
+            Some(Held::Empty(k)) => *k,
+            _ => 0,
+        };
+        let footer = another_follows
+            || (notes > 0 && self.rows >= 2 * notes)
+            || (notes == 0 && trailing_empty >= MIN_EMPTY_FOOTER);
+        if footer {
+            self.footer += lines(&self.held);
+            self.held.clear();
+            return;
+        }
+        // Notes that are rows after all; a long run of delimiter lines after them is still padding.
+        if trailing_empty >= MIN_EMPTY_FOOTER {
+            self.held.pop_back();
+            self.footer += trailing_empty;
+        }
+        self.releasing.append(&mut self.held);
+    }
+
+    /// The run read ahead was not a table: its records are read again, then `rec`.
+    fn break_run(&mut self, rec: &csv::ByteRecord, line: Option<u64>) {
+        let line = line.unwrap_or_else(|| self.record_line(rec));
+        self.replay.push_front(Ahead {
+            record: rec.clone(),
+            line,
+            replayed_first: false,
+        });
+        self.abandon_run();
+    }
+
+    fn abandon_run(&mut self) {
+        let run = std::mem::take(&mut self.ahead);
+        for (i, mut a) in run.into_iter().enumerate().rev() {
+            a.replayed_first = i == 0;
+            self.replay.push_front(a);
+        }
+    }
+
+    /// The first records of the table that [`Next::Table`] announced; the counts of rows and
+    /// footer lines start again for it.
+    pub(super) fn take_table(&mut self) -> Option<Vec<Ahead>> {
+        let table = self.next_table.take()?;
+        self.rows = 0;
+        self.footer = 0;
+        Some(table)
+    }
+
+    /// Hands `records` out as the next rows (the first rows of a table read ahead).
+    pub(super) fn push_rows(&mut self, records: impl Iterator<Item = csv::ByteRecord>) {
+        self.releasing.extend(records.map(Held::Record));
+    }
+
     /// Reads the header: the first non-blank record below any title lines the sniffer found.
-    /// Returns its 1-based line, or `None` when the input holds no record at all. In a file
-    /// without a header the line is 0 and the record is also the first row [`Input::read_row`]
-    /// hands out; the caller names the columns (see [`Input::headerless`]).
-    pub(super) fn read_header(&mut self, rec: &mut csv::ByteRecord) -> Result<Option<u64>, AnalysisError> {
+    /// Returns the header's 1-based line and the line the table starts on, or `None` when the
+    /// input holds no record at all. In a file without a header the header line is 0 and the
+    /// record is also the first row [`Input::read_row`] hands out; the caller names the
+    /// columns (see [`Input::headerless`]).
+    pub(super) fn read_header(&mut self, rec: &mut csv::ByteRecord) -> Result<Option<(u64, u64)>, AnalysisError> {
         let mut above = self.preamble;
         loop {
             if !self.read_record(rec)? {
@@ -221,11 +436,12 @@ impl<R: Read> Input<R> {
                 above -= 1;
                 continue;
             }
+            let line = self.record_line(rec);
             if self.headerless {
-                self.releasing.push_back(rec.clone());
-                return Ok(Some(0));
+                self.releasing.push_back(Held::Record(rec.clone()));
+                return Ok(Some((0, line)));
             }
-            return Ok(Some(self.record_line(rec)));
+            return Ok(Some((line, line)));
         }
     }
 
@@ -320,10 +536,14 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
     if bom {
         prefix.drain(..3);
     }
+    if let Some(at) = prefix.iter().position(|b| *b == 0) {
+        return Err(AnalysisError::NotText { offset: at as u64 });
+    }
     let Layout {
         delimiter,
         preamble,
         headerless,
+        columns,
     } = sniff_layout(&prefix, complete, format);
     let source = Guard {
         inner: Cursor::new(prefix).chain(decoded),
@@ -351,11 +571,16 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         delimiter,
         preamble,
         headerless,
+        columns,
         held: VecDeque::new(),
         held_notes: 0,
         releasing: VecDeque::new(),
+        ahead: Vec::new(),
+        replay: VecDeque::new(),
+        next_table: None,
         rows: 0,
         footer: 0,
+        set_aside: 0,
     })
 }
 
@@ -475,24 +700,42 @@ struct Layout {
     preamble: usize,
     /// The first record is data: columns are numbered, as pandas' `header=None` names them.
     headerless: bool,
+    /// The table's width when its header line is narrower than its rows; 0 otherwise.
+    columns: usize,
+}
+
+impl Layout {
+    fn plain(delimiter: u8, headerless: bool) -> Layout {
+        Layout {
+            delimiter,
+            preamble: 0,
+            headerless,
+            columns: 0,
+        }
+    }
 }
 
 /// The delimiter by pandas' rule plus ours (comma unless the first line has none but has
-/// `;`, tab or `|`), and title lines above the header.
+/// `;`, tab or `|`), the lines above the table, and whether it has a header.
 ///
-/// Title lines are looked for only when the first line is much narrower than the rows below
-/// it, or the rows have more fields than it (pandas refuses such a file). The header is then
-/// the first record that (a) has at least two fields, is not all numbers and does not start
-/// with `#`, (b) is wider than every line above it that does not start with `#`, and (c) has
-/// its width as the most common width of the sniffed records below it that have a delimiter,
-/// and at least 80% of those at more than half its width and no wider.
-/// With another delimiter than the first line's, the header line must sniff to it too; of
-/// several delimiters that find a table below title lines, the widest table wins.
+/// Lines above the table are looked for only when the first line is much narrower than the
+/// rows below it, or the rows have more fields than it (pandas refuses such a file). The
+/// table then starts at the first record that (a) has at least two fields, (b) is wider than
+/// every line above it that does not start with `#`, and (c) has its width as the most common
+/// width of the sniffed records below it that have a delimiter, and at least 80% of those at
+/// more than half its width and no wider; but a run of [`TABLE_RUN`] lines alike above it
+/// (not `#` comments) is a table of its own and comes first. That record is the header if it
+/// is one by the type rule of [`table`]; `#` lines at the table's width directly above a
+/// header are skipped (`# units: s, V, A` over `time,voltage,current`). If the table starts
+/// with a row, the line above is its header when it names more than half the table's columns
+/// (or is padded to its width) and is one by the type rule; else the columns are numbered
+/// (`569,30,malignant,benign` above rows of 31 numbers).
+/// With another delimiter than the first line's, the start line must sniff to it too; of
+/// several delimiters that find a table below other lines, the widest table wins.
 ///
-/// Without title lines, the first line's delimiter is kept unless another delimiter splits
+/// Without lines above, the first line's delimiter is kept unless another delimiter splits
 /// every sniffed record alike and the first one splits at most half of them like the header,
-/// or splits them into fewer fields. Last, a first line of numbers and dates over rows of
-/// numbers and dates is data, not a header.
+/// or splits them into fewer fields. Last, the type rule says whether the first line is a header.
 fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
     let first = match format {
         Format::Tsv => b'\t',
@@ -505,25 +748,20 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
     // (fields, delimiter) of the delimiter other than the first that splits every record alike
     // into the most fields.
     let mut consistent: Option<(usize, u8)> = None;
-    // (table width, layout) of the widest table found below title lines.
+    // (table width, layout) of the widest table found below other lines.
     let mut titled: Option<(usize, Layout)> = None;
     // The first delimiter's records when it splits most of them like the header.
     let mut plain: Option<Vec<Shape>> = None;
     for delimiter in std::iter::once(first).chain(others.iter().copied().filter(|d| *d != first)) {
         let records = shapes(prefix, complete, delimiter);
         let (matching, total) = consistency(&records);
-        if let Some(preamble) = find_header(&records) {
-            let header = &records[preamble];
+        if let Some(start) = find_table(&records) {
+            let header = &records[start];
             let sniffs_alike = sniff_delimiter(&prefix[header.span.clone()]) == delimiter;
             let wider = titled.as_ref().is_none_or(|(width, _)| header.width > *width);
-            // Another delimiter's title lines only count when the first one gives no table.
+            // Another delimiter's lines above a table only count when the first one gives no table.
             if (delimiter == first || (sniffs_alike && plain.is_none())) && wider {
-                let layout = Layout {
-                    delimiter,
-                    preamble,
-                    headerless: false,
-                };
-                titled = Some((header.width, layout));
+                titled = Some((header.width, layout_below(&records, start, delimiter)));
             }
             continue;
         }
@@ -545,35 +783,70 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
         // splits most rows unlike the header, or splits them alike into fewer fields (a
         // tab-separated export whose names and values hold commas), it is the delimiter.
         Some((fields, other)) if plain.is_none() || fields > first_fields => {
-            return Layout {
-                delimiter: other,
-                preamble: 0,
-                headerless: false,
-            };
+            return Layout::plain(other, false);
         }
         _ => first,
     };
-    let headerless = plain.as_deref().is_some_and(is_headerless);
+    let headerless = plain
+        .as_deref()
+        .is_some_and(|records| records.len() >= 2 && !is_header_at(records, 0, records[0].fields));
+    Layout::plain(delimiter, headerless)
+}
+
+/// The header (or first row) of a table that [`find_table`] found starting at `start`.
+fn layout_below(records: &[Shape], start: usize, delimiter: u8) -> Layout {
+    let width = records[start].fields;
+    let mut at = start;
+    while records[at].comment
+        && records.get(at + 1).is_some_and(|next| next.width == records[at].width)
+        && is_header_at(records, at + 1, width)
+    {
+        at += 1;
+    }
+    if is_header_at(records, at, width) {
+        return Layout {
+            delimiter,
+            preamble: at,
+            headerless: false,
+            columns: 0,
+        };
+    }
+    if let Some(above) = at.checked_sub(1).map(|i| &records[i]) {
+        // Its names cover more than half the table, or it is padded to the table's width
+        // (`a,b,,` over rows of four: pandas' `Unnamed: 2`, `Unnamed: 3`).
+        let fits = !above.comment
+            && above.width >= 2
+            && above.fields <= width
+            && (above.width * 2 > width || above.fields == width);
+        if fits && is_header_at(records, at - 1, width) {
+            return Layout {
+                delimiter,
+                preamble: at - 1,
+                headerless: false,
+                columns: width,
+            };
+        }
+    }
     Layout {
         delimiter,
-        preamble: 0,
-        headerless,
+        preamble: at,
+        headerless: true,
+        columns: 0,
     }
 }
 
-/// The first record is data, not a header: every cell of it is a number or date, not all of
-/// them years, and every record below with a delimiter is numbers and dates too at its width.
-fn is_headerless(records: &[Shape]) -> bool {
-    let Some((first, below)) = records.split_first() else {
-        return false;
-    };
-    let rows: Vec<&Shape> = below.iter().filter(|r| r.fields > 1).collect();
-    first.fields >= 2
-        && first.numeric
-        && first.full
-        && !first.years
-        && !rows.is_empty()
-        && rows.iter().all(|r| r.numeric && r.width <= first.fields)
+/// Whether `records[at]` is the header of the table of `width` columns below it, by the type
+/// rule of [`table`] over the sniffed records below with a delimiter and no wider than the table.
+fn is_header_at(records: &[Shape], at: usize, width: usize) -> bool {
+    let first = &records[at];
+    if first.counts_columns {
+        return true;
+    }
+    let rows = records[at + 1..]
+        .iter()
+        .filter(|r| r.fields > 1 && r.width <= width)
+        .map(|r| r.kinds.as_slice());
+    table::is_header(&first.kinds, rows)
 }
 
 /// How many sniffed records have as many fields as the first one, of how many.
@@ -592,12 +865,10 @@ struct Shape {
     /// Fields up to the last non-empty one (trailing empty cells of a spreadsheet row ignored).
     width: usize,
     comment: bool,
-    /// Starts with a value and every value is a number or an ISO date: a data row, not a header.
-    numeric: bool,
-    /// No empty field.
-    full: bool,
-    /// Every field is a year (1800–2100): a header over yearly columns can look like this.
-    years: bool,
+    /// What each field is, for the header rule.
+    kinds: Vec<Kind>,
+    /// The fields are `0,1,2,…` or `1,2,3,…`.
+    counts_columns: bool,
     /// The record's bytes in the prefix (with any blank lines before it).
     span: std::ops::Range<usize>,
 }
@@ -621,20 +892,12 @@ fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
         }
         let end = rdr.position().byte() as usize;
         if !is_blank(&rec) {
-            let is_value = |f: &[u8]| {
-                std::str::from_utf8(f).is_ok_and(|s| s.trim().parse::<f64>().is_ok())
-                    || super::iso::parse(f.trim_ascii()).is_some()
-            };
             out.push(Shape {
                 fields: rec.len(),
                 width: width(&rec),
                 comment: rec.get(0).is_some_and(|f| f.starts_with(b"#")),
-                numeric: rec.get(0).is_some_and(|f| !f.is_empty()) && rec.iter().all(|f| f.is_empty() || is_value(f)),
-                full: rec.iter().all(|f| !f.is_empty()),
-                years: rec.iter().all(|f| {
-                    std::str::from_utf8(f)
-                        .is_ok_and(|s| s.trim().parse::<u16>().is_ok_and(|y| (1800..=2100).contains(&y)))
-                }),
+                kinds: rec.iter().map(table::kind).collect(),
+                counts_columns: table::counts_columns(rec.iter()),
                 span: start..end,
             });
         }
@@ -643,8 +906,9 @@ fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
     out
 }
 
-/// How many records precede the header, when the first record is a title rather than the header.
-fn find_header(records: &[Shape]) -> Option<usize> {
+/// How many records precede the table, when the first record is a title (or the start of
+/// metadata) rather than the table's header or first row. See [`sniff_layout`].
+fn find_table(records: &[Shape]) -> Option<usize> {
     let (first, below) = records.split_first()?;
     let typical = most_common(below.iter().map(|r| r.width))?;
     let narrow = first.width * 2 <= typical;
@@ -652,10 +916,10 @@ fn find_header(records: &[Shape]) -> Option<usize> {
     if !(narrow || overflows) {
         return None;
     }
-    (1..=MAX_PREAMBLE.min(records.len().saturating_sub(2))).find(|&s| {
-        let header = &records[s];
-        let width = header.width;
-        if width < 2 || header.numeric || header.comment {
+    let start = (1..=MAX_PREAMBLE.min(records.len().saturating_sub(2))).find(|&s| {
+        let start = &records[s];
+        let width = start.width;
+        if width < 2 {
             return false;
         }
         if records[..s].iter().any(|r| r.width >= width && !r.comment) {
@@ -665,10 +929,19 @@ fn find_header(records: &[Shape]) -> Option<usize> {
         let body: Vec<&Shape> = records[s + 1..].iter().filter(|r| r.fields > 1).collect();
         let fitting = body
             .iter()
-            .filter(|r| r.width <= header.fields && r.width * 2 > width)
+            .filter(|r| r.width <= start.fields && r.width * 2 > width)
             .count();
         most_common(body.iter().map(|r| r.width)) == Some(width) && fitting * 5 >= body.len() * 4
-    })
+    })?;
+    // A table above it (a run of lines alike that are not `#` comments) is the first table;
+    // the rest is found while reading (see `Input::read_row`).
+    let alike = |a: &Shape, b: &Shape| a.fields == b.fields && b.width >= 2 && !b.comment;
+    let above = (0..start).find(|&r| {
+        records[r].width >= 2
+            && !records[r].comment
+            && (r..r + TABLE_RUN).all(|i| i < start && alike(&records[r], &records[i]))
+    });
+    Some(above.unwrap_or(start))
 }
 
 fn most_common(values: impl Iterator<Item = usize>) -> Option<usize> {
@@ -783,9 +1056,18 @@ fn footer_line(rec: &csv::ByteRecord, ncols: usize) -> Option<FooterLine> {
     note.then_some(FooterLine::Note)
 }
 
-/// Fields up to the last non-empty one (a spreadsheet row's trailing empty cells ignored).
+/// Whether the fields of `rec` past the table's `ncols` hold more than whitespace (a trailing
+/// delimiter, or a quoted line break after it, is no data).
+fn has_extra_data(rec: &csv::ByteRecord, ncols: usize) -> bool {
+    rec.iter().skip(ncols).any(|f| !f.trim_ascii().is_empty())
+}
+
+/// Fields up to the last non-blank one (a spreadsheet row's trailing empty cells ignored, and
+/// a trailing field of whitespace only, such as a quoted line break).
 fn width(rec: &csv::ByteRecord) -> usize {
-    rec.iter().rposition(|f| !f.is_empty()).map_or(0, |i| i + 1)
+    rec.iter()
+        .rposition(|f| !f.trim_ascii().is_empty())
+        .map_or(0, |i| i + 1)
 }
 
 /// Whether every field is valid UTF-8 (fields are checked one by one so that two halves of

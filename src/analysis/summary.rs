@@ -44,6 +44,38 @@ impl Profile {
                 self.footer_lines
             );
         }
+        if self.skipped_lines > 0 {
+            let _ = writeln!(
+                s,
+                "{} line(s) that belong to no table (above it, or wider than it) were set aside.\n",
+                self.skipped_lines
+            );
+        }
+        if !self.other_tables.is_empty() {
+            let shown: Vec<String> = self
+                .other_tables
+                .iter()
+                .take(5)
+                .map(|t| {
+                    format!(
+                        "lines {}–{} ({} rows × {} columns)",
+                        t.first_line, t.last_line, t.row_count, t.column_count
+                    )
+                })
+                .collect();
+            let more = self.other_tables.len().saturating_sub(shown.len());
+            let _ = writeln!(
+                s,
+                "The file holds {} other table(s), not described here: {}{}.\n",
+                self.other_tables.len(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
         let mut missing: Vec<(Cow<str>, u64)> = self
             .columns
             .iter()
@@ -177,6 +209,8 @@ mod tests {
             delimiter: ",".into(),
             header_line: 1,
             footer_lines: 0,
+            skipped_lines: 0,
+            other_tables: Vec::new(),
             columns: vec![
                 col("date", "datetime64[ns]"),
                 col("product", "object"),
@@ -263,6 +297,8 @@ mod tests {
             delimiter: ",".into(),
             header_line: 1,
             footer_lines: 0,
+            skipped_lines: 0,
+            other_tables: Vec::new(),
             columns,
         };
         let s = p.summary();

@@ -75,17 +75,14 @@ fn crlf_bom_and_newlines_in_quotes() {
 }
 
 #[test]
-fn trailing_delimiters_are_dropped_other_extra_fields_fail_with_line() {
+fn trailing_delimiters_are_dropped_and_wider_lines_set_aside() {
     let p = prof("a,b\n1,2,\n3,4,,\n");
     assert_eq!((p.row_count, p.column_count), (2, 2));
     assert_eq!(dtypes(&p), ["int64", "int64"]);
-    match profile_reader("a,b\n1,2\n\n3,4,5\n".as_bytes(), Format::Csv) {
-        Err(AnalysisError::Malformed { line, message }) => {
-            assert_eq!(line, 4);
-            assert_eq!(message, "line 4 has 3 fields but the header has 2");
-        }
-        other => panic!("{other:?}"),
-    }
+    // A line with data past the header's width is not a row of the table, and no refusal.
+    let p = prof("a,b\n1,2\n\n3,4,5\n");
+    assert_eq!((p.row_count, p.column_count, p.skipped_lines), (1, 2, 1));
+    assert_eq!(dtypes(&p), ["int64", "int64"]);
 }
 
 #[test]
@@ -273,16 +270,16 @@ fn files_pandas_reads_keep_pandas_shape() {
     // A one-column file.
     let p = prof("word\nalpha\nbeta\n");
     assert_eq!((p.column_count, p.header_line), (1, 1));
-    // One malformed row in a table is still refused, not taken for the header.
-    match profile_reader("a,b,c\n1,2,3\nx,y,z,w\n4,5,6\n7,8,9\n".as_bytes(), Format::Csv) {
-        Err(AnalysisError::Malformed { line, .. }) => assert_eq!(line, 3),
-        other => panic!("{other:?}"),
-    }
-    // A title over a table whose rows then overflow: the error names the file's own line.
-    match profile_reader("Title\na,b\n1,2\n3,4\n5,6\n7,8\n9,10,11\n".as_bytes(), Format::Csv) {
-        Err(AnalysisError::Malformed { line, .. }) => assert_eq!(line, 7),
-        other => panic!("{other:?}"),
-    }
+    // One malformed row in a table is set aside, not taken for the header.
+    let p = prof("a,b,c\n1,2,3\nx,y,z,w\n4,5,6\n7,8,9\n");
+    assert_eq!((names(&p), p.row_count, p.skipped_lines), (vec!["a", "b", "c"], 3, 1));
+    assert_eq!(dtypes(&p), ["int64", "int64", "int64"]);
+    // A title over a table whose rows then overflow once.
+    let p = prof("Title\na,b\n1,2\n3,4\n5,6\n7,8\n9,10,11\n");
+    assert_eq!(
+        (names(&p), p.row_count, p.header_line, p.skipped_lines),
+        (vec!["a", "b"], 4, 2, 2)
+    );
 }
 
 #[test]
@@ -430,6 +427,297 @@ fn no_panic_on_odd_inputs() {
     for b in inputs {
         let _ = profile_reader(b, Format::Csv).map(|p| p.summary());
     }
+}
+
+// ------------------------------------------------------------------ issue 16: what people export
+
+/// Deterministic pseudo-random numbers for generated tables.
+fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+#[test]
+fn class1_a_first_row_typed_like_the_rows_is_data() {
+    // A speech corpus index: ids, file names, labels and a score, no header.
+    let mut next = rng(1);
+    let mut s = String::new();
+    for i in 0..40 {
+        let (spk, take) = (["di", "du", "ka"][i % 3], ["a", "b"][i % 2]);
+        s.push_str(&format!(
+            "{},{},{spk}{}-{take}N.wav,{spk},{take},{},4,0.{:04}\n",
+            i + 1,
+            i / 3 + 1,
+            i % 9,
+            i % 9,
+            next() % 10_000
+        ));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (40, 8, 0));
+    assert_eq!(names(&p), ["0", "1", "2", "3", "4", "5", "6", "7"]);
+    assert_eq!(
+        dtypes(&p),
+        ["int64", "int64", "object", "object", "object", "int64", "int64", "float64"]
+    );
+    // A logger's export with US dates and times; the first value is missing.
+    let mut s = String::from("2/28/2008,1:00:00,NaN\n");
+    for h in 2..30 {
+        s.push_str(&format!(
+            "2/{}/2008,{}:00:00,{}.{}\n",
+            28 + h / 24,
+            h % 24,
+            h % 7,
+            h % 10
+        ));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (29, 3, 0));
+    assert_eq!(dtypes(&p), ["object", "object", "float64"]);
+    // With a header line the same rows keep it.
+    let p = prof(&format!("date,time,value\n{s}"));
+    assert_eq!((names(&p), p.row_count), (vec!["date", "time", "value"], 29));
+}
+
+#[test]
+fn class2_an_instrument_preamble_of_key_value_lines() {
+    let mut s = String::new();
+    for (k, v) in [
+        ("INSTRUMENT", "SPX-200"),
+        ("SERIAL", "00412"),
+        ("OPERATOR", "J. Doe"),
+        ("DATE", "2021-03-04"),
+    ] {
+        s.push_str(&format!("#{k}: ,{v}\n"));
+    }
+    for i in 0..20 {
+        s.push_str(&format!("#CHANNEL{i}_GAIN: ,{}.5\n", i % 4));
+    }
+    s.push_str("##Time,Ch1,Ch2,Ch3,Ch4\n");
+    let mut next = rng(2);
+    for i in 0..60 {
+        let v: Vec<String> = (0..4)
+            .map(|_| format!("{:.3}", (next() % 10_000) as f64 / 1000.0))
+            .collect();
+        s.push_str(&format!("{:.1},{}\n", i as f64 * 0.1, v.join(",")));
+    }
+    let p = prof(&s);
+    assert_eq!(
+        (p.row_count, p.column_count, p.header_line, p.skipped_lines),
+        (60, 5, 25, 24)
+    );
+    assert_eq!(names(&p), ["##Time", "Ch1", "Ch2", "Ch3", "Ch4"]);
+    assert!(dtypes(&p).iter().all(|d| *d == "float64"), "{:?}", dtypes(&p));
+}
+
+/// scikit-learn's bundled CSVs: a line of (samples, features, class names) above the numbers.
+fn sklearn_style(meta: &str, rows: usize, features: usize, classes: u64, seed: u64) -> String {
+    let mut next = rng(seed);
+    let mut s = format!("{meta}\n");
+    for _ in 0..rows {
+        let v: Vec<String> = (0..features)
+            .map(|_| format!("{:.4}", (next() % 100_000) as f64 / 997.0))
+            .collect();
+        s.push_str(&format!("{},{}\n", v.join(","), next() % classes));
+    }
+    s
+}
+
+#[test]
+fn class3_a_metadata_line_above_a_table_of_numbers() {
+    // breast_cancer.csv: 569 rows of 30 features and a 0/1 target.
+    let p = prof(&sklearn_style("569,30,malignant,benign", 569, 30, 2, 3));
+    assert_eq!(
+        (p.row_count, p.column_count, p.header_line, p.skipped_lines),
+        (569, 31, 0, 1)
+    );
+    assert_eq!((p.columns[0].name.as_str(), p.columns[30].name.as_str()), ("0", "30"));
+    assert_eq!(
+        (p.columns[0].dtype.as_str(), p.columns[30].dtype.as_str()),
+        ("float64", "int64")
+    );
+    // wine_data.csv: 178 rows of 13 features and a class 0-2.
+    let p = prof(&sklearn_style("178,13,class_0,class_1,class_2", 178, 13, 3, 4));
+    assert_eq!(
+        (p.row_count, p.column_count, p.header_line, p.skipped_lines),
+        (178, 14, 0, 1)
+    );
+    assert!(
+        p.summary().contains("1 line(s) that belong to no table"),
+        "{}",
+        p.summary()
+    );
+}
+
+#[test]
+fn class4_a_quoted_line_break_after_a_trailing_delimiter() {
+    // A semicolon export whose every row ends in `;"` newline `"`.
+    let mut s = String::from("\"id\";\"name\";\"age\"\n");
+    for i in 0..30 {
+        s.push_str(&format!("\"{i}\";\"person {i}\";\"{}\";\"\n\"\n", 20 + i % 50));
+    }
+    let p = prof(&s);
+    assert_eq!((p.delimiter.as_str(), p.row_count, p.column_count), (";", 30, 3));
+    assert_eq!(dtypes(&p), ["int64", "object", "int64"]);
+    assert_eq!(p.skipped_lines, 0);
+    // A trailing field of spaces is a trailing delimiter too.
+    let p = prof("a,b\n1,2, \n3,4,\t\n");
+    assert_eq!((p.row_count, p.column_count, p.skipped_lines), (2, 2, 0));
+}
+
+/// `rows` lines of `width` small numbers.
+fn number_block(rows: usize, width: usize, next: &mut impl FnMut() -> u64) -> String {
+    let mut s = String::new();
+    for _ in 0..rows {
+        let v: Vec<String> = (0..width).map(|_| (next() % 100).to_string()).collect();
+        s.push_str(&v.join(","));
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn class5_several_tables_one_below_another() {
+    // 200 rows of 302 fields, 100 of 14, 100 of 902: past the sniffed start of the file.
+    let mut next = rng(5);
+    let s = [(200, 302), (100, 14), (100, 902)]
+        .iter()
+        .map(|(rows, width)| number_block(*rows, *width, &mut next))
+        .collect::<String>();
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (100, 902, 0));
+    let extents: Vec<(u64, u64, u64, u64, u64)> = p
+        .other_tables
+        .iter()
+        .map(|t| (t.first_line, t.last_line, t.header_line, t.row_count, t.column_count))
+        .collect();
+    assert_eq!(extents, [(1, 200, 0, 200, 302), (201, 300, 0, 100, 14)]);
+    assert!(p.summary().contains("2 other table(s)"), "{}", p.summary());
+    // A report with titled sections: the largest is described, headers found for each.
+    let mut s = String::from("Section A: stations\nid,name\n");
+    for i in 0..8 {
+        s.push_str(&format!("{i},station {i}\n"));
+    }
+    s.push_str("\nSection B: readings\nstation,time,temp,rh,wind\n");
+    for i in 0..50 {
+        s.push_str(&format!(
+            "{},2021-01-01 {:02}:00,{}.5,{},{}\n",
+            i % 8,
+            i % 24,
+            i % 30,
+            40 + i % 50,
+            i % 9
+        ));
+    }
+    let p = prof(&s);
+    assert_eq!(names(&p), ["station", "time", "temp", "rh", "wind"]);
+    assert_eq!((p.row_count, p.header_line, p.skipped_lines), (50, 13, 1));
+    assert_eq!(dtypes(&p), ["int64", "datetime64[ns]", "float64", "int64", "int64"]);
+    let t = &p.other_tables[..];
+    assert_eq!(
+        (
+            t.len(),
+            t[0].first_line,
+            t[0].last_line,
+            t[0].header_line,
+            t[0].row_count
+        ),
+        (1, 2, 12, 2, 8)
+    );
+    // The first table's footer is the title of the next.
+    assert_eq!(t[0].column_count, 2);
+}
+
+#[test]
+fn class6_a_spreadsheet_export_that_ends_in_lines_of_delimiters() {
+    let mut s = String::from("region,product,units,price,date,rep,note\n");
+    for i in 0..30 {
+        s.push_str(&format!(
+            "North,P{i},{},{}.99,2024-01-{:02},Ann,\n",
+            i * 3,
+            i,
+            1 + i % 28
+        ));
+    }
+    let body = s.clone();
+    s.push_str(&",,,,,,\n".repeat(40));
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.footer_lines), (30, 7, 40));
+    assert_eq!(p.columns[2].dtype, "int64");
+    // Notes with padding lines between and after them.
+    let p = prof(&format!(
+        "{body},,,,,,\nSource: sales team,,,,,,\n{}",
+        ",,,,,,\n".repeat(12)
+    ));
+    assert_eq!((p.row_count, p.footer_lines), (30, 14));
+    // A few such lines are rows of missing values (pandas), and so are any inside the table.
+    let p = prof(&format!("{body},,,,,,\n,,,,,,\n"));
+    assert_eq!((p.row_count, p.footer_lines), (32, 0));
+    let p = prof(&body.replacen("North,P4,", &format!("{}North,P4,", ",,,,,,\n".repeat(5)), 1));
+    assert_eq!((p.row_count, p.footer_lines), (35, 0));
+}
+
+#[test]
+fn class7_headerless_numbers_whose_first_line_looks_like_years_or_ids() {
+    // Yearly series: the first column is the year.
+    let mut s = String::new();
+    for y in 1990..2020 {
+        s.push_str(&format!("{y},{}.{},{}\n", y % 17, y % 10, y % 7));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (30, 3, 0));
+    assert_eq!(dtypes(&p), ["int64", "float64", "int64"]);
+    // Every cell a year-like number, down the columns too.
+    let p = prof("2001,2002,1999\n2003,2004,1998\n2005,2006,1997\n");
+    assert_eq!((p.row_count, p.header_line), (3, 0));
+    // Ids and integer counts.
+    let p = prof("1001,17,3\n1002,5,0\n1003,8,12\n1004,0,1\n");
+    assert_eq!(
+        (p.row_count, p.header_line, dtypes(&p)),
+        (4, 0, vec!["int64", "int64", "int64"])
+    );
+    // Years heading columns of other numbers, and pandas' numbered columns, are headers.
+    let p = prof("2019,2020,2021\n1.5,2.5,3.5\n4,5,6.5\n");
+    assert_eq!((names(&p), p.row_count), (vec!["2019", "2020", "2021"], 2));
+    let p = prof("0,1,2\n1.5,2.5,3.5\n4,5,6.5\n");
+    assert_eq!((names(&p), p.row_count), (vec!["0", "1", "2"], 2));
+}
+
+#[test]
+fn only_what_holds_no_table_is_refused() {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend_from_slice(&[7u8; 100]);
+    match profile_reader(&png[..], Format::Csv) {
+        Err(AnalysisError::NotText { offset }) => assert_eq!(offset, 8),
+        other => panic!("{other:?}"),
+    }
+    // Rows wider than the header: the table is the wide rows, the header the line above when it fits.
+    let p = prof("a,b,c\n1,2,3,4\n5,6,7,8\n9,10,11,12\n");
+    assert_eq!((names(&p), p.row_count), (vec!["a", "b", "c", "Unnamed: 3"], 3));
+    // A few rows overflowing mid-table, or a run of them starting another table.
+    let rows: String = (0..20).map(|i| format!("{i},{}\n", i * 2)).collect();
+    let s = format!("id,v\n{rows}");
+    let p = prof(&format!("{s}x,1,2\n{rows}"));
+    assert_eq!((p.row_count, p.skipped_lines, p.other_tables.len()), (40, 1, 0));
+    let p = prof(&format!("{s}{}", "5,6,7\n".repeat(30)));
+    assert_eq!((p.row_count, p.column_count, p.other_tables.len()), (30, 3, 1));
+    assert_eq!((p.other_tables[0].row_count, p.other_tables[0].last_line), (20, 21));
+}
+
+#[test]
+fn profiles_stored_before_issue_16_still_read() {
+    let old = r#"{"row_count":2,"column_count":1,"encoding":"utf-8","delimiter":",","columns":[
+        {"name":"a","dtype":"int64","null_count":0,"unique_count":2,"unique_count_is_estimate":false}]}"#;
+    let p: Profile = serde_json::from_str(old).expect("old profile");
+    assert_eq!(
+        (p.header_line, p.footer_lines, p.skipped_lines, p.other_tables.len()),
+        (1, 0, 0, 0)
+    );
 }
 
 // ------------------------------------------------------------------ csv-spectrum corpus

@@ -180,7 +180,7 @@ fn tokio_stream_from(
 }
 
 #[tokio::test]
-async fn a_malformed_file_is_refused_before_it_finishes_arriving() {
+async fn a_binary_file_is_refused_before_it_finishes_arriving() {
     let server = TestServer::start().await;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
@@ -195,9 +195,10 @@ async fn a_malformed_file_is_refused_before_it_finishes_arriving() {
         .bearer_auth(server.token(1))
         .multipart(form)
         .send();
-    // Line 3 has an extra field; then the client keeps the body open and sends no more.
-    tx.send(Ok(b"a,b\n1,2\n3,4,5\n".to_vec())).await.unwrap();
-    tx.send(Ok(b"6,7\n".repeat(100_000))).await.unwrap();
+    // An image named .csv: binary from its first bytes (no table to find); then the client
+    // keeps the body open and sends no more.
+    tx.send(Ok(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec())).await.unwrap();
+    tx.send(Ok(vec![7u8; 400_000])).await.unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(10), request)
         .await
         .expect("answered while the body is still open")
@@ -205,7 +206,7 @@ async fn a_malformed_file_is_refused_before_it_finishes_arriving() {
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "unreadable_file");
-    assert!(body["detail"].as_str().unwrap().contains("line 3"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("binary"), "{body}");
     drop(tx);
     wait_until_storage_is(&server, &[]).await;
 }
