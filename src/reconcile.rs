@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::analysis::Format;
+use crate::formats::Format;
 use crate::error::{Error, Result};
 use crate::model::{validate_file_name, UserId};
 use crate::service::FileService;

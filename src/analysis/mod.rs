@@ -15,6 +15,7 @@ mod reader;
 mod scan;
 mod sketch;
 mod summary;
+mod typed;
 
 #[cfg(test)]
 mod tests;
@@ -49,9 +50,12 @@ impl Format {
 pub struct Profile {
     pub row_count: u64,
     pub column_count: u64,
-    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM), `"windows-1252"`, `"utf-16-le"` or `"utf-16-be"`.
+    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM), `"windows-1252"`, `"utf-16-le"` or `"utf-16-be"`;
+    /// absent for binary formats (Parquet, Arrow, workbooks).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub encoding: String,
-    /// `","`, `";"`, `"\t"` or `"|"`.
+    /// `","`, `";"`, `"\t"` or `"|"`; absent for formats that are not delimited text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub delimiter: String,
     /// 1-based line of the header. Above 1 when blank lines or title lines (a spreadsheet's
     /// caption, a portal's notes) precede it; those are not read as data. 0 when the file has
@@ -64,6 +68,23 @@ pub struct Profile {
     #[serde(default)]
     pub footer_lines: u64,
     pub columns: Vec<ColumnProfile>,
+    /// Workbooks: the sheet that is the table (the first that holds data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// Workbooks: every sheet with its shape, in workbook order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sheets: Vec<SheetShape>,
+    /// Parquet: row groups; Arrow IPC: record batches (how the file was read, piece by piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
+}
+
+/// One sheet of a workbook: its data rows (below the header) and columns; zero for an empty sheet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SheetShape {
+    pub name: String,
+    pub rows: u64,
+    pub columns: u64,
 }
 
 /// Profiles stored before `header_line` existed had their header on the first line.
@@ -128,6 +149,7 @@ pub enum AnalysisError {
 }
 
 pub use preview::{preview_reader, Preview};
+pub use typed::{float_text, parse_iso, timestamp_text, Cell, ColumnBudget, Stats, TypedColumn};
 
 /// Profile a stored file.
 pub fn profile_path(path: &Path, format: Format) -> Result<Profile, AnalysisError> {
@@ -190,5 +212,8 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         header_line,
         footer_lines: input.footer_lines(),
         columns,
+        sheet: None,
+        sheets: Vec::new(),
+        chunks: None,
     })
 }

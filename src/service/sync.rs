@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{file_not_found, storage_write_error, FileService};
-use crate::analysis::Format;
+use crate::formats::Format;
 use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::metrics::metrics;

@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod backends;
 mod file_api;
+mod formats;
 mod harness;
 mod ops;
 mod spectrum;
