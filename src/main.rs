@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use file_service::formats::{self, Format};
 use file_service::app::{self, StartupError};
 use file_service::config::Config;
+use file_service::formats::{self, Format};
 use file_service::sync_client::{self, Endpoint};
 
 #[derive(Parser)]

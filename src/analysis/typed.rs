@@ -17,7 +17,10 @@ pub enum Cell<'a> {
     UInt(u64),
     Float(f64),
     /// Nanoseconds since the epoch (UTC for zoned values); `has_time` false for a whole date.
-    Time { ns: i64, has_time: bool },
+    Time {
+        ns: i64,
+        has_time: bool,
+    },
     /// Text, binary, or a nested value already written as JSON.
     Text(&'a [u8]),
 }
@@ -184,7 +187,11 @@ mod tests {
 
     #[test]
     fn ints_with_a_null_as_pandas_float64() {
-        let p = column(&[Cell::Int(1), Cell::Null, Cell::Int(3), Cell::Int(3)], "float64", Stats::Float);
+        let p = column(
+            &[Cell::Int(1), Cell::Null, Cell::Int(3), Cell::Int(3)],
+            "float64",
+            Stats::Float,
+        );
         assert_eq!(p.dtype, "float64");
         assert_eq!(p.null_count, 1);
         assert_eq!(p.min, Some(json!(1.0)));
@@ -207,14 +214,21 @@ mod tests {
         let p = column(
             &[
                 Cell::Time { ns: 0, has_time: true },
-                Cell::Time { ns: day, has_time: true },
+                Cell::Time {
+                    ns: day,
+                    has_time: true,
+                },
             ],
             "datetime64[ns]",
             Stats::Datetime,
         );
         assert_eq!(p.min, Some(json!("1970-01-01 00:00:00")));
         assert_eq!(p.max, Some(json!("1970-01-02 00:00:00")));
-        let p = column(&[Cell::Text(b"a"), Cell::Text(b"b"), Cell::Text(b"a")], "object", Stats::Object);
+        let p = column(
+            &[Cell::Text(b"a"), Cell::Text(b"b"), Cell::Text(b"a")],
+            "object",
+            Stats::Object,
+        );
         assert_eq!(p.top_values[0].value, "a");
         assert_eq!(p.top_values[0].count, 2);
         assert_eq!(p.min, None);
@@ -222,7 +236,11 @@ mod tests {
 
     #[test]
     fn bools_show_as_python_prints_them() {
-        let p = column(&[Cell::Bool(true), Cell::Bool(true), Cell::Bool(false)], "bool", Stats::Bool);
+        let p = column(
+            &[Cell::Bool(true), Cell::Bool(true), Cell::Bool(false)],
+            "bool",
+            Stats::Bool,
+        );
         assert_eq!(p.top_values[0].value, "True");
         let p = column(&[Cell::Bool(true), Cell::Null], "object", Stats::Object);
         assert_eq!(p.top_values[0].value, "True");

@@ -112,9 +112,13 @@ impl Kind {
                 };
                 Kind::Timestamp(per, name)
             }
-            D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => {
-                Kind::Text
-            }
+            D::Utf8
+            | D::LargeUtf8
+            | D::Utf8View
+            | D::Binary
+            | D::LargeBinary
+            | D::BinaryView
+            | D::FixedSizeBinary(_) => Kind::Text,
             D::Dictionary(..) => Kind::Category,
             D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::Struct(_) | D::Map(..) => Kind::Nested,
             D::Duration(unit) => Kind::Display(format!("timedelta64[{}]", unit_of(*unit).1)),

@@ -55,11 +55,7 @@ impl Book {
 
     /// Calls `row` with each row of the sheet from the first, blank ones included, as cell
     /// texts (`None` for an empty cell; trailing empty cells left out).
-    fn for_each_row(
-        &mut self,
-        sheet: &str,
-        row: &mut dyn FnMut(&[Option<String>]) -> bool,
-    ) -> Result<(), FormatError> {
+    fn for_each_row(&mut self, sheet: &str, row: &mut dyn FnMut(&[Option<String>]) -> bool) -> Result<(), FormatError> {
         match self {
             Book::Xlsx(book) => {
                 let mut cells = book.worksheet_cells_reader(sheet).map_err(|e| unreadable(&e))?;
@@ -260,7 +256,9 @@ fn with_sheet_text<T: Send>(
             next: Box::new(move || rx.recv().ok()),
         };
         let out = analyze(text);
-        let read = reader.join().unwrap_or_else(|_| Err(FormatError::Corrupt("the workbook reader failed".into())));
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(FormatError::Corrupt("the workbook reader failed".into())));
         read.map(|()| out)
     })
 }
@@ -322,11 +320,11 @@ pub(super) fn preview(
     let mut book = open(file, kind)?;
     let names = book.sheet_names();
     let sheet = match sheet.or(table) {
-        Some(name) => names
-            .iter()
-            .find(|n| n.as_str() == name)
-            .cloned()
-            .ok_or_else(|| FormatError::NoSheet(format!("the workbook has no sheet named {name:?}; its sheets: {names:?}")))?,
+        Some(name) => names.iter().find(|n| n.as_str() == name).cloned().ok_or_else(|| {
+            FormatError::NoSheet(format!(
+                "the workbook has no sheet named {name:?}; its sheets: {names:?}"
+            ))
+        })?,
         None => names
             .first()
             .cloned()

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::FormatError;
 use crate::analysis::{self, Cell, ColumnBudget, Preview, Profile, Stats, TypedColumn};
@@ -286,23 +286,23 @@ impl Table {
     }
 
     /// One record: an object's fields; an array's items are columns `0`, `1`, …; a scalar is column `0`.
-    fn record(&mut self, record: Json) {
+    fn record(&mut self, record: Record) {
         match record {
-            Json::Object(fields) => {
+            Record::Fields(fields) => {
                 let width = fields.len();
                 for (name, value) in fields {
                     let i = self.column(&name, width);
                     self.columns[i].push(&value);
                 }
             }
-            Json::Array(items) => {
+            Record::Items(items) => {
                 let width = items.len();
                 for (k, value) in items.into_iter().enumerate() {
                     let i = self.column(&k.to_string(), width);
                     self.columns[i].push(&value);
                 }
             }
-            scalar => {
+            Record::Scalar(scalar) => {
                 let i = self.column("0", 1);
                 self.columns[i].push(&scalar);
             }
@@ -316,7 +316,13 @@ impl Table {
 
     /// Columns of unequal length (an object of columns) are padded with missing values.
     fn finish(mut self) -> Profile {
-        let rows = self.columns.iter().map(JsonColumn::len).max().unwrap_or(0).max(self.rows);
+        let rows = self
+            .columns
+            .iter()
+            .map(JsonColumn::len)
+            .max()
+            .unwrap_or(0)
+            .max(self.rows);
         for c in &mut self.columns {
             let short = rows - c.len();
             c.push_nulls(short);
@@ -334,6 +340,70 @@ impl Table {
             sheets: Vec::new(),
             chunks: None,
         }
+    }
+}
+
+/// A record with its fields in file order (serde_json's own map sorts keys; pandas keeps
+/// the order of first appearance).
+enum Record {
+    Fields(Vec<(String, Json)>),
+    Items(Vec<Json>),
+    Scalar(Json),
+}
+
+impl<'de> serde::Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Record, D::Error> {
+        d.deserialize_any(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+            fields.push((k, v));
+        }
+        Ok(Record::Fields(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<Json>()? {
+            items.push(v);
+        }
+        Ok(Record::Items(items))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Record, E> {
+        Ok(Record::Scalar(Json::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Record, E> {
+        Ok(Record::Scalar(Json::from(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Record, E> {
+        Ok(Record::Scalar(Json::from(v)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Record, E> {
+        Ok(Record::Scalar(Json::from(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Record, E> {
+        Ok(Record::Scalar(Json::from(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Record, E> {
+        Ok(Record::Scalar(Json::Null))
     }
 }
 
@@ -357,7 +427,7 @@ impl<'de> Visitor<'de> for Document<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(record) = seq.next_element::<Json>()? {
+        while let Some(record) = seq.next_element::<Record>()? {
             if self.limit.is_some_and(|l| self.table.rows >= l) {
                 continue;
             }
@@ -434,7 +504,9 @@ impl<'de> DeserializeSeed<'de> for ColumnValues<'_> {
 fn read_document(file: &File, table: &mut Table, limit: Option<u64>) -> Result<(), FormatError> {
     let reader = BufReader::with_capacity(1 << 16, super::rewound(file)?);
     let mut de = serde_json::Deserializer::from_reader(reader);
-    Document { table, limit }.deserialize(&mut de).map_err(|e| not_json(&e))?;
+    Document { table, limit }
+        .deserialize(&mut de)
+        .map_err(|e| not_json(&e))?;
     de.end().map_err(|e| not_json(&e))
 }
 
@@ -453,9 +525,13 @@ fn read_lines(file: &File, table: &mut Table, limit: Option<u64>) -> Result<(), 
         if text.is_empty() {
             continue;
         }
-        let record: Map<String, Json> = serde_json::from_str(text)
-            .map_err(|e| FormatError::Corrupt(format!("line {number} is not a JSON object: {e}")))?;
-        table.record(Json::Object(record));
+        let not_object =
+            |why: &dyn fmt::Display| FormatError::Corrupt(format!("line {number} is not a JSON object: {why}"));
+        match serde_json::from_str::<Record>(text) {
+            Ok(record @ Record::Fields(_)) => table.record(record),
+            Ok(_) => return Err(not_object(&"it is not an object")),
+            Err(e) => return Err(not_object(&e)),
+        }
         if limit.is_some_and(|l| table.rows >= l) {
             break;
         }
@@ -484,7 +560,13 @@ pub(super) fn preview(file: &File, lines: bool, rows: usize) -> Result<Preview, 
     } else {
         read_document(file, &mut table, limit)?;
     }
-    let height = table.columns.iter().map(JsonColumn::len).max().unwrap_or(0).min(rows as u64) as usize;
+    let height = table
+        .columns
+        .iter()
+        .map(JsonColumn::len)
+        .max()
+        .unwrap_or(0)
+        .min(rows as u64) as usize;
     let mut out = Preview {
         columns: table.columns.iter().map(|c| c.name.clone()).collect(),
         rows: vec![Vec::with_capacity(table.columns.len()); height],
@@ -536,17 +618,26 @@ mod tests {
             dtypes(r#"[{"a":1,"b":"1"},{"a":"x","b":"2"}]"#, false),
             [d("a", "object", 0), d("b", "int64", 0)]
         );
-        assert_eq!(dtypes(r#"[{"a":18446744073709551615},{"a":1}]"#, false), [d("a", "uint64", 0)]);
+        assert_eq!(
+            dtypes(r#"[{"a":18446744073709551615},{"a":1}]"#, false),
+            [d("a", "uint64", 0)]
+        );
         assert_eq!(
             dtypes(r#"[{"a":1},{"b":2}]"#, false),
             [d("a", "float64", 1), d("b", "float64", 1)]
         );
         assert_eq!(
-            dtypes(r#"[{"modified":1700000000000,"ts_x":5},{"modified":1700000001000,"ts_x":6}]"#, false),
+            dtypes(
+                r#"[{"modified":1700000000000,"ts_x":5},{"modified":1700000001000,"ts_x":6}]"#,
+                false
+            ),
             [d("modified", "datetime64[ns]", 0), d("ts_x", "int64", 0)]
         );
         assert_eq!(
-            dtypes(r#"[{"c":1.5,"w":1.0,"d":true,"h":"2024-01-01","date":"2024-01-01"},{"c":2,"w":2.0,"d":false,"h":"2024-01-02","date":"2024-01-02"}]"#, false),
+            dtypes(
+                r#"[{"c":1.5,"w":1.0,"d":true,"h":"2024-01-01","date":"2024-01-01"},{"c":2,"w":2.0,"d":false,"h":"2024-01-02","date":"2024-01-02"}]"#,
+                false
+            ),
             [
                 d("c", "float64", 0),
                 d("w", "int64", 0),

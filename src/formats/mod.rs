@@ -151,7 +151,10 @@ fn looks_like(head: &[u8]) -> &'static str {
         "it is an OLE compound file (such as an xls workbook)"
     } else if matches!(text, Some(b'{') | Some(b'[')) {
         "it looks like JSON"
-    } else if head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80) {
+    } else if head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80)
+    {
         "it looks like text"
     } else {
         "its first bytes are not that format's"
@@ -246,7 +249,10 @@ pub fn check_content(file: &File, format: Format) -> Result<(), FormatError> {
                 // Excel saves a password-protected xlsx as an OLE file holding the encrypted package.
                 let mut rest = Vec::new();
                 rewound(&file)?.take(1 << 20).read_to_end(&mut rest)?;
-                let marker: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+                let marker: Vec<u8> = "EncryptedPackage"
+                    .encode_utf16()
+                    .flat_map(|u| u.to_le_bytes())
+                    .collect();
                 if rest.windows(marker.len()).any(|w| w == marker.as_slice()) {
                     Err(FormatError::Encrypted(
                         "the workbook is password-protected (encrypted); save it without a password".into(),
@@ -337,7 +343,10 @@ mod tests {
         assert_eq!(Format::from_extension("feather"), Some(Format::Arrow));
         assert_eq!(Format::from_extension("ndjson"), Some(Format::JsonLines));
         assert_eq!(Format::from_extension("xlsm"), Some(Format::Excel(Workbook::Xlsx)));
-        assert_eq!(Format::from_extension("csv").and_then(Format::streaming), Some(analysis::Format::Csv));
+        assert_eq!(
+            Format::from_extension("csv").and_then(Format::streaming),
+            Some(analysis::Format::Csv)
+        );
         assert_eq!(Format::from_extension("xlsb"), None);
         for ext in EXTENSIONS {
             assert!(Format::from_extension(ext).is_some(), "{ext}");
@@ -350,7 +359,10 @@ mod tests {
         let e = check_content(&csv, Format::Parquet).unwrap_err();
         assert!(matches!(e, FormatError::Mismatch(_)), "{e}");
         assert!(e.to_string().contains("it looks like text"), "{e}");
-        assert!(matches!(check_content(&csv, Format::Json), Err(FormatError::Mismatch(_))));
+        assert!(matches!(
+            check_content(&csv, Format::Json),
+            Err(FormatError::Mismatch(_))
+        ));
         assert!(check_content(&file_with(b"\xef\xbb\xbf  [1]"), Format::Json).is_ok());
         assert!(check_content(&file_with(b"{\"a\":1}\n"), Format::JsonLines).is_ok());
         assert!(matches!(
@@ -365,7 +377,10 @@ mod tests {
             check_content(&file_with(b"PK\x03\x04 zip"), Format::Excel(Workbook::Xls)),
             Err(FormatError::Mismatch(_))
         ));
-        assert!(matches!(check_content(&file_with(b"FEA1...."), Format::Arrow), Err(FormatError::Mismatch(_))));
+        assert!(matches!(
+            check_content(&file_with(b"FEA1...."), Format::Arrow),
+            Err(FormatError::Mismatch(_))
+        ));
         assert!(check_content(&file_with(b"ARROW1\0\0 body ARROW1"), Format::Arrow).is_ok());
     }
 }

@@ -24,10 +24,10 @@ use tokio::sync::{mpsc, Mutex, MutexGuard, Semaphore};
 use uuid::Uuid;
 
 use crate::analysis;
-use crate::formats::{self, Format, FormatError};
 use crate::cache::ActiveFileCache;
 use crate::catalog::{Catalog, Unfinished, UserLock};
 use crate::error::{Error, Result};
+use crate::formats::{self, Format, FormatError};
 use crate::metrics::metrics;
 use crate::model::{
     new_rev, parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId,
@@ -773,7 +773,14 @@ impl FileService {
         let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
         let name = record.file_name.clone();
         tokio::task::spawn_blocking(move || {
-            formats::preview_file(&file, format, rows, windows_1252, sheet.as_deref(), table_sheet.as_deref())
+            formats::preview_file(
+                &file,
+                format,
+                rows,
+                windows_1252,
+                sheet.as_deref(),
+                table_sheet.as_deref(),
+            )
         })
         .await?
         .map_err(|e| match e {

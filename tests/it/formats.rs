@@ -53,9 +53,24 @@ fn assert_like_pandas(profile: &Value, pandas: &Value, what: &str) {
     let names: Vec<&str> = columns.iter().map(|c| c["name"].as_str().unwrap()).collect();
     let dtypes: Vec<&str> = columns.iter().map(|c| c["dtype"].as_str().unwrap()).collect();
     let nulls: Vec<u64> = columns.iter().map(|c| c["null_count"].as_u64().unwrap()).collect();
-    let want_names: Vec<&str> = pandas["columns"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let want_dtypes: Vec<&str> = pandas["dtypes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    let want_nulls: Vec<u64> = pandas["nulls"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let want_names: Vec<&str> = pandas["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let want_dtypes: Vec<&str> = pandas["dtypes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let want_nulls: Vec<u64> = pandas["nulls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(names, want_names, "{what}: columns");
     assert_eq!(dtypes, want_dtypes, "{what}: dtypes");
     assert_eq!(nulls, want_nulls, "{what}: missing values");
@@ -109,7 +124,11 @@ async fn every_format_uploads_summarizes_previews_and_downloads_as_pandas_reads_
         let summary = record["summary"].as_str().unwrap();
         let first = &pandas["columns"][0];
         assert!(
-            summary.contains(&format!("- **{}**: `{}`", first.as_str().unwrap(), pandas["dtypes"][0].as_str().unwrap())),
+            summary.contains(&format!(
+                "- **{}**: `{}`",
+                first.as_str().unwrap(),
+                pandas["dtypes"][0].as_str().unwrap()
+            )),
             "{filename}: {summary}"
         );
 
@@ -131,16 +150,25 @@ async fn every_format_uploads_summarizes_previews_and_downloads_as_pandas_reads_
 #[tokio::test]
 async fn columnar_values_statistics_and_nested_previews() {
     let server = TestServer::start().await;
-    let (status, _) = server.upload(1, "typed", &new_session(), "typed.parquet", fixture("typed.parquet")).await;
+    let (status, _) = server
+        .upload(1, "typed", &new_session(), "typed.parquet", fixture("typed.parquet"))
+        .await;
     assert_eq!(status, 201);
     let (_, profile) = server.get(1, "/files/typed/profile").await;
     // Statistics as for CSV: an int8 column's range and mean, a float64 made of integers
     // with a missing value, text and category top values, timestamps as ISO text.
     let i8 = column(&profile, "i8");
-    assert_eq!((i8["min"].as_i64(), i8["max"].as_i64(), i8["mean"].as_f64()), (Some(-2), Some(5), Some(2.2)));
+    assert_eq!(
+        (i8["min"].as_i64(), i8["max"].as_i64(), i8["mean"].as_f64()),
+        (Some(-2), Some(5), Some(2.2))
+    );
     let nullable = column(&profile, "i64_null");
     assert_eq!(nullable["min"], 1.0);
-    assert_eq!(nullable["top_values"][0]["value"].as_str().unwrap().ends_with(".0"), true, "{nullable}");
+    assert_eq!(
+        nullable["top_values"][0]["value"].as_str().unwrap().ends_with(".0"),
+        true,
+        "{nullable}"
+    );
     let name = column(&profile, "name");
     assert_eq!(name["top_values"][0], serde_json::json!({"value": "ann", "count": 2}));
     let cat = column(&profile, "cat");
@@ -155,19 +183,29 @@ async fn columnar_values_statistics_and_nested_previews() {
     // Nested values are JSON text in the preview; missing ones are null.
     let (_, preview) = server.get(1, "/files/typed/preview?rows=5").await;
     let at = |row: usize, col: &str| {
-        let i = preview["columns"].as_array().unwrap().iter().position(|c| c == col).unwrap();
+        let i = preview["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c == col)
+            .unwrap();
         preview["rows"][row][i].clone()
     };
     assert_eq!(at(0, "tags"), "[1,2]");
     assert_eq!(at(2, "tags"), Value::Null);
-    assert_eq!(serde_json::from_str::<Value>(at(0, "point").as_str().unwrap()).unwrap(), serde_json::json!({"x": 1, "y": "a"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(at(0, "point").as_str().unwrap()).unwrap(),
+        serde_json::json!({"x": 1, "y": "a"})
+    );
     assert_eq!(at(0, "flag"), "True");
     assert_eq!(at(1, "i64_null"), Value::Null);
     assert_eq!(at(0, "ts"), "2024-01-01 10:30:00");
     assert_eq!(at(0, "name"), "ann");
 
     // pandas' own Parquet: its index is not a column, its nullable Int64 stays Int64.
-    let (status, record) = server.upload(1, "pd", &new_session(), "pandas.parquet", fixture("pandas.parquet")).await;
+    let (status, record) = server
+        .upload(1, "pd", &new_session(), "pandas.parquet", fixture("pandas.parquet"))
+        .await;
     assert_eq!(status, 201, "{record}");
     let (_, preview) = server.get(1, "/files/pd/preview").await;
     assert_eq!(preview["columns"], serde_json::json!(["city", "visits", "score"]));
@@ -177,8 +215,15 @@ async fn columnar_values_statistics_and_nested_previews() {
 #[tokio::test]
 async fn a_parquet_file_of_many_row_groups_is_read_group_by_group() {
     let server = TestServer::start().await;
-    let (status, record) =
-        server.upload(1, "many", &new_session(), "many.parquet", fixture("many_groups.parquet")).await;
+    let (status, record) = server
+        .upload(
+            1,
+            "many",
+            &new_session(),
+            "many.parquet",
+            fixture("many_groups.parquet"),
+        )
+        .await;
     assert_eq!(status, 201, "{record}");
     let pandas = expected("many_groups.parquet");
     let (_, profile) = server.get(1, "/files/many/profile").await;
@@ -189,7 +234,10 @@ async fn a_parquet_file_of_many_row_groups_is_read_group_by_group() {
     assert_eq!(id["unique_count"], 20_000);
     let label = column(&profile, "label");
     assert_eq!(label["unique_count"], 7);
-    assert_eq!(label["top_values"][0], serde_json::json!({"value": "g0", "count": 2858}));
+    assert_eq!(
+        label["top_values"][0],
+        serde_json::json!({"value": "g0", "count": 2858})
+    );
     // A preview reads only the first row groups it needs.
     let (_, preview) = server.get(1, "/files/many/preview?rows=600").await;
     assert_eq!(preview["rows"].as_array().unwrap().len(), 600);
@@ -199,7 +247,9 @@ async fn a_parquet_file_of_many_row_groups_is_read_group_by_group() {
 #[tokio::test]
 async fn workbook_sheets_the_table_and_a_preview_of_another_sheet() {
     let server = TestServer::start().await;
-    let (status, record) = server.upload(1, "book", &new_session(), "book.xlsx", fixture("book.xlsx")).await;
+    let (status, record) = server
+        .upload(1, "book", &new_session(), "book.xlsx", fixture("book.xlsx"))
+        .await;
     assert_eq!(status, 201, "{record}");
     let (_, profile) = server.get(1, "/files/book/profile").await;
     // The first sheet is empty: the table is the first sheet with data.
@@ -208,7 +258,13 @@ async fn workbook_sheets_the_table_and_a_preview_of_another_sheet() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["rows"].as_u64().unwrap(), s["columns"].as_u64().unwrap()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["rows"].as_u64().unwrap(),
+                s["columns"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let pandas = expected("book.xlsx");
     let want: Vec<(String, u64, u64)> = ["Cover", "Sales", "Regions"]
@@ -219,14 +275,24 @@ async fn workbook_sheets_the_table_and_a_preview_of_another_sheet() {
         })
         .collect();
     assert_eq!(shapes, want);
-    assert!(record["summary"].as_str().unwrap().contains("sheet **Sales**"), "{}", record["summary"]);
+    assert!(
+        record["summary"].as_str().unwrap().contains("sheet **Sales**"),
+        "{}",
+        record["summary"]
+    );
     let date = column(&profile, "date");
-    assert_eq!((date["min"].as_str(), date["max"].as_str()), (Some("2024-01-05"), Some("2024-01-08")));
+    assert_eq!(
+        (date["min"].as_str(), date["max"].as_str()),
+        (Some("2024-01-05"), Some("2024-01-08"))
+    );
 
     let (status, preview) = server.get(1, "/files/book/preview?sheet=Regions").await;
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["columns"], expected("book.xlsx#Regions")["columns"]);
-    assert_eq!(preview["rows"], serde_json::json!([["north", "100"], ["south", "250"], ["east", "175"]]));
+    assert_eq!(
+        preview["rows"],
+        serde_json::json!([["north", "100"], ["south", "250"], ["east", "175"]])
+    );
     let (status, preview) = server.get(1, "/files/book/preview").await;
     assert_eq!(status, 200);
     assert_eq!(preview["columns"], pandas["columns"]);
@@ -235,7 +301,9 @@ async fn workbook_sheets_the_table_and_a_preview_of_another_sheet() {
     assert_eq!(status, 404, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("Regions"), "{body}");
     // Only workbooks have sheets.
-    server.upload(1, "t", &new_session(), "t.parquet", fixture("typed.parquet")).await;
+    server
+        .upload(1, "t", &new_session(), "t.parquet", fixture("typed.parquet"))
+        .await;
     assert_eq!(server.get(1, "/files/t/preview?sheet=Sales").await.0, 404);
 }
 
@@ -251,21 +319,51 @@ async fn wrong_extension_corrupt_encrypted_and_empty_files_are_422_and_nothing_i
     let xlsx = fixture("book.xlsx");
     let truncated_xlsx = xlsx[..xlsx.len() / 2].to_vec();
     let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
-        ("data.parquet", b"a,b\n1,2\n".to_vec(), "content_mismatch", "not Parquet"),
+        (
+            "data.parquet",
+            b"a,b\n1,2\n".to_vec(),
+            "content_mismatch",
+            "not Parquet",
+        ),
         ("data.xlsx", parquet.clone(), "content_mismatch", "it is a Parquet file"),
         ("data.xls", xlsx.clone(), "content_mismatch", "not an xls workbook"),
         ("data.ods", fixture("regions.xls"), "content_mismatch", "OLE"),
-        ("data.arrow", fixture("records.json"), "content_mismatch", "not Arrow IPC"),
+        (
+            "data.arrow",
+            fixture("records.json"),
+            "content_mismatch",
+            "not Arrow IPC",
+        ),
         ("data.json", b"id,name\n1,x\n".to_vec(), "content_mismatch", "not JSON"),
         ("data.jsonl", b"[1, 2]\n".to_vec(), "content_mismatch", "not JSON lines"),
         ("data.feather", parquet.clone(), "content_mismatch", "Parquet"),
-        ("data.parquet", truncated_parquet, "unreadable_file", "does not end with PAR1"),
+        (
+            "data.parquet",
+            truncated_parquet,
+            "unreadable_file",
+            "does not end with PAR1",
+        ),
         ("data.parquet", bad_footer, "unreadable_file", "Parquet file is damaged"),
-        ("data.parquet", fixture("encrypted.parquet"), "encrypted_file", "encrypted"),
+        (
+            "data.parquet",
+            fixture("encrypted.parquet"),
+            "encrypted_file",
+            "encrypted",
+        ),
         ("data.xlsx", fixture("encrypted.xlsx"), "encrypted_file", "password"),
         ("data.xlsx", truncated_xlsx, "unreadable_file", "workbook is damaged"),
-        ("data.json", b"[{\"a\": 1}, {\"a\": ".to_vec(), "unreadable_file", "not valid JSON"),
-        ("data.jsonl", b"{\"a\": 1}\n{\"a\": 2\n".to_vec(), "unreadable_file", "line 2"),
+        (
+            "data.json",
+            b"[{\"a\": 1}, {\"a\": ".to_vec(),
+            "unreadable_file",
+            "not valid JSON",
+        ),
+        (
+            "data.jsonl",
+            b"{\"a\": 1}\n{\"a\": 2\n".to_vec(),
+            "unreadable_file",
+            "line 2",
+        ),
         ("data.parquet", Vec::new(), "content_mismatch", "empty"),
     ];
     for (filename, bytes, code, words) in cases {
@@ -287,7 +385,9 @@ async fn wrong_extension_corrupt_encrypted_and_empty_files_are_422_and_nothing_i
 async fn a_workbook_without_data_is_422() {
     let server = TestServer::start().await;
     let path = format!("{}/tests/fixtures/formats/empty.xlsx", env!("CARGO_MANIFEST_DIR"));
-    let (status, body) = server.upload(1, "e", &new_session(), "e.xlsx", std::fs::read(path).unwrap()).await;
+    let (status, body) = server
+        .upload(1, "e", &new_session(), "e.xlsx", std::fs::read(path).unwrap())
+        .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["code"], "no_data");
     assert!(body["detail"].as_str().unwrap().contains("no data"), "{body}");
@@ -313,7 +413,10 @@ async fn a_parquet_file_dropped_in_the_storage_folder_is_catalogued() {
     // A dropped file that is not what its extension says is left alone, not catalogued.
     std::fs::write(server.storage_dir().join("1_fake.parquet"), b"a,b\n1,2\n").unwrap();
     std::fs::write(server.storage_dir().join("1_later.jsonl"), fixture("lines.jsonl")).unwrap();
-    eventually(20, "the later file", || async { (server.get(1, "/files/later").await.0 == 200).then_some(()) }).await;
+    eventually(20, "the later file", || async {
+        (server.get(1, "/files/later").await.0 == 200).then_some(())
+    })
+    .await;
     assert_eq!(server.get(1, "/files/fake").await.0, 404);
 }
 
@@ -327,7 +430,16 @@ async fn a_synced_workbook_arrives_whole_with_its_profile_and_sheets() {
     let token = replicate_token();
     let report = edge
         .run_cli_json(
-            &["sync", "--to", hub.base.as_str(), "--token", token.as_str(), "--local", edge.base.as_str(), "--json"],
+            &[
+                "sync",
+                "--to",
+                hub.base.as_str(),
+                "--token",
+                token.as_str(),
+                "--local",
+                edge.base.as_str(),
+                "--json",
+            ],
             Duration::from_secs(120),
         )
         .await;
@@ -339,7 +451,10 @@ async fn a_synced_workbook_arrives_whole_with_its_profile_and_sheets() {
     }
     let (_, downloaded) = download(&hub, 7, "book").await;
     assert!(downloaded == bytes, "the workbook arrived changed");
-    assert_eq!(hub.get(7, "/files/book/profile").await.1, edge.get(7, "/files/book/profile").await.1);
+    assert_eq!(
+        hub.get(7, "/files/book/profile").await.1,
+        edge.get(7, "/files/book/profile").await.1
+    );
     let (status, preview) = hub.get(7, "/files/book/preview?sheet=Regions").await;
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["rows"].as_array().unwrap().len(), 3);
@@ -449,7 +564,14 @@ async fn a_large_parquet_of_many_row_groups_is_analyzed_with_flat_memory() {
     assert_eq!(column(&profile, "qty")["dtype"], "int32");
     // Memory stays far below the file's size: one column chunk of one row group at a time.
     let peak = peak_rss_kib(server.pid());
-    println!("{} MB Parquet in {groups} row groups: server peak RSS {} MiB", size / 1_000_000, peak / 1024);
+    println!(
+        "{} MB Parquet in {groups} row groups: server peak RSS {} MiB",
+        size / 1_000_000,
+        peak / 1024
+    );
     assert!(size > 100_000_000, "the file is {size} bytes");
-    assert!(peak < 150 * 1024, "server peak RSS {peak} KiB for a {size}-byte Parquet file");
+    assert!(
+        peak < 150 * 1024,
+        "server peak RSS {peak} KiB for a {size}-byte Parquet file"
+    );
 }
