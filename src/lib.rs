@@ -11,7 +11,8 @@
 //! - [`reconcile`]: keeps the catalog in step with files changed in the storage folder;
 //! - [`sync_client`]: the `sync` command, moving changes between instances over HTTP
 //!   (the rules of applying them are in `service::sync`);
-//! - [`analysis`]: reads a dataset in one bounded-memory pass and writes its summary;
+//! - [`analysis`]: reads a CSV/TSV dataset in one bounded-memory pass and writes its summary;
+//! - [`formats`]: every other format (Parquet, Arrow, JSON, workbooks), read into the same profile;
 //! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens; [`metrics`]
 //!   counts what happens for `GET /metrics`.
 
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod formats;
 pub mod http;
 pub mod metrics;
 pub mod model;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use file_service::analysis::{self, Format};
 use file_service::app::{self, StartupError};
 use file_service::config::Config;
+use file_service::formats::{self, Format};
 use file_service::sync_client::{self, Endpoint};
 
 #[derive(Parser)]
@@ -272,11 +272,12 @@ fn summarize(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default();
     let format = Format::from_extension(ext).ok_or_else(|| {
         anyhow::anyhow!(
-            "{}: unsupported extension {ext:?}; supported: .csv, .tsv",
-            file.display()
+            "{}: unsupported extension {ext:?}; supported: .{}",
+            file.display(),
+            formats::EXTENSIONS.join(", .")
         )
     })?;
-    let profile = analysis::profile_path(file, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let profile = formats::profile_path(file, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&profile)?);
     } else {

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::analysis::Format;
 use crate::error::{Error, Result};
+use crate::formats::Format;
 use crate::model::{validate_file_name, UserId};
 use crate::service::FileService;
 use crate::storage::{object_name, StoredObject};

@@ -130,16 +130,22 @@ impl ColumnState {
     #[inline]
     pub(super) fn prepare(&self, field: &[u8]) -> (Value, u64) {
         let v = infer::classify(field);
-        let key = match v {
-            Value::Missing => return (v, 0),
+        let key = self.key(&v, field);
+        (v, key)
+    }
+
+    /// The counting key of a classified value (`field` is its text, hashed for text values).
+    #[inline]
+    pub(super) fn key(&self, v: &Value, field: &[u8]) -> u64 {
+        match *v {
+            Value::Missing => 0,
             Value::Text | Value::BigInt => sketch::hash_bytes(field),
             Value::Bool(b) => sketch::mix(TAG_BOOL ^ b as u64),
             Value::Int(i) => key_int(i),
             Value::UInt(u) => sketch::mix(TAG_UINT ^ u),
             Value::Float(x) => key_float(x),
             Value::Date(d) => sketch::mix(TAG_DATE ^ d.ns as u64),
-        };
-        (v, key)
+        }
     }
 
     /// Starts loading the counter slot `apply` will update.
@@ -205,6 +211,17 @@ impl ColumnState {
 
     pub(super) fn finish(self, name: String, rows: u64, decode: &dyn Fn(&[u8]) -> String) -> ColumnProfile {
         let dtype = self.lat.dtype(rows);
+        self.finish_as(name, rows, dtype, decode)
+    }
+
+    /// As [`Self::finish`], with the dtype decided by the caller (a typed file's schema).
+    pub(super) fn finish_as(
+        self,
+        name: String,
+        _rows: u64,
+        dtype: Dtype,
+        decode: &dyn Fn(&[u8]) -> String,
+    ) -> ColumnProfile {
         let (unique_count, unique_est) = self.distinct.count(self.lat.present);
         let date_only = !self.date.any_time;
         let top_values = self

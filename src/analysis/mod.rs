@@ -16,6 +16,7 @@ mod scan;
 mod sketch;
 mod summary;
 mod table;
+mod typed;
 
 #[cfg(test)]
 mod tests;
@@ -50,9 +51,12 @@ impl Format {
 pub struct Profile {
     pub row_count: u64,
     pub column_count: u64,
-    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM), `"windows-1252"`, `"utf-16-le"` or `"utf-16-be"`.
+    /// `"utf-8"`, `"utf-8-sig"` (UTF-8 with BOM), `"windows-1252"`, `"utf-16-le"` or `"utf-16-be"`;
+    /// absent for binary formats (Parquet, Arrow, workbooks).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub encoding: String,
-    /// `","`, `";"`, `"\t"` or `"|"`.
+    /// `","`, `";"`, `"\t"` or `"|"`; absent for formats that are not delimited text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub delimiter: String,
     /// 1-based line of the header. Above 1 when blank lines or title lines (a spreadsheet's
     /// caption, a portal's notes) precede it; those are not read as data. 0 when the file has
@@ -73,6 +77,23 @@ pub struct Profile {
     #[serde(default)]
     pub other_tables: Vec<TableExtent>,
     pub columns: Vec<ColumnProfile>,
+    /// Workbooks: the sheet that is the table (the first that holds data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// Workbooks: every sheet with its shape, in workbook order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sheets: Vec<SheetShape>,
+    /// Parquet: row groups; Arrow IPC: record batches (how the file was read, piece by piece).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
+}
+
+/// One sheet of a workbook: its data rows (below the header) and columns; zero for an empty sheet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SheetShape {
+    pub name: String,
+    pub rows: u64,
+    pub columns: u64,
 }
 
 /// Where one table of a file lies and its size.
@@ -153,6 +174,7 @@ pub enum AnalysisError {
 }
 
 pub use preview::{preview_reader, Preview};
+pub use typed::{float_text, parse_iso, timestamp_text, Cell, ColumnBudget, Stats, TypedColumn};
 
 /// Profile a stored file.
 pub fn profile_path(path: &Path, format: Format) -> Result<Profile, AnalysisError> {
@@ -268,6 +290,9 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         skipped_lines: input.skipped_lines(),
         other_tables,
         columns,
+        sheet: None,
+        sheets: Vec::new(),
+        chunks: None,
     })
 }
 

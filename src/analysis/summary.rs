@@ -28,6 +28,20 @@ impl Profile {
         }
 
         s.push_str("\n\n## Statistics\n\n");
+        if let Some(sheet) = &self.sheet {
+            let others: Vec<String> = self
+                .sheets
+                .iter()
+                .filter(|sh| &sh.name != sheet)
+                .take(MAX_LISTED)
+                .map(|sh| format!("**{}** ({} rows × {} columns)", sh.name, sh.rows, sh.columns))
+                .collect();
+            let _ = write!(s, "The table is the workbook's sheet **{sheet}**.");
+            if !others.is_empty() {
+                let _ = write!(s, " Other sheets: {}.", others.join(", "));
+            }
+            s.push_str("\n\n");
+        }
         if self.header_line == 0 {
             s.push_str("The file has no header row; its columns are numbered from 0.\n\n");
         } else if self.header_line > 1 {
@@ -211,6 +225,9 @@ mod tests {
             footer_lines: 0,
             skipped_lines: 0,
             other_tables: Vec::new(),
+            sheet: None,
+            sheets: vec![],
+            chunks: None,
             columns: vec![
                 col("date", "datetime64[ns]"),
                 col("product", "object"),
@@ -299,6 +316,9 @@ mod tests {
             footer_lines: 0,
             skipped_lines: 0,
             other_tables: Vec::new(),
+            sheet: None,
+            sheets: vec![],
+            chunks: None,
             columns,
         };
         let s = p.summary();

@@ -85,11 +85,7 @@ fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
 }
 
 fn content_type(format: &str) -> &'static str {
-    match format {
-        "csv" => "text/csv; charset=utf-8",
-        "tsv" => "text/tab-separated-values; charset=utf-8",
-        _ => "application/octet-stream",
-    }
+    crate::formats::Format::from_extension(format).map_or("application/octet-stream", |f| f.content_type())
 }
 
 /// RFC 6266: an ASCII fallback plus the exact UTF-8 name.

@@ -272,7 +272,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
                             Error::invalid("invalid_rows", format!("rows must be a whole number, not {v:?}"))
                         })?,
                     };
-                    let preview = service.preview(user, &decode(&name), rows).await?;
+                    let sheet = params.iter().find(|(k, _)| k == "sheet").map(|(_, v)| v.clone());
+                    let preview = service.preview(user, &decode(&name), rows, sheet).await?;
                     Ok::<_, Error>(json(StatusCode::OK, &preview))
                 }
                 .map_err_reject()

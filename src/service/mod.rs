@@ -25,10 +25,11 @@ use tempfile::NamedTempFile;
 use tokio::sync::{mpsc, Mutex, MutexGuard, Semaphore};
 use uuid::Uuid;
 
-use crate::analysis::{self, Format};
+use crate::analysis;
 use crate::cache::ActiveFileCache;
 use crate::catalog::{Catalog, UserLock};
 use crate::error::{Error, Result};
+use crate::formats::{self, Format, FormatError};
 use crate::metrics::metrics;
 use crate::model::{
     new_rev, parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId,
@@ -282,16 +283,19 @@ impl FileService {
         // When an analysis slot is free, the file is analyzed while it arrives (the writer
         // forwards each chunk), so a large upload costs max(receive, analyze), not the sum.
         // Otherwise it is analyzed after it is complete, when a slot frees up.
-        let streamed = self.streamed_analyses.clone().try_acquire_owned().ok().map(|permit| {
+        // Only delimited text can be read as it arrives; other formats are analyzed once the
+        // whole file has landed, in `store_upload` (same request).
+        let streamed = format.streaming().and_then(|text_format| {
+            let permit = self.streamed_analyses.clone().try_acquire_owned().ok()?;
             let (to_analysis, chunks) = std::sync::mpsc::sync_channel::<Bytes>(8);
             let timer = metrics().analysis_seconds.start_timer();
             let analysis = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                let profile = analysis::profile_reader(ChunkReader::new(chunks), format);
+                let profile = analysis::profile_reader(ChunkReader::new(chunks), text_format);
                 timer.observe_duration();
-                profile
+                profile.map_err(FormatError::from)
             });
-            (to_analysis, analysis)
+            Some((to_analysis, analysis))
         });
         let (to_analysis, analysis) = streamed.unzip();
         // The blocking writer takes chunks from a short queue, so receiving the next chunk
@@ -457,7 +461,7 @@ impl FileService {
     async fn analyze(&self, path: std::path::PathBuf, format: Format, extension: &str) -> Result<analysis::Profile> {
         let _permit = self.analyses.acquire().await.map_err(Error::internal)?;
         let timer = metrics().analysis_seconds.start_timer();
-        let profiled = tokio::task::spawn_blocking(move || analysis::profile_path(&path, format)).await;
+        let profiled = tokio::task::spawn_blocking(move || formats::profile_path(&path, format)).await;
         timer.observe_duration();
         profiled?.map_err(|e| analysis_error(e, extension))
     }
@@ -779,7 +783,14 @@ impl FileService {
     }
 
     /// The header and first `rows` rows (1–1000) of a file, read from storage.
-    pub async fn preview(&self, user: UserId, file_name: &str, rows: usize) -> Result<analysis::Preview> {
+    /// `sheet` picks a workbook's sheet (default: the sheet its profile calls the table).
+    pub async fn preview(
+        &self,
+        user: UserId,
+        file_name: &str,
+        rows: usize,
+        sheet: Option<String>,
+    ) -> Result<analysis::Preview> {
         if !(1..=1000).contains(&rows) {
             return Err(Error::invalid(
                 "invalid_rows",
@@ -790,12 +801,26 @@ impl FileService {
         let format = Format::from_extension(&record.format)
             .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
         let windows_1252 = record.profile_json.contains("\"encoding\":\"windows-1252\"");
+        let table_sheet = serde_json::from_str::<analysis::Profile>(&record.profile_json)
+            .ok()
+            .and_then(|p| p.sheet);
         let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
+        let name = record.file_name.clone();
         tokio::task::spawn_blocking(move || {
-            analysis::preview_reader(std::io::BufReader::new(file), format, rows, windows_1252)
+            formats::preview_file(
+                &file,
+                format,
+                rows,
+                windows_1252,
+                sheet.as_deref(),
+                table_sheet.as_deref(),
+            )
         })
         .await?
-        .map_err(|e| Error::internal(format!("previewing {}: {e}", record.file_name)))
+        .map_err(|e| match e {
+            FormatError::NoSheet(detail) => Error::NotFound(detail),
+            e => Error::internal(format!("previewing {name}: {e}")),
+        })
     }
 
     /// The session no longer has an active file; idempotent.
@@ -965,11 +990,13 @@ async fn stall_for_test(step: &str, file_name: &str) {
 }
 
 /// A file that does not parse is the client's problem (422); failing to read it is ours.
-fn analysis_error(e: analysis::AnalysisError, extension: &str) -> Error {
+fn analysis_error(e: FormatError, extension: &str) -> Error {
     match e {
-        analysis::AnalysisError::Io(io) => Error::Internal(anyhow::Error::new(io).context("reading a dataset")),
+        FormatError::Io(io) | FormatError::Analysis(analysis::AnalysisError::Io(io)) => {
+            Error::Internal(anyhow::Error::new(io).context("reading a dataset"))
+        }
         other => Error::invalid(
-            "unreadable_file",
+            other.code(),
             format!("the file could not be read as {extension}: {other}"),
         ),
     }
@@ -1017,7 +1044,7 @@ fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
     let filename = filename.ok_or_else(|| {
         Error::invalid(
             "missing_filename",
-            "the `file` part has no filename; send it as a file named *.csv or *.tsv",
+            "the `file` part has no filename; send it as a file named with its format's extension (*.csv, *.parquet, *.xlsx, …)",
         )
     })?;
     let ext = std::path::Path::new(filename)
@@ -1029,7 +1056,10 @@ fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
         Some(format) => Ok((format, ext)),
         None => Err(Error::invalid(
             "unsupported_extension",
-            format!("{filename:?} is not a supported file type; supported extensions: .csv, .tsv"),
+            format!(
+                "{filename:?} is not a supported file type; supported extensions: .{}",
+                formats::EXTENSIONS.join(", .")
+            ),
         )),
     }
 }

@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{file_not_found, storage_write_error, FileService};
-use crate::analysis::Format;
 use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
+use crate::formats::Format;
 use crate::metrics::metrics;
 use crate::model::{validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
 use crate::storage::object_name;

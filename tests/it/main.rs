@@ -7,6 +7,7 @@ mod behaviours;
 mod crash;
 mod faults;
 mod file_api;
+mod formats;
 mod harness;
 mod ops;
 mod recovery;

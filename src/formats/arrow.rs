@@ -1,0 +1,90 @@
+//! Arrow IPC files (`.arrow`, `.feather` v2, `.ipc`) and IPC streams through polars' Arrow
+//! reader, one record batch at a time.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+
+use polars_arrow::array::Array;
+use polars_arrow::datatypes::ArrowSchema;
+use polars_arrow::io::ipc::read::{read_file_metadata, read_stream_metadata, FileReader, StreamReader, StreamState};
+
+use super::columnar::{PandasMeta, PreviewRows, TableStats};
+use super::FormatError;
+use crate::analysis::{Preview, Profile};
+
+/// The magic bytes an IPC file starts and ends with.
+pub(super) const FILE_MAGIC: &[u8] = b"ARROW1";
+/// An IPC stream's first message starts with this continuation marker (older writers omit it).
+pub(super) const STREAM_MARKER: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+
+fn corrupt(e: &dyn std::fmt::Display) -> FormatError {
+    FormatError::Corrupt(format!("the Arrow file is damaged or not readable: {e}"))
+}
+
+/// Reads the schema (`start` makes the reader's state from it), then each record batch in
+/// turn until `on_batch` says stop. Returns the state and how many batches were read.
+fn read_batches<S>(
+    file: &File,
+    start: impl FnOnce(&ArrowSchema, PandasMeta) -> S,
+    mut on_batch: impl FnMut(&mut S, &[Box<dyn Array>]) -> bool,
+) -> Result<(S, u64), FormatError> {
+    let mut file = super::rewound(file)?;
+    let mut head = [0u8; 6];
+    let is_file = file.read_exact(&mut head).is_ok() && head == FILE_MAGIC;
+    file.seek(SeekFrom::Start(0))?;
+    let mut batches = 0u64;
+    if is_file {
+        let metadata = read_file_metadata(&mut file).map_err(|e| corrupt(&e))?;
+        let pandas = metadata.custom_schema_metadata.as_ref().and_then(|m| m.get("pandas"));
+        let mut state = start(&metadata.schema, PandasMeta::parse(pandas.map(|p| p.as_str())));
+        for batch in FileReader::new(file, metadata, None, None) {
+            let batch = batch.map_err(|e| corrupt(&e))?;
+            batches += 1;
+            if !on_batch(&mut state, batch.columns()) {
+                break;
+            }
+        }
+        Ok((state, batches))
+    } else {
+        let mut reader = BufReader::new(file);
+        let metadata = read_stream_metadata(&mut reader).map_err(|e| corrupt(&e))?;
+        let pandas = metadata.custom_schema_metadata.as_ref().and_then(|m| m.get("pandas"));
+        let mut state = start(&metadata.schema, PandasMeta::parse(pandas.map(|p| p.as_str())));
+        for message in StreamReader::new(reader, metadata, None) {
+            match message.map_err(|e| corrupt(&e))? {
+                StreamState::Some(batch) => {
+                    batches += 1;
+                    if !on_batch(&mut state, batch.columns()) {
+                        break;
+                    }
+                }
+                // A file does not wait for more data: its end is the stream's end.
+                StreamState::Waiting => break,
+            }
+        }
+        Ok((state, batches))
+    }
+}
+
+pub(super) fn profile(file: &File) -> Result<Profile, FormatError> {
+    let (table, batches) = read_batches(file, TableStats::new, |table, columns| {
+        for (i, array) in columns.iter().enumerate() {
+            table.push(i, array.as_ref());
+        }
+        table.rows_done(columns.first().map_or(0, |a| a.len()) as u64);
+        true
+    })?;
+    Ok(table.finish(batches))
+}
+
+pub(super) fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
+    let (preview, _) = read_batches(
+        file,
+        |schema, pandas| PreviewRows::new(schema, &pandas, rows),
+        |preview, columns| {
+            preview.push(columns);
+            !preview.is_full()
+        },
+    )?;
+    Ok(preview.finish())
+}

@@ -1,0 +1,121 @@
+//! Parquet files through polars' Parquet reader, one row group and one column at a time, so
+//! memory holds one column chunk whatever the file's size.
+
+use std::fs::File;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+
+use polars_arrow::array::Array;
+use polars_arrow::datatypes::ArrowSchema;
+use polars_parquet::read::{
+    column_iter_to_arrays, infer_schema, read_metadata, BasicDecompressor, FileMetadata, PageReader, RowGroupMetadata,
+};
+
+use super::columnar::{PandasMeta, PreviewRows, TableStats};
+use super::FormatError;
+use crate::analysis::{Preview, Profile};
+
+/// The file's metadata (its footer) and the Arrow schema polars reads it with.
+fn open(file: &File) -> Result<(File, FileMetadata, ArrowSchema), FormatError> {
+    let mut file = super::rewound(file)?;
+    let metadata = read_metadata(&mut file).map_err(|e| corrupt(&e))?;
+    let schema = infer_schema(&metadata).map_err(|e| corrupt(&e))?;
+    Ok((file, metadata, schema))
+}
+
+/// The `pandas` entry of the file's key-value metadata, if pandas (or pyarrow from pandas) wrote one.
+fn pandas_meta(metadata: &FileMetadata) -> PandasMeta {
+    let entry = metadata
+        .key_value_metadata()
+        .iter()
+        .flatten()
+        .find(|kv| kv.key == "pandas")
+        .and_then(|kv| kv.value.as_deref());
+    PandasMeta::parse(entry)
+}
+
+fn corrupt(e: &dyn std::fmt::Display) -> FormatError {
+    FormatError::Corrupt(format!("the Parquet file is damaged or not readable: {e}"))
+}
+
+/// Reads one column of one row group: its column chunks' bytes, then polars' decoder.
+fn read_column(
+    file: &mut File,
+    size: u64,
+    group: &RowGroupMetadata,
+    name: &str,
+    field: &polars_arrow::datatypes::Field,
+) -> Result<Option<Vec<Box<dyn Array>>>, FormatError> {
+    let Some(chunks) = group.columns_under_root_iter(name) else {
+        return Ok(None);
+    };
+    let mut pages = Vec::new();
+    let mut types = Vec::new();
+    for meta in chunks {
+        let range = meta.byte_range();
+        if range.end > size || range.start > range.end {
+            return Err(corrupt(&format!("column {name:?} points past the end of the file")));
+        }
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        file.seek(SeekFrom::Start(range.start))?;
+        file.read_exact(&mut bytes)?;
+        let reader = PageReader::new(Cursor::new(bytes.into()), meta, Vec::new(), usize::MAX);
+        pages.push(BasicDecompressor::new(reader, Vec::new()));
+        types.push(&meta.descriptor().descriptor.primitive_type);
+    }
+    let (arrays, _) = column_iter_to_arrays(pages, types, field.clone(), None).map_err(|e| corrupt(&e))?;
+    Ok(Some(arrays))
+}
+
+pub(super) fn profile(file: &File) -> Result<Profile, FormatError> {
+    let (mut file, metadata, schema) = open(file)?;
+    let size = file.metadata()?.len();
+    let mut table = TableStats::new(&schema, pandas_meta(&metadata));
+    for group in &metadata.row_groups {
+        for (i, (name, field)) in schema.iter().enumerate() {
+            if !table.wants(i) {
+                continue;
+            }
+            // Decoded one column at a time: memory holds one column chunk of one row group.
+            if let Some(arrays) = read_column(&mut file, size, group, name, field)? {
+                for array in arrays {
+                    table.push(i, array.as_ref());
+                }
+            }
+        }
+        table.rows_done(group.num_rows() as u64);
+    }
+    Ok(table.finish(metadata.row_groups.len() as u64))
+}
+
+pub(super) fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
+    let (mut file, metadata, schema) = open(file)?;
+    let size = file.metadata()?.len();
+    let mut preview = PreviewRows::new(&schema, &pandas_meta(&metadata), rows);
+    for group in &metadata.row_groups {
+        if preview.is_full() {
+            break;
+        }
+        let mut columns = Vec::with_capacity(schema.len());
+        for (name, field) in schema.iter() {
+            let array = match read_column(&mut file, size, group, name, field)? {
+                Some(arrays) => concat(arrays, field, group.num_rows()),
+                None => polars_arrow::array::new_null_array(field.dtype.clone(), group.num_rows()),
+            };
+            columns.push(array);
+        }
+        preview.push(&columns);
+    }
+    Ok(preview.finish())
+}
+
+/// One array of a row group's column (polars may hand it over in pieces).
+fn concat(mut arrays: Vec<Box<dyn Array>>, field: &polars_arrow::datatypes::Field, rows: usize) -> Box<dyn Array> {
+    match arrays.len() {
+        0 => polars_arrow::array::new_null_array(field.dtype.clone(), rows),
+        1 => arrays.remove(0),
+        _ => {
+            let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            polars_arrow::compute::concatenate::concatenate(&refs).unwrap_or_else(|_| arrays.remove(0))
+        }
+    }
+}
