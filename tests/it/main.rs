@@ -10,3 +10,4 @@ mod spectrum;
 mod sync;
 mod uploads;
 mod watch;
+mod web;
