@@ -92,15 +92,14 @@ pub fn routes() -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(if_none_match.clone())
         .map(|tag: Option<String>| respond(&INDEX, tag.as_deref()));
-    let asset = warp::path!("ui" / String)
-        .and(warp::get())
-        .and(if_none_match)
-        .and_then(|name: String, tag: Option<String>| async move {
+    let asset = warp::path!("ui" / String).and(warp::get()).and(if_none_match).and_then(
+        |name: String, tag: Option<String>| async move {
             match ASSETS.iter().find(|a| a.name == name) {
                 Some(asset) => Ok(respond(asset, tag.as_deref())),
                 None => Err(warp::reject::not_found()),
             }
-        });
+        },
+    );
     index.or(asset).unify().boxed()
 }
 
@@ -159,6 +158,8 @@ mod tests {
     fn etags_are_distinct_and_quoted() {
         let tags: std::collections::HashSet<&str> = std::iter::once(&INDEX).chain(ASSETS).map(etag).collect();
         assert_eq!(tags.len(), ASSETS.len() + 1);
-        assert!(tags.iter().all(|t| t.starts_with('"') && t.ends_with('"') && t.len() == 34));
+        assert!(tags
+            .iter()
+            .all(|t| t.starts_with('"') && t.ends_with('"') && t.len() == 34));
     }
 }

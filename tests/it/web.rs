@@ -41,7 +41,10 @@ async fn the_page_and_its_assets_are_served_with_security_headers_and_etags() {
     assert_eq!(header(&page, "cache-control"), "no-cache");
     let tag = header(&page, "etag").to_string();
     let html = page.text().await.unwrap();
-    assert!(!html.contains("<script>") && !html.contains("http"), "no inline script, nothing remote");
+    assert!(
+        !html.contains("<script>") && !html.contains("http"),
+        "no inline script, nothing remote"
+    );
 
     // Every asset the page names is served with its type; unchanged ones revalidate to 304.
     let assets: Vec<String> = html
@@ -115,7 +118,10 @@ async fn open_prints_a_sign_in_address_with_a_short_lived_token() {
     assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 120);
 
     // Nobody listening (a port just freed): the address is still printed, with a word on stderr.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let output = server
         .cli(&["open", "--no-browser"])
         .env("BIND_ADDR", free.to_string())
