@@ -1,4 +1,4 @@
-//! The `file-service` command: `serve` (default), `token`, `migrate`, `reconcile`, `check`, `summarize`, `sync`.
+//! The `file-service` command: `serve` (default), `token`, `open`, `migrate`, `reconcile`, `check`, `summarize`, `sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +42,20 @@ enum Command {
         /// changes, for `file-service sync` between instances.
         #[arg(long, value_parser = ["replicate"])]
         scope: Option<String>,
+    },
+    /// Sign in on this desktop: open the web page (or print its address) with a
+    /// short-lived token for a user in the address's fragment, which is never sent to
+    /// the server; the page keeps it for the browser tab.
+    Open {
+        /// The user id, a positive integer.
+        #[arg(long, default_value_t = 1)]
+        user: i64,
+        /// How long the sign-in lasts: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        ttl: u64,
+        /// Only print the address; do not start a browser.
+        #[arg(long)]
+        no_browser: bool,
     },
     /// Apply catalog migrations and exit.
     Migrate,
@@ -185,6 +199,16 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             println!("{}", app::auth(&config)?.mint_with_scope(user, ttl, scope.is_some()));
             Ok(())
         }
+        Command::Open { user, ttl, no_browser } => {
+            if user <= 0 {
+                return Err(StartupError::Other(anyhow::anyhow!(
+                    "--user must be a positive integer"
+                )));
+            }
+            let token = app::auth(&config)?.mint(user, ttl);
+            open_page(config.bind_addr, &token, no_browser);
+            Ok(())
+        }
         Command::Migrate => {
             let catalog = app::open_catalog(&config)?;
             catalog.migrate().map_err(|e| StartupError::Other(e.into()))?;
@@ -233,13 +257,7 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                     "say where to sync with: --from URL (pull), --to URL (push), or both"
                 )));
             }
-            let local = local.unwrap_or_else(|| {
-                let mut addr = config.bind_addr;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                format!("http://{addr}")
-            });
+            let local = local.unwrap_or_else(|| format!("http://{}", local_addr(config.bind_addr)));
             // This instance trusts its own secret: a short-lived replicate token for it.
             let local_token = app::auth(&config)?.mint_with_scope(1, 24 * 3600, true);
             let local = Endpoint::new(&local, &local_token)?;
@@ -265,6 +283,38 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Summarize { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The address this instance's server answers on (127.0.0.1 when bound to every interface).
+fn local_addr(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+/// Prints the page's sign-in address and, unless told not to, opens it with `xdg-open`.
+fn open_page(bind_addr: std::net::SocketAddr, token: &str, no_browser: bool) {
+    let addr = local_addr(bind_addr);
+    let url = format!("http://{addr}/#token={token}");
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).is_err() {
+        eprintln!("file-service: no server answers at {addr} yet; start it with `file-service serve`");
+    }
+    println!("{url}");
+    if no_browser {
+        return;
+    }
+    // The URL carries the token: it goes to the opener's arguments, never to a shell.
+    match std::process::Command::new("xdg-open")
+        .arg(&url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(status) if status.success() => eprintln!("file-service: opened the page in your browser"),
+        _ => eprintln!("file-service: could not start a browser (xdg-open); open the address above"),
     }
 }
 

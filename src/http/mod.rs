@@ -6,6 +6,7 @@ mod download;
 pub mod server;
 mod sync;
 mod upload;
+pub mod web;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,8 +27,9 @@ use crate::service::FileService;
 /// over-long description gets its own 422 rather than a 413.
 const MAX_JSON_BODY: u64 = 1024 * 1024;
 
-/// Every route served, as (method, path template): the source for request metrics'
-/// route labels, and checked against `openapi.json` by the tests.
+/// Every API and operations route served, as (method, path template): the source for
+/// request metrics' route labels, and checked against `openapi.json` by the tests. The
+/// web page's routes are in [`web::PAGE_ROUTES`].
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/files/"),
     ("POST", "/api/v1/files/"),
@@ -84,6 +86,8 @@ pub fn route_template(path: &str) -> &'static str {
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
         ["docs"] => "/docs",
+        [] => "/",
+        ["ui", _] => "/ui/{asset}",
         _ => "unmatched",
     }
 }
@@ -317,6 +321,8 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .or(sync)
         .unify()
         .or(ops)
+        .unify()
+        .or(web::routes())
         .unify();
     if cors_origins.is_empty() {
         return api.recover(recover).unify().boxed();

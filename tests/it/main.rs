@@ -15,3 +15,4 @@ mod spectrum;
 mod sync;
 mod uploads;
 mod watch;
+mod web;

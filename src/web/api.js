@@ -1,0 +1,174 @@
+// The public HTTP API (/api/v1) as the page uses it: the tab's bearer token, JSON calls,
+// uploads with progress, and errors carrying the server's `detail`.
+
+const TOKEN_KEY = 'file-service.token';
+
+/** A refused request: the HTTP status and the server's words for it. */
+export class ApiError extends Error {
+  constructor(status, detail, code) {
+    super(detail);
+    this.status = status;
+    this.code = code || '';
+  }
+}
+
+/** Moves a token from the address's fragment (`#token=…`, as `file-service open` makes it)
+ *  into this tab's sessionStorage and clears the fragment, so it is neither bookmarked nor
+ *  left in the history. Returns true when one was taken. */
+export function takeTokenFromFragment() {
+  const match = /^#(?:.*&)?token=([^&]*)/.exec(location.hash);
+  if (!match) return false;
+  const token = decodeURIComponent(match[1]).trim();
+  history.replaceState(null, '', location.pathname + location.search);
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  return Boolean(token);
+}
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || '';
+}
+
+export function setToken(value) {
+  sessionStorage.setItem(TOKEN_KEY, value.trim());
+}
+
+export function clearToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** The token's claims ({sub, exp, …}) read without checking the signature (the server
+ *  checks it); null when it is not a JWT. Only used to show who is signed in and until when. */
+export function claims(value) {
+  const parts = value.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const parsed = JSON.parse(new TextDecoder().decode(bytes));
+    return parsed && typeof parsed === 'object' ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Called with the ApiError of any 401, so the page can ask for a new token. */
+let onUnauthorized = () => {};
+export function setUnauthorizedHandler(handler) {
+  onUnauthorized = handler;
+}
+
+/** A file name as one path segment. */
+export function segment(name) {
+  return encodeURIComponent(name);
+}
+
+async function errorOf(response) {
+  let detail = `${response.status} ${response.statusText}`.trim();
+  let code = '';
+  try {
+    const body = await response.json();
+    if (body && typeof body.detail === 'string') detail = body.detail;
+    if (body && typeof body.code === 'string') code = body.code;
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  return new ApiError(response.status, detail, code);
+}
+
+/** Sends a request to `/api/v1${path}`; resolves the Response when it is 2xx, else
+ *  rejects with an ApiError. `json` is sent as a JSON body. */
+export async function request(method, path, { json, signal } = {}) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  let body;
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(json);
+  }
+  let response;
+  try {
+    response = await fetch(`/api/v1${path}`, { method, headers, body, signal, cache: 'no-store' });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'the server does not answer; is file-service still running?', 'network');
+  }
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 401) onUnauthorized(error);
+    throw error;
+  }
+  return response;
+}
+
+export async function getJson(path, options) {
+  return (await request('GET', path, options)).json();
+}
+
+/** Uploads one file (multipart, as the API takes it) and reports progress as a fraction
+ *  of the body sent. XMLHttpRequest, because fetch cannot report upload progress. */
+export function upload({ file, name, description, session }, onProgress) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append('file_name', name);
+    form.append('session_id', session);
+    form.append('description', description);
+    form.append('file', file, file.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', '/api/v1/files/');
+    xhr.setRequestHeader('Authorization', `Bearer ${token()}`);
+    xhr.responseType = 'text';
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        // Not JSON: described by the status below.
+      }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        resolve(body);
+        return;
+      }
+      const detail = body && typeof body.detail === 'string' ? body.detail : `${xhr.status} ${xhr.statusText}`;
+      const error = new ApiError(xhr.status, detail, body && body.code);
+      if (xhr.status === 401) onUnauthorized(error);
+      reject(error);
+    };
+    xhr.onerror = () => reject(new ApiError(0, 'the upload was cut off; is file-service still running?', 'network'));
+    xhr.onabort = () => reject(new ApiError(0, 'the upload was cancelled', 'aborted'));
+    xhr.send(form);
+  });
+}
+
+/** The sequence number of the newest change the caller can see, found with the public
+ *  feed alone: `GET /changes?since=S&limit=1` says whether anything follows S, so an
+ *  exponential then binary search needs about 2·log2(head) tiny requests, instead of
+ *  reading every file's history at page load. */
+export async function feedHead(signal) {
+  const after = async (since) => {
+    const page = await getJson(`/changes?since=${since}&limit=1&wait=0`, { signal });
+    return page.changes.length || page.more ? page.last_seq : null;
+  };
+  let low = await after(0);
+  if (low === null) return 0;
+  let step = 1024;
+  let high;
+  for (;;) {
+    const next = await after(low + step);
+    if (next === null) {
+      high = low + step;
+      break;
+    }
+    low = next;
+    step *= 2;
+  }
+  // A change exists at `low`; none after `high`.
+  while (low < high) {
+    const middle = Math.floor((low + high) / 2);
+    const next = await after(middle);
+    if (next === null) high = middle;
+    else low = next;
+  }
+  return low;
+}
