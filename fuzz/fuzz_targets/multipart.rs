@@ -37,12 +37,16 @@ struct Server {
 fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        // On tmpfs when there is one: the catalog and the uploads fsync.
-        let dir = match std::path::Path::new("/dev/shm").is_dir() {
-            true => tempfile::tempdir_in("/dev/shm"),
-            false => tempfile::tempdir(),
-        }
-        .expect("temp dir");
+        // On tmpfs when there is one: the catalog and the uploads fsync. libFuzzer exits
+        // without dropping statics, so the folder outlives the run: a recognizable name.
+        let parent = match std::path::Path::new("/dev/shm").is_dir() {
+            true => std::path::PathBuf::from("/dev/shm"),
+            false => std::env::temp_dir(),
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("file-service-fuzz-multipart-")
+            .tempdir_in(parent)
+            .expect("temp dir");
         let storage = dir.path().join("storage");
         let config = Config {
             bind_addr: "127.0.0.1:0".parse().unwrap(),
