@@ -51,28 +51,6 @@ pub fn require_service(var: &str, test: &str) -> String {
     url
 }
 
-/// The older way, kept for tests not yet marked `#[ignore]`: the URL if set and
-/// answering; otherwise prints that `test` is skipped and returns `None` (which shows as
-/// `ok`), or fails under `REQUIRE_SERVICES=1`. Prefer `#[ignore]` + [`require_service`].
-#[allow(dead_code)]
-pub fn service_url(var: &str, test: &str) -> Option<String> {
-    let required = std::env::var("REQUIRE_SERVICES").is_ok_and(|v| v == "1");
-    let skip = |why: String| {
-        if required {
-            panic!("{test}: {why}, and REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED {test}: {why}");
-        None
-    };
-    let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
-        return skip(format!("{var} is not set"));
-    };
-    match reachable(var, &url) {
-        Ok(()) => Some(url),
-        Err(e) => skip(format!("{var}={url} does not answer: {e}")),
-    }
-}
-
 fn reachable(var: &str, url: &str) -> Result<(), String> {
     if var == "TEST_REDIS_URL" {
         redis::Client::open(url)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{new_session, sales_csv, service_url, Stack, TestServer};
+use crate::harness::{new_session, require_service, sales_csv, Stack, TestServer};
 
 /// Uploads of `u1` (user 1), renames of `r1` (user 2) and deletes of `d1` (user 3) stop
 /// half-way; nothing else does.
@@ -146,10 +146,9 @@ async fn assert_nothing_lost_or_blocked(server: &TestServer) {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL (run with --include-ignored)"]
 async fn a_live_replica_resolves_a_dead_replicas_work_without_a_restart() {
-    let Some(db) = service_url("TEST_DATABASE_URL", "recovery by a live replica") else {
-        return;
-    };
+    let db = require_service("TEST_DATABASE_URL", "recovery by a live replica");
     let mut victim = TestServer::start_on(Stack::Postgres, Some(&db), None, &[STALLS, LEASE]).await;
     let survivor = victim.replica(&[("FILE_SERVICE_FAULT_STALL", "")]).await;
     prepare(&survivor).await;
@@ -172,10 +171,9 @@ async fn a_live_replica_resolves_a_dead_replicas_work_without_a_restart() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL (run with --include-ignored)"]
 async fn a_replica_killed_and_restarted_at_once_resolves_its_own_work() {
-    let Some(db) = service_url("TEST_DATABASE_URL", "recovery by a restarted replica") else {
-        return;
-    };
+    let db = require_service("TEST_DATABASE_URL", "recovery by a restarted replica");
     let mut victim = TestServer::start_on(Stack::Postgres, Some(&db), None, &[STALLS, LEASE]).await;
     prepare(&victim).await;
     start_stalled_work(&victim, &victim).await;
