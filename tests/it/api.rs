@@ -299,16 +299,17 @@ async fn active_routes_errors() {
             .0,
         201
     );
-    for (method, path) in [
-        ("PUT", "/api/v1/files/".to_string()),
-        ("DELETE", "/api/v1/files/".to_string()),
-        ("POST", "/api/v1/files/x".to_string()),
-        ("PUT", format!("/api/v1/files/active/{session}")),
-        ("PATCH", format!("/api/v1/files/active/{session}")),
-        ("POST", "/api/v1/files/x/content".to_string()),
-        ("DELETE", "/api/v1/files/x/profile".to_string()),
-        ("POST", "/healthz".to_string()),
-        ("PURGE", "/api/v1/files/x".to_string()),
+    // Each with the methods its path does take, as RFC 9110's `Allow` must list them.
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/files/".to_string(), "GET, POST"),
+        ("DELETE", "/api/v1/files/".to_string(), "GET, POST"),
+        ("POST", "/api/v1/files/x".to_string(), "GET, PATCH, DELETE"),
+        ("PUT", format!("/api/v1/files/active/{session}"), "GET, POST, DELETE"),
+        ("PATCH", format!("/api/v1/files/active/{session}"), "GET, POST, DELETE"),
+        ("POST", "/api/v1/files/x/content".to_string(), "GET, HEAD"),
+        ("DELETE", "/api/v1/files/x/profile".to_string(), "GET"),
+        ("POST", "/healthz".to_string(), "GET"),
+        ("PURGE", "/api/v1/files/x".to_string(), "GET, PATCH, DELETE"),
     ] {
         let resp = server
             .client
@@ -317,12 +318,14 @@ async fn active_routes_errors() {
             .send()
             .await
             .unwrap();
+        let allowed = resp.headers().get("allow").map(|v| v.to_str().unwrap().to_string());
         let (status, body) = crate::harness::status_json(resp).await;
         assert_eq!(
             (status, body["code"].as_str()),
             (405, Some("method_not_allowed")),
             "{method} {path}: {body}"
         );
+        assert_eq!(allowed.as_deref(), Some(allow), "{method} {path}: Allow");
         assert!(body["detail"].is_string(), "{method} {path}: {body}");
     }
     // None of them touched the file.

@@ -125,7 +125,8 @@ async fn routes_the_router_serves(server: &TestServer, templates: &BTreeSet<Stri
             .replace("{session}", &session)
             .replace("{id}", &id)
             .replace("{source}", &new_session())
-            .replace("{sha256}", &"0".repeat(64));
+            .replace("{sha256}", &"0".repeat(64))
+            .replace("{asset}", "app.js");
         for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
             ensure_file().await;
             let resp = server
@@ -182,9 +183,14 @@ async fn openapi_documents_exactly_the_served_routes() {
     // path, or a documented route the router lost, fails here.
     let server = TestServer::start().await;
     let mut templates: BTreeSet<String> = documented.iter().chain(&listed).map(|(_, p)| p.clone()).collect();
+    // The web page's routes: served, but not API routes (not in openapi.json).
+    let pages: BTreeSet<(String, String)> = file_service::http::web::PAGE_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    templates.extend(pages.iter().map(|(_, p)| p.clone()));
     // Paths no one documents, which must stay unrouted.
     for extra in [
-        "/",
         "/api/v1",
         "/api/v1/files/{file_name}/extra",
         "/api/v1/sync",
@@ -193,7 +199,8 @@ async fn openapi_documents_exactly_the_served_routes() {
         templates.insert(extra.to_string());
     }
     let served = routes_the_router_serves(&server, &templates).await;
-    assert_eq!(served, documented, "routes served (left) vs documented (right)");
+    let expected: BTreeSet<(String, String)> = documented.union(&pages).cloned().collect();
+    assert_eq!(served, expected, "routes served (left) vs documented and page routes (right)");
     let served_doc: serde_json::Value = get_raw(&server, "/openapi.json").await.json().await.unwrap();
     assert_eq!(served_doc, doc);
     let docs = get_raw(&server, "/docs").await;
