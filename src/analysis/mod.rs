@@ -88,6 +88,27 @@ pub struct Profile {
     pub chunks: Option<u64>,
 }
 
+impl Profile {
+    /// A table read from a format that has no text layout to report (no title lines, footers
+    /// or side tables): its header is the first row.
+    pub fn of_columns(row_count: u64, columns: Vec<ColumnProfile>) -> Profile {
+        Profile {
+            row_count,
+            column_count: columns.len() as u64,
+            encoding: String::new(),
+            delimiter: String::new(),
+            header_line: 1,
+            footer_lines: 0,
+            skipped_lines: 0,
+            other_tables: Vec::new(),
+            columns,
+            sheet: None,
+            sheets: Vec::new(),
+            chunks: None,
+        }
+    }
+}
+
 /// One sheet of a workbook: its data rows (below the header) and columns; zero for an empty sheet.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SheetShape {

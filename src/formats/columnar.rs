@@ -429,18 +429,8 @@ impl TableStats {
             })
             .collect::<Vec<_>>();
         Profile {
-            row_count: rows,
-            column_count: columns.len() as u64,
-            encoding: String::new(),
-            delimiter: String::new(),
-            header_line: 1,
-            footer_lines: 0,
-            skipped_lines: 0,
-            other_tables: Vec::new(),
-            columns,
-            sheet: None,
-            sheets: Vec::new(),
             chunks: Some(chunks),
+            ..Profile::of_columns(rows, columns)
         }
     }
 }

@@ -329,18 +329,8 @@ impl Table {
         }
         let columns: Vec<_> = self.columns.into_iter().map(|c| c.finish(rows)).collect();
         Profile {
-            row_count: rows,
-            column_count: columns.len() as u64,
             encoding: "utf-8".into(),
-            delimiter: String::new(),
-            header_line: 1,
-            footer_lines: 0,
-            skipped_lines: 0,
-            other_tables: Vec::new(),
-            columns,
-            sheet: None,
-            sheets: Vec::new(),
-            chunks: None,
+            ..Profile::of_columns(rows, columns)
         }
     }
 }

@@ -2,12 +2,11 @@
 //! from files written by pandas, pyarrow, openpyxl, odfpy and xlwt (tests/fixtures/formats,
 //! made by its `make.py`, which also wrote `expected.json`: what pandas itself reads from each).
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{new_session, replicate_token, Stack, TestServer};
+use crate::harness::{eventually, new_session, replicate_token, Stack, TestServer};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/formats/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -17,21 +16,6 @@ fn fixture(name: &str) -> Vec<u8> {
 fn expected(name: &str) -> Value {
     let all: Value = serde_json::from_slice(&fixture("expected.json")).unwrap();
     all[name].clone()
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn download(server: &TestServer, user: i64, name: &str) -> (String, Vec<u8>) {

@@ -1,10 +1,11 @@
 //! Starts the real `file-service` binary on a fresh data folder and talks to it over HTTP.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use file_service::auth::Auth;
 use jsonwebtoken::Algorithm;
@@ -517,6 +518,22 @@ pub fn file_names(list: &Value) -> Vec<&str> {
         .iter()
         .map(|f| f["file_name"].as_str().unwrap())
         .collect()
+}
+
+/// Polls `check` until it returns `Some`, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub fn new_session() -> String {

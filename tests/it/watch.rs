@@ -1,29 +1,12 @@
 //! The storage watcher and `reconcile`: files dropped in, changed or removed in the storage folder are followed by the catalog.
 
-use std::future::Future;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::harness::{metric, metric_present, new_session, sales_csv, TestServer};
-
-/// Polls `check` until it returns `Some`, for at most `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::harness::{eventually, metric, metric_present, new_session, sales_csv, TestServer};
 
 async fn file(server: &TestServer, user: i64, name: &str) -> Option<Value> {
     let (status, body) = server.get(user, &format!("/files/{}", name.replace(' ', "%20"))).await;
