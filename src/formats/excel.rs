@@ -2,14 +2,16 @@
 //! `read_excel` uses. A sheet's cells are turned into tab-separated rows, as pandas'
 //! `read_excel` turns them into values for its text parser, and analyzed by the CSV engine:
 //! the same dtype rules, title lines, footers and statistics as a CSV export of the sheet.
-//! `.xlsx` sheets are streamed cell by cell (calamine's cell reader), never held whole.
+//! `.xlsx` sheets are streamed cell by cell (calamine's cell reader) and `.ods` sheets row by
+//! row (`ods.rs`), never held whole; `.xls` sheets are loaded whole (BIFF allows at most
+//! 65,536 rows × 256 columns).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 
-use calamine::{Data, DataRef, Ods, Reader, Xls, Xlsx};
+use calamine::{Data, DataRef, Reader, Xls, Xlsx};
 
-use super::FormatError;
+use super::{ods, FormatError};
 use crate::analysis::{self, Preview, Profile, SheetShape};
 
 /// Which workbook reader a file needs.
@@ -23,7 +25,7 @@ pub enum Workbook {
 enum Book {
     Xlsx(Xlsx<BufReader<File>>),
     Xls(Xls<BufReader<File>>),
-    Ods(Ods<BufReader<File>>),
+    Ods(File),
 }
 
 fn unreadable(e: &dyn std::fmt::Display) -> FormatError {
@@ -40,17 +42,31 @@ fn open(file: &File, kind: Workbook) -> Result<Book, FormatError> {
     Ok(match kind {
         Workbook::Xlsx => Book::Xlsx(Xlsx::new(reader).map_err(|e| unreadable(&e))?),
         Workbook::Xls => Book::Xls(Xls::new(reader).map_err(|e| unreadable(&e))?),
-        Workbook::Ods => Book::Ods(Ods::new(reader).map_err(|e| unreadable(&e))?),
+        Workbook::Ods => {
+            drop(reader);
+            // Checks the archive, mimetype and encryption now, as the other readers do.
+            ods::read(file, None, &mut |_| false)?;
+            Book::Ods(super::rewound(file)?)
+        }
     })
 }
 
 impl Book {
-    fn sheet_names(&self) -> Vec<String> {
-        match self {
+    fn sheet_names(&self) -> Result<Vec<String>, FormatError> {
+        Ok(match self {
             Book::Xlsx(b) => b.sheet_names(),
             Book::Xls(b) => b.sheet_names(),
-            Book::Ods(b) => b.sheet_names(),
-        }
+            Book::Ods(file) => {
+                let mut names = Vec::new();
+                ods::read(file, None, &mut |visit| {
+                    if let ods::Visit::Sheet(name) = visit {
+                        names.push(name.to_string());
+                    }
+                    true
+                })?;
+                names
+            }
+        })
     }
 
     /// Calls `row` with each row of the sheet from the first, blank ones included, as cell
@@ -90,16 +106,22 @@ impl Book {
                 range_rows(&range, row);
                 Ok(())
             }
-            Book::Ods(book) => {
-                let range = book.worksheet_range(sheet).map_err(|e| unreadable(&e))?;
-                range_rows(&range, row);
-                Ok(())
+            Book::Ods(file) => {
+                let mut current: Vec<Option<String>> = Vec::new();
+                ods::read(file, Some(sheet), &mut |visit| match visit {
+                    ods::Visit::Sheet(_) => true,
+                    ods::Visit::Row(cells) => {
+                        current.clear();
+                        current.extend(cells.iter().map(|c| c.as_ref().and_then(text)));
+                        row(&current)
+                    }
+                })
             }
         }
     }
 }
 
-/// A whole-sheet range (`.xls` and `.ods` readers load sheets whole) as rows from the first.
+/// A whole-sheet range (the `.xls` reader loads sheets whole) as rows from the first.
 fn range_rows(range: &calamine::Range<Data>, row: &mut dyn FnMut(&[Option<String>]) -> bool) {
     let Some((top, left)) = range.start() else { return };
     for _ in 0..top {
@@ -265,7 +287,7 @@ fn with_sheet_text<T: Send>(
 
 pub(super) fn profile(file: &File, kind: Workbook) -> Result<Profile, FormatError> {
     let mut book = open(file, kind)?;
-    let names = book.sheet_names();
+    let names = book.sheet_names()?;
     let mut extents = Vec::with_capacity(names.len());
     for name in &names {
         extents.push(extent(&mut book, name)?);
@@ -318,7 +340,7 @@ pub(super) fn preview(
     table: Option<&str>,
 ) -> Result<Preview, FormatError> {
     let mut book = open(file, kind)?;
-    let names = book.sheet_names();
+    let names = book.sheet_names()?;
     let sheet = match sheet.or(table) {
         Some(name) => names.iter().find(|n| n.as_str() == name).cloned().ok_or_else(|| {
             FormatError::NoSheet(format!(

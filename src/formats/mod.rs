@@ -11,6 +11,7 @@ mod arrow;
 mod columnar;
 mod excel;
 mod json;
+mod ods;
 mod parquet;
 
 use std::fs::File;

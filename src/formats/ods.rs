@@ -63,9 +63,15 @@ fn open(file: &File) -> Result<Zip, FormatError> {
 
 /// Reads the sheets of the workbook in order, or only the sheet named `only`, reporting
 /// each to `visit` until it returns `false`.
-pub(super) fn read(file: &File, only: Option<&str>, visit: &mut dyn FnMut(Visit<'_>) -> bool) -> Result<(), FormatError> {
+pub(super) fn read(
+    file: &File,
+    only: Option<&str>,
+    visit: &mut dyn FnMut(Visit<'_>) -> bool,
+) -> Result<(), FormatError> {
     let mut zip = open(file)?;
-    let content = zip.by_name("content.xml").map_err(|e| damaged(&format!("no content.xml ({e})")))?;
+    let content = zip
+        .by_name("content.xml")
+        .map_err(|e| damaged(&format!("no content.xml ({e})")))?;
     let mut xml = quick_xml::Reader::from_reader(BufReader::with_capacity(64 * 1024, content));
     let config = xml.config_mut();
     config.check_end_names = false;
@@ -95,7 +101,10 @@ pub(super) fn read(file: &File, only: Option<&str>, visit: &mut dyn FnMut(Visit<
 /// Reports the rows of the table just opened; `false` if `visit` asked to stop. Rows
 /// repeated (`table:number-rows-repeated`) are reported that many times, but blank rows
 /// only once a row with a value follows them.
-fn read_table<R: BufRead>(xml: &mut quick_xml::Reader<R>, visit: &mut dyn FnMut(Visit<'_>) -> bool) -> Result<bool, FormatError> {
+fn read_table<R: BufRead>(
+    xml: &mut quick_xml::Reader<R>,
+    visit: &mut dyn FnMut(Visit<'_>) -> bool,
+) -> Result<bool, FormatError> {
     let mut buf = Vec::with_capacity(1024);
     let mut cells: Vec<Option<Data>> = Vec::new();
     let mut blank_rows = 0u64;
@@ -142,12 +151,15 @@ fn read_row<R: BufRead>(xml: &mut quick_xml::Reader<R>, cells: &mut Vec<Option<D
     let mut blank_cells = 0usize;
     loop {
         match xml.read_event_into(&mut buf).map_err(|e| damaged(&e))? {
-            Event::Start(e) if e.name() == QName("table:table-cell") || e.name() == QName("table:covered-table-cell") => {
+            Event::Start(e)
+                if e.name() == QName("table:table-cell") || e.name() == QName("table:covered-table-cell") =>
+            {
                 let repeats = number(&e, "table:number-columns-repeated")?.unwrap_or(1) as usize;
                 let closing = e.name().0.to_string();
                 let (value, closed) = cell(xml, &e, &mut inner)?;
                 if !closed {
-                    xml.read_to_end_into(QName(&closing), &mut inner).map_err(|e| damaged(&e))?;
+                    xml.read_to_end_into(QName(&closing), &mut inner)
+                        .map_err(|e| damaged(&e))?;
                 }
                 match value {
                     None => blank_cells = blank_cells.saturating_add(repeats),
@@ -171,7 +183,11 @@ fn read_row<R: BufRead>(xml: &mut quick_xml::Reader<R>, cells: &mut Vec<Option<D
 /// A cell's value as calamine reads it (ODF 1.2, 19.385): the first value attribute wins;
 /// a string cell without `office:string-value`, or an error cell, holds its text content.
 /// Returns whether the cell's end tag was consumed.
-fn cell<R: BufRead>(xml: &mut quick_xml::Reader<R>, e: &BytesStart<'_>, buf: &mut Vec<u8>) -> Result<(Option<Data>, bool), FormatError> {
+fn cell<R: BufRead>(
+    xml: &mut quick_xml::Reader<R>,
+    e: &BytesStart<'_>,
+    buf: &mut Vec<u8>,
+) -> Result<(Option<Data>, bool), FormatError> {
     let mut value = None;
     let mut is_string = false;
     let mut is_error = false;
@@ -181,7 +197,10 @@ fn cell<R: BufRead>(xml: &mut quick_xml::Reader<R>, e: &BytesStart<'_>, buf: &mu
         match attr.key.0 {
             "office:value" if value.is_none() => {
                 let t = text()?;
-                let x = t.trim().parse::<f64>().map_err(|_| damaged(&format!("a cell's value {t:?} is not a number")))?;
+                let x = t
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| damaged(&format!("a cell's value {t:?} is not a number")))?;
                 value = Some(Data::Float(x));
             }
             "office:string-value" if value.is_none() => value = Some(Data::String(text()?)),
@@ -227,7 +246,8 @@ fn content_text<R: BufRead>(xml: &mut quick_xml::Reader<R>, buf: &mut Vec<u8>) -
             }
             Event::Start(e) if e.name() == QName("office:annotation") => {
                 let mut skip = Vec::new();
-                xml.read_to_end_into(QName("office:annotation"), &mut skip).map_err(|e| damaged(&e))?;
+                xml.read_to_end_into(QName("office:annotation"), &mut skip)
+                    .map_err(|e| damaged(&e))?;
             }
             Event::Start(e) if e.name() == QName("text:p") => {
                 if !std::mem::replace(&mut first_paragraph, false) {
@@ -259,7 +279,11 @@ fn attribute(e: &BytesStart<'_>, key: &str) -> Result<Option<String>, FormatErro
 
 fn number(e: &BytesStart<'_>, key: &str) -> Result<Option<u64>, FormatError> {
     attribute(e, key)?
-        .map(|v| v.trim().parse::<u64>().map_err(|_| damaged(&format!("{key} is {v:?}, not a count"))))
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| damaged(&format!("{key} is {v:?}, not a count")))
+        })
         .transpose()
 }
 
@@ -340,13 +364,17 @@ mod tests {
         let path = format!("{}/tests/fixtures/formats/book.ods", env!("CARGO_MANIFEST_DIR"));
         let file = File::open(path).unwrap();
         let ours = streamed(&file);
-        assert!(ours.iter().any(|(_, rows)| rows.len() > 2), "the fixture has a table: {ours:?}");
+        assert!(
+            ours.iter().any(|(_, rows)| rows.len() > 2),
+            "the fixture has a table: {ours:?}"
+        );
         assert_eq!(ours, calamine_rows(&file));
     }
 
     #[test]
     fn repeats_blanks_text_runs_and_errors_read_as_calamine_reads_them() {
-        let f = r#"<table:table-cell office:value-type="float" office:value="{v}"><text:p>{v}</text:p></table:table-cell>"#;
+        let f =
+            r#"<table:table-cell office:value-type="float" office:value="{v}"><text:p>{v}</text:p></table:table-cell>"#;
         let num = |v: &str| f.replace("{v}", v);
         let body = format!(
             r#"<table:table table:name="first"><table:table-row table:number-rows-repeated="2"><table:table-cell table:number-columns-repeated="3"/></table:table-row>
@@ -371,7 +399,9 @@ mod tests {
 
     #[test]
     fn one_sheet_is_read_alone_and_reading_stops_when_asked() {
-        let file = ods(r#"<table:table table:name="a"><table:table-row><table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell></table:table-row></table:table><table:table table:name="b"><table:table-row><table:table-cell office:value-type="string"><text:p>y</text:p></table:table-cell></table:table-row><table:table-row><table:table-cell office:value-type="string"><text:p>z</text:p></table:table-cell></table:table-row></table:table>"#);
+        let file = ods(
+            r#"<table:table table:name="a"><table:table-row><table:table-cell office:value-type="string"><text:p>x</text:p></table:table-cell></table:table-row></table:table><table:table table:name="b"><table:table-row><table:table-cell office:value-type="string"><text:p>y</text:p></table:table-cell></table:table-row><table:table-row><table:table-cell office:value-type="string"><text:p>z</text:p></table:table-cell></table:table-row></table:table>"#,
+        );
         let mut seen = Vec::new();
         read(&file, Some("b"), &mut |v| {
             match v {
@@ -381,7 +411,10 @@ mod tests {
             seen.len() < 2
         })
         .unwrap();
-        assert_eq!(seen, vec!["b".to_string(), format!("{:?}", Some(Data::String("y".into())))]);
+        assert_eq!(
+            seen,
+            vec!["b".to_string(), format!("{:?}", Some(Data::String("y".into())))]
+        );
     }
 
     #[test]
@@ -392,7 +425,10 @@ mod tests {
             r#"<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"><manifest:encryption-data manifest:checksum-type="SHA1/1K"/></manifest:file-entry>"#,
             sheet,
         );
-        assert!(matches!(read(&locked, None, &mut |_| true), Err(FormatError::Encrypted(_))));
+        assert!(matches!(
+            read(&locked, None, &mut |_| true),
+            Err(FormatError::Encrypted(_))
+        ));
         let text = workbook(b"application/vnd.oasis.opendocument.text", "", sheet);
         match read(&text, None, &mut |_| true) {
             Err(FormatError::Corrupt(detail)) => assert!(detail.contains("mimetype"), "{detail}"),
