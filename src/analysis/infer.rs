@@ -63,6 +63,13 @@ pub(super) fn trim(f: &[u8]) -> &[u8] {
 
 #[inline]
 pub(super) fn classify(f: &[u8]) -> Value {
+    // Most text starts with a letter that no NA spelling, number, date, `inf` or bool starts
+    // with: decided by its first byte alone.
+    if let Some(&first) = f.first() {
+        if first.is_ascii_alphabetic() && !matches!(first | 0x20, b'n' | b'i' | b't' | b'f') {
+            return Value::Text;
+        }
+    }
     if f.len() <= 8 && is_na(f) {
         return Value::Missing;
     }

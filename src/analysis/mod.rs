@@ -1,6 +1,6 @@
 //! Dataset analysis engine: one bounded-memory pass over a CSV/TSV file producing a pandas-compatible [`Profile`].
 //!
-//! Layout: `reader` (encoding, delimiter and title-line sniffing, where a table ends, record-size guard),
+//! Layout: `tokenize` (records and fields), `reader` (encoding, delimiter and title-line sniffing, where a table ends, record-size guard),
 //! `table` (is the first line a header: the type rule), `header` (pandas column naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
 //! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
 //! its final statistics), `scan` (the record loop: one thread tokenizes, all cores analyze
@@ -16,6 +16,7 @@ mod scan;
 mod sketch;
 mod summary;
 mod table;
+mod tokenize;
 mod typed;
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! Byte input: encoding (BOM, UTF-16), delimiter and title-line sniffing, and a guard that bounds one record's size.
 
 use super::table::{self, Kind};
+use super::tokenize::{ReadError, Tokenizer};
 use super::{infer, AnalysisError, Format};
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Chain, Cursor, Read};
 
 /// A record longer than this is refused: it is almost always a quote that never closes, and
-/// without the bound the csv reader would buffer the rest of the file.
+/// without the bound the rest of the file would be read into one record.
 pub(super) const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// How far we look for the end of the first line when sniffing.
 const SNIFF_LIMIT: usize = 1 << 20;
@@ -25,103 +25,16 @@ const MIN_EMPTY_FOOTER: u64 = 5;
 /// Consecutive records with one field count, wider than the table or at most half its width,
 /// that start another table. Shorter runs of wider lines are set aside; of narrower ones, rows.
 const TABLE_RUN: usize = 5;
-const CSV_BUFFER: usize = 1 << 16;
 
-/// Marker error raised by [`Guard`] so it can be told apart from real I/O errors.
-#[derive(Debug)]
-struct RecordTooLong;
-impl std::fmt::Display for RecordTooLong {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("record too long")
-    }
-}
-impl std::error::Error for RecordTooLong {}
+type Source<R> = Chain<Cursor<Vec<u8>>, Transcode<Chain<Cursor<Vec<u8>>, R>>>;
 
-/// Counts bytes handed to the csv reader and fails once the current record has grown too long.
-///
-/// It also counts newlines and keeps a copy of the last chunk, because csv's own record
-/// positions are taken before blank lines are skipped and so cannot name the right line.
-/// csv reads through a `BufReader`, which refills only when its buffer is used up, so any
-/// position the parser has reached lies inside the last chunk.
-struct Guard<R> {
-    inner: R,
-    consumed: u64,
-    limit: Cell<u64>,
-    newlines: u64,
-    chunk: Vec<u8>,
-    chunk_start: u64,
-    byte_before_chunk: Option<u8>,
-    /// Start offset of the record being read; its line is resolved before its chunk is dropped.
-    pending: Cell<u64>,
-    resolved: Cell<(u64, u64)>,
-}
-
-impl<R: Read> Read for Guard<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.consumed > self.limit.get() {
-            return Err(io::Error::other(RecordTooLong));
-        }
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            let pending = self.pending.get();
-            if pending >= self.chunk_start && self.resolved.get().0 != pending {
-                self.resolved.set((pending, self.line_of_next_content(pending)));
-            }
-            let data = &buf[..n];
-            self.byte_before_chunk = self.chunk.last().copied().or(self.byte_before_chunk);
-            self.chunk_start = self.consumed;
-            self.chunk.clear();
-            self.chunk.extend_from_slice(data);
-            self.newlines += count_newlines(data);
-            self.consumed += n as u64;
-        }
-        Ok(n)
-    }
-}
-
-impl<R> Guard<R> {
-    fn offset_in_chunk(&self, pos: u64) -> usize {
-        (pos.saturating_sub(self.chunk_start) as usize).min(self.chunk.len())
-    }
-
-    /// Line of `pos`, also when `pos` was the pending record start and its chunk is gone.
-    fn line_of_record_start(&self, pos: u64) -> u64 {
-        match self.resolved.get() {
-            (p, line) if p == pos && pos < self.chunk_start => line,
-            _ => self.line_of_next_content(pos),
-        }
-    }
-
-    /// Line of the first non-blank byte at or after `pos` (within the current chunk).
-    fn line_of_next_content(&self, pos: u64) -> u64 {
-        let rest = &self.chunk[self.offset_in_chunk(pos)..];
-        let blank = rest.iter().take_while(|b| matches!(**b, b'\n' | b'\r' | b' ' | b'\t'));
-        self.line_at(pos) + blank.filter(|b| **b == b'\n').count() as u64
-    }
-
-    /// 1-based line on which byte offset `pos` lies.
-    fn line_at(&self, pos: u64) -> u64 {
-        let after = &self.chunk[self.offset_in_chunk(pos)..];
-        1 + self.newlines - after.iter().filter(|b| **b == b'\n').count() as u64
-    }
-
-    fn byte_before(&self, pos: u64) -> Option<u8> {
-        match self.offset_in_chunk(pos) {
-            0 => self.byte_before_chunk,
-            i => self.chunk.get(i - 1).copied(),
-        }
-    }
-}
-
-type Source<R> = Guard<Chain<Cursor<Vec<u8>>, Transcode<Chain<Cursor<Vec<u8>>, R>>>>;
-
-/// A csv reader over the (BOM-stripped, UTF-16-decoded) input plus what was detected about it.
+/// Records of the (BOM-stripped, UTF-16-decoded) input plus what was detected about it.
 ///
 /// Besides reading records it finds where the table ends: notes and lines of delimiters below
 /// it (its footer), lines wider than it (set aside), and another table below it (see
 /// [`Input::read_row`]).
 pub(super) struct Input<R: Read> {
-    rdr: csv::Reader<Source<R>>,
+    rdr: Tokenizer<Source<R>>,
     bom: bool,
     utf16: Option<&'static encoding_rs::Encoding>,
     delimiter: u8,
@@ -219,8 +132,7 @@ impl<R: Read> Input<R> {
 
     /// The last line of the input read so far (at its end: the file's last line).
     pub(super) fn last_line(&self) -> u64 {
-        let guard = self.rdr.get_ref();
-        guard.newlines + guard.chunk.last().is_some_and(|b| *b != b'\n') as u64
+        self.rdr.last_line()
     }
 
     /// Next data row of a table of `ncols` columns.
@@ -333,6 +245,56 @@ impl<R: Read> Input<R> {
             self.releasing.push_back(Held::Record(rec.clone()));
             self.held_notes = 0;
         }
+    }
+
+    /// The fast path of [`Input::read_row`] for the common case: nothing is held back or read
+    /// ahead, and the next record is a row of exactly `ncols` fields that cannot be a footer
+    /// line. Such a row is appended to `data` and `ends` in the tokenizer's layout (see
+    /// [`RowView`]) and counted. Otherwise nothing is appended and `false` is returned; the
+    /// record, if one was read, is the next one [`Input::read_row`] sees, so the caller goes on
+    /// with that.
+    #[inline]
+    pub(super) fn read_plain_row(
+        &mut self,
+        data: &mut Vec<u8>,
+        ends: &mut Vec<u32>,
+        ncols: usize,
+    ) -> Result<bool, AnalysisError> {
+        let quiet = self.releasing.is_empty()
+            && self.next_table.is_none()
+            && self.replay.is_empty()
+            && self.ahead.is_empty()
+            && self.held.is_empty();
+        if !quiet {
+            return Ok(false);
+        }
+        let (start, first_end) = (data.len(), ends.len());
+        if !self.rdr.read_into(data, ends).map_err(read_error)? {
+            return Ok(false);
+        }
+        let row = RowView {
+            data,
+            start,
+            ends: &ends[first_end..],
+        };
+        let plain = row.count() == ncols && !is_blank(&row) && (ncols < 2 || footer_line(&row, ncols).is_none());
+        if plain {
+            self.rows += 1;
+            return Ok(true);
+        }
+        let mut record = csv::ByteRecord::new();
+        for i in 0..row.count() {
+            record.push_field(row.field(i));
+        }
+        data.truncate(start);
+        ends.truncate(first_end);
+        let line = self.rdr.record_line();
+        self.replay.push_front(Ahead {
+            record,
+            line,
+            replayed_first: false,
+        });
+        Ok(false)
     }
 
     /// Hands out the next released line, if any.
@@ -452,69 +414,29 @@ impl<R: Read> Input<R> {
     }
 
     /// The 1-based line on which the record just read starts (as a text editor counts lines).
-    pub(super) fn record_line(&self, rec: &csv::ByteRecord) -> u64 {
-        let end = self.rdr.position().byte();
-        let guard = self.rdr.get_ref();
-        let mut last = guard.line_at(end);
-        if guard.byte_before(end) == Some(b'\n') {
-            last -= 1;
-        }
-        let embedded = rec.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
-        last.saturating_sub(embedded).max(1)
+    pub(super) fn record_line(&self, _rec: &csv::ByteRecord) -> u64 {
+        self.rdr.record_line()
     }
 
-    /// Next record (blank lines are skipped by csv-core); `false` at end of input.
+    /// Next record (empty lines are skipped); `false` at end of input.
     pub(super) fn read_record(&mut self, rec: &mut csv::ByteRecord) -> Result<bool, AnalysisError> {
-        // Where this record starts (give or take blank lines): a runaway quote is reported
-        // there, not where reading stopped.
-        let start = self.rdr.position().byte();
-        match self.rdr.read_byte_record(rec) {
-            Ok(more) => {
-                let end = self.rdr.position().byte();
-                let guard = self.rdr.get_ref();
-                guard.limit.set(end + MAX_RECORD_BYTES);
-                guard.pending.set(end);
-                Ok(more)
-            }
-            Err(err) => {
-                let line = err
-                    .position()
-                    .map(|p| p.line())
-                    .unwrap_or_else(|| self.rdr.position().line());
-                match err.into_kind() {
-                    csv::ErrorKind::Io(io_err) => {
-                        let too_long = io_err.get_ref().is_some_and(|e| e.is::<RecordTooLong>());
-                        if too_long {
-                            let line = self.rdr.get_ref().line_of_record_start(start);
-                            Err(AnalysisError::Malformed {
-                                line,
-                                message: format!(
-                                    "line {line}: a record is longer than {} MiB; a quoted field is probably never closed",
-                                    MAX_RECORD_BYTES >> 20
-                                ),
-                            })
-                        } else {
-                            Err(AnalysisError::Io(io_err))
-                        }
-                    }
-                    other => Err(AnalysisError::Malformed {
-                        line,
-                        message: format!("line {line}: {other:?}"),
-                    }),
-                }
-            }
-        }
+        self.rdr.read_record(rec).map_err(read_error)
     }
 }
 
-/// Number of `\n` bytes, in blocks small enough for byte-wide counters (which vectorize well).
-fn count_newlines(data: &[u8]) -> u64 {
-    let mut blocks = data.chunks_exact(128);
-    let mut n = 0u64;
-    for block in &mut blocks {
-        n += block.iter().map(|b| (*b == b'\n') as u8).sum::<u8>() as u64;
+fn read_error(e: ReadError) -> AnalysisError {
+    match e {
+        ReadError::Io(e) => AnalysisError::Io(e),
+        // Almost always a quote that never closes: without the bound the rest of the
+        // file would be read into one field.
+        ReadError::TooLong { line } => AnalysisError::Malformed {
+            line,
+            message: format!(
+                "line {line}: a record is longer than {} MiB; a quoted field is probably never closed",
+                MAX_RECORD_BYTES >> 20
+            ),
+        },
     }
-    n + blocks.remainder().iter().filter(|b| **b == b'\n').count() as u64
 }
 
 /// Reads the start of the input, detects its encoding, delimiter and header, and returns a
@@ -545,25 +467,7 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         headerless,
         columns,
     } = sniff_layout(&prefix, complete, format);
-    let source = Guard {
-        inner: Cursor::new(prefix).chain(decoded),
-        consumed: 0,
-        limit: Cell::new(MAX_RECORD_BYTES),
-        newlines: 0,
-        chunk: Vec::with_capacity(CSV_BUFFER),
-        chunk_start: 0,
-        byte_before_chunk: None,
-        pending: Cell::new(0),
-        resolved: Cell::new((u64::MAX, 0)),
-    };
-    let rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .quoting(true)
-        .double_quote(true)
-        .buffer_capacity(CSV_BUFFER)
-        .from_reader(source);
+    let rdr = Tokenizer::new(Cursor::new(prefix).chain(decoded), delimiter, MAX_RECORD_BYTES);
     Ok(Input {
         rdr,
         bom,
@@ -1013,10 +917,52 @@ pub(super) fn sniff_delimiter(prefix: &[u8]) -> u8 {
     best
 }
 
-/// pandas skips lines that are empty or only spaces/tabs; csv-core already drops empty ones.
-pub(super) fn is_blank(rec: &csv::ByteRecord) -> bool {
-    rec.len() == 1 && {
-        let f = &rec[0];
+/// The fields of one record: a `csv::ByteRecord`, or a row just written into a batch.
+pub(super) trait Fields {
+    fn count(&self) -> usize;
+    /// Field `i`, which must exist.
+    fn field(&self, i: usize) -> &[u8];
+}
+
+impl Fields for csv::ByteRecord {
+    #[inline]
+    fn count(&self) -> usize {
+        self.len()
+    }
+    #[inline]
+    fn field(&self, i: usize) -> &[u8] {
+        &self[i]
+    }
+}
+
+/// A record as [`Tokenizer::read_into`] wrote it: fields one byte apart in `data` from
+/// `start`, ending at `ends`.
+pub(super) struct RowView<'a> {
+    pub data: &'a [u8],
+    pub start: usize,
+    pub ends: &'a [u32],
+}
+
+impl Fields for RowView<'_> {
+    #[inline]
+    fn count(&self) -> usize {
+        self.ends.len()
+    }
+    #[inline]
+    fn field(&self, i: usize) -> &[u8] {
+        let lo = if i == 0 {
+            self.start
+        } else {
+            self.ends[i - 1] as usize + 1
+        };
+        &self.data[lo..self.ends[i] as usize]
+    }
+}
+
+/// pandas skips lines that are empty or only spaces/tabs; the tokenizer already drops empty ones.
+pub(super) fn is_blank(rec: &impl Fields) -> bool {
+    rec.count() == 1 && {
+        let f = rec.field(0);
         !f.is_empty() && f.iter().all(|c| *c == b' ' || *c == b'\t')
     }
 }
@@ -1033,22 +979,22 @@ enum FooterLine {
     Empty,
 }
 
-fn footer_line(rec: &csv::ByteRecord, ncols: usize) -> Option<FooterLine> {
+fn footer_line(rec: &impl Fields, ncols: usize) -> Option<FooterLine> {
     // Most rows have a value in their last column (checked first: this runs on every row).
-    if rec.get(ncols - 1).is_some_and(|f| !f.is_empty()) {
+    if ncols <= rec.count() && !rec.field(ncols - 1).is_empty() {
         return None;
     }
     let width = width(rec);
     if width == 0 {
         return Some(FooterLine::Empty);
     }
-    let text = rec[0].trim_ascii();
+    let text = rec.field(0).trim_ascii();
     if width * 2 > ncols || infer::classify(text) != infer::Value::Text {
         return None;
     }
     let label = text.starts_with(b"#") || text.contains(&b':');
     let sentence = text.iter().any(|b| matches!(b, b' ' | b'\t'));
-    let note = if rec.len() < ncols {
+    let note = if rec.count() < ncols {
         label || sentence
     } else {
         width == 1 && label
@@ -1064,9 +1010,9 @@ fn has_extra_data(rec: &csv::ByteRecord, ncols: usize) -> bool {
 
 /// Fields up to the last non-blank one (a spreadsheet row's trailing empty cells ignored, and
 /// a trailing field of whitespace only, such as a quoted line break).
-fn width(rec: &csv::ByteRecord) -> usize {
-    rec.iter()
-        .rposition(|f| !f.trim_ascii().is_empty())
+fn width(rec: &impl Fields) -> usize {
+    (0..rec.count())
+        .rposition(|i| !rec.field(i).trim_ascii().is_empty())
         .map_or(0, |i| i + 1)
 }
 

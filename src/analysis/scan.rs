@@ -59,10 +59,13 @@ pub(super) struct Scanned {
 }
 
 /// Rows of one batch, copied back to back into one buffer (scanning a column then reads
-/// memory in order instead of chasing one allocation per record).
+/// memory in order instead of chasing one allocation per record). The tokenizer writes
+/// most rows straight into it (see [`Input::read_plain_row`]).
 struct Batch {
+    /// Each row's fields, each followed by one ASCII byte (a delimiter or a stand-in for one).
     data: Vec<u8>,
-    /// Per row: the start of its first field, then the end of each field, as offsets into `data`.
+    /// Per row: the start of its first field, then the end of each field, as offsets into
+    /// `data`; a field after the first starts one byte after the end of the one before.
     bounds: Vec<u32>,
     /// Per row: where its bounds start and how many fields it has.
     rows: Vec<(u32, u32)>,
@@ -92,34 +95,40 @@ impl Batch {
 
     /// Appends the first `ncols` fields of `rec`.
     fn push(&mut self, rec: &csv::ByteRecord, ncols: usize) {
-        let base = self.data.len();
-        let slice = rec.as_slice();
-        let n = rec.len().min(ncols);
-        let (used, fields) = match rec.get(n.wrapping_sub(1)) {
-            // Fields are stored back to back in `slice`; the first `n` end where field n-1 does.
-            Some(last) => (last.as_ptr() as usize - slice.as_ptr() as usize + last.len(), n),
-            None => (0, 0),
-        };
-        self.data.extend_from_slice(&slice[..used]);
+        let fields = rec.len().min(ncols);
         self.rows.push((self.bounds.len() as u32, fields as u32));
-        self.bounds.push(base as u32);
+        self.bounds.push(self.data.len() as u32);
         for f in rec.iter().take(fields) {
-            let end = f.as_ptr() as usize - slice.as_ptr() as usize + f.len();
-            self.bounds.push((base + end) as u32);
+            self.data.extend_from_slice(f);
+            self.bounds.push(self.data.len() as u32);
+            self.data.push(b',');
         }
+    }
+
+    /// Appends the next row straight from the tokenizer when it is a plain one; false when
+    /// [`Input::read_row`] must take the next record.
+    #[inline]
+    fn push_plain<R: Read>(&mut self, input: &mut Input<R>, ncols: usize) -> Result<bool, AnalysisError> {
+        let first = self.bounds.len();
+        self.bounds.push(self.data.len() as u32);
+        if input.read_plain_row(&mut self.data, &mut self.bounds, ncols)? {
+            self.rows.push((first as u32, ncols as u32));
+            // The ASCII byte after the row's last field (see `is_utf8`).
+            self.data.push(b',');
+            return Ok(true);
+        }
+        self.bounds.truncate(first);
+        Ok(false)
     }
 
     fn len(&self) -> usize {
         self.rows.len()
     }
 
-    /// Whether every field is valid UTF-8: the whole batch is, and no field starts or ends
-    /// inside a character (two halves of an invalid sequence in neighbouring fields would
-    /// otherwise pass as one).
+    /// Whether every field is valid UTF-8. An ASCII byte follows every field, so the batch
+    /// is valid UTF-8 exactly when each field is (no character can span two fields).
     fn is_utf8(&self) -> bool {
-        self.data.is_ascii()
-            || std::str::from_utf8(&self.data)
-                .is_ok_and(|text| self.bounds.iter().all(|&b| text.is_char_boundary(b as usize)))
+        std::str::from_utf8(&self.data).is_ok()
     }
 
     /// Field `c` of row `r`; empty when the row is shorter.
@@ -130,7 +139,8 @@ impl Batch {
             return &[];
         }
         let i = first as usize + c;
-        &self.data[self.bounds[i] as usize..self.bounds[i + 1] as usize]
+        let start = self.bounds[i] as usize + (c != 0) as usize;
+        &self.data[start..self.bounds[i + 1] as usize]
     }
 }
 
@@ -158,6 +168,9 @@ impl<R: Read> Reader<'_, R> {
         batch.clear(4 * self.cfg.batch_bytes);
         let rec = &mut self.record;
         while batch.len() < self.cfg.batch_rows && batch.data.len() + 4 * batch.bounds.len() < self.cfg.batch_bytes {
+            if batch.push_plain(self.input, self.ncols)? {
+                continue;
+            }
             // The input ends the table (at the end of the file or where another starts) and
             // hands out only rows: extra fields past the table's width are blank (a trailing
             // delimiter), and `push` drops them.

@@ -83,6 +83,12 @@ pub trait Catalog: Send + Sync + 'static {
     /// `rev_history` empty (only sync reads it, through other calls).
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)>;
 
+    /// The change-feed sequence number of `user`'s latest change (0 if none). Every change
+    /// to a listed record (upload, rename, description, content, delete, sync) enters the
+    /// feed with a new, larger number in its own transaction, so while this number stays
+    /// the same the user's listing does too.
+    fn list_version(&self, user: UserId) -> Result<i64>;
+
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>>;
 
     /// Makes `file_name` the active file of `(user, session)`; `None` if no such file.

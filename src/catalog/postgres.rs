@@ -77,6 +77,7 @@ const LIST: &str = concat!(
 );
 const COUNT: &str =
     "SELECT COUNT(*) FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)";
+const LIST_VERSION: &str = "SELECT COALESCE(MAX(seq), 0)::bigint FROM changes WHERE user_id = $1";
 const CLEAR_ONE: &str = "DELETE FROM active_files WHERE user_id = $1 AND session_id = $2";
 // Row lock first (FOR UPDATE), like a delete, so concurrent activations and deletes of
 // the file queue behind the rename.
@@ -583,6 +584,15 @@ impl Catalog for PostgresCatalog {
                 .map_err(db_err)? as u64
         };
         Ok((files, total))
+    }
+
+    fn list_version(&self, user: UserId) -> Result<i64> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(LIST_VERSION)?;
+        conn.client
+            .query_one(&stmt, &[&user])
+            .and_then(|r| r.try_get::<_, i64>(0))
+            .map_err(db_err)
     }
 
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {

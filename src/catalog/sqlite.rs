@@ -348,6 +348,13 @@ impl Catalog for SqliteCatalog {
         Ok((files, total))
     }
 
+    fn list_version(&self, user: UserId) -> Result<i64> {
+        self.conn()?
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM changes WHERE user_id = ?1")
+            .and_then(|mut s| s.query_row(params![user], |r| r.get::<_, i64>(0)))
+            .map_err(db_err)
+    }
+
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {
         let conn = self.conn()?;
         Ok(ready_by_name(&conn, user, file_name).map_err(db_err)?.map(|(_, r)| r))

@@ -19,7 +19,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::{Auth, Principal};
 use crate::error::Error;
-use crate::model::{FileRecord, ListQuery, UserId};
+use crate::model::{ListQuery, UserId};
 use crate::service::FileService;
 
 /// Largest JSON body accepted on small JSON routes: room for the longest description
@@ -133,10 +133,11 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .and(warp::query::<Vec<(String, String)>>())
         .and_then(|user, service: Arc<FileService>, params| {
             async move {
-                let (files, total) = service.list_files(user, list_query(params)?).await?;
-                let mut response = json(
-                    StatusCode::OK,
-                    &files.iter().map(FileRecord::to_read).collect::<Vec<_>>(),
+                let (body, total) = service.list_files_json(user, list_query(params)?).await?;
+                let mut response = Response::new(body.into());
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
                 );
                 response.headers_mut().insert("x-total-count", total.into());
                 Ok::<_, Error>(response)

@@ -7,6 +7,7 @@
 //! queues instead of swamping two cores.
 
 use std::io::Write;
+mod listing;
 mod recovery;
 pub mod sync;
 
@@ -104,6 +105,8 @@ pub struct FileService {
     instance_id: OnceLock<String>,
     /// Woken after every change this process makes, for long-polling feed readers.
     feed: tokio::sync::Notify,
+    /// Listing bodies by user and query, with the change number they were read at.
+    listings: moka::future::Cache<listing::ListingKey, listing::CachedListing>,
 }
 
 impl FileService {
@@ -126,6 +129,7 @@ impl FileService {
             cache_failing: AtomicBool::new(false),
             instance_id: OnceLock::new(),
             feed: tokio::sync::Notify::new(),
+            listings: listing::new_cache(),
         }
     }
 
@@ -638,14 +642,7 @@ impl FileService {
 
     /// A page of the user's files, oldest first, and the total that match.
     pub async fn list_files(&self, user: UserId, query: ListQuery) -> Result<(Vec<FileRecord>, u64)> {
-        if let Some(limit) = query.limit {
-            if !(1..=1000).contains(&limit) {
-                return Err(Error::invalid(
-                    "invalid_limit",
-                    format!("limit must be between 1 and 1000, not {limit}"),
-                ));
-            }
-        }
+        listing::check_limit(&query)?;
         self.with_catalog(move |c| c.list_files(user, &query)).await
     }
 

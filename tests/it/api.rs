@@ -117,6 +117,65 @@ async fn list_is_oldest_first_and_activation_switches() {
     );
 }
 
+/// Listings are served from a cache while the user's files stay the same: every kind of
+/// change shows in the very next listing, with the cache warm before it.
+#[tokio::test]
+async fn every_change_shows_in_the_next_listing() {
+    let server = TestServer::start().await;
+    let session = new_session();
+    let listed = |query: &'static str| {
+        let server = &server;
+        async move {
+            let (status, list) = server.get(1, &format!("/files/{query}")).await;
+            assert_eq!(status, 200, "{list}");
+            list.as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}:{}",
+                        f["file_name"].as_str().unwrap(),
+                        f["description"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(listed("").await.is_empty());
+    assert_eq!(server.upload(1, "a", &session, "a.csv", sales_csv()).await.0, 201);
+    assert_eq!(listed("").await, ["a:about a"]);
+    assert_eq!(listed("").await, ["a:about a"], "served again unchanged");
+    assert_eq!(server.upload(1, "b", &session, "b.csv", sales_csv()).await.0, 201);
+    assert_eq!(listed("").await, ["a:about a", "b:about b"]);
+    assert_eq!(listed("?limit=1&offset=1").await, ["b:about b"]);
+    // Another user's change does not touch this listing; this user's rename does.
+    assert_eq!(server.upload(2, "c", &session, "c.csv", sales_csv()).await.0, 201);
+    let resp = server
+        .client
+        .patch(server.url("/files/a"))
+        .bearer_auth(server.token(1))
+        .json(&serde_json::json!({"file_name": "z", "description": "renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(listed("").await, ["z:renamed", "b:about b"]);
+    assert_eq!(listed("?limit=1&offset=1").await, ["b:about b"]);
+    assert_eq!(listed("?name_prefix=z").await, ["z:renamed"]);
+    assert_eq!(server.delete(1, "/files/b").await.0, 200);
+    assert_eq!(listed("").await, ["z:renamed"]);
+    assert!(listed("?limit=1&offset=1").await.is_empty());
+    let resp = server
+        .client
+        .get(server.url("/files/?limit=1"))
+        .bearer_auth(server.token(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-total-count"], "1");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+}
+
 #[tokio::test]
 async fn users_and_sessions_are_kept_apart() {
     let server = TestServer::start().await;

@@ -470,6 +470,23 @@ async fn replicas_agree(stack: Stack, admin: &str, redis: Option<&str>) {
     both_say(Some("three")).await;
     assert_eq!(a.delete(user, "/files/three").await.0, 200);
     both_say(None).await;
+    // Listings follow every change made through the other replica, each replica's
+    // listing cache warm before it.
+    let both_list = |expected: &'static [&'static str]| {
+        let (a, b) = (&a, &b);
+        async move {
+            for (name, server) in [("A", a), ("B", b)] {
+                let (status, list) = server.get(user, "/files/").await;
+                assert_eq!(status, 200);
+                assert_eq!(crate::harness::file_names(&list), expected, "replica {name}: {list}");
+            }
+        }
+    };
+    both_list(&["one"]).await;
+    assert_eq!(a.upload(user, "four", &session, "four.csv", sales_csv()).await.0, 201);
+    both_list(&["one", "four"]).await;
+    assert_eq!(b.delete(user, "/files/one").await.0, 200);
+    both_list(&["four"]).await;
 
     // A graceful stop closes the PostgreSQL and Redis connections cleanly.
     let mut a = a;
