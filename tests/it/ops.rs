@@ -200,7 +200,10 @@ async fn openapi_documents_exactly_the_served_routes() {
     }
     let served = routes_the_router_serves(&server, &templates).await;
     let expected: BTreeSet<(String, String)> = documented.union(&pages).cloned().collect();
-    assert_eq!(served, expected, "routes served (left) vs documented and page routes (right)");
+    assert_eq!(
+        served, expected,
+        "routes served (left) vs documented and page routes (right)"
+    );
     let served_doc: serde_json::Value = get_raw(&server, "/openapi.json").await.json().await.unwrap();
     assert_eq!(served_doc, doc);
     let docs = get_raw(&server, "/docs").await;
