@@ -1,5 +1,6 @@
 //! Builds the service from the configuration (choosing each backend) and runs the HTTP server.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::http::server::ServerOptions;
 use crate::reconcile::Reconciler;
 use crate::service::{FileService, Limits};
 use crate::storage::local::LocalStorage;
+use crate::storage::s3::S3Storage;
 use crate::storage::Storage;
 
 /// A startup failure: a configuration key with what is wrong with it, or another error.
@@ -191,10 +193,7 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
             .await
             .context("startup task")??
     };
-    let storage: Arc<dyn Storage> = Arc::new(
-        LocalStorage::open(&config.local_storage_path)
-            .map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?,
-    );
+    let storage = open_storage(config).await?;
     let cache = open_cache(config).await?;
     let limits = Limits {
         max_upload_bytes: config.max_upload_bytes,
@@ -203,6 +202,24 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
         upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_seconds),
     };
     Ok(Arc::new(FileService::new(catalog, cache, storage, limits)))
+}
+
+/// The storage: the local folder, or the bucket of `STORAGE_URL` (reached and written to
+/// once here, so a bad bucket, endpoint or key stops startup with one line).
+async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StartupError> {
+    let Some(s3) = config.s3.clone() else {
+        return Ok(Arc::new(
+            LocalStorage::open(&config.local_storage_path)
+                .map_err(|e| key_error("LOCAL_STORAGE_PATH", format!("{e:#}")))?,
+        ));
+    };
+    let spool = config.local_storage_path.clone();
+    let opened = tokio::task::spawn_blocking(move || S3Storage::open(&s3, &spool))
+        .await
+        .context("startup task")?;
+    Ok(Arc::new(
+        opened.map_err(|e| key_error("STORAGE_URL", format!("{e:#}")))?,
+    ))
 }
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish within the grace
@@ -219,19 +236,17 @@ pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
         header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds),
         shutdown_grace: Duration::from_secs(config.shutdown_grace_seconds),
     };
-    let watcher = match (config.watch.enabled, service.storage().local_folder()) {
-        (true, Some(folder)) => {
-            let reconciler = Arc::new(Reconciler::new(
-                service.clone(),
-                config.watch.default_user_id,
-                config.watch.settle,
-            ));
-            Some(tokio::spawn(
-                reconciler.watch(folder.to_path_buf(), config.watch.interval),
-            ))
-        }
-        _ => None,
-    };
+    // A local folder is followed by its events and periodic passes; a bucket (no events)
+    // by the periodic passes alone.
+    let watcher = config.watch.enabled.then(|| {
+        let reconciler = Arc::new(Reconciler::new(
+            service.clone(),
+            config.watch.default_user_id,
+            config.watch.settle,
+        ));
+        let folder = service.storage().local_folder().map(Path::to_path_buf);
+        tokio::spawn(reconciler.watch(folder, config.watch.interval))
+    });
     let recovery = tokio::spawn(crate::service::run_recovery(
         service.clone(),
         Duration::from_secs(config.lease_seconds),

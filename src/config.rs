@@ -25,7 +25,10 @@ pub struct Config {
     pub secret_key: Option<String>,
     pub algorithm: Algorithm,
     pub data_dir: PathBuf,
+    /// The storage folder; with an S3 `storage`, only uploads in progress are kept here.
     pub local_storage_path: PathBuf,
+    /// Where stored files live: `None` for the local folder, or an S3 bucket.
+    pub s3: Option<S3Config>,
     pub active_file_ttl_seconds: u64,
     pub max_upload_bytes: u64,
     /// How many analyses (CPU-bound) may run at once; default: the number of cores.
@@ -44,6 +47,33 @@ pub struct Config {
     /// a dead process left is taken over within twice this.
     pub lease_seconds: u64,
     pub watch: WatchConfig,
+}
+
+/// `STORAGE_URL=s3://bucket/prefix` and its `S3_*`/`AWS_*` settings.
+#[derive(Clone, PartialEq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix without a trailing slash (`""`: the bucket's root).
+    pub prefix: String,
+    /// A self-hosted server's URL (path-style addressing); `None`: AWS itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    // Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[watch]`: keeping the catalog in step with files changed in the storage folder.
@@ -179,6 +209,10 @@ impl Config {
             .get("local_storage_path")?
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("storage"));
+        let s3 = match src.get("storage_url")? {
+            None => None,
+            Some(url) => Some(parse_s3(&src, url.trim())?),
+        };
         let active_file_ttl_seconds = src.parse("active_file_ttl_seconds", 3600u64, "a whole number of seconds")?;
         if active_file_ttl_seconds == 0 {
             return Err(config_error("ACTIVE_FILE_TTL_SECONDS", "must be at least 1"));
@@ -245,6 +279,7 @@ impl Config {
             algorithm,
             data_dir,
             local_storage_path,
+            s3,
             active_file_ttl_seconds,
             max_upload_bytes,
             max_concurrent_analyses,
@@ -287,6 +322,70 @@ fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
         "DATABASE_URL",
         format!("{url:?} is neither sqlite://PATH nor postgres://…"),
     ))
+}
+
+/// `s3://bucket[/prefix]` with the `S3_*` settings and the standard AWS credential variables.
+fn parse_s3(src: &Source, url: &str) -> Result<S3Config, ConfigError> {
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err(config_error(
+            "STORAGE_URL",
+            format!("{url:?} is not s3://BUCKET[/PREFIX] (leave it unset for the local folder)"),
+        ));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    // S3's rules: 3–63 lower-case letters, digits, dots and hyphens.
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !valid_bucket {
+        return Err(config_error(
+            "STORAGE_URL",
+            format!("{bucket:?} is not a bucket name (3-63 lower-case letters, digits, dots, hyphens)"),
+        ));
+    }
+    let prefix = prefix.trim_matches('/').to_string();
+    if prefix.split('/').any(|p| p.is_empty() || p == "." || p == "..") && !prefix.is_empty() {
+        return Err(config_error(
+            "STORAGE_URL",
+            format!("the prefix {prefix:?} has an empty, `.` or `..` segment"),
+        ));
+    }
+    let endpoint = src
+        .get("s3_endpoint")?
+        .map(|e| e.trim().trim_end_matches('/').to_string());
+    if let Some(e) = &endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(config_error(
+                "S3_ENDPOINT",
+                format!("{e:?} is not an http:// or https:// URL"),
+            ));
+        }
+    }
+    let access_key_id = src.get("aws_access_key_id")?;
+    let secret_access_key = src.get("aws_secret_access_key")?;
+    if access_key_id.is_some() != secret_access_key.is_some() {
+        return Err(config_error(
+            if access_key_id.is_some() {
+                "AWS_SECRET_ACCESS_KEY"
+            } else {
+                "AWS_ACCESS_KEY_ID"
+            },
+            "is missing: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither",
+        ));
+    }
+    Ok(S3Config {
+        bucket: bucket.to_string(),
+        prefix,
+        endpoint,
+        region: src
+            .get("s3_region")?
+            .or(src.get("aws_region")?)
+            .unwrap_or_else(|| "us-east-1".into()),
+        access_key_id,
+        secret_access_key,
+        session_token: src.get("aws_session_token")?,
+    })
 }
 
 /// The original design configured PostgreSQL with `DB_HOST`, `DB_PORT`, … instead of a URL.
@@ -356,6 +455,29 @@ mod tests {
     }
 
     #[test]
+    fn an_s3_storage_url_and_its_settings() {
+        let c = load(
+            "",
+            &[
+                ("STORAGE_URL", "s3://files-bucket/team/a/"),
+                ("S3_ENDPOINT", "http://127.0.0.1:9000/"),
+                ("AWS_ACCESS_KEY_ID", "id"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ],
+        )
+        .unwrap();
+        let s3 = c.s3.unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("files-bucket", "team/a"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "us-east-1");
+        assert!(!format!("{s3:?}").contains("secret"));
+        assert!(load("", &[]).unwrap().s3.is_none());
+        // Credentials come in pairs; the missing half is named.
+        let err = load("", &[("STORAGE_URL", "s3://files-bucket"), ("AWS_ACCESS_KEY_ID", "id")]).unwrap_err();
+        assert_eq!(err.key, "AWS_SECRET_ACCESS_KEY", "{err}");
+    }
+
+    #[test]
     fn db_parts_build_a_postgres_url() {
         let c = load(
             "",
@@ -384,6 +506,8 @@ mod tests {
             (("REDIS_URL", "localhost:6379"), "REDIS_URL"),
             (("WATCH_DEFAULT_USER_ID", "0"), "WATCH_DEFAULT_USER_ID"),
             (("WATCH_INTERVAL_SECONDS", "often"), "WATCH_INTERVAL_SECONDS"),
+            (("STORAGE_URL", "gs://bucket"), "STORAGE_URL"),
+            (("STORAGE_URL", "s3://Bad_Bucket/x"), "STORAGE_URL"),
         ] {
             let err = load("", &[env]).unwrap_err();
             assert_eq!(err.key, key, "{err}");

@@ -116,6 +116,24 @@ impl Error {
 
 impl warp::reject::Reject for Error {}
 
+/// The bucket's answers: a missing object and a taken name are ordinary outcomes; any
+/// other failure (no answer, refused credentials, a missing bucket, retries used up) is
+/// the storage being unavailable, which the client may retry and which heals by itself.
+impl From<object_store::Error> for Error {
+    fn from(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { path, .. } => Error::NotFound(format!("{path} is not in the bucket")),
+            object_store::Error::AlreadyExists { path, .. } => {
+                Error::Conflict(format!("the bucket already holds {path}; it is never overwritten"))
+            }
+            object_store::Error::Precondition { path, .. } => {
+                Error::Conflict(format!("{path} changed in the bucket meanwhile; try again"))
+            }
+            other => Error::Unavailable(format!("the storage bucket is not answering as it should: {other}")),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for Error {
     fn from(err: tokio::task::JoinError) -> Self {
         Error::internal(format_args!("background task failed: {err}"))

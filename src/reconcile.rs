@@ -220,30 +220,36 @@ impl Reconciler {
         report.failed.push(format!("{}: {}", object.name, error.detail()));
     }
 
-    /// Runs passes until the task is dropped: now, after filesystem events, every
-    /// `interval`, and once unsettled files should have settled.
-    pub async fn watch(self: Arc<Self>, folder: std::path::PathBuf, interval: Option<Duration>) {
+    /// Runs passes until the task is dropped: now, after filesystem events of `folder`
+    /// (`None`: a bucket, which has none), every `interval`, and once unsettled files
+    /// should have settled.
+    pub async fn watch(self: Arc<Self>, folder: Option<std::path::PathBuf>, interval: Option<Duration>) {
+        // `tx` lives as long as this loop, so without events (a bucket, or a folder that
+        // cannot be watched) the event branch below simply never fires.
         let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // The service's own temporary uploads change all the time; they never matter.
-            let relevant = event.is_ok_and(|e| {
-                e.paths
-                    .iter()
-                    .any(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
-            });
-            if relevant {
-                crate::metrics::metrics().watcher_events.inc();
-                let _ = tx.send(());
+        let _watcher = folder.as_ref().and_then(|folder| {
+            let tx = tx.clone();
+            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // The service's own temporary uploads change all the time; they never matter.
+                let relevant = event.is_ok_and(|e| {
+                    e.paths
+                        .iter()
+                        .any(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+                });
+                if relevant {
+                    crate::metrics::metrics().watcher_events.inc();
+                    let _ = tx.send(());
+                }
+            })
+            .and_then(|mut w| notify::Watcher::watch(&mut w, folder, notify::RecursiveMode::NonRecursive).map(|()| w));
+            match watcher {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, folder = %folder.display(), "cannot watch the storage folder; relying on periodic passes");
+                    None
+                }
             }
-        })
-        .and_then(|mut w| notify::Watcher::watch(&mut w, &folder, notify::RecursiveMode::NonRecursive).map(|()| w));
-        let _watcher = match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, folder = %folder.display(), "cannot watch the storage folder; relying on periodic passes");
-                None
-            }
-        };
+        });
         loop {
             let recheck = match self.pass(false).await {
                 Ok(report) => {

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../schema/postgres/0001_init.sql")),
     (2, include_str!("../../schema/postgres/0002_changes.sql")),
     (3, include_str!("../../schema/postgres/0003_leases.sql")),
+    (4, include_str!("../../schema/postgres/0004_s3_storage.sql")),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../schema/sqlite/0001_init.sql")),
     (2, include_str!("../../schema/sqlite/0002_changes.sql")),
     (3, include_str!("../../schema/sqlite/0003_leases.sql")),
+    (4, include_str!("../../schema/sqlite/0004_s3_storage.sql")),
 ];
 
 /// Rows from before leases (no holder) count as abandoned once this old.
@@ -235,6 +236,18 @@ impl Catalog for SqliteCatalog {
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
             tx.execute_batch(sql)
                 .map_err(|e| Error::Internal(anyhow::Error::new(e).context(format!("SQLite migration {version}"))))?;
+            if sql.contains("PRAGMA writable_schema = ON") {
+                // A table definition edited in place: a new schema version makes every
+                // connection (this one too) read the schema again.
+                let schema_version: i64 = tx
+                    .query_row("PRAGMA schema_version", [], |r| r.get(0))
+                    .map_err(db_err)?;
+                tx.execute_batch(&format!(
+                    "PRAGMA schema_version = {}; PRAGMA writable_schema = OFF;",
+                    schema_version + 1
+                ))
+                .map_err(db_err)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
                 params![version, now()],

@@ -1,17 +1,16 @@
 //! `GET`/`HEAD /files/{name}/content`: a stored file's bytes with ETag, Last-Modified, conditional requests and single byte ranges.
 
-use std::fs::File;
-
 use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
 use super::server::StreamFile;
 use crate::model::FileRecord;
+use crate::storage::Content;
 
-/// Builds the response for a download of `record` whose bytes are open in `file`.
-pub fn respond(record: &FileRecord, file: File, request: &HeaderMap, head: bool) -> Response {
-    let size = file.metadata().map(|m| m.len()).unwrap_or(record.size_bytes);
+/// Builds the response for a download of `record` whose bytes are open in `content`.
+pub fn respond(record: &FileRecord, content: Content, request: &HeaderMap, head: bool) -> Response {
+    let size = content.len().unwrap_or(record.size_bytes);
     let etag = format!("\"{}\"", record.sha256);
     let mut response = Response::default();
     let headers = response.headers_mut();
@@ -73,7 +72,7 @@ pub fn respond(record: &FileRecord, file: File, request: &HeaderMap, head: bool)
     };
     set(response.headers_mut(), header::CONTENT_LENGTH, &len.to_string());
     if !head && len > 0 {
-        response.extensions_mut().insert(StreamFile::new(file, start, len));
+        response.extensions_mut().insert(StreamFile::new(content, start, len));
     }
     response.into_response()
 }

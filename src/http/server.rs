@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
+
+use crate::storage::Content;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -46,16 +49,16 @@ pub struct ServerOptions {
 /// Download chunk size: large enough for throughput, small enough to keep memory flat.
 const CHUNK: usize = 256 * 1024;
 
-/// Bytes of an open file to send as a response body (`len` bytes from `start`).
+/// Bytes of an open stored object to send as a response body (`len` bytes from `start`).
 #[derive(Clone)]
-pub struct StreamFile(Arc<Mutex<Option<(std::fs::File, u64, u64)>>>);
+pub struct StreamFile(Arc<Mutex<Option<(Content, u64, u64)>>>);
 
 impl StreamFile {
-    pub fn new(file: std::fs::File, start: u64, len: u64) -> StreamFile {
-        StreamFile(Arc::new(Mutex::new(Some((file, start, len)))))
+    pub fn new(content: Content, start: u64, len: u64) -> StreamFile {
+        StreamFile(Arc::new(Mutex::new(Some((content, start, len)))))
     }
 
-    fn take(&self) -> Option<(std::fs::File, u64, u64)> {
+    fn take(&self) -> Option<(Content, u64, u64)> {
         self.0.lock().ok()?.take()
     }
 }
@@ -168,8 +171,22 @@ where
 /// Replaces the body of a response that carries a [`StreamFile`] with the file's bytes.
 async fn with_file_body(response: warp::reply::Response) -> http::Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
-    let Some((file, start, len)) = parts.extensions.remove::<StreamFile>().and_then(|f| f.take()) else {
+    let Some((content, start, len)) = parts.extensions.remove::<StreamFile>().and_then(|f| f.take()) else {
         return http::Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
+    };
+    let file = match content {
+        Content::File(file) => file,
+        Content::Remote(object) => {
+            // Chunks as the bucket sends them, through a short queue: memory stays flat.
+            let chunks = object.stream(start, len).map(|chunk| match chunk {
+                Ok(bytes) => {
+                    crate::metrics::metrics().downloaded_bytes.inc_by(bytes.len() as u64);
+                    Ok(Frame::data(bytes))
+                }
+                Err(e) => Err(BoxError::from(e.to_string())),
+            });
+            return http::Response::from_parts(parts, StreamBody::new(chunks).boxed_unsync());
+        }
     };
     let mut file = tokio::fs::File::from_std(file);
     if start > 0 {

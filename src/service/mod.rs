@@ -35,7 +35,7 @@ use crate::metrics::metrics;
 use crate::model::{
     new_rev, parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId,
 };
-use crate::storage::{object_name, Storage};
+use crate::storage::{object_name, Content, Storage};
 
 /// Longest accepted `description`, in bytes.
 pub const MAX_DESCRIPTION_CHARS: usize = 64 * 1024;
@@ -626,16 +626,20 @@ impl FileService {
         format: Format,
         extension: &str,
     ) -> Result<(analysis::Profile, u64, String)> {
-        let path = self
-            .storage
-            .local_path(object)
-            .ok_or_else(|| Error::internal("this storage backend has no local files to reconcile"))?;
-        let hash_path = path.clone();
-        let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&hash_path))
+        let name = object.to_string();
+        let file = self
+            .with_storage(move |s| s.open(&name)?.map(Content::into_file).transpose())
             .await?
-            .map_err(|e| Error::NotFound(format!("{object}: {e}")))?;
-        let profile = self.analyze(path, format, extension).await?;
-        Ok((profile, size, sha256))
+            .ok_or_else(|| Error::NotFound(format!("{object} is not in storage")))?;
+        let _permit = self.analyses.acquire().await.map_err(Error::internal)?;
+        let timer = metrics().analysis_seconds.start_timer();
+        let analyzed = tokio::task::spawn_blocking(move || {
+            let (size, sha256) = hash_reader(&file).map_err(FormatError::Io)?;
+            formats::profile_file(&file, format).map(|profile| (profile, size, sha256))
+        })
+        .await;
+        timer.observe_duration();
+        analyzed?.map_err(|e| analysis_error(e, extension))
     }
 
     // ----- reads and updates -----
@@ -655,7 +659,7 @@ impl FileService {
 
     /// The record and an open handle on its bytes. The handle keeps reading the same
     /// bytes even if the file is renamed or deleted meanwhile.
-    pub async fn open_content(&self, user: UserId, file_name: &str) -> Result<(FileRecord, std::fs::File)> {
+    pub async fn open_content(&self, user: UserId, file_name: &str) -> Result<(FileRecord, Content)> {
         let record = self.get_file(user, file_name).await?;
         let object = object_name(user, &record.file_name, &record.format);
         let file = self.with_storage(move |s| s.open(&object)).await?;
@@ -794,7 +798,7 @@ impl FileService {
                 format!("rows must be between 1 and 1000, not {rows}"),
             ));
         }
-        let (record, file) = self.open_content(user, file_name).await?;
+        let (record, content) = self.open_content(user, file_name).await?;
         let format = Format::from_extension(&record.format)
             .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
         let windows_1252 = record.profile_json.contains("\"encoding\":\"windows-1252\"");
@@ -804,6 +808,8 @@ impl FileService {
         let _permit = self.blocking_calls.acquire().await.map_err(Error::internal)?;
         let name = record.file_name.clone();
         tokio::task::spawn_blocking(move || {
+            // A bucket's object is fetched into a temporary file first: the readers seek.
+            let file = content.into_file()?;
             formats::preview_file(
                 &file,
                 format,
@@ -812,12 +818,12 @@ impl FileService {
                 sheet.as_deref(),
                 table_sheet.as_deref(),
             )
+            .map_err(|e| match e {
+                FormatError::NoSheet(detail) => Error::NotFound(detail),
+                e => Error::internal(format!("previewing {name}: {e}")),
+            })
         })
         .await?
-        .map_err(|e| match e {
-            FormatError::NoSheet(detail) => Error::NotFound(detail),
-            e => Error::internal(format!("previewing {name}: {e}")),
-        })
     }
 
     /// The session no longer has an active file; idempotent.
@@ -914,7 +920,7 @@ impl FileService {
             },
         };
         let catalog = check(tokio::time::timeout(limit, self.with_catalog(|c| c.ping())).await);
-        let storage = check(tokio::time::timeout(limit, self.with_storage(|s| s.new_upload().map(drop))).await);
+        let storage = check(tokio::time::timeout(limit, self.with_storage(|s| s.ping())).await);
         let cache = check(tokio::time::timeout(limit, async { self.cache.get(0, Uuid::nil()).await.map(drop) }).await);
         let ready = catalog.ok && storage.ok;
         let status = match (ready, cache.ok) {
@@ -970,13 +976,7 @@ pub struct Check {
 /// name linked, record not yet switched; `delete`: record hidden, bytes not yet removed),
 /// and the request for that file stops there until the process is killed.
 async fn stall_for_test(step: &str, file_name: &str) {
-    static STALLS: OnceLock<Vec<String>> = OnceLock::new();
-    let stalls = STALLS.get_or_init(|| {
-        std::env::var("FILE_SERVICE_FAULT_STALL")
-            .map(|v| v.split(',').map(str::to_string).collect())
-            .unwrap_or_default()
-    });
-    if stalls.iter().any(|s| s.split_once(':') == Some((step, file_name))) {
+    if crate::storage::stalls_for_test(step, file_name) {
         tracing::warn!(
             step,
             file = file_name,
@@ -1028,11 +1028,10 @@ impl std::io::Read for ChunkReader {
     }
 }
 
-/// Size and hex SHA-256 of a file, read in one streaming pass.
-fn hash_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
+/// Size and hex SHA-256 of everything `reader` gives, read in one streaming pass.
+fn hash_reader(mut reader: impl std::io::Read) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher)?;
+    let size = std::io::copy(&mut reader, &mut hasher)?;
     Ok((size, hex::encode(hasher.finalize())))
 }
 

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{hash_file, FileService};
+use super::{hash_reader, FileService};
 use crate::catalog::{RenameIntent, Unfinished};
 use crate::error::Result;
 use crate::model::{FileRecord, UserId};
@@ -79,10 +79,14 @@ impl FileService {
     }
 
     fn storage_holds(&self, object: &str, record: &FileRecord) -> Result<bool> {
-        let Some(path) = self.storage.local_path(object) else {
+        let Some(content) = self.storage.open(object)? else {
             return Ok(false);
         };
-        Ok(hash_file(&path).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
+        if content.len()? != record.size_bytes {
+            return Ok(false);
+        }
+        let bytes = content.into_reader()?;
+        Ok(hash_reader(bytes).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
     }
 
     /// Notes a rename in the catalog before its bytes get a second stored name.

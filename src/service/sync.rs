@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::metrics::metrics;
 use crate::model::{validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
-use crate::storage::object_name;
+use crate::storage::{object_name, Content};
 
 /// Longest long-poll of the change feed.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -141,7 +141,7 @@ impl FileService {
     }
 
     /// The record and bytes of file `id`, if `user` may read it (`None`: anyone's).
-    pub async fn open_by_id(&self, user: Option<UserId>, id: Uuid) -> Result<(FileRecord, std::fs::File)> {
+    pub async fn open_by_id(&self, user: Option<UserId>, id: Uuid) -> Result<(FileRecord, Content)> {
         let not_found = || Error::NotFound(format!("no file with id {id}"));
         let record = self
             .with_catalog(move |c| c.get_by_id(id))
@@ -553,12 +553,13 @@ impl FileService {
             return Ok(false);
         };
         let object = object_name(source.user_id, &source.file_name, &source.format);
-        let Some(mut file) = self.with_storage(move |s| s.open(&object)).await? else {
+        let Some(content) = self.with_storage(move |s| s.open(&object)).await? else {
             return Ok(false);
         };
         let temp = self.with_storage(|s| s.new_upload()).await?;
         let sha = sha256.to_string();
         self.with_storage(move |s| {
+            let mut file = content.into_reader()?;
             let mut temp = temp;
             let mut hasher = Sha256::new();
             let mut tee = TeeWriter {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tempfile::NamedTempFile;
 
-use super::{Storage, StoredObject};
+use super::{Content, Storage, StoredObject};
 use crate::error::{Error, Result};
 
 /// Temporary uploads start with this; stored objects start with a digit, so the two can
@@ -115,9 +115,9 @@ impl Storage for LocalStorage {
         }
     }
 
-    fn open(&self, object: &str) -> Result<Option<std::fs::File>> {
+    fn open(&self, object: &str) -> Result<Option<Content>> {
         match std::fs::File::open(self.path(object)) {
-            Ok(f) => Ok(Some(f)),
+            Ok(f) => Ok(Some(Content::File(f))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Internal(
                 anyhow::Error::new(e).context(format!("cannot open {object}")),
@@ -141,10 +141,6 @@ impl Storage for LocalStorage {
             .path(object)
             .try_exists()
             .with_context(|| format!("cannot check {object}"))?)
-    }
-
-    fn local_path(&self, object: &str) -> Option<PathBuf> {
-        Some(self.path(object))
     }
 
     fn list(&self) -> Result<Vec<StoredObject>> {
@@ -275,6 +271,10 @@ impl Storage for LocalStorage {
 
     fn describe(&self) -> String {
         format!("local folder {}", self.root.display())
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.new_upload().map(drop)
     }
 
     fn local_folder(&self) -> Option<&Path> {

@@ -1,12 +1,14 @@
-//! Where file bytes live: one trait with one backend per file.
+//! Where file bytes live: one trait with one backend per file (a local folder, an S3 bucket).
 //!
 //! Uploads are always received into a local temporary file first (the analysis reads it
 //! there); `persist` then moves it to its final place without ever overwriting anything.
 //! Every method blocks; the service calls them on the blocking pool.
 
 pub mod local;
+pub mod s3;
 
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek};
+use std::path::Path;
 
 use tempfile::NamedTempFile;
 
@@ -26,6 +28,19 @@ pub fn object_name(user: UserId, file_name: &str, ext: &str) -> String {
     format!("{user}_{file_name}.{ext}")
 }
 
+/// Fault injection for the crash-recovery tests only: whether `FILE_SERVICE_FAULT_STALL`
+/// (comma-separated `step:name` pairs) asks the work on `name` to stop at `step` until the
+/// process is killed.
+pub fn stalls_for_test(step: &str, name: &str) -> bool {
+    static STALLS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let stalls = STALLS.get_or_init(|| {
+        std::env::var("FILE_SERVICE_FAULT_STALL")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    });
+    stalls.iter().any(|s| s.split_once(':') == Some((step, name)))
+}
+
 /// A stored object as listed by [`Storage::list`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredObject {
@@ -37,7 +52,7 @@ pub struct StoredObject {
 }
 
 pub trait Storage: Send + Sync + 'static {
-    /// The `storage_type` recorded in the catalog ("local").
+    /// The `storage_type` recorded in the catalog ("local", "s3").
     fn storage_type(&self) -> &'static str;
 
     /// A new temporary file to receive an upload into; it disappears when dropped.
@@ -55,16 +70,13 @@ pub trait Storage: Send + Sync + 'static {
     fn link(&self, from: &str, to: &str) -> Result<()>;
 
     /// Opens `object` for reading; `None` if it is not there.
-    fn open(&self, object: &str) -> Result<Option<std::fs::File>>;
+    fn open(&self, object: &str) -> Result<Option<Content>>;
 
     /// Removes `object`; removing one that is already gone is not an error.
     fn delete(&self, object: &str) -> Result<()>;
 
     /// Whether `object` exists.
     fn exists(&self, object: &str) -> Result<bool>;
-
-    /// A path the object can be read from on this machine.
-    fn local_path(&self, object: &str) -> Option<PathBuf>;
 
     /// Every stored object (not temporary uploads, not folders).
     fn list(&self) -> Result<Vec<StoredObject>>;
@@ -98,6 +110,56 @@ pub trait Storage: Send + Sync + 'static {
     /// Where the bytes are, for logs.
     fn describe(&self) -> String;
 
+    /// Whether the storage answers and takes writes (for `/readyz` and `check`).
+    fn ping(&self) -> Result<()>;
+
     /// The local folder holding the objects, for the watcher; `None` for remote stores.
     fn local_folder(&self) -> Option<&Path>;
+}
+
+/// A stored object opened for reading. Either way it keeps giving the bytes that were
+/// there when it was opened, even if the object is renamed, replaced or deleted meanwhile
+/// (or, remote, it fails rather than mixing two versions).
+pub enum Content {
+    /// A local file, kept open.
+    File(std::fs::File),
+    /// An object in a bucket, pinned to the version that was opened.
+    Remote(s3::RemoteObject),
+}
+
+impl Content {
+    /// The object's size in bytes.
+    pub fn len(&self) -> Result<u64> {
+        match self {
+            Content::File(file) => Ok(file
+                .metadata()
+                .map_err(|e| {
+                    crate::error::Error::Internal(anyhow::Error::new(e).context("reading a stored file's size"))
+                })?
+                .len()),
+            Content::Remote(object) => Ok(object.size()),
+        }
+    }
+
+    /// The bytes as a local file read from its start: the file itself, or a download into
+    /// an unnamed temporary file (readers of columnar formats and workbooks seek). Blocking.
+    pub fn into_file(self) -> Result<std::fs::File> {
+        match self {
+            Content::File(mut file) => {
+                file.rewind().map_err(|e| {
+                    crate::error::Error::Internal(anyhow::Error::new(e).context("rewinding a stored file"))
+                })?;
+                Ok(file)
+            }
+            Content::Remote(object) => object.download(),
+        }
+    }
+
+    /// The whole content as a blocking reader (for hashing and copying). Blocking.
+    pub fn into_reader(self) -> Result<Box<dyn Read + Send>> {
+        match self {
+            Content::File(file) => Ok(Box::new(Content::File(file).into_file()?)),
+            Content::Remote(object) => Ok(Box::new(object.reader())),
+        }
+    }
 }

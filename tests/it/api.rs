@@ -51,10 +51,21 @@ async fn upload_list_activate_get_delete_round_trip() {
         "{summary}"
     );
 
-    // Stored as {user}_{name}.{ext} with a local:// absolute URI, bytes intact.
-    let stored = server.storage_dir().canonicalize().unwrap().join("1_sales.csv");
-    assert_eq!(created["storage_uri"], format!("local://{}", stored.display()));
-    assert_eq!(std::fs::read_to_string(&stored).unwrap(), sales_csv());
+    // Stored as {user}_{name}.{ext} with a local:// absolute URI (s3://bucket/key on the
+    // S3 stack), bytes intact.
+    match &server.bucket {
+        Some(b) => {
+            assert_eq!(
+                created["storage_uri"],
+                format!("s3://{}/{}/1_sales.csv", b.bucket, b.prefix)
+            );
+        }
+        None => {
+            let stored = server.storage_dir().canonicalize().unwrap().join("1_sales.csv");
+            assert_eq!(created["storage_uri"], format!("local://{}", stored.display()));
+        }
+    }
+    assert_eq!(server.read_stored("1_sales.csv"), sales_csv().as_bytes());
     let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(sales_csv().as_bytes()));
     assert_eq!(created["sha256"], sha);
 
@@ -78,7 +89,7 @@ async fn upload_list_activate_get_delete_round_trip() {
     let (status, deleted) = server.delete(1, "/files/sales").await;
     assert_eq!(status, 200, "{deleted}");
     assert_eq!(deleted["file_name"], "sales");
-    assert!(!stored.exists());
+    assert!(!server.stored_files().contains(&"1_sales.csv".to_string()));
     assert_eq!(server.get(1, "/files/").await.1, serde_json::json!([]));
     for s in [&session, &other] {
         let (status, body) = server.get(1, &format!("/files/active/{s}")).await;
@@ -442,12 +453,11 @@ async fn names_that_could_escape_the_folder_are_refused() {
 async fn stray_bytes_in_storage_are_never_overwritten() {
     // Without the watcher, which would adopt the stray file (tested in `watch`).
     let server = TestServer::start_with(&[("WATCH_ENABLED", "false")]).await;
-    let stray = server.storage_dir().join("1_sales.csv");
-    std::fs::write(&stray, "keep,me\n1,2\n").unwrap();
+    server.put_stored("1_sales.csv", "keep,me\n1,2\n");
     let (status, body) = server.upload(1, "sales", &new_session(), "s.csv", sales_csv()).await;
     assert_eq!(status, 409, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("1_sales.csv"), "{body}");
-    assert_eq!(std::fs::read_to_string(&stray).unwrap(), "keep,me\n1,2\n");
+    assert_eq!(server.read_stored("1_sales.csv"), b"keep,me\n1,2\n");
     assert_eq!(server.get(1, "/files/").await.1, serde_json::json!([]));
     assert_eq!(server.stored_files(), ["1_sales.csv"]);
 }

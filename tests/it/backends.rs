@@ -239,13 +239,13 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     ] {
         assert!(columns.contains_key(col), "files.{col} missing: {columns:?}");
     }
-    assert_eq!(enum_labels, ["local"]);
+    assert_eq!(enum_labels, ["local", "s3"]);
     assert!(indexes.contains_key("idx_files_user_id"), "{indexes:?}");
     assert!(indexes["idx_files_user_filename"].contains("UNIQUE"), "{indexes:?}");
     assert!(indexes.contains_key("active_files_pkey"), "{indexes:?}");
-    // 0001 the files, 0002 the change feed (sync), 0003 leases (crash recovery): each
-    // applied once by two processes.
-    assert_eq!(migrations, 3);
+    // 0001 the files, 0002 the change feed (sync), 0003 leases (crash recovery), 0004 the
+    // `s3` storage type: each applied once by two processes.
+    assert_eq!(migrations, 4);
 }
 
 #[tokio::test]

@@ -248,7 +248,7 @@ async fn an_expired_cache_entry_falls_back_to_the_catalog() {
                 "cached again after the miss"
             );
         }
-        Stack::PostgresRedis => {
+        Stack::PostgresRedis | Stack::PostgresRedisS3 => {
             let url = server
                 .env()
                 .iter()

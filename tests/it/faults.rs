@@ -733,8 +733,15 @@ async fn a_full_storage_disk_gives_507_keeps_nothing_and_serves_on() {
         let detail = body["detail"].as_str().unwrap_or_default();
         assert!(detail.contains("storage folder is full"), "{detail}");
         refusals.push(started.elapsed());
-        // Nothing partial: only the kept file is in the folder once the answer is out.
-        assert_eq!(crate::harness::list_dir(&storage), [format!("{user}_kept.csv")]);
+        // Nothing partial: only the kept file is in the folder once the answer is out (on
+        // the S3 stack the folder only receives uploads: empty, the kept file in the bucket).
+        match &server.bucket {
+            None => assert_eq!(crate::harness::list_dir(&storage), [format!("{user}_kept.csv")]),
+            Some(bucket) => {
+                assert_eq!(crate::harness::list_dir(&storage), Vec::<String>::new());
+                assert_eq!(bucket.list(), [format!("{user}_kept.csv")]);
+            }
+        }
     }
     load.wait_for("reads next to the refusals", |l| {
         l.count(Op::List, begun, Some(200)) >= 5 && l.count(Op::Lookup, begun, Some(200)) >= 5

@@ -146,10 +146,7 @@ async fn rename_and_describe() {
     assert_eq!(renamed["sha256"], created["sha256"]);
     assert!(renamed["storage_uri"].as_str().unwrap().ends_with("/1_new name.csv"));
     assert_eq!(server.stored_files(), ["1_new name.csv", "1_taken.csv"]);
-    assert_eq!(
-        std::fs::read_to_string(server.storage_dir().join("1_new name.csv")).unwrap(),
-        sales_csv()
-    );
+    assert_eq!(server.read_stored("1_new name.csv"), sales_csv().as_bytes());
     // Active in every session under its new name.
     for s in [&s1, &s2] {
         let (status, active) = server.get(1, &format!("/files/active/{s}")).await;

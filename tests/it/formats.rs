@@ -382,7 +382,7 @@ async fn a_workbook_without_data_is_422() {
 async fn a_parquet_file_dropped_in_the_storage_folder_is_catalogued() {
     let server = TestServer::start().await;
     let bytes = fixture("typed.parquet");
-    std::fs::write(server.storage_dir().join("1_dropped.parquet"), &bytes).unwrap();
+    server.put_stored("1_dropped.parquet", bytes.clone());
     let record = eventually(20, "the dropped parquet", || async {
         let (status, body) = server.get(1, "/files/dropped").await;
         (status == 200).then_some(body)
@@ -395,8 +395,8 @@ async fn a_parquet_file_dropped_in_the_storage_folder_is_catalogued() {
     let (_, profile) = server.get(1, "/files/dropped/profile").await;
     assert_like_pandas(&profile, &expected("typed.parquet"), "dropped typed.parquet");
     // A dropped file that is not what its extension says is left alone, not catalogued.
-    std::fs::write(server.storage_dir().join("1_fake.parquet"), b"a,b\n1,2\n").unwrap();
-    std::fs::write(server.storage_dir().join("1_later.jsonl"), fixture("lines.jsonl")).unwrap();
+    server.put_stored("1_fake.parquet", b"a,b\n1,2\n".to_vec());
+    server.put_stored("1_later.jsonl", fixture("lines.jsonl"));
     eventually(20, "the later file", || async {
         (server.get(1, "/files/later").await.0 == 200).then_some(())
     })

@@ -15,8 +15,8 @@ use serde_json::Value;
 pub const SECRET: &str = "integration-test-secret-0123456789";
 
 /// The backends a server runs on. The whole suite runs on the stack named by
-/// `TEST_STACK` (`sqlite`, the default; `postgres-redis`; `postgres`), so `.ci/run` runs
-/// it once per stack; backend-specific tests pick their stack explicitly.
+/// `TEST_STACK` (`sqlite`, the default; `postgres-redis`; `postgres`; `postgres-redis-s3`),
+/// so `.ci/run` runs it once per stack; backend-specific tests pick their stack explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stack {
     /// SQLite file and in-process cache in the server's data folder.
@@ -25,6 +25,9 @@ pub enum Stack {
     PostgresRedis,
     /// A fresh PostgreSQL database, no Redis (the service caches nothing then).
     Postgres,
+    /// As `PostgresRedis`, with the bytes in a fresh prefix of the bucket `TEST_S3_BUCKET`
+    /// on the S3 server at `TEST_S3_ENDPOINT` (the local folder keeps uploads in progress).
+    PostgresRedisS3,
 }
 
 impl Stack {
@@ -33,9 +36,21 @@ impl Stack {
             Err(_) | Ok("") | Ok("sqlite") => Stack::Sqlite,
             Ok("postgres-redis") => Stack::PostgresRedis,
             Ok("postgres") => Stack::Postgres,
-            Ok(other) => panic!("TEST_STACK={other:?}: use sqlite, postgres-redis or postgres"),
+            Ok("postgres-redis-s3") => Stack::PostgresRedisS3,
+            Ok(other) => panic!("TEST_STACK={other:?}: use sqlite, postgres-redis, postgres or postgres-redis-s3"),
         }
     }
+}
+
+/// Whether the suite runs on a stack with a local storage folder. Tests of the folder's
+/// watcher (files written into the folder) say so and return on the S3 stack, whose bucket
+/// has no folder to write into; the bucket's periodic pass has its own tests (`s3`).
+pub fn local_folder_stack(test: &str) -> bool {
+    let s3 = Stack::from_env() == Stack::PostgresRedisS3;
+    if s3 {
+        eprintln!("{test}: not run on the S3 stack (it writes into the local storage folder)");
+    }
+    !s3
 }
 
 /// The URL in `var` (`TEST_DATABASE_URL` / `TEST_REDIS_URL`); panics unless it is set and
@@ -53,7 +68,16 @@ pub fn require_service(var: &str, test: &str) -> String {
 }
 
 fn reachable(var: &str, url: &str) -> Result<(), String> {
-    if var == "TEST_REDIS_URL" {
+    if var == "TEST_S3_ENDPOINT" {
+        // Any HTTP answer will do: the bucket itself is checked by the server at start.
+        let addr = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+        std::net::TcpStream::connect_timeout(
+            &addr.parse().map_err(|e| format!("{addr} is not host:port ({e})"))?,
+            Duration::from_secs(3),
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    } else if var == "TEST_REDIS_URL" {
         redis::Client::open(url)
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
@@ -163,6 +187,8 @@ pub struct TestServer {
     pub stack: Stack,
     /// The PostgreSQL database of this server and its replicas; dropped after them.
     pub db: Option<Arc<TestDatabase>>,
+    /// Where the bytes are on the S3 stack (shared with replicas).
+    pub bucket: Option<Bucket>,
 }
 
 impl TestServer {
@@ -184,7 +210,9 @@ impl TestServer {
         let (db, redis) = match stack {
             Stack::Sqlite => (None, None),
             Stack::Postgres => (Some(need("TEST_DATABASE_URL")), None),
-            Stack::PostgresRedis => (Some(need("TEST_DATABASE_URL")), Some(need("TEST_REDIS_URL"))),
+            Stack::PostgresRedis | Stack::PostgresRedisS3 => {
+                (Some(need("TEST_DATABASE_URL")), Some(need("TEST_REDIS_URL")))
+            }
         };
         Self::start_on(stack, db.as_deref(), redis.as_deref(), env).await
     }
@@ -214,13 +242,20 @@ impl TestServer {
         let mut vars: Vec<(String, String)> = Vec::new();
         let db = match stack {
             Stack::Sqlite => None,
-            Stack::Postgres | Stack::PostgresRedis => {
+            Stack::Postgres | Stack::PostgresRedis | Stack::PostgresRedisS3 => {
                 let db = TestDatabase::create(database_admin_url.expect("a PostgreSQL stack needs TEST_DATABASE_URL"));
                 vars.push(("DATABASE_URL".into(), db.url.clone()));
                 Some(Arc::new(db))
             }
         };
-        if stack == Stack::PostgresRedis {
+        let bucket = (stack == Stack::PostgresRedisS3).then(|| {
+            let place = Bucket::fresh(&format!("TEST_STACK={stack:?}"));
+            vars.extend(place.server_env());
+            // A bucket sends no events: its periodic pass must come round quickly in tests.
+            vars.push(("WATCH_INTERVAL_SECONDS".into(), "1".into()));
+            place
+        });
+        if matches!(stack, Stack::PostgresRedis | Stack::PostgresRedisS3) {
             vars.push((
                 "REDIS_URL".into(),
                 redis_url.expect("this stack needs TEST_REDIS_URL").to_string(),
@@ -237,6 +272,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             stack,
             db,
+            bucket,
         }
     }
 
@@ -264,6 +300,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             stack: self.stack,
             db: self.db.clone(),
+            bucket: self.bucket.clone(),
         }
     }
 
@@ -409,9 +446,35 @@ impl TestServer {
         self.data.path().join("data").join("storage")
     }
 
-    /// Names of the entries in the storage folder, sorted.
+    /// Names of the entries in the storage folder, sorted; on the S3 stack, the keys under
+    /// the server's prefix (temporary ones included) and the uploads in progress in the
+    /// local folder.
     pub fn stored_files(&self) -> Vec<String> {
-        list_dir(&self.storage_dir())
+        let mut names = list_dir(&self.storage_dir());
+        if let Some(bucket) = &self.bucket {
+            names.extend(bucket.list());
+            names.sort();
+        }
+        names
+    }
+
+    /// Puts `bytes` where the server keeps file `name`, as another tool would (into the
+    /// storage folder, or the bucket on the S3 stack).
+    pub fn put_stored(&self, name: &str, bytes: impl Into<Vec<u8>>) {
+        match &self.bucket {
+            Some(bucket) => bucket.put(name, bytes.into()),
+            None => std::fs::write(self.storage_dir().join(name), bytes.into()).expect("write into the storage folder"),
+        }
+    }
+
+    /// The stored bytes of `name`.
+    pub fn read_stored(&self, name: &str) -> Vec<u8> {
+        match &self.bucket {
+            Some(bucket) => bucket
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} is not in the bucket")),
+            None => std::fs::read(self.storage_dir().join(name)).expect("read from the storage folder"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -655,4 +718,121 @@ pub fn metric(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64>
 /// Like [`metric`], but the series must be there.
 pub fn metric_present(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(metrics, name, labels).unwrap_or_else(|| panic!("no series {name}{labels:?} in\n{metrics}"))
+}
+
+/// A fresh prefix in the test bucket (`TEST_S3_BUCKET` on the S3 server at
+/// `TEST_S3_ENDPOINT`), read and written here as another tool would.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl Bucket {
+    /// A new prefix; panics unless the S3 server is configured and answers.
+    pub fn fresh(test: &str) -> Bucket {
+        let endpoint = require_service("TEST_S3_ENDPOINT", test);
+        let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| panic!("{test} needs TEST_S3_BUCKET"));
+        Bucket {
+            endpoint,
+            bucket,
+            prefix: format!("fs-test-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The environment that points a server at this prefix.
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("STORAGE_URL".into(), format!("s3://{}/{}", self.bucket, self.prefix)),
+            ("S3_ENDPOINT".into(), self.endpoint.clone()),
+            ("S3_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+        ]
+    }
+
+    fn store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&self.bucket)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .expect("an S3 client for the test bucket")
+    }
+
+    fn path(&self, name: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{name}", self.prefix))
+    }
+
+    /// Runs `f` on a runtime of its own, off the test's runtime.
+    fn run<T: Send, F: std::future::Future<Output = T>>(
+        &self,
+        f: impl FnOnce(object_store::aws::AmazonS3) -> F + Send,
+    ) -> T {
+        let store = self.store();
+        off_runtime(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(f(store))
+        })
+    }
+
+    /// Every key under the prefix (relative to it), the server's readiness probe aside.
+    pub fn list(&self) -> Vec<String> {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        let prefix = object_store::path::Path::from(self.prefix.as_str());
+        let depth = prefix.parts().count();
+        let metas: Vec<object_store::ObjectMeta> =
+            self.run(move |s| async move { s.list(Some(&prefix)).try_collect().await.expect("list the bucket") });
+        let mut names: Vec<String> = metas
+            .iter()
+            .map(|m| {
+                m.location
+                    .parts()
+                    .skip(depth)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .map(|n| {
+                percent_encoding::percent_decode_str(&n)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .filter(|n| n != ".readyz")
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn put(&self, name: &str, bytes: Vec<u8>) {
+        use object_store::ObjectStoreExt;
+        let path = self.path(name);
+        self.run(move |s| async move { s.put(&path, bytes.into()).await.expect("put into the bucket") });
+    }
+
+    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt;
+        let path = self.path(name);
+        self.run(move |s| async move {
+            match s.get(&path).await {
+                Ok(r) => Some(r.bytes().await.expect("read from the bucket").to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("get from the bucket: {e}"),
+            }
+        })
+    }
+
+    pub fn delete(&self, name: &str) {
+        use object_store::ObjectStoreExt;
+        let path = self.path(name);
+        self.run(move |s| async move { s.delete(&path).await.expect("delete from the bucket") });
+    }
 }

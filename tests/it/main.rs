@@ -11,6 +11,7 @@ mod formats;
 mod harness;
 mod ops;
 mod recovery;
+mod s3;
 mod spectrum;
 mod sync;
 mod uploads;

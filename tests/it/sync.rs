@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{list_dir, new_session, replicate_token, sales_csv, status_json, Stack, TestServer};
+use crate::harness::{new_session, replicate_token, sales_csv, status_json, Stack, TestServer};
 
 /// How long one `file-service sync` may take before the test gives up on it.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
@@ -223,7 +223,7 @@ async fn assert_storage_matches(server: &TestServer, users: &[i64]) {
             expected.insert(uri.rsplit('/').next().unwrap().to_string());
         }
     }
-    let stored: BTreeSet<String> = list_dir(&server.storage_dir()).into_iter().collect();
+    let stored: BTreeSet<String> = server.stored_files().into_iter().collect();
     assert_eq!(stored, expected, "storage folder of {} vs its records", server.base);
 }
 

@@ -34,7 +34,7 @@ async fn sixteen_concurrent_uploads_of_one_name_one_wins() {
     assert_eq!((created.len(), conflicts), (1, 15));
     let (winner, body) = &created[0];
     assert_eq!(server.stored_files(), ["1_same.csv"]);
-    let on_disk = std::fs::read(server.storage_dir().join("1_same.csv")).unwrap();
+    let on_disk = server.read_stored("1_same.csv");
     assert_eq!(on_disk, body.as_bytes(), "the stored bytes are the winner's");
     assert_eq!(winner["sha256"], format!("{:x}", Sha256::digest(&on_disk)));
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1, *winner);

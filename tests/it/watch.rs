@@ -28,6 +28,9 @@ fn sha(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn dropped_changed_and_removed_files_are_followed() {
+    if !crate::harness::local_folder_stack("dropped_changed_and_removed_files_are_followed") {
+        return;
+    }
     let server = TestServer::start().await;
     let dropped = server.storage_dir().join("1_dropped.csv");
     std::fs::write(&dropped, sales_csv()).unwrap();
@@ -94,6 +97,9 @@ async fn dropped_changed_and_removed_files_are_followed() {
 
 #[tokio::test]
 async fn changes_while_stopped_are_caught_at_the_next_start() {
+    if !crate::harness::local_folder_stack("changes_while_stopped_are_caught_at_the_next_start") {
+        return;
+    }
     let mut server = TestServer::start().await;
     server.upload(1, "kept", &new_session(), "k.csv", sales_csv()).await;
     server.upload(1, "gone", &new_session(), "g.csv", sales_csv()).await;
@@ -111,6 +117,9 @@ async fn changes_while_stopped_are_caught_at_the_next_start() {
 
 #[tokio::test]
 async fn a_file_written_slowly_is_catalogued_once_with_its_final_content() {
+    if !crate::harness::local_folder_stack("a_file_written_slowly_is_catalogued_once_with_its_final_content") {
+        return;
+    }
     // A settle window far longer than the pauses between appends: the file never looks
     // finished while it grows. A pause that still reaches the window (a stalled machine)
     // is measured, and only then is the mid-way check waived, so it cannot race.
@@ -169,6 +178,9 @@ async fn watcher_caught_up(server: &TestServer, user: i64, marker: &str) {
 
 #[tokio::test]
 async fn a_burst_of_a_thousand_files_is_all_catalogued() {
+    if !crate::harness::local_folder_stack("a_burst_of_a_thousand_files_is_all_catalogued") {
+        return;
+    }
     let server = TestServer::start().await;
     let started = Instant::now();
     for i in 0..1000 {
@@ -194,6 +206,9 @@ async fn a_burst_of_a_thousand_files_is_all_catalogued() {
 
 #[tokio::test]
 async fn unparseable_and_unprefixed_files_are_left_alone_and_reported_once() {
+    if !crate::harness::local_folder_stack("unparseable_and_unprefixed_files_are_left_alone_and_reported_once") {
+        return;
+    }
     let server = TestServer::start().await;
     let bad = server.storage_dir().join("1_bad.csv");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").unwrap();
@@ -224,6 +239,9 @@ async fn unparseable_and_unprefixed_files_are_left_alone_and_reported_once() {
 
 #[tokio::test]
 async fn files_without_a_prefix_go_to_the_default_user() {
+    if !crate::harness::local_folder_stack("files_without_a_prefix_go_to_the_default_user") {
+        return;
+    }
     let server = TestServer::start_with(&[("WATCH_DEFAULT_USER_ID", "5")]).await;
     std::fs::write(server.storage_dir().join("Sales Q1.CSV"), sales_csv()).unwrap();
     let record = eventually(10, "the adopted file", || file(&server, 5, "Sales Q1")).await;
@@ -237,6 +255,9 @@ async fn files_without_a_prefix_go_to_the_default_user() {
 
 #[tokio::test]
 async fn uploads_racing_the_watcher_give_one_record_each() {
+    if !crate::harness::local_folder_stack("uploads_racing_the_watcher_give_one_record_each") {
+        return;
+    }
     let server = std::sync::Arc::new(TestServer::start().await);
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -276,6 +297,9 @@ async fn uploads_racing_the_watcher_give_one_record_each() {
 
 #[tokio::test]
 async fn reconcile_command_dry_run_and_real() {
+    if !crate::harness::local_folder_stack("reconcile_command_dry_run_and_real") {
+        return;
+    }
     let mut server = TestServer::start().await;
     server.stop();
     std::fs::write(server.storage_dir().join("2_offline.csv"), sales_csv()).unwrap();

@@ -1,0 +1,312 @@
+//! The S3 backend against a real S3 server (`TEST_S3_ENDPOINT`, `TEST_S3_BUCKET`): replicas
+//! on separate machines' folders sharing one bucket, uploads cut off or killed half-way
+//! leaving no object, objects written by other tools catalogued, a bad bucket at startup.
+//!
+//! The whole HTTP suite also runs on this backend (`TEST_STACK=postgres-redis-s3`).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{new_session, require_service, sales_csv, Bucket, Stack, TestServer};
+
+/// A server on PostgreSQL + Redis + a fresh prefix of the test bucket.
+async fn s3_server(env: &[(&str, &str)]) -> TestServer {
+    let db = require_service("TEST_DATABASE_URL", "the S3 tests");
+    let redis = require_service("TEST_REDIS_URL", "the S3 tests");
+    TestServer::start_on(Stack::PostgresRedisS3, Some(&db), Some(&redis), env).await
+}
+
+/// A server on SQLite (it owns its storage: leftovers are swept as it starts) with its
+/// bytes in a fresh prefix of the test bucket.
+async fn sqlite_s3_server(bucket: &Bucket, env: &[(&str, &str)]) -> TestServer {
+    let mut vars: Vec<(String, String)> = bucket.server_env();
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut server = TestServer::start_on(Stack::Sqlite, None, None, &vars).await;
+    server.bucket = Some(bucket.clone());
+    server
+}
+
+async fn download(server: &TestServer, user: i64, name: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let mut request = server
+        .client
+        .get(server.url(&format!("/files/{name}/content")))
+        .bearer_auth(server.token(user));
+    if let Some(range) = range {
+        request = request.header("Range", range);
+    }
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// A CSV of about `bytes` bytes (larger than one part of a multipart upload when asked).
+fn big_csv(bytes: usize) -> Vec<u8> {
+    let mut csv = b"id,name,value\n".to_vec();
+    let mut i = 0u64;
+    while csv.len() < bytes {
+        csv.extend_from_slice(format!("{i},name {i},{}\n", i * 7 % 1000).as_bytes());
+        i += 1;
+    }
+    csv
+}
+
+/// Multipart uploads in progress under `bucket`'s prefix, asked of the server directly
+/// (object_store has no call for it); the test server does not check signatures.
+async fn pending_multipart_uploads(bucket: &Bucket) -> usize {
+    let url = format!(
+        "{}/{}?uploads&prefix={}/",
+        bucket.endpoint, bucket.bucket, bucket.prefix
+    );
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    body.matches("<UploadId>").count()
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn two_replicas_on_separate_folders_share_one_bucket() {
+    let a = s3_server(&[]).await;
+    // Another machine: its own data and spool folders; the same catalog, cache and bucket.
+    let other_machine = tempfile::tempdir().unwrap();
+    let data = other_machine.path().join("data");
+    let b = a
+        .replica(&[
+            ("DATA_DIR", data.to_str().unwrap()),
+            ("LOCAL_STORAGE_PATH", data.join("spool").to_str().unwrap()),
+        ])
+        .await;
+    let session = new_session();
+    let big = big_csv(12 << 20); // more than one 8 MiB part: a multipart upload
+    let (status, on_a) = a.upload(1, "from a", &session, "a.csv", big.clone()).await;
+    assert_eq!(status, 201, "{on_a}");
+    let uri = format!("s3://{}/{}/1_from a.csv", b_bucket(&a).bucket, b_bucket(&a).prefix);
+    assert_eq!(on_a["storage_uri"], uri);
+    let (status, on_b) = b.upload(2, "from b", &session, "b.csv", sales_csv()).await;
+    assert_eq!(status, 201, "{on_b}");
+
+    // Each serves the other's file: bytes, ranges, ETag, preview and profile.
+    assert_eq!(download(&b, 1, "from a", None).await, (200, big.clone()));
+    assert_eq!(
+        download(&b, 1, "from a", Some("bytes=100-199")).await,
+        (206, big[100..200].to_vec())
+    );
+    assert_eq!(
+        download(&a, 2, "from b", None).await,
+        (200, sales_csv().as_bytes().to_vec())
+    );
+    let etag = format!("\"{}\"", on_a["sha256"].as_str().unwrap());
+    let resp = b
+        .client
+        .get(b.url("/files/from a/content"))
+        .bearer_auth(b.token(1))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 304);
+    let (status, preview) = b.get(1, "/files/from a/preview?rows=2").await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["rows"].as_array().unwrap().len(), 2, "{preview}");
+    assert_eq!(a.get(2, "/files/from b/profile").await.0, 200);
+
+    // A rename on one and a delete on the other keep catalog and bucket in step.
+    let resp = b
+        .client
+        .patch(b.url("/files/from a"))
+        .bearer_auth(b.token(1))
+        .json(&serde_json::json!({"file_name": "renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(download(&a, 1, "renamed", None).await, (200, big));
+    assert_eq!(a.delete(2, "/files/from b").await.0, 200);
+    assert_eq!(a.bucket.as_ref().unwrap().list(), ["1_renamed.csv"]);
+    // Neither machine keeps bytes of its own: both spool folders are empty.
+    assert_eq!(crate::harness::list_dir(&a.storage_dir()), Vec::<String>::new());
+    assert_eq!(crate::harness::list_dir(&data.join("spool")), Vec::<String>::new());
+    // A name taken on one is taken on the other.
+    assert_eq!(b.upload(1, "renamed", &session, "r.csv", sales_csv()).await.0, 409);
+    // The catalog says where the bytes are.
+    let db = a.db.clone().unwrap();
+    let stored: Vec<(String, String)> = crate::harness::off_runtime(move || {
+        let rows = db
+            .connect()
+            .query("SELECT storage_type::text, storage_uri FROM files", &[])
+            .unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    });
+    assert_eq!(stored, [("s3".to_string(), uri.replace("from a", "renamed"))]);
+}
+
+fn b_bucket(server: &TestServer) -> &Bucket {
+    server.bucket.as_ref().expect("a server on the S3 stack")
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn an_object_written_by_another_tool_is_catalogued() {
+    let server = s3_server(&[("WATCH_DEFAULT_USER_ID", "7")]).await;
+    let bucket = server.bucket.clone().unwrap();
+    bucket.put("3_written elsewhere.csv", sales_csv().as_bytes().to_vec());
+    bucket.put("no prefix.csv", b"a,b\n1,2\n".to_vec());
+    bucket.put("3_notes.txt", b"not a dataset".to_vec());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record: Value = loop {
+        let (status, body) = server.get(3, "/files/written elsewhere").await;
+        if status == 200 && server.get(7, "/files/no prefix").await.0 == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "not catalogued; log:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(record["storage_uri"].as_str().unwrap().starts_with("s3://"), "{record}");
+    assert_eq!(record["row_count"], 3);
+    // Moved into the layout for the default user; the unsupported file is left alone.
+    assert_eq!(
+        bucket.list(),
+        ["3_notes.txt", "3_written elsewhere.csv", "7_no prefix.csv"]
+    );
+    assert_eq!(
+        download(&server, 7, "no prefix", None).await,
+        (200, b"a,b\n1,2\n".to_vec())
+    );
+    // Removed by the other tool: forgotten by the next pass.
+    bucket.delete("3_written elsewhere.csv");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get(3, "/files/written elsewhere").await.0 != 404 {
+        assert!(Instant::now() < deadline, "not forgotten; log:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn a_multipart_upload_cut_off_by_a_kill_leaves_no_object() {
+    let _ = require_service("TEST_S3_ENDPOINT", "a cut-off multipart upload");
+    let bucket = Bucket::fresh("a cut-off multipart upload");
+    // The upload stops after its first part has gone to the bucket, until killed.
+    let mut server = sqlite_s3_server(&bucket, &[("FILE_SERVICE_FAULT_STALL", "persist-part:1_big.csv")]).await;
+    let session = new_session();
+    let upload = {
+        let (url, token, session) = (server.url("/files/"), server.token(1), session.clone());
+        tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .text("file_name", "big")
+                .text("session_id", session)
+                .text("description", "cut off")
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(big_csv(12 << 20)).file_name("big.csv"),
+                );
+            let _ = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await;
+        })
+    };
+    server.wait_for_log("FILE_SERVICE_FAULT_STALL").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pending_multipart_uploads(&bucket).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no multipart upload started; log:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill();
+    upload.abort();
+    // Parts were sent, yet the bucket lists no object: an unfinished multipart upload is
+    // invisible (a lifecycle rule on the bucket reclaims its parts).
+    assert_eq!(bucket.list(), Vec::<String>::new());
+
+    server.restart();
+    assert_eq!(bucket.list(), Vec::<String>::new());
+    assert_eq!(server.get(1, "/files/").await.1, serde_json::json!([]));
+    assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
+    assert_eq!(server.upload(1, "big", &session, "big.csv", sales_csv()).await.0, 201);
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn a_server_killed_before_its_upload_is_visible_leaves_no_object_after_restart() {
+    let _ = require_service("TEST_S3_ENDPOINT", "a kill mid-upload");
+    let bucket = Bucket::fresh("a kill mid-upload");
+    // The bytes are complete under their temporary key; the copy to the name never comes.
+    let mut server = sqlite_s3_server(&bucket, &[("FILE_SERVICE_FAULT_STALL", "persist-copy:1_big.csv")]).await;
+    let session = new_session();
+    let upload = {
+        let (url, token, session) = (server.url("/files/"), server.token(1), session.clone());
+        tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .text("file_name", "big")
+                .text("session_id", session)
+                .text("description", "killed")
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(big_csv(10 << 20)).file_name("big.csv"),
+                );
+            let _ = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await;
+        })
+    };
+    server.wait_for_log("FILE_SERVICE_FAULT_STALL").await;
+    let temporary = bucket.list();
+    assert!(
+        temporary.len() == 1 && temporary[0].starts_with(".upload-"),
+        "{temporary:?}"
+    );
+    server.kill();
+    upload.abort();
+
+    // At start the SQLite server owns the storage: it sweeps the temporary key and
+    // discards the reservation; nothing becomes visible, the name is free.
+    server.restart();
+    assert_eq!(bucket.list(), Vec::<String>::new(), "log:\n{}", server.logs());
+    assert_eq!(server.get(1, "/files/big").await.0, 404);
+    assert_eq!(server.upload(1, "big", &session, "big.csv", sales_csv()).await.0, 201);
+    assert_eq!(bucket.list(), ["1_big.csv"]);
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn a_bad_bucket_stops_startup_with_one_line_naming_the_key() {
+    let endpoint = require_service("TEST_S3_ENDPOINT", "a bad bucket");
+    let server = TestServer::prepare_on(Stack::Sqlite, None, None, &[]);
+    for (url, endpoint) in [
+        ("s3://no-such-bucket-here", endpoint.as_str()),
+        ("s3://file-service-test", "http://127.0.0.1:9"), // nothing listens on port 9
+    ] {
+        let started = Instant::now();
+        let out = server
+            .cli(&["serve"])
+            .env("STORAGE_URL", url)
+            .env("S3_ENDPOINT", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url} at {endpoint}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "took {:?}",
+            started.elapsed()
+        );
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("configuration error"))
+            .unwrap_or_else(|| panic!("{stderr}"));
+        assert!(line.contains("STORAGE_URL"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
