@@ -92,6 +92,17 @@ pub fn route_template(path: &str) -> &'static str {
     }
 }
 
+/// The first of `routes` (in order) that takes the request. Each route is boxed before
+/// they are joined: joined unboxed, every route's filter type nests inside the next one's,
+/// and the compiler's front end spent nearly all of this crate's build on that nesting
+/// (lib tests, non-incremental: 564 s of CPU joined unboxed, 22 s boxed).
+pub(crate) fn first_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Response,)> {
+    routes
+        .into_iter()
+        .reduce(|tried, next| tried.or(next).unify().boxed())
+        .expect("at least one route")
+}
+
 /// Every route of the service, with error recovery and, when origins are configured, CORS.
 pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String]) -> BoxedFilter<(Response,)> {
     let ops = ops_routes(service.clone());
@@ -298,33 +309,22 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
             .map_err_reject()
         });
 
-    let api = list
-        .or(create)
-        .unify()
-        .or(get_active)
-        .unify()
-        .or(set_active)
-        .unify()
-        .or(clear_active)
-        .unify()
-        .or(get_file)
-        .unify()
-        .or(update_file)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(download)
-        .unify()
-        .or(get_profile)
-        .unify()
-        .or(get_preview)
-        .unify()
-        .or(sync)
-        .unify()
-        .or(ops)
-        .unify()
-        .or(web::routes())
-        .unify();
+    let api = first_of(vec![
+        list.boxed(),
+        create.boxed(),
+        get_active.boxed(),
+        set_active.boxed(),
+        clear_active.boxed(),
+        get_file.boxed(),
+        update_file.boxed(),
+        delete.boxed(),
+        download.boxed(),
+        get_profile.boxed(),
+        get_preview.boxed(),
+        sync,
+        ops,
+        web::routes(),
+    ]);
     if cors_origins.is_empty() {
         return api.recover(recover).unify().boxed();
     }
@@ -391,16 +391,13 @@ fn ops_routes(service: Arc<FileService>) -> BoxedFilter<(Response,)> {
     let docs = warp::path!("docs")
         .and(warp::get())
         .map(|| warp::reply::html(DOCS).into_response());
-    healthz
-        .or(readyz)
-        .unify()
-        .or(metrics)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(docs)
-        .unify()
-        .boxed()
+    first_of(vec![
+        healthz.boxed(),
+        readyz.boxed(),
+        metrics.boxed(),
+        openapi.boxed(),
+        docs.boxed(),
+    ])
 }
 
 /// The OpenAPI 3.1 description of every route, and a page that renders it offline.

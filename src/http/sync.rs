@@ -146,18 +146,14 @@ pub fn routes(service: Arc<FileService>, principal: BoxedFilter<(Principal,)>) -
             .map_err_reject()
         });
 
-    changes
-        .or(content)
-        .unify()
-        .or(checkpoint)
-        .unify()
-        .or(missing)
-        .unify()
-        .or(put_content)
-        .unify()
-        .or(apply)
-        .unify()
-        .boxed()
+    super::first_of(vec![
+        changes.boxed(),
+        content.boxed(),
+        checkpoint.boxed(),
+        missing.boxed(),
+        put_content.boxed(),
+        apply.boxed(),
+    ])
 }
 
 /// A request body as it arrives, chunk by chunk.

@@ -181,6 +181,33 @@ async fn an_object_written_by_another_tool_is_catalogued() {
     }
 }
 
+/// Starts uploading `bytes` of CSV as `big` for user 1, in the background: the tests kill
+/// the server while it is in flight, so the answer is never awaited.
+fn spawn_big_upload(
+    server: &TestServer,
+    session: &str,
+    description: &str,
+    bytes: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (url, token) = (server.url("/files/"), server.token(1));
+    let form = reqwest::multipart::Form::new()
+        .text("file_name", "big")
+        .text("session_id", session.to_string())
+        .text("description", description.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(big_csv(bytes)).file_name("big.csv"),
+        );
+    tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await;
+    })
+}
+
 #[tokio::test]
 #[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
 async fn a_multipart_upload_cut_off_by_a_kill_leaves_no_object() {
@@ -189,25 +216,7 @@ async fn a_multipart_upload_cut_off_by_a_kill_leaves_no_object() {
     // The upload stops after its first part has gone to the bucket, until killed.
     let mut server = sqlite_s3_server(&bucket, &[("FILE_SERVICE_FAULT_STALL", "persist-part:1_big.csv")]).await;
     let session = new_session();
-    let upload = {
-        let (url, token, session) = (server.url("/files/"), server.token(1), session.clone());
-        tokio::spawn(async move {
-            let form = reqwest::multipart::Form::new()
-                .text("file_name", "big")
-                .text("session_id", session)
-                .text("description", "cut off")
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(big_csv(12 << 20)).file_name("big.csv"),
-                );
-            let _ = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .multipart(form)
-                .send()
-                .await;
-        })
-    };
+    let upload = spawn_big_upload(&server, &session, "cut off", 12 << 20);
     server.wait_for_log("FILE_SERVICE_FAULT_STALL").await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while pending_multipart_uploads(&bucket).await == 0 {
@@ -239,25 +248,7 @@ async fn a_server_killed_before_its_upload_is_visible_leaves_no_object_after_res
     // The bytes are complete under their temporary key; the copy to the name never comes.
     let mut server = sqlite_s3_server(&bucket, &[("FILE_SERVICE_FAULT_STALL", "persist-copy:1_big.csv")]).await;
     let session = new_session();
-    let upload = {
-        let (url, token, session) = (server.url("/files/"), server.token(1), session.clone());
-        tokio::spawn(async move {
-            let form = reqwest::multipart::Form::new()
-                .text("file_name", "big")
-                .text("session_id", session)
-                .text("description", "killed")
-                .part(
-                    "file",
-                    reqwest::multipart::Part::bytes(big_csv(10 << 20)).file_name("big.csv"),
-                );
-            let _ = reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .multipart(form)
-                .send()
-                .await;
-        })
-    };
+    let upload = spawn_big_upload(&server, &session, "killed", 10 << 20);
     server.wait_for_log("FILE_SERVICE_FAULT_STALL").await;
     let temporary = bucket.list();
     assert!(
