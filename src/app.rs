@@ -200,8 +200,13 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
         max_concurrent_analyses: config.max_concurrent_analyses,
         max_concurrent_uploads: config.max_concurrent_uploads,
         upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_seconds),
+        max_concurrent_queries: config.max_concurrent_queries,
+        query_timeout: Duration::from_secs(config.query_timeout_seconds),
     };
-    Ok(Arc::new(FileService::new(catalog, cache, storage, limits)))
+    let copies_dir = config.data_dir.join("query-tables");
+    let copies = crate::query::Copies::new(copies_dir.clone(), config.query_cache_max_bytes)
+        .map_err(|e| key_error("DATA_DIR", format!("cannot create {}: {e}", copies_dir.display())))?;
+    Ok(Arc::new(FileService::new(catalog, cache, storage, limits, copies)))
 }
 
 /// The storage: the local folder, or the bucket of `STORAGE_URL` (reached and written to

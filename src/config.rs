@@ -47,6 +47,12 @@ pub struct Config {
     /// a dead process left is taken over within twice this.
     pub lease_seconds: u64,
     pub watch: WatchConfig,
+    /// A query running longer is stopped (408).
+    pub query_timeout_seconds: u64,
+    /// Queries and conversions running at once; past it, 503 with Retry-After.
+    pub max_concurrent_queries: usize,
+    /// Columnar copies made for queries are kept under `data_dir`, at most this many bytes.
+    pub query_cache_max_bytes: u64,
 }
 
 /// `STORAGE_URL=s3://bucket/prefix` and its `S3_*`/`AWS_*` settings.
@@ -228,6 +234,12 @@ impl Config {
             .parse("upload_idle_timeout_seconds", 60u64, "a whole number of seconds")?
             .max(1);
         let shutdown_grace_seconds = src.parse("shutdown_grace_seconds", 30u64, "a whole number of seconds")?;
+        let query_timeout_seconds = src.parse("query_timeout_seconds", 30u64, "a whole number of seconds")?;
+        if query_timeout_seconds == 0 {
+            return Err(config_error("QUERY_TIMEOUT_SECONDS", "must be at least 1"));
+        }
+        let max_concurrent_queries = src.parse("max_concurrent_queries", cores, "a whole number")?.max(1);
+        let query_cache_max_bytes = src.parse("query_cache_max_bytes", 10u64 << 30, "a whole number of bytes")?;
         let lease_seconds = src.parse("lease_seconds", 15u64, "a whole number of seconds")?;
         if lease_seconds < 2 {
             return Err(config_error("LEASE_SECONDS", "must be at least 2"));
@@ -290,6 +302,9 @@ impl Config {
             cors_allowed_origins,
             lease_seconds,
             watch,
+            query_timeout_seconds,
+            max_concurrent_queries,
+            query_cache_max_bytes,
         })
     }
 }

@@ -7,12 +7,13 @@
 //! - backends behind traits, one file per implementation: [`catalog`] (records and
 //!   active entries: SQLite, or PostgreSQL shared by replicas), [`cache`] (active-file
 //!   cache: moka, Redis shared by replicas, or none on PostgreSQL without Redis),
-//!   [`storage`] (bytes: local folder);
+//!   [`storage`] (bytes: local folder or S3 bucket);
 //! - [`reconcile`]: keeps the catalog in step with files changed in the storage folder;
 //! - [`sync_client`]: the `sync` command, moving changes between instances over HTTP
 //!   (the rules of applying them are in `service::sync`);
 //! - [`analysis`]: reads a CSV/TSV dataset in one bounded-memory pass and writes its summary;
 //! - [`formats`]: every other format (Parquet, Arrow, JSON, workbooks), read into the same profile;
+//! - [`query`]: SQL over a user's files and conversions between formats (polars' lazy engine);
 //! - [`app`] wires them from [`config`]; [`auth`] checks bearer tokens; [`metrics`]
 //!   counts what happens for `GET /metrics`.
 
@@ -27,6 +28,7 @@ pub mod formats;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod query;
 pub mod reconcile;
 pub mod service;
 pub mod storage;

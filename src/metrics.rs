@@ -24,6 +24,13 @@ pub struct Metrics {
     pub watcher_events: IntCounter,
     /// Files the storage watcher catalogued, updated or removed, by action.
     pub watcher_changes: IntCounterVec,
+    /// Queries and conversions by outcome (ok, invalid, timeout, busy, error).
+    pub queries: IntCounterVec,
+    pub query_seconds: Histogram,
+    /// Rows answered or written by queries and conversions.
+    pub query_rows: IntCounter,
+    /// Bytes of query downloads and conversions sent.
+    pub query_bytes: IntCounter,
 }
 
 /// The metrics of this process.
@@ -98,6 +105,26 @@ impl Metrics {
                 &["action"],
             )
             .expect("valid metric"),
+            queries: IntCounterVec::new(
+                Opts::new("file_service_queries_total", "Queries and conversions by outcome"),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            query_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "file_service_query_duration_seconds",
+                    "Time to answer a query, or to start a download or conversion",
+                )
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            )
+            .expect("valid metric"),
+            query_rows: IntCounter::new("file_service_query_rows_total", "Rows answered or written by queries")
+                .expect("valid metric"),
+            query_bytes: IntCounter::new(
+                "file_service_query_bytes_total",
+                "Bytes of query downloads and conversions sent",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -112,6 +139,10 @@ impl Metrics {
             Box::new(m.uploads_in_progress.clone()),
             Box::new(m.watcher_events.clone()),
             Box::new(m.watcher_changes.clone()),
+            Box::new(m.queries.clone()),
+            Box::new(m.query_seconds.clone()),
+            Box::new(m.query_rows.clone()),
+            Box::new(m.query_bytes.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

@@ -3,7 +3,7 @@
 //! Layout: `tokenize` (records and fields), `reader` (encoding, delimiter and title-line sniffing, where a table ends, record-size guard),
 //! `table` (is the first line a header: the type rule), `header` (pandas column naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
 //! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
-//! its final statistics), `scan` (the record loop: one thread tokenizes, all cores analyze
+//! its final statistics), `rows` (the profiled table's rows, typed, for queries), `scan` (the record loop: one thread tokenizes, all cores analyze
 //! columns, results identical to a single-threaded pass), `summary` (Markdown rendering).
 
 mod column;
@@ -12,6 +12,7 @@ mod infer;
 mod iso;
 mod preview;
 mod reader;
+mod rows;
 mod scan;
 mod sketch;
 mod summary;
@@ -196,6 +197,7 @@ pub enum AnalysisError {
 }
 
 pub use preview::{preview_reader, Preview};
+pub use rows::read_rows;
 pub use typed::{float_text, parse_iso, timestamp_text, Cell, ColumnBudget, Stats, TypedColumn};
 
 /// Profile a stored file.

@@ -88,3 +88,39 @@ pub(super) fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> 
     )?;
     Ok(preview.finish())
 }
+
+/// Copies the record batches of an IPC stream into an IPC file (polars scans files only).
+pub(super) fn stream_to_file(file: &File, out: &mut File) -> Result<(), FormatError> {
+    use polars_arrow::io::ipc::write::{FileWriter, WriteOptions};
+    use polars_arrow::record_batch::RecordBatchT;
+    let failed = |e: &dyn std::fmt::Display| FormatError::Corrupt(format!("could not copy the Arrow stream: {e}"));
+    let mut error = None;
+    let ((writer, _), _) = read_batches(
+        file,
+        |schema, _| {
+            let schema = std::sync::Arc::new(schema.clone());
+            let options = WriteOptions { compression: None };
+            (FileWriter::try_new(&mut *out, schema.clone(), None, options), schema)
+        },
+        |(writer, schema), columns| {
+            let height = columns.first().map_or(0, |a| a.len());
+            let result = match writer {
+                Ok(w) => RecordBatchT::try_new(height, schema.clone(), columns.to_vec())
+                    .and_then(|batch| w.write(&batch, None))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => true,
+                Err(e) => {
+                    error = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
+    if let Some(e) = error {
+        return Err(failed(&e));
+    }
+    writer.map_err(|e| failed(&e))?.finish().map_err(|e| failed(&e))
+}

@@ -259,12 +259,12 @@ fn tsv_line(cells: &[Option<String>], width: usize) -> Vec<u8> {
 
 /// Runs `analyze` over the sheet's rows as TSV text. The sheet is read on a helper thread
 /// that hands rows over a short queue, so only a few rows are in memory at a time.
-fn with_sheet_text<T: Send>(
+fn with_sheet_text<T>(
     file: &File,
     kind: Workbook,
     sheet: &str,
     width: usize,
-    analyze: impl FnOnce(SheetText<'_>) -> T + Send,
+    analyze: impl FnOnce(SheetText<'_>) -> T,
 ) -> Result<T, FormatError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(256);
     std::thread::scope(|scope| {
@@ -328,6 +328,25 @@ pub(super) fn profile(file: &File, kind: Workbook) -> Result<Profile, FormatErro
         .collect();
     profile.sheet = Some(sheet);
     Ok(profile)
+}
+
+/// The typed rows of the sheet the profile calls the table, read as the profile read them
+/// (the sheet as tab-separated text through the CSV engine).
+pub(super) fn read_rows(
+    file: &File,
+    kind: Workbook,
+    profile: &Profile,
+    row: &mut dyn FnMut(&[analysis::Cell<'_>]) -> bool,
+) -> Result<u64, FormatError> {
+    let sheet = profile
+        .sheet
+        .clone()
+        .ok_or_else(|| FormatError::NoData("the workbook's summary names no sheet".into()))?;
+    let width = extent(&mut open(file, kind)?, &sheet)?.width;
+    with_sheet_text(file, kind, &sheet, width, |text| {
+        analysis::read_rows(text, analysis::Format::Tsv, profile, row)
+    })?
+    .map_err(FormatError::from)
 }
 
 /// The first rows of `sheet` (default: the sheet the profile calls the table, else the first

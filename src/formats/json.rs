@@ -504,6 +504,14 @@ fn read_document(file: &File, table: &mut Table, limit: Option<u64>) -> Result<(
 
 /// Reads `.jsonl` records into `table`, line by line.
 fn read_lines(file: &File, table: &mut Table, limit: Option<u64>) -> Result<(), FormatError> {
+    for_each_line(file, &mut |record| {
+        table.record(record);
+        limit.is_none_or(|l| table.rows < l)
+    })
+}
+
+/// Hands each `.jsonl` record to `record` until it returns false.
+fn for_each_line(file: &File, record: &mut dyn FnMut(Record) -> bool) -> Result<(), FormatError> {
     let mut reader = BufReader::with_capacity(1 << 16, super::rewound(file)?);
     let mut line = String::new();
     let mut number = 0u64;
@@ -520,12 +528,13 @@ fn read_lines(file: &File, table: &mut Table, limit: Option<u64>) -> Result<(), 
         let not_object =
             |why: &dyn fmt::Display| FormatError::Corrupt(format!("line {number} is not a JSON object: {why}"));
         match serde_json::from_str::<Record>(text) {
-            Ok(record @ Record::Fields(_)) => table.record(record),
+            Ok(r @ Record::Fields(_)) => {
+                if !record(r) {
+                    break;
+                }
+            }
             Ok(_) => return Err(not_object(&"it is not an object")),
             Err(e) => return Err(not_object(&e)),
-        }
-        if limit.is_some_and(|l| table.rows >= l) {
-            break;
         }
     }
     Ok(())
@@ -539,6 +548,212 @@ pub(super) fn profile(file: &File, lines: bool) -> Result<Profile, FormatError> 
         read_document(file, &mut table, None)?;
     }
     Ok(table.finish())
+}
+
+/// The typed rows of the table `profile` describes: each record's values by column name,
+/// converted to the column's dtype as pandas' `read_json` converts them. Records stream; an
+/// object of columns is read whole first (it holds its rows column by column).
+pub(super) fn read_rows(
+    file: &File,
+    lines: bool,
+    profile: &Profile,
+    row: &mut dyn FnMut(&[Cell<'_>]) -> bool,
+) -> Result<u64, FormatError> {
+    let index: std::collections::HashMap<&str, usize> = profile
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let targets: Vec<(&str, bool)> = profile
+        .columns
+        .iter()
+        .map(|c| (c.dtype.as_str(), is_date_like(&c.name)))
+        .collect();
+    let mut values: Vec<Json> = vec![Json::Null; targets.len()];
+    let mut rows = 0u64;
+    let mut emit = |values: &mut Vec<Json>| -> bool {
+        let texts: Vec<String> = values.iter().map(|v| preview_text(v).unwrap_or_default()).collect();
+        let cells: Vec<Cell<'_>> = values
+            .iter()
+            .zip(&targets)
+            .zip(&texts)
+            .map(|((v, (dtype, _)), text)| typed_cell(v, dtype, text))
+            .collect();
+        rows += 1;
+        let more = row(&cells);
+        values.iter_mut().for_each(|v| *v = Json::Null);
+        more
+    };
+    let mut on_record = |record: Record| -> bool {
+        match record {
+            Record::Fields(fields) => {
+                for (name, v) in fields {
+                    if let Some(&i) = index.get(name.as_str()) {
+                        values[i] = v;
+                    }
+                }
+            }
+            Record::Items(items) => {
+                for (k, v) in items.into_iter().enumerate() {
+                    if let Some(&i) = index.get(k.to_string().as_str()) {
+                        values[i] = v;
+                    }
+                }
+            }
+            Record::Scalar(v) => {
+                if let Some(&i) = index.get("0") {
+                    values[i] = v;
+                }
+            }
+        }
+        emit(&mut values)
+    };
+    if lines {
+        for_each_line(file, &mut on_record)?;
+    } else {
+        let reader = BufReader::with_capacity(1 << 16, super::rewound(file)?);
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let columns = RowsDocument { on_record: &mut on_record }
+            .deserialize(&mut de)
+            .map_err(|e| not_json(&e))?;
+        if let Some(columns) = columns {
+            // An object of columns: row k holds each column's k-th value.
+            let height = columns.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+            let mut columns: Vec<(Option<usize>, std::vec::IntoIter<Json>)> = columns
+                .into_iter()
+                .map(|(name, c)| (index.get(name.as_str()).copied(), c.into_iter()))
+                .collect();
+            for _ in 0..height {
+                for (i, c) in columns.iter_mut() {
+                    let v = c.next().unwrap_or(Json::Null);
+                    if let Some(i) = i {
+                        values[*i] = v;
+                    }
+                }
+                if !emit(&mut values) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// A JSON value as a column of `dtype` holds it (see [`JsonColumn::push`] for the rules).
+fn typed_cell<'a>(v: &'a Json, dtype: &str, text: &'a str) -> Cell<'a> {
+    let number = |v: &Json| -> Option<f64> {
+        match v {
+            Json::Number(n) => n.as_f64(),
+            Json::Bool(b) => Some(*b as u8 as f64),
+            Json::String(s) => numeric_text(s),
+            _ => None,
+        }
+    };
+    match (dtype, v) {
+        (_, Json::Null) => Cell::Null,
+        ("object", _) => Cell::Text(text.as_bytes()),
+        ("bool", Json::Bool(b)) => Cell::Bool(*b),
+        ("int64", Json::Number(n)) if n.as_i64().is_some() => Cell::Int(n.as_i64().unwrap_or_default()),
+        ("int64", v) => number(v).map_or(Cell::Null, |x| Cell::Int(x as i64)),
+        ("uint64", Json::Number(n)) if n.as_u64().is_some() => Cell::UInt(n.as_u64().unwrap_or_default()),
+        ("uint64", v) => number(v).map_or(Cell::Null, |x| Cell::UInt(x as u64)),
+        ("float64", v) => number(v).filter(|x| !x.is_nan()).map_or(Cell::Null, Cell::Float),
+        ("datetime64[ns]", Json::String(s)) => {
+            analysis::parse_iso(s.as_bytes()).map_or(Cell::Null, |(ns, has_time)| Cell::Time { ns, has_time })
+        }
+        ("datetime64[ns]", Json::Number(n)) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            // Epoch time in the coarsest unit that fits, as the profile read it.
+            [1e9, 1e6, 1e3, 1.0]
+                .iter()
+                .map(|per| x * per)
+                .find(|ns| ns.abs() < 9.2e18)
+                .map_or(Cell::Null, |ns| Cell::Time {
+                    ns: ns as i64,
+                    has_time: true,
+                })
+        }
+        _ => Cell::Null,
+    }
+}
+
+/// A `.json` document for [`read_rows`]: records of an array go to `on_record` as they are
+/// read; an object of columns is returned whole.
+struct RowsDocument<'a> {
+    on_record: &'a mut dyn FnMut(Record) -> bool,
+}
+
+type Columns = Vec<(String, Vec<Json>)>;
+
+impl<'de> Visitor<'de> for RowsDocument<'_> {
+    type Value = Option<Columns>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of records or an object of columns")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut more = true;
+        while let Some(record) = seq.next_element::<Record>()? {
+            if more {
+                more = (self.on_record)(record);
+            }
+        }
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut columns = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let values = map.next_value::<ColumnOfValues>()?;
+            columns.push((name, values.0));
+        }
+        Ok(Some(columns))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RowsDocument<'_> {
+    type Value = Option<Columns>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A column of an object of columns: `{"row": value}` or `[values]`, in order.
+struct ColumnOfValues(Vec<Json>);
+
+impl<'de> serde::Deserialize<'de> for ColumnOfValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut values = Vec::new();
+        let mut column = JsonColumnSink(&mut values);
+        d.deserialize_any(&mut column)?;
+        Ok(ColumnOfValues(values))
+    }
+}
+
+struct JsonColumnSink<'a>(&'a mut Vec<Json>);
+
+impl<'de> Visitor<'de> for &mut JsonColumnSink<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a column: an object of row labels to values, or an array of values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            self.0.push(map.next_value::<Json>()?);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<Json>()? {
+            self.0.push(v);
+        }
+        Ok(())
+    }
 }
 
 /// Previews show each value's own text (`True` for booleans, nested values as JSON): a

@@ -327,6 +327,42 @@ pub fn preview_file(
     }
 }
 
+/// Hands the rows of the table `profile` describes to `row`, each field typed as its column's
+/// dtype, in order, until `row` returns false; returns how many rows were handed out. For
+/// delimited text and workbooks (read through the CSV engine) and JSON; Parquet and Arrow
+/// are read by the query engine itself.
+pub fn read_rows(
+    file: &File,
+    format: Format,
+    profile: &Profile,
+    row: &mut dyn FnMut(&[analysis::Cell<'_>]) -> bool,
+) -> Result<u64, FormatError> {
+    match format {
+        Format::Text(f) => {
+            let file = std::io::BufReader::with_capacity(1 << 16, rewound(file)?);
+            Ok(analysis::read_rows(file, f, profile, row)?)
+        }
+        Format::Excel(kind) => excel::read_rows(file, kind, profile, row),
+        Format::Json => json::read_rows(file, false, profile, row),
+        Format::JsonLines => json::read_rows(file, true, profile, row),
+        Format::Parquet | Format::Arrow => Err(FormatError::Mismatch(
+            "Parquet and Arrow files are read as they are stored".into(),
+        )),
+    }
+}
+
+/// Whether an `.arrow` file is an IPC file (rather than a stream).
+pub fn is_arrow_file(file: &File) -> Result<bool, FormatError> {
+    let mut head = [0u8; 6];
+    let mut file = rewound(file)?;
+    Ok(file.read_exact(&mut head).is_ok() && head == arrow::FILE_MAGIC)
+}
+
+/// Writes the record batches of an Arrow IPC stream to `out` as an IPC file.
+pub fn arrow_stream_to_file(file: &File, out: &mut File) -> Result<(), FormatError> {
+    arrow::stream_to_file(file, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

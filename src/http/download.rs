@@ -88,7 +88,7 @@ fn content_type(format: &str) -> &'static str {
 }
 
 /// RFC 6266: an ASCII fallback plus the exact UTF-8 name.
-fn content_disposition(filename: &str) -> String {
+pub(super) fn content_disposition(filename: &str) -> String {
     let ascii: String = filename
         .chars()
         .map(|c| if c.is_ascii() && c != '"' && c != '\\' { c } else { '_' })

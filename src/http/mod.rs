@@ -3,6 +3,7 @@
 //! Handlers are thin: they parse the request, call [`FileService`], and serialize.
 
 mod download;
+mod query;
 pub mod server;
 mod sync;
 mod upload;
@@ -40,9 +41,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/files/{file_name}/profile"),
     ("GET", "/api/v1/files/{file_name}/preview"),
     ("HEAD", "/api/v1/files/{file_name}/content"),
+    ("POST", "/api/v1/files/{file_name}/query"),
     ("GET", "/api/v1/files/active/{session}"),
     ("POST", "/api/v1/files/active/{session}"),
     ("DELETE", "/api/v1/files/active/{session}"),
+    ("POST", "/api/v1/files/active/{session}/query"),
     ("GET", "/api/v1/changes"),
     ("GET", "/api/v1/sync/files/{id}/content"),
     ("GET", "/api/v1/sync/checkpoints/{source}"),
@@ -71,9 +74,11 @@ pub fn route_template(path: &str) -> &'static str {
     match segments.as_slice() {
         ["api", "v1", "files"] => "/api/v1/files/",
         ["api", "v1", "files", "active", _] => "/api/v1/files/active/{session}",
+        ["api", "v1", "files", "active", _, "query"] => "/api/v1/files/active/{session}/query",
         ["api", "v1", "files", _, "content"] => "/api/v1/files/{file_name}/content",
         ["api", "v1", "files", _, "profile"] => "/api/v1/files/{file_name}/profile",
         ["api", "v1", "files", _, "preview"] => "/api/v1/files/{file_name}/preview",
+        ["api", "v1", "files", _, "query"] => "/api/v1/files/{file_name}/query",
         ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
         ["api", "v1", "changes"] => "/api/v1/changes",
         ["api", "v1", "sync", "files", _, "content"] => "/api/v1/sync/files/{id}/content",
@@ -107,6 +112,7 @@ pub(crate) fn first_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Re
 pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String]) -> BoxedFilter<(Response,)> {
     let ops = ops_routes(service.clone());
     let sync_service = service.clone();
+    let with_service_arc = service.clone();
     let with_service = warp::any().map(move || service.clone());
     // Taken as raw bytes: a header that is not valid text is a bad token (401), not a
     // malformed request.
@@ -298,16 +304,25 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
 
     let download = content
         .and(get_or_head)
-        .and(user)
-        .and(with_service)
+        .and(user.clone())
+        .and(with_service.clone())
         .and(warp::header::headers_cloned())
-        .and_then(|name: String, head: bool, user, service: Arc<FileService>, headers| {
-            async move {
-                let (record, file) = service.open_content(user, &decode(&name)).await?;
-                Ok::<_, Error>(download::respond(&record, file, &headers, head))
-            }
-            .map_err_reject()
-        });
+        .and(warp::query::<Vec<(String, String)>>())
+        .and_then(
+            |name: String, head: bool, user, service: Arc<FileService>, headers, params: Vec<(String, String)>| {
+                async move {
+                    let name = decode(&name);
+                    // `?format=`: the file converted; without it, the stored bytes.
+                    if let Some((_, format)) = params.iter().find(|(k, _)| k == "format") {
+                        return query::conversion(&service, user, &name, format, head).await;
+                    }
+                    let (record, file) = service.open_content(user, &name).await?;
+                    Ok::<_, Error>(download::respond(&record, file, &headers, head))
+                }
+                .map_err_reject()
+            },
+        );
+    let queries = query::routes(with_service_arc, user);
 
     let api = first_of(vec![
         list.boxed(),
@@ -321,6 +336,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         download.boxed(),
         get_profile.boxed(),
         get_preview.boxed(),
+        queries,
         sync,
         ops,
         web::routes(),

@@ -63,6 +63,22 @@ impl StreamFile {
     }
 }
 
+/// Bytes written while the response is sent (a query's result, a conversion): the first
+/// piece, then the rest from a queue; an `Err` cuts the body short, so the client sees an
+/// incomplete response rather than a complete-looking wrong one.
+#[derive(Clone)]
+pub struct StreamPieces(Arc<Mutex<Option<crate::service::Download>>>);
+
+impl StreamPieces {
+    pub fn new(download: crate::service::Download) -> StreamPieces {
+        StreamPieces(Arc::new(Mutex::new(Some(download))))
+    }
+
+    fn take(&self) -> Option<crate::service::Download> {
+        self.0.lock().ok()?.take()
+    }
+}
+
 /// Serves `filter` on `listener` until `shutdown` completes, then lets open
 /// connections finish their current request.
 pub async fn serve<F>(listener: TcpListener, filter: F, options: ServerOptions, shutdown: impl Future<Output = ()>)
@@ -171,6 +187,14 @@ where
 /// Replaces the body of a response that carries a [`StreamFile`] with the file's bytes.
 async fn with_file_body(response: warp::reply::Response) -> http::Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
+    if let Some(download) = parts.extensions.remove::<StreamPieces>().and_then(|p| p.take()) {
+        let first = futures_util::stream::iter((!download.first.is_empty()).then(|| Ok(Frame::data(download.first))));
+        let rest = futures_util::stream::unfold(download.rest, |mut rest| async move {
+            let item = rest.recv().await?;
+            Some((item.map(Frame::data).map_err(BoxError::from), rest))
+        });
+        return http::Response::from_parts(parts, StreamBody::new(first.chain(rest)).boxed_unsync());
+    }
     let Some((content, start, len)) = parts.extensions.remove::<StreamFile>().and_then(|f| f.take()) else {
         return http::Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync());
     };

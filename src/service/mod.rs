@@ -8,11 +8,13 @@
 
 use std::io::Write;
 mod listing;
+mod query;
 mod recovery;
 pub mod sync;
 
 pub use recovery::run as run_recovery;
 pub use sync::{ApplyReport, ChangePage};
+pub use query::{Download, QueryTarget};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -70,6 +72,9 @@ pub struct Limits {
     pub max_concurrent_uploads: usize,
     /// An upload that sends nothing for this long is cut off.
     pub upload_idle_timeout: Duration,
+    pub max_concurrent_queries: usize,
+    /// A query running longer is stopped.
+    pub query_timeout: Duration,
 }
 
 /// Held for the whole of one upload; past `max_concurrent_uploads` none is given.
@@ -107,6 +112,10 @@ pub struct FileService {
     feed: tokio::sync::Notify,
     /// Listing bodies by user and query, with the change number they were read at.
     listings: moka::future::Cache<listing::ListingKey, listing::CachedListing>,
+    /// Queries and conversions running (each holds one until its work has stopped).
+    queries: Arc<Semaphore>,
+    /// The columnar copies queries read.
+    copies: Arc<crate::query::Copies>,
 }
 
 impl FileService {
@@ -115,7 +124,9 @@ impl FileService {
         cache: Arc<dyn ActiveFileCache>,
         storage: Arc<dyn Storage>,
         limits: Limits,
+        copies: crate::query::Copies,
     ) -> FileService {
+        let queries = Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1)));
         FileService {
             catalog,
             cache,
@@ -130,6 +141,8 @@ impl FileService {
             instance_id: OnceLock::new(),
             feed: tokio::sync::Notify::new(),
             listings: listing::new_cache(),
+            queries,
+            copies: Arc::new(copies),
         }
     }
 

@@ -1,0 +1,59 @@
+//! SQL over a user's stored files, and conversions between formats, on polars' lazy engine
+//! (its SQL front end and streaming executor).
+//!
+//! Layout: `statement` (which SQL is accepted and which files it names), `tables` (each
+//! file as something polars scans: Parquet and Arrow files as stored, every other format
+//! through a typed columnar copy kept in a cache folder), `run` (the engine: deadline,
+//! cancellation, results batch by batch), `output` (answers as JSON rows; downloads as CSV,
+//! Parquet, JSON lines, Arrow or xlsx). Everything here blocks; the service calls it on the
+//! blocking pool, a bounded number at a time.
+
+mod output;
+mod run;
+mod statement;
+mod tables;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub use output::{Answer, AnswerColumn, OutputFormat, XLSX_MAX_ROWS};
+pub use run::{answer, convert, download, Table};
+pub use statement::{check, Checked};
+pub use tables::{Copies, TableFile};
+
+/// Most rows an answer may ask for, and what it gets without asking.
+pub const MAX_LIMIT: usize = 100_000;
+pub const DEFAULT_LIMIT: usize = 1_000;
+
+/// Why a query gave no answer. Messages are shown to API users.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A statement or function the service does not run (DDL, table functions, …).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The engine's verdict: a syntax error, an unknown table or column, a type error.
+    #[error("{0}")]
+    Invalid(String),
+    /// The deadline passed, or the client went away; the work was stopped.
+    #[error("the query was stopped")]
+    Cancelled,
+    /// The stored file could not be read as the table its summary describes.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Set to stop a query: checked between every batch of rows the engine reads.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}

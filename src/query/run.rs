@@ -1,0 +1,192 @@
+//! Running SQL with polars' streaming engine: every table is a scan with a deadline check
+//! between its batches, and the result is handed over batch by batch (so an answer never
+//! holds more than its limit, and a download never holds more than a batch).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use polars::prelude::*;
+use polars::sql::SQLContext;
+
+use super::output::{self, Answer, OutputFormat, ResultWriter, Rows};
+use super::tables::{ScanKind, TableFile};
+use super::{Cancel, QueryError};
+
+/// A table the SQL can name, and the file it reads.
+pub struct Table {
+    pub name: String,
+    pub file: TableFile,
+}
+
+/// The message a cancelled scan fails with (recognized by [`engine_error`]).
+const CANCELLED: &str = "the query was cancelled";
+
+/// Runs `sql` over `tables` and answers with its first `limit` rows.
+pub fn answer(sql: &str, tables: &[Table], limit: usize, cancel: &Cancel) -> Result<Answer, QueryError> {
+    let plan = plan(sql, tables, cancel)?;
+    let schema = plan.clone().collect_schema().map_err(|e| engine_error(e, cancel))?;
+    let rows = Arc::new(Mutex::new(Rows::new(&schema, limit)));
+    let taken = rows.clone();
+    // One row past the limit tells whether there were more.
+    let plan = plan.limit((limit + 1) as IdxSize);
+    run(plan, cancel, move |batch| {
+        let mut rows = taken.lock().map_err(|_| output_error("the answer's rows"))?;
+        rows.take(&batch)
+    })?;
+    let rows = std::mem::replace(&mut *rows.lock().map_err(|_| QueryError::Cancelled)?, Rows::new(&Schema::default(), 0));
+    Ok(Answer {
+        row_count: rows.rows.len(),
+        columns: rows.columns,
+        rows: rows.rows,
+        truncated: rows.truncated,
+        elapsed_ms: 0.0,
+    })
+}
+
+/// Runs `sql` over `tables` and writes its whole result to `out` as `format`; returns how
+/// many rows were written.
+pub fn download<W: Write + Send + 'static>(
+    sql: &str,
+    tables: &[Table],
+    format: OutputFormat,
+    out: W,
+    cancel: &Cancel,
+) -> Result<u64, QueryError> {
+    let plan = plan(sql, tables, cancel)?;
+    write_all(plan, format, out, cancel)
+}
+
+/// Writes the whole table of `table` to `out` as `format`; returns how many rows.
+pub fn convert<W: Write + Send + 'static>(
+    table: &Table,
+    format: OutputFormat,
+    out: W,
+    cancel: &Cancel,
+) -> Result<u64, QueryError> {
+    let plan = scan(table, cancel).map_err(|e| engine_error(e, cancel))?;
+    write_all(plan, format, out, cancel)
+}
+
+fn write_all<W: Write + Send + 'static>(
+    plan: LazyFrame,
+    format: OutputFormat,
+    out: W,
+    cancel: &Cancel,
+) -> Result<u64, QueryError> {
+    let schema = plan.clone().collect_schema().map_err(|e| engine_error(e, cancel))?;
+    let writer: Box<dyn ResultWriter + Send> =
+        output::writer(format, &schema, out).map_err(|e| QueryError::Internal(e.into()))?;
+    let state = Arc::new(Mutex::new(Some((writer, 0u64))));
+    let shared = state.clone();
+    run(plan, cancel, move |batch| {
+        let mut state = shared.lock().map_err(|_| output_error("the download"))?;
+        let (writer, rows) = state.as_mut().ok_or_else(|| output_error("the download"))?;
+        writer.write(&batch)?;
+        *rows += batch.height() as u64;
+        Ok(true)
+    })?;
+    let taken = state.lock().ok().and_then(|mut s| s.take());
+    let (writer, rows) = taken.ok_or_else(|| QueryError::Internal(anyhow::anyhow!("the download's writer was lost")))?;
+    writer.finish().map_err(|e| engine_error(e, cancel))?;
+    Ok(rows)
+}
+
+fn output_error(what: &str) -> PolarsError {
+    PolarsError::ComputeError(format!("writing {what} failed").into())
+}
+
+/// The SQL as a lazy plan over the tables.
+fn plan(sql: &str, tables: &[Table], cancel: &Cancel) -> Result<LazyFrame, QueryError> {
+    let mut context = SQLContext::new();
+    for table in tables {
+        let scan = scan(table, cancel).map_err(|e| engine_error(e, cancel))?;
+        context.register(&table.name, scan);
+    }
+    context.execute(sql).map_err(|e| engine_error(e, cancel))
+}
+
+/// A table's scan, with the deadline checked on every batch it reads. The check lets
+/// filters, projections and limits pass through it to the scan.
+fn scan(table: &Table, cancel: &Cancel) -> PolarsResult<LazyFrame> {
+    let path = PlRefPath::new(table.file.path());
+    let mut frame = match table.file.kind {
+        ScanKind::Parquet => LazyFrame::scan_parquet(path, ScanArgsParquet::default())?,
+        ScanKind::Ipc => LazyFrame::scan_ipc(path, Default::default(), Default::default())?,
+    };
+    // pandas writes its index as `__index_level_0__` columns; the summary leaves them out.
+    let schema = frame.collect_schema()?;
+    let index: Vec<PlSmallStr> = schema
+        .iter_names()
+        .filter(|n| n.starts_with("__index_level_"))
+        .cloned()
+        .collect();
+    if !index.is_empty() {
+        frame = frame.drop(Selector::ByName {
+            names: index.into(),
+            strict: false,
+        });
+    }
+    let cancel = cancel.clone();
+    let passes = OptFlags::PREDICATE_PUSHDOWN | OptFlags::PROJECTION_PUSHDOWN | OptFlags::SLICE_PUSHDOWN | OptFlags::STREAMING;
+    Ok(frame.map(
+        move |batch| {
+            if cancel.is_cancelled() {
+                Err(PolarsError::ComputeError(CANCELLED.into()))
+            } else {
+                Ok(batch)
+            }
+        },
+        passes,
+        None,
+        Some("deadline"),
+    ))
+}
+
+/// Runs `plan` on the streaming engine, handing each result batch to `on_batch` (which
+/// returns false to stop early) in order.
+fn run(
+    plan: LazyFrame,
+    cancel: &Cancel,
+    on_batch: impl Fn(DataFrame) -> PolarsResult<bool> + Send + Sync + 'static,
+) -> Result<(), QueryError> {
+    let stop = cancel.clone();
+    let callback = PlanCallback::new(move |batch: DataFrame| {
+        if stop.is_cancelled() {
+            return Err(PolarsError::ComputeError(CANCELLED.into()));
+        }
+        // The callback answers "stop?".
+        on_batch(batch).map(|more| !more)
+    });
+    let sink = plan
+        .sink_batches(callback, true, None)
+        .map_err(|e| engine_error(e, cancel))?;
+    sink.collect_with_engine(Engine::Streaming)
+        .map_err(|e| engine_error(e, cancel))?;
+    if cancel.is_cancelled() {
+        return Err(QueryError::Cancelled);
+    }
+    Ok(())
+}
+
+/// The engine's error as the user's (a bad query) or ours (reading or writing failed).
+fn engine_error(e: PolarsError, cancel: &Cancel) -> QueryError {
+    if cancel.is_cancelled() || e.to_string().contains(CANCELLED) {
+        return QueryError::Cancelled;
+    }
+    match e {
+        PolarsError::IO { .. } => QueryError::Internal(anyhow::Error::new(e).context("running a query")),
+        other => QueryError::Invalid(clean_message(&other.to_string())),
+    }
+}
+
+/// Polars' messages can end in a long plan dump or a hint for Python users; keep the
+/// first paragraph.
+fn clean_message(message: &str) -> String {
+    let first = message.split("\n\n").next().unwrap_or(message).trim();
+    let first = first.strip_prefix("sql parser error: ").unwrap_or(first);
+    if first.chars().count() > 2_000 {
+        let cut: String = first.chars().take(2_000).collect();
+        return format!("{cut}…");
+    }
+    first.to_string()
+}

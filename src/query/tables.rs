@@ -1,0 +1,311 @@
+//! Each stored file as something polars scans. Parquet and Arrow IPC files on the local
+//! folder are scanned as they are stored. Every other file (CSV/TSV, JSON, workbooks, Arrow
+//! streams, and anything in a bucket) is read once through the service's own readers, typed
+//! as its profile says, into a Parquet copy kept in a cache folder: polars' CSV reader would
+//! not see the table the summary describes (title and footer lines, Windows-1252 and UTF-16,
+//! pandas' dtypes), and a columnar copy makes every later query much faster.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use super::QueryError;
+use crate::analysis::{Cell, Profile};
+use crate::formats::{self, Format, FormatError};
+use crate::storage::Content;
+
+/// Bump when the way copies are made changes: old copies are then never read again
+/// (and age out of the cache).
+const COPY_VERSION: u32 = 1;
+
+/// Rows per batch written to a copy (and per row group, with the writer's own cap).
+const COPY_BATCH_ROWS: usize = 64 * 1024;
+
+/// What polars reads a table from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanKind {
+    Parquet,
+    Ipc,
+}
+
+/// A table ready to scan: a path polars opens, and the open file behind it. The path is
+/// the open file's `/proc/self/fd` entry, so the bytes stay readable for the whole query
+/// even if the stored file is renamed or deleted, or the copy evicted, meanwhile.
+pub struct TableFile {
+    pub kind: ScanKind,
+    file: File,
+}
+
+impl TableFile {
+    fn open(kind: ScanKind, file: File) -> TableFile {
+        TableFile { kind, file }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/proc/self/fd/{}", self.file.as_raw_fd())
+    }
+}
+
+/// The cache folder of columnar copies, bounded in bytes (least recently used go first).
+pub struct Copies {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+impl Copies {
+    pub fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<Copies> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Copies { dir, max_bytes })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The table of a stored file: `content` is its open bytes, `format` and `profile` what
+    /// the catalog says of it, `sha256` its content hash (the copy's key).
+    pub fn prepare(&self, format: Format, profile: &Profile, sha256: &str, content: Content) -> Result<TableFile, QueryError> {
+        if let Content::File(file) = &content {
+            match format {
+                Format::Parquet => return Ok(TableFile::open(ScanKind::Parquet, file.try_clone().map_err(io)?)),
+                Format::Arrow if formats::is_arrow_file(file).map_err(unreadable)? => {
+                    return Ok(TableFile::open(ScanKind::Ipc, file.try_clone().map_err(io)?))
+                }
+                _ => {}
+            }
+        }
+        let ext = match format {
+            Format::Arrow => "arrow",
+            _ => "parquet",
+        };
+        let key = format!("{sha256}.{}.v{COPY_VERSION}.{ext}", format_key(format));
+        let path = self.dir.join(&key);
+        if let Ok(file) = File::open(&path) {
+            // Recently used: evicted last.
+            let _ = file.set_modified(std::time::SystemTime::now());
+            return Ok(TableFile::open(kind_of(ext), file));
+        }
+        let source = content.into_file().map_err(|e| QueryError::Internal(anyhow::anyhow!("{e}")))?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".building-")
+            .tempfile_in(&self.dir)
+            .map_err(io)?;
+        match format {
+            Format::Parquet | Format::Arrow => {
+                // As stored (a bucket's object, or an Arrow stream made into a file).
+                if format == Format::Arrow && !formats::is_arrow_file(&source).map_err(unreadable)? {
+                    formats::arrow_stream_to_file(&source, temp.as_file_mut()).map_err(unreadable)?;
+                } else {
+                    let mut reader = &source;
+                    std::io::copy(&mut reader, temp.as_file_mut()).map_err(io)?;
+                }
+            }
+            _ => write_copy(&source, format, profile, temp.as_file_mut())?,
+        }
+        temp.as_file_mut().flush().map_err(io)?;
+        let file = temp.persist(&path).map_err(|e| io(e.error))?;
+        self.evict(&path);
+        Ok(TableFile::open(kind_of(ext), file))
+    }
+
+    /// Removes the least recently used copies while the folder is over its bound (never
+    /// `keep`, the one just made). Copies being read stay readable: readers hold them open.
+    fn evict(&self, keep: &Path) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut copies: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                let name = e.file_name();
+                let building = name.to_string_lossy().starts_with(".building-");
+                if meta.is_file() && !building {
+                    Some((meta.modified().ok()?, meta.len(), e.path()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut total: u64 = copies.iter().map(|c| c.1).sum();
+        copies.sort();
+        for (_, len, path) in copies {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+    }
+}
+
+fn kind_of(ext: &str) -> ScanKind {
+    if ext == "arrow" {
+        ScanKind::Ipc
+    } else {
+        ScanKind::Parquet
+    }
+}
+
+/// A short name of the format for the copy's key (the same bytes read as another format
+/// are another table).
+fn format_key(format: Format) -> &'static str {
+    match format {
+        Format::Text(crate::analysis::Format::Csv) => "csv",
+        Format::Text(crate::analysis::Format::Tsv) => "tsv",
+        Format::Parquet => "parquet",
+        Format::Arrow => "arrow",
+        Format::Json => "json",
+        Format::JsonLines => "jsonl",
+        Format::Excel(_) => "workbook",
+    }
+}
+
+fn io(e: std::io::Error) -> QueryError {
+    QueryError::Internal(anyhow::Error::new(e).context("writing a columnar copy"))
+}
+
+fn copy_failed(e: PolarsError) -> QueryError {
+    QueryError::Internal(anyhow::Error::new(e).context("writing a columnar copy"))
+}
+
+fn unreadable(e: FormatError) -> QueryError {
+    QueryError::Unreadable(format!("the file cannot be read as its table: {e}"))
+}
+
+/// The polars type each profile dtype is stored as.
+pub(super) fn dtype_of(pandas: &str) -> DataType {
+    match pandas {
+        "int64" => DataType::Int64,
+        "uint64" => DataType::UInt64,
+        "float64" => DataType::Float64,
+        "bool" => DataType::Boolean,
+        "datetime64[ns]" => DataType::Datetime(TimeUnit::Nanoseconds, None),
+        _ => DataType::String,
+    }
+}
+
+/// One column of the copy being written, a batch at a time.
+enum Builder {
+    Int(PrimitiveChunkedBuilder<Int64Type>),
+    UInt(PrimitiveChunkedBuilder<UInt64Type>),
+    Float(PrimitiveChunkedBuilder<Float64Type>),
+    Bool(BooleanChunkedBuilder),
+    Time(PrimitiveChunkedBuilder<Int64Type>),
+    Text(StringChunkedBuilder),
+}
+
+impl Builder {
+    fn new(name: &str, dtype: &DataType) -> Builder {
+        let name = PlSmallStr::from_str(name);
+        let n = COPY_BATCH_ROWS;
+        match dtype {
+            DataType::Int64 => Builder::Int(PrimitiveChunkedBuilder::new(name, n)),
+            DataType::UInt64 => Builder::UInt(PrimitiveChunkedBuilder::new(name, n)),
+            DataType::Float64 => Builder::Float(PrimitiveChunkedBuilder::new(name, n)),
+            DataType::Boolean => Builder::Bool(BooleanChunkedBuilder::new(name, n)),
+            DataType::Datetime(..) => Builder::Time(PrimitiveChunkedBuilder::new(name, n)),
+            _ => Builder::Text(StringChunkedBuilder::new(name, n)),
+        }
+    }
+
+    fn push(&mut self, cell: &Cell<'_>) {
+        match (self, cell) {
+            (Builder::Int(b), Cell::Int(i)) => b.append_value(*i),
+            (Builder::Int(b), _) => b.append_null(),
+            (Builder::UInt(b), Cell::UInt(u)) => b.append_value(*u),
+            (Builder::UInt(b), Cell::Int(i)) if *i >= 0 => b.append_value(*i as u64),
+            (Builder::UInt(b), _) => b.append_null(),
+            (Builder::Float(b), Cell::Float(x)) => b.append_value(*x),
+            (Builder::Float(b), Cell::Int(i)) => b.append_value(*i as f64),
+            (Builder::Float(b), Cell::UInt(u)) => b.append_value(*u as f64),
+            (Builder::Float(b), _) => b.append_null(),
+            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::Time(b), Cell::Time { ns, .. }) => b.append_value(*ns),
+            (Builder::Time(b), _) => b.append_null(),
+            (Builder::Text(b), Cell::Text(t)) => b.append_value(String::from_utf8_lossy(t)),
+            (Builder::Text(b), Cell::Null) => b.append_null(),
+            (Builder::Text(b), other) => b.append_value(cell_text(other)),
+        }
+    }
+
+    /// The batch so far as a column; the builder starts again empty.
+    fn take(&mut self, name: &str, dtype: &DataType) -> PolarsResult<Column> {
+        let fresh = Builder::new(name, dtype);
+        let series = match std::mem::replace(self, fresh) {
+            Builder::Int(b) => b.finish().into_series(),
+            Builder::UInt(b) => b.finish().into_series(),
+            Builder::Float(b) => b.finish().into_series(),
+            Builder::Bool(b) => b.finish().into_series(),
+            Builder::Time(b) => b.finish().into_series().cast(dtype)?,
+            Builder::Text(b) => b.finish().into_series(),
+        };
+        Ok(series.into_column())
+    }
+}
+
+/// A typed value written into a text column (a JSON object column holding numbers).
+fn cell_text(cell: &Cell<'_>) -> String {
+    match cell {
+        Cell::Null => String::new(),
+        Cell::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Cell::Int(i) => i.to_string(),
+        Cell::UInt(u) => u.to_string(),
+        Cell::Float(x) => crate::analysis::float_text(*x),
+        Cell::Time { ns, has_time } => crate::analysis::timestamp_text(*ns, !has_time),
+        Cell::Text(t) => String::from_utf8_lossy(t).into_owned(),
+    }
+}
+
+/// Writes the typed rows of `source` (as `profile` describes them) to `out` as Parquet.
+fn write_copy(source: &File, format: Format, profile: &Profile, out: &mut File) -> Result<(), QueryError> {
+    let names: Vec<&str> = profile.columns.iter().map(|c| c.name.as_str()).collect();
+    let dtypes: Vec<DataType> = profile.columns.iter().map(|c| dtype_of(&c.dtype)).collect();
+    let schema: Schema = names
+        .iter()
+        .zip(&dtypes)
+        .map(|(n, d)| Field::new(PlSmallStr::from_str(n), d.clone()))
+        .collect();
+    let mut writer = ParquetWriter::new(&mut *out)
+        .with_compression(ParquetCompression::Lz4Raw)
+        .batched(&schema)
+        .map_err(copy_failed)?;
+    let mut builders: Vec<Builder> = names.iter().zip(&dtypes).map(|(n, d)| Builder::new(n, d)).collect();
+    let mut pending = 0usize;
+    let mut failed: Option<PolarsError> = None;
+    let mut flush = |builders: &mut Vec<Builder>, rows: usize| -> PolarsResult<()> {
+        let columns = builders
+            .iter_mut()
+            .zip(names.iter().zip(&dtypes))
+            .map(|(b, (n, d))| b.take(n, d))
+            .collect::<PolarsResult<Vec<Column>>>()?;
+        writer.write_batch(&DataFrame::new(rows, columns)?)
+    };
+    let read = formats::read_rows(source, format, profile, &mut |cells| {
+        for (b, cell) in builders.iter_mut().zip(cells) {
+            b.push(cell);
+        }
+        pending += 1;
+        if pending == COPY_BATCH_ROWS {
+            if let Err(e) = flush(&mut builders, pending) {
+                failed = Some(e);
+                return false;
+            }
+            pending = 0;
+        }
+        true
+    });
+    if let Some(e) = failed {
+        return Err(copy_failed(e));
+    }
+    read.map_err(unreadable)?;
+    if pending > 0 || profile.row_count == 0 {
+        flush(&mut builders, pending).map_err(copy_failed)?;
+    }
+    drop(flush);
+    writer.finish().map_err(copy_failed)?;
+    Ok(())
+}
