@@ -44,16 +44,38 @@ pub enum QueryError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Set to stop a query: checked between every batch of rows the engine reads.
+/// Set to stop a query: checked between every batch of rows the engine reads, and, while
+/// the query is inside the engine, stopping it interrupts the engine (see `run`).
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    in_engine: AtomicBool,
+}
 
 impl Cancel {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        if self.0.in_engine.load(Ordering::SeqCst) {
+            run::interrupt_engine();
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` (a call into the engine) marked as inside the engine.
+    fn in_engine<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.0.in_engine.store(true, Ordering::SeqCst);
+        // A cancel that came just before the mark did not interrupt: do it now.
+        if self.is_cancelled() {
+            run::interrupt_engine();
+        }
+        let out = f();
+        self.0.in_engine.store(false, Ordering::SeqCst);
+        out
     }
 }

@@ -378,6 +378,12 @@ impl Rows {
         }
     }
 
+    /// Forgets the rows taken (the query is run again).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.truncated = false;
+    }
+
     /// Takes rows of `batch` up to the limit; false once it is reached and more came.
     pub fn take(&mut self, batch: &DataFrame) -> PolarsResult<bool> {
         let columns = batch.columns();

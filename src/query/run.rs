@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
+use polars::error::abort::catch_polars_abort;
 use polars::sql::SQLContext;
 
 use super::output::{self, Answer, OutputFormat, ResultWriter, Rows};
@@ -29,10 +30,17 @@ pub fn answer(sql: &str, tables: &[Table], limit: usize, cancel: &Cancel) -> Res
     let taken = rows.clone();
     // One row past the limit tells whether there were more.
     let plan = plan.limit((limit + 1) as IdxSize);
-    run(plan, cancel, move |batch| {
-        let mut rows = taken.lock().map_err(|_| output_error("the answer's rows"))?;
-        rows.take(&batch)
-    })?;
+    let restart = rows.clone();
+    run(
+        plan,
+        cancel,
+        move |batch| {
+            let mut rows = taken.lock().map_err(|_| output_error("the answer's rows"))?;
+            rows.take(&batch)
+        },
+        // Interrupted for another query: start the answer again.
+        &|| restart.lock().map(|mut rows| rows.clear()).is_ok(),
+    )?;
     let rows = std::mem::replace(&mut *rows.lock().map_err(|_| QueryError::Cancelled)?, Rows::new(&Schema::default(), 0));
     Ok(Answer {
         row_count: rows.rows.len(),
@@ -78,13 +86,20 @@ fn write_all<W: Write + Send + 'static>(
         output::writer(format, &schema, out).map_err(|e| QueryError::Internal(e.into()))?;
     let state = Arc::new(Mutex::new(Some((writer, 0u64))));
     let shared = state.clone();
-    run(plan, cancel, move |batch| {
-        let mut state = shared.lock().map_err(|_| output_error("the download"))?;
-        let (writer, rows) = state.as_mut().ok_or_else(|| output_error("the download"))?;
-        writer.write(&batch)?;
-        *rows += batch.height() as u64;
-        Ok(true)
-    })?;
+    let written = state.clone();
+    run(
+        plan,
+        cancel,
+        move |batch| {
+            let mut state = shared.lock().map_err(|_| output_error("the download"))?;
+            let (writer, rows) = state.as_mut().ok_or_else(|| output_error("the download"))?;
+            writer.write(&batch)?;
+            *rows += batch.height() as u64;
+            Ok(true)
+        },
+        // Interrupted for another query: it can start again only if nothing was written.
+        &|| written.lock().ok().and_then(|s| s.as_ref().map(|(_, rows)| *rows == 0)).unwrap_or(false),
+    )?;
     let taken = state.lock().ok().and_then(|mut s| s.take());
     let (writer, rows) = taken.ok_or_else(|| QueryError::Internal(anyhow::anyhow!("the download's writer was lost")))?;
     writer.finish().map_err(|e| engine_error(e, cancel))?;
@@ -144,28 +159,109 @@ fn scan(table: &Table, cancel: &Cancel) -> PolarsResult<LazyFrame> {
 
 /// Runs `plan` on the streaming engine, handing each result batch to `on_batch` (which
 /// returns false to stop early) in order.
+///
+/// Stopping. The engine has no per-query stop: the deadline check on each scanned batch
+/// stops a query while it reads, but a join or an aggregate can compute for long after its
+/// inputs are read. What the engine does check, at every step of every task, is one
+/// process-wide abort flag (the one Python's Ctrl-C raises). So cancelling a query inside
+/// the engine raises that flag ([`interrupt_engine`]), which stops every query running at
+/// that moment; each of the others, not cancelled itself, is run again from the start if
+/// `restartable` says it has handed out nothing it cannot take back, or fails.
 fn run(
     plan: LazyFrame,
     cancel: &Cancel,
     on_batch: impl Fn(DataFrame) -> PolarsResult<bool> + Send + Sync + 'static,
+    restartable: &dyn Fn() -> bool,
 ) -> Result<(), QueryError> {
-    let stop = cancel.clone();
-    let callback = PlanCallback::new(move |batch: DataFrame| {
-        if stop.is_cancelled() {
-            return Err(PolarsError::ComputeError(CANCELLED.into()));
+    let on_batch = Arc::new(on_batch);
+    let mut engine = Engine::Streaming;
+    loop {
+        let stop = cancel.clone();
+        let handler = on_batch.clone();
+        let callback = PlanCallback::new(move |batch: DataFrame| {
+            if stop.is_cancelled() {
+                return Err(PolarsError::ComputeError(CANCELLED.into()));
+            }
+            // The callback answers "stop?".
+            handler(batch).map(|more| !more)
+        });
+        let sink = plan
+            .clone()
+            .sink_batches(callback, true, None)
+            .map_err(|e| engine_error(e, cancel))?;
+        let outcome = cancel.in_engine(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                catch_polars_abort(std::panic::AssertUnwindSafe(|| sink.collect_with_engine(engine)))
+            }))
+        });
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            // The streaming engine does not take every plan yet (it panics on some joins):
+            // such a query runs on the in-memory engine instead, if nothing was handed out.
+            Err(panic) if engine == Engine::Streaming && restartable() => {
+                tracing::warn!(panic = panic_message(&panic), "the streaming engine failed on a query; running it in memory");
+                engine = Engine::InMemory;
+                continue;
+            }
+            Err(panic) => {
+                return Err(QueryError::Internal(anyhow::anyhow!(
+                    "the query engine failed: {}",
+                    panic_message(&panic)
+                )))
+            }
+        };
+        match outcome {
+            Ok(result) => {
+                result.map_err(|e| engine_error(e, cancel))?;
+                if cancel.is_cancelled() {
+                    return Err(QueryError::Cancelled);
+                }
+                return Ok(());
+            }
+            Err(_) if cancel.is_cancelled() => return Err(QueryError::Cancelled),
+            Err(_) if restartable() => {
+                tracing::info!("a query stopped for another's cancellation is run again");
+                // The flag stays up until every query it stopped has left the engine.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => {
+                return Err(QueryError::Internal(anyhow::anyhow!(
+                    "the query was stopped midway when another query was cancelled; run it again"
+                )))
+            }
         }
-        // The callback answers "stop?".
-        on_batch(batch).map(|more| !more)
-    });
-    let sink = plan
-        .sink_batches(callback, true, None)
-        .map_err(|e| engine_error(e, cancel))?;
-    sink.collect_with_engine(Engine::Streaming)
-        .map_err(|e| engine_error(e, cancel))?;
-    if cancel.is_cancelled() {
-        return Err(QueryError::Cancelled);
     }
-    Ok(())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Raises the engine's abort flag (see [`run`]). It is raised by a panic with polars' own
+/// abort message, in a thread of its own; the panic hook is told to stay quiet about those.
+pub(super) fn interrupt_engine() {
+    static QUIET_ABORTS: std::sync::Once = std::sync::Once::new();
+    QUIET_ABORTS.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if !message.is_some_and(|m| m.contains("__POLARS_ABORT_")) {
+                previous(info);
+            }
+        }));
+    });
+    tracing::info!("stopping the query engine's running queries (one was cancelled)");
+    let _ = std::thread::Builder::new()
+        .name("query-interrupt".into())
+        .spawn(|| polars::error::abort::polars_abort_ooc_out_of_disk());
 }
 
 /// The engine's error as the user's (a bad query) or ours (reading or writing failed).

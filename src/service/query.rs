@@ -198,11 +198,12 @@ impl FileService {
         cancel: &Cancel,
         work: impl FnOnce() -> std::result::Result<T, QueryError> + Send + 'static,
     ) -> Result<T> {
-        let task = tokio::task::spawn_blocking(work);
-        match tokio::time::timeout(self.limits.query_timeout, task).await {
+        let mut task = tokio::task::spawn_blocking(work);
+        match tokio::time::timeout(self.limits.query_timeout, &mut task).await {
             Ok(done) => done.map_err(|e| Error::internal(format!("a query failed: {e}")))?.map_err(query_error),
             Err(_) => {
                 cancel.cancel();
+                stopped(task).await;
                 Err(self.timed_out())
             }
         }
@@ -230,7 +231,7 @@ impl FileService {
         let (tx, mut rx) = mpsc::channel::<Piece>(4);
         let cancel = Cancel::default();
         let work = cancel.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let out = Pieces {
                 buffer: Vec::with_capacity(PIECE_BYTES),
@@ -269,6 +270,7 @@ impl FileService {
         let first = match tokio::time::timeout(self.limits.query_timeout, rx.recv()).await {
             Err(_) => {
                 cancel.cancel();
+                stopped(task).await;
                 return Err(self.timed_out());
             }
             Ok(None) => Bytes::new(),
@@ -307,6 +309,17 @@ impl FileService {
         })
     }
 }
+
+/// Waits (a bounded while) for cancelled work to stop, so that by the time the client hears
+/// of the timeout its slot is free again.
+async fn stopped<T>(task: tokio::task::JoinHandle<T>) {
+    if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+        tracing::warn!("a cancelled query was still running {} s later", STOP_GRACE.as_secs());
+    }
+}
+
+/// How long a timed-out request waits for its work to stop.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writing thread hands over.
 enum Piece {

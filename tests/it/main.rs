@@ -10,6 +10,7 @@ mod file_api;
 mod formats;
 mod harness;
 mod ops;
+mod query;
 mod recovery;
 mod s3;
 mod spectrum;
