@@ -867,6 +867,39 @@ mod tests {
         );
     }
 
+    /// The typed rows of `text` as `read_rows` gives them, as debug text.
+    fn typed_rows(text: &str, lines: bool) -> Vec<Vec<String>> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        let profile = profile(&file, lines).unwrap();
+        let mut out = Vec::new();
+        let n = read_rows(&file, lines, &profile, &mut |cells| {
+            out.push(cells.iter().map(|c| format!("{c:?}")).collect());
+            true
+        })
+        .unwrap();
+        assert_eq!(n, profile.row_count);
+        out
+    }
+
+    #[test]
+    fn rows_are_typed_as_the_profile_says_in_every_layout() {
+        let records = r#"[{"a":1,"b":"x","created_at":"2024-01-02"},{"b":null,"a":2.5,"created_at":"2024-01-03T10:00:00"}]"#;
+        let rows = typed_rows(records, false);
+        assert_eq!(rows[0], ["Float(1.0)", "Text([120])", "Time { ns: 1704153600000000000, has_time: false }"]);
+        assert_eq!(rows[1][1], "Null");
+        let columns = r#"{"a":{"0":1,"1":2},"b":{"0":"x","1":true}}"#;
+        assert_eq!(
+            typed_rows(columns, false),
+            [["Int(1)", "Text([120])"], ["Int(2)", "Text([84, 114, 117, 101])"]]
+        );
+        let lines = "{\"a\":1,\"n\":[1]}\n\n{\"n\":{\"k\":1}}\n";
+        assert_eq!(
+            typed_rows(lines, true),
+            [["Float(1.0)", "Text([91, 49, 93])"], ["Null", "Text([123, 34, 107, 34, 58, 49, 125])"]]
+        );
+    }
+
     #[test]
     fn a_bad_line_is_named() {
         let mut file = tempfile::tempfile().unwrap();
