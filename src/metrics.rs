@@ -115,7 +115,9 @@ impl Metrics {
                     "file_service_query_duration_seconds",
                     "Time to answer a query, or to start a download or conversion",
                 )
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ]),
             )
             .expect("valid metric"),
             query_rows: IntCounter::new("file_service_query_rows_total", "Rows answered or written by queries")

@@ -136,9 +136,7 @@ fn emit<R: Read>(
     if rows != expected {
         return Err(AnalysisError::Malformed {
             line: 0,
-            message: format!(
-                "the file holds {rows} rows where its summary counted {expected}; upload it again"
-            ),
+            message: format!("the file holds {rows} rows where its summary counted {expected}; upload it again"),
         });
     }
     Ok(rows)
@@ -163,8 +161,20 @@ mod tests {
 
     #[test]
     fn typed_as_the_profile_says() {
-        let rows = rows_of(b"a,b,c,d,e\n1,2.5,x,true,2024-01-02\n2,,NA,false,2024-01-03 10:00\n", Format::Csv);
-        assert_eq!(rows[0], ["Int(1)", "Float(2.5)", "Text([120])", "Bool(true)", "Time { ns: 1704153600000000000, has_time: false }"]);
+        let rows = rows_of(
+            b"a,b,c,d,e\n1,2.5,x,true,2024-01-02\n2,,NA,false,2024-01-03 10:00\n",
+            Format::Csv,
+        );
+        assert_eq!(
+            rows[0],
+            [
+                "Int(1)",
+                "Float(2.5)",
+                "Text([120])",
+                "Bool(true)",
+                "Time { ns: 1704153600000000000, has_time: false }"
+            ]
+        );
         assert_eq!(rows[1][1], "Null");
         assert_eq!(rows[1][2], "Null");
     }
@@ -174,7 +184,10 @@ mod tests {
         let text = b"Sales report,,\nQ1 2024,,\n\nname,amount,city\ncaf\xe9,1,Oslo\nth\xe9,2,Lyon\nbar,3,Rome\nbaz,4,Pisa\n\nSource: the shop,,\n";
         let profile = profile_reader(&text[..], Format::Csv).unwrap();
         assert_eq!(profile.encoding, "windows-1252");
-        assert_eq!((profile.header_line, profile.footer_lines, profile.row_count), (4, 1, 4));
+        assert_eq!(
+            (profile.header_line, profile.footer_lines, profile.row_count),
+            (4, 1, 4)
+        );
         let mut names = Vec::new();
         read_rows(&text[..], Format::Csv, &profile, &mut |cells| {
             if let Cell::Text(t) = cells[0] {

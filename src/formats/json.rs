@@ -614,9 +614,11 @@ pub(super) fn read_rows(
     } else {
         let reader = BufReader::with_capacity(1 << 16, super::rewound(file)?);
         let mut de = serde_json::Deserializer::from_reader(reader);
-        let columns = RowsDocument { on_record: &mut on_record }
-            .deserialize(&mut de)
-            .map_err(|e| not_json(&e))?;
+        let columns = RowsDocument {
+            on_record: &mut on_record,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| not_json(&e))?;
         if let Some(columns) = columns {
             // An object of columns: row k holds each column's k-th value.
             let height = columns.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
@@ -884,9 +886,17 @@ mod tests {
 
     #[test]
     fn rows_are_typed_as_the_profile_says_in_every_layout() {
-        let records = r#"[{"a":1,"b":"x","created_at":"2024-01-02"},{"b":null,"a":2.5,"created_at":"2024-01-03T10:00:00"}]"#;
+        let records =
+            r#"[{"a":1,"b":"x","created_at":"2024-01-02"},{"b":null,"a":2.5,"created_at":"2024-01-03T10:00:00"}]"#;
         let rows = typed_rows(records, false);
-        assert_eq!(rows[0], ["Float(1.0)", "Text([120])", "Time { ns: 1704153600000000000, has_time: false }"]);
+        assert_eq!(
+            rows[0],
+            [
+                "Float(1.0)",
+                "Text([120])",
+                "Time { ns: 1704153600000000000, has_time: false }"
+            ]
+        );
         assert_eq!(rows[1][1], "Null");
         let columns = r#"{"a":{"0":1,"1":2},"b":{"0":"x","1":true}}"#;
         assert_eq!(
@@ -896,7 +906,10 @@ mod tests {
         let lines = "{\"a\":1,\"n\":[1]}\n\n{\"n\":{\"k\":1}}\n";
         assert_eq!(
             typed_rows(lines, true),
-            [["Float(1.0)", "Text([91, 49, 93])"], ["Null", "Text([123, 34, 107, 34, 58, 49, 125])"]]
+            [
+                ["Float(1.0)", "Text([91, 49, 93])"],
+                ["Null", "Text([123, 34, 107, 34, 58, 49, 125])"]
+            ]
         );
     }
 

@@ -26,10 +26,7 @@ struct QueryBody {
 const BODY_SHAPE: &str = "{\"sql\": \"SELECT …\", \"limit\"?: 1000}";
 
 /// Both query routes.
-pub(super) fn routes(
-    service: Arc<FileService>,
-    user: BoxedFilter<(UserId,)>,
-) -> BoxedFilter<(Response,)> {
+pub(super) fn routes(service: Arc<FileService>, user: BoxedFilter<(UserId,)>) -> BoxedFilter<(Response,)> {
     let with_service = warp::any().map(move || service.clone());
     let on_file = warp::path!("api" / "v1" / "files" / String / "query")
         .and(warp::post())
@@ -48,7 +45,12 @@ pub(super) fn routes(
         .and(warp::header::headers_cloned())
         .and(json_body())
         .and_then(
-            |target: Target, user, service: Arc<FileService>, params: Vec<(String, String)>, headers: HeaderMap, body: bytes::Bytes| {
+            |target: Target,
+             user,
+             service: Arc<FileService>,
+             params: Vec<(String, String)>,
+             headers: HeaderMap,
+             body: bytes::Bytes| {
                 async move {
                     let body: QueryBody = parse_json(&body, BODY_SHAPE)?;
                     let target = match &target {

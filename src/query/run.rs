@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use polars::prelude::*;
 use polars::error::abort::catch_polars_abort;
+use polars::prelude::*;
 use polars::sql::SQLContext;
 
 use super::output::{self, Answer, OutputFormat, ResultWriter, Rows};
@@ -41,7 +41,12 @@ pub fn answer(sql: &str, tables: &[Table], limit: usize, cancel: &Cancel) -> Res
         // Interrupted for another query: start the answer again.
         &|| restart.lock().map(|mut rows| rows.clear()).is_ok(),
     )?;
-    let rows = std::mem::replace(&mut *rows.lock().map_err(|_| QueryError::Cancelled)?, Rows::new(&Schema::default(), 0));
+    let rows = std::mem::replace(
+        &mut *rows
+            .lock()
+            .map_err(|_| QueryError::Internal(anyhow::anyhow!("the answer's rows were lost")))?,
+        Rows::new(&Schema::default(), 0),
+    );
     Ok(Answer {
         row_count: rows.rows.len(),
         columns: rows.columns,
@@ -98,10 +103,17 @@ fn write_all<W: Write + Send + 'static>(
             Ok(true)
         },
         // Interrupted for another query: it can start again only if nothing was written.
-        &|| written.lock().ok().and_then(|s| s.as_ref().map(|(_, rows)| *rows == 0)).unwrap_or(false),
+        &|| {
+            written
+                .lock()
+                .ok()
+                .and_then(|s| s.as_ref().map(|(_, rows)| *rows == 0))
+                .unwrap_or(false)
+        },
     )?;
     let taken = state.lock().ok().and_then(|mut s| s.take());
-    let (writer, rows) = taken.ok_or_else(|| QueryError::Internal(anyhow::anyhow!("the download's writer was lost")))?;
+    let (writer, rows) =
+        taken.ok_or_else(|| QueryError::Internal(anyhow::anyhow!("the download's writer was lost")))?;
     writer.finish().map_err(|e| engine_error(e, cancel))?;
     Ok(rows)
 }
@@ -142,7 +154,8 @@ fn scan(table: &Table, cancel: &Cancel) -> PolarsResult<LazyFrame> {
         });
     }
     let cancel = cancel.clone();
-    let passes = OptFlags::PREDICATE_PUSHDOWN | OptFlags::PROJECTION_PUSHDOWN | OptFlags::SLICE_PUSHDOWN | OptFlags::STREAMING;
+    let passes =
+        OptFlags::PREDICATE_PUSHDOWN | OptFlags::PROJECTION_PUSHDOWN | OptFlags::SLICE_PUSHDOWN | OptFlags::STREAMING;
     Ok(frame.map(
         move |batch| {
             if cancel.is_cancelled() {
@@ -199,7 +212,10 @@ fn run(
             // The streaming engine does not take every plan yet (it panics on some joins):
             // such a query runs on the in-memory engine instead, if nothing was handed out.
             Err(panic) if engine == Engine::Streaming && restartable() => {
-                tracing::warn!(panic = panic_message(&panic), "the streaming engine failed on a query; running it in memory");
+                tracing::warn!(
+                    panic = panic_message(&panic),
+                    "the streaming engine failed on a query; running it in memory"
+                );
                 engine = Engine::InMemory;
                 continue;
             }

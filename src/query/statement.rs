@@ -26,7 +26,11 @@ pub fn check(sql: &str) -> Result<Checked, QueryError> {
         .map_err(|e| QueryError::Invalid(format!("the SQL does not parse: {e}")))?;
     let statement = match statements.as_slice() {
         [one] => one,
-        [] => return Err(QueryError::Invalid("the sql holds no statement; send a SELECT statement".into())),
+        [] => {
+            return Err(QueryError::Invalid(
+                "the sql holds no statement; send a SELECT statement".into(),
+            ))
+        }
         _ => {
             return Err(QueryError::NotAllowed(format!(
                 "only one statement is run at a time; this holds {}",
@@ -52,7 +56,12 @@ fn statement_kind(statement: &Statement) -> String {
     let text = statement.to_string();
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     match words.as_slice() {
-        [first, second] if matches!(first.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER" | "SHOW") => {
+        [first, second]
+            if matches!(
+                first.to_ascii_uppercase().as_str(),
+                "CREATE" | "DROP" | "ALTER" | "SHOW"
+            ) =>
+        {
             format!("{} {}", first.to_ascii_uppercase(), second.to_ascii_uppercase())
         }
         [first, ..] => first.to_ascii_uppercase(),
@@ -77,7 +86,9 @@ impl Visitor for Tables {
             ))
         };
         match factor {
-            TableFactor::Table { name, args: Some(_), .. } => function(name),
+            TableFactor::Table {
+                name, args: Some(_), ..
+            } => function(name),
             TableFactor::Table { .. } => ControlFlow::Continue(()),
             TableFactor::TableFunction { expr, .. } => function(expr),
             TableFactor::Function { name, .. } => function(name),
@@ -115,7 +126,8 @@ mod tests {
 
     #[test]
     fn selects_pass_and_name_their_tables() {
-        let c = check("SELECT a FROM data JOIN \"regions 2024\" USING (region) WHERE a IN (SELECT x FROM other)").unwrap();
+        let c =
+            check("SELECT a FROM data JOIN \"regions 2024\" USING (region) WHERE a IN (SELECT x FROM other)").unwrap();
         assert_eq!(c.tables, ["data", "regions 2024", "other"]);
         let c = check("WITH t AS (SELECT 1 AS x) SELECT * FROM t").unwrap();
         assert_eq!(c.tables, ["t"]);

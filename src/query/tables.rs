@@ -67,7 +67,13 @@ impl Copies {
 
     /// The table of a stored file: `content` is its open bytes, `format` and `profile` what
     /// the catalog says of it, `sha256` its content hash (the copy's key).
-    pub fn prepare(&self, format: Format, profile: &Profile, sha256: &str, content: Content) -> Result<TableFile, QueryError> {
+    pub fn prepare(
+        &self,
+        format: Format,
+        profile: &Profile,
+        sha256: &str,
+        content: Content,
+    ) -> Result<TableFile, QueryError> {
         if let Content::File(file) = &content {
             match format {
                 Format::Parquet => return Ok(TableFile::open(ScanKind::Parquet, file.try_clone().map_err(io)?)),
@@ -88,7 +94,9 @@ impl Copies {
             let _ = file.set_modified(std::time::SystemTime::now());
             return Ok(TableFile::open(kind_of(ext), file));
         }
-        let source = content.into_file().map_err(|e| QueryError::Internal(anyhow::anyhow!("{e}")))?;
+        let source = content
+            .into_file()
+            .map_err(|e| QueryError::Internal(anyhow::anyhow!("{e}")))?;
         let mut temp = tempfile::Builder::new()
             .prefix(".building-")
             .tempfile_in(&self.dir)
@@ -114,7 +122,9 @@ impl Copies {
     /// Removes the least recently used copies while the folder is over its bound (never
     /// `keep`, the one just made). Copies being read stay readable: readers hold them open.
     fn evict(&self, keep: &Path) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         let mut copies: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
             .filter_map(Result::ok)
             .filter_map(|e| {

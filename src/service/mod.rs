@@ -12,9 +12,9 @@ mod query;
 mod recovery;
 pub mod sync;
 
+pub use query::{Download, QueryTarget};
 pub use recovery::run as run_recovery;
 pub use sync::{ApplyReport, ChangePage};
-pub use query::{Download, QueryTarget};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -200,7 +200,9 @@ impl FileService {
     ) -> Result<T> {
         let mut task = tokio::task::spawn_blocking(work);
         match tokio::time::timeout(self.limits.query_timeout, &mut task).await {
-            Ok(done) => done.map_err(|e| Error::internal(format!("a query failed: {e}")))?.map_err(query_error),
+            Ok(done) => done
+                .map_err(|e| Error::internal(format!("a query failed: {e}")))?
+                .map_err(query_error),
             Err(_) => {
                 cancel.cancel();
                 stopped(task).await;
@@ -367,7 +369,11 @@ impl Drop for Pieces {
 }
 
 /// Each source as a table the engine scans (building columnar copies where needed).
-fn prepare(copies: &query::Copies, sources: Vec<Source>, cancel: &Cancel) -> std::result::Result<Vec<Table>, QueryError> {
+fn prepare(
+    copies: &query::Copies,
+    sources: Vec<Source>,
+    cancel: &Cancel,
+) -> std::result::Result<Vec<Table>, QueryError> {
     let mut tables = Vec::with_capacity(sources.len());
     for source in sources {
         if cancel.is_cancelled() {
@@ -377,7 +383,10 @@ fn prepare(copies: &query::Copies, sources: Vec<Source>, cancel: &Cancel) -> std
             QueryError::Unreadable(format!("the stored format {:?} has no reader", source.record.format))
         })?;
         let profile: Profile = serde_json::from_str(&source.record.profile_json).map_err(|e| {
-            QueryError::Internal(anyhow::anyhow!("the profile of {} does not parse: {e}", source.record.file_name))
+            QueryError::Internal(anyhow::anyhow!(
+                "the profile of {} does not parse: {e}",
+                source.record.file_name
+            ))
         })?;
         let file = copies.prepare(format, &profile, &source.record.sha256, source.content)?;
         tables.push(Table {

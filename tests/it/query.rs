@@ -292,7 +292,12 @@ async fn a_timeout_does_not_fail_the_queries_running_beside_it() {
     let mut answered = 0;
     while started.elapsed() < Duration::from_secs(5) {
         let n = rows(&server, "small", pairs).await;
-        assert_eq!(n, nums(&json!([[1_500u64 * 1_499 / 2]])), "after {:?}", started.elapsed());
+        assert_eq!(
+            n,
+            nums(&json!([[1_500u64 * 1_499 / 2]])),
+            "after {:?}",
+            started.elapsed()
+        );
         answered += 1;
     }
     let first = within(30, "the slow query", slow).await.unwrap();
