@@ -6,7 +6,7 @@
 //! pandas' dtypes), and a columnar copy makes every later query much faster.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +107,9 @@ impl Copies {
                 if format == Format::Arrow && !formats::is_arrow_file(&source).map_err(unreadable)? {
                     formats::arrow_stream_to_file(&source, temp.as_file_mut()).map_err(unreadable)?;
                 } else {
+                    // From the start: handles share one position, and the check above moved it.
                     let mut reader = &source;
+                    reader.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
                     std::io::copy(&mut reader, temp.as_file_mut()).map_err(io)?;
                 }
             }
