@@ -7,6 +7,7 @@ mod data;
 mod hammer;
 mod list;
 mod options;
+mod queries;
 mod report;
 mod server;
 mod services;
@@ -55,13 +56,14 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
 
     let mut report = Report::new(&bin);
-    let csvs = match generate_csvs(&opts, &target) {
+    let all_csvs = match generate_csvs(&opts, &target) {
         Ok(csvs) => csvs,
         Err(e) => {
             eprintln!("load: generating CSVs: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let csvs = sized(&all_csvs, &opts.sizes_mb());
     report
         .backends
         .push(run_backend(&rt, &opts, &bin, &csvs, "SQLite + moka", &mut || {
@@ -76,20 +78,43 @@ fn main() -> ExitCode {
             report.ceilings.extend(ceilings::measure(csv, *mb, &bin));
         }
     }
+    if opts.runs(Section::Queries) {
+        let csvs = sized(&all_csvs, &opts.query_sizes_mb());
+        report.queries = queries::run(&rt, &bin, &csvs, &data_cache(&opts, &target), &mut report.notes);
+    }
     report.machine.load_avg_end = report::load_avg();
     write_report(&report, &opts, &target)
 }
 
-/// The generated CSVs the upload and ceiling sections need, as (MB, path).
+/// The generated CSVs the upload, ceiling and query sections need, as (MB, path).
 fn generate_csvs(opts: &Options, target: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    if !opts.runs(Section::Upload) && !opts.runs(Section::Ceilings) {
-        return Ok(Vec::new());
+    let mut sizes = Vec::new();
+    if opts.runs(Section::Upload) || opts.runs(Section::Ceilings) {
+        sizes.extend(opts.sizes_mb());
     }
-    let cache = opts.data_cache.clone().unwrap_or_else(|| target.join("load-data"));
-    opts.sizes_mb()
+    if opts.runs(Section::Queries) {
+        sizes.extend(opts.query_sizes_mb());
+    }
+    let mut seen = std::collections::HashSet::new();
+    sizes.retain(|mb| seen.insert(*mb));
+    let cache = data_cache(opts, target);
+    sizes
         .into_iter()
         .map(|mb| Ok((mb, data::ensure_csv(&cache, mb)?)))
         .collect()
+}
+
+/// The CSVs of `sizes`, in that order.
+fn sized(csvs: &[(u64, PathBuf)], sizes: &[u64]) -> Vec<(u64, PathBuf)> {
+    sizes
+        .iter()
+        .filter_map(|mb| csvs.iter().find(|(m, _)| m == mb).cloned())
+        .collect()
+}
+
+/// Folder of the generated CSVs, kept between runs.
+fn data_cache(opts: &Options, target: &Path) -> PathBuf {
+    opts.data_cache.clone().unwrap_or_else(|| target.join("load-data"))
 }
 
 fn run_services(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)], report: &mut Report) {
@@ -97,6 +122,17 @@ fn run_services(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)
         report
             .notes
             .push("PostgreSQL/Redis: skipped (set TEST_DATABASE_URL and/or TEST_REDIS_URL to run them)".into());
+        return;
+    };
+    let label = services.label.clone();
+    let backend = run_backend(rt, opts, bin, csvs, &label, &mut || services.fresh_env());
+    services.cleanup();
+    report.backends.push(backend);
+    // Once more with the bytes in S3 (issue 18), when an S3 server is given.
+    let Some(mut services) = services::Services::with_s3_from_env() else {
+        report
+            .notes
+            .push("S3: skipped (start one with `eval \"$(tests/s3/start)\"` to run it)".into());
         return;
     };
     let label = services.label.clone();

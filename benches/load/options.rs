@@ -18,6 +18,9 @@ pub enum Section {
     Ceilings,
     /// Upload, active and list again on PostgreSQL + Redis (needs TEST_DATABASE_URL / TEST_REDIS_URL).
     Services,
+    /// SQL queries over stored CSV and Parquet files beside DuckDB (opt-in: not run by
+    /// default; sizes 200,1000 unless --sizes-mb, `--quick`: 10).
+    Queries,
 }
 
 #[derive(Parser, Debug)]
@@ -31,11 +34,11 @@ pub struct Options {
     #[arg(long)]
     pub quick: bool,
 
-    /// Sections to run, comma separated.
+    /// Sections to run, comma separated (`queries` only when named).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["upload", "active", "list", "ceilings", "services"])]
     pub sections: Vec<Section>,
 
-    /// CSV sizes to upload, in MB (10^6 bytes). Default 10,200,1000 (`--quick`: 10).
+    /// CSV sizes to upload, in MB (10^6 bytes). Default 10,200,1000; queries 200,1000 (`--quick`: 10).
     #[arg(long = "sizes-mb", value_delimiter = ',')]
     pub sizes_mb: Option<Vec<u64>>,
 
@@ -96,6 +99,13 @@ impl Options {
         self.sizes_mb
             .clone()
             .unwrap_or_else(|| if self.quick { vec![10] } else { vec![10, 200, 1000] })
+    }
+
+    /// Sizes of the queries section: --sizes-mb, else 200,1000 (`--quick`: 10).
+    pub fn query_sizes_mb(&self) -> Vec<u64> {
+        self.sizes_mb
+            .clone()
+            .unwrap_or_else(|| if self.quick { vec![10] } else { vec![200, 1000] })
     }
 
     pub fn duration(&self) -> Duration {

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::ceilings::Ceiling;
 use crate::hammer::LoadResult;
 use crate::list::ListResult;
+use crate::queries::QuerySizeReport;
 use crate::upload::UploadResult;
 
 #[derive(Debug, Serialize)]
@@ -17,6 +18,8 @@ pub struct Report {
     pub machine: Machine,
     pub backends: Vec<BackendReport>,
     pub ceilings: Vec<Ceiling>,
+    /// The opt-in `queries` section, one entry per CSV size.
+    pub queries: Vec<QuerySizeReport>,
     pub notes: Vec<String>,
 }
 
@@ -55,6 +58,7 @@ impl Report {
             machine: Machine::probe(),
             backends: Vec::new(),
             ceilings: Vec::new(),
+            queries: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -89,6 +93,7 @@ impl Report {
             );
         }
         self.ceilings_table(&mut out);
+        crate::queries::markdown(&self.queries, &mut out);
         self.targets_table(&mut out);
         for b in self.backends.iter().filter(|b| b.skipped.is_some()) {
             let _ = writeln!(
@@ -113,8 +118,8 @@ impl Report {
         if rows.is_empty() {
             return;
         }
-        out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | server CPU (s) | idle RSS (MiB) | peak RSS (MiB) | rows | status |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | server CPU (s) | idle RSS (MiB) | peak RSS (MiB) | download (s) | peak RSS after download (MiB) | rows | status |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
         for (b, u) in rows {
             let status = match &u.error {
                 None => u.status.to_string(),
@@ -122,9 +127,14 @@ impl Report {
             };
             let rows = u.row_count.map(|r| r.to_string()).unwrap_or_else(|| "—".into());
             let sent = u.body_sent_s.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into());
+            let download = u.download_s.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into());
+            let after = u
+                .peak_rss_after_download_mib
+                .map(|m| format!("{m:.1}"))
+                .unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 out,
-                "| {} | {} MB | {:.3} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} |",
+                "| {} | {} MB | {:.3} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} | {} |",
                 b.name,
                 u.size_mb,
                 u.seconds,
@@ -133,6 +143,8 @@ impl Report {
                 u.server_cpu_s,
                 u.idle_rss_mib,
                 u.peak_rss_mib,
+                download,
+                after,
                 rows,
                 status
             );

@@ -1,5 +1,7 @@
 //! The PostgreSQL + Redis variant: a uniquely named database per server start (dropped at
-//! the end) and the Redis URL, both passed to the server as DATABASE_URL / REDIS_URL.
+//! the end) and the Redis URL, both passed to the server as DATABASE_URL / REDIS_URL; and
+//! the same with the bytes in an S3 bucket (`TEST_S3_ENDPOINT`, `TEST_S3_BUCKET`, as
+//! `tests/s3/start` prints them), a fresh key prefix per server start.
 
 use postgres::{Client, NoTls};
 
@@ -8,6 +10,8 @@ pub struct Services {
     admin_url: Option<String>,
     redis_url: Option<String>,
     created: Vec<String>,
+    /// Endpoint and bucket when the bytes go to S3.
+    s3: Option<(String, String)>,
     pub label: String,
 }
 
@@ -28,8 +32,19 @@ impl Services {
             admin_url,
             redis_url,
             created: Vec::new(),
+            s3: None,
             label: label.into(),
         })
+    }
+
+    /// The services run again with the bytes in S3; `None` without the S3 variables.
+    pub fn with_s3_from_env() -> Option<Services> {
+        let endpoint = std::env::var("TEST_S3_ENDPOINT").ok().filter(|u| !u.is_empty())?;
+        let bucket = std::env::var("TEST_S3_BUCKET").ok().filter(|u| !u.is_empty())?;
+        let mut services = Services::from_env()?;
+        services.label = format!("{} + S3", services.label);
+        services.s3 = Some((endpoint, bucket));
+        Some(services)
     }
 
     /// Environment for one fresh server: a new empty database, and the Redis URL.
@@ -46,6 +61,16 @@ impl Services {
         }
         if let Some(redis) = &self.redis_url {
             env.push(("REDIS_URL".into(), redis.clone()));
+        }
+        if let Some((endpoint, bucket)) = &self.s3 {
+            let prefix = unique_name(self.created.len());
+            env.extend([
+                ("STORAGE_URL".into(), format!("s3://{bucket}/{prefix}")),
+                ("S3_ENDPOINT".into(), endpoint.clone()),
+                ("S3_REGION".into(), "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+            ]);
         }
         Ok(env)
     }

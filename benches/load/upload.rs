@@ -33,6 +33,10 @@ pub struct UploadResult {
     pub peak_rss_mib: f64,
     pub row_count: Option<u64>,
     pub error: Option<String>,
+    /// The whole file downloaded again (`GET /files/{name}/content`), streamed and dropped.
+    pub download_s: Option<f64>,
+    /// Peak RSS after the download.
+    pub peak_rss_after_download_mib: Option<f64>,
 }
 
 /// Uploads `csv` as user `user` to a running server and reads its VmHWM right after.
@@ -49,11 +53,22 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
         .lock()
         .unwrap()
         .map(|t: Instant| t.duration_since(started).as_secs_f64());
-    let (status, row_count, error) = match outcome {
+    let (status, row_count, mut error) = match outcome {
         Ok((status, json)) if status == 201 => (status, json["row_count"].as_u64(), None),
         Ok((status, json)) => (status, None, Some(json.to_string())),
         Err(e) => (0, None, Some(e)),
     };
+    let mut download_s = None;
+    let mut peak_rss_after_download_mib = None;
+    if status == 201 {
+        match download(server, user, size_mb, bytes).await {
+            Ok(s) => {
+                download_s = Some(s);
+                peak_rss_after_download_mib = Some(server.peak_rss_mib());
+            }
+            Err(e) => error = Some(e),
+        }
+    }
     UploadResult {
         size_mb,
         bytes,
@@ -66,7 +81,31 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
         peak_rss_mib,
         row_count,
         error,
+        download_s,
+        peak_rss_after_download_mib,
     }
+}
+
+/// Downloads the uploaded file whole, dropping its bytes; the seconds it took.
+async fn download(server: &Server, user: i64, size_mb: u64, bytes: u64) -> Result<f64, String> {
+    let started = Instant::now();
+    let mut resp = client()
+        .get(server.url(&format!("/files/load-{size_mb}MB/content")))
+        .bearer_auth(server::token(user))
+        .send()
+        .await
+        .map_err(|e| format!("download: {e}"))?;
+    if resp.status() != 200 {
+        return Err(format!("download: status {}", resp.status()));
+    }
+    let mut got = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("download: {e}"))? {
+        got += chunk.len() as u64;
+    }
+    if got != bytes {
+        return Err(format!("download: {got} bytes of {bytes}"));
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn send(
