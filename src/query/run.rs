@@ -1,6 +1,6 @@
-//! Running SQL with polars' streaming engine: every table is a scan with a deadline check
-//! between its batches, and the result is handed over batch by batch (so an answer never
-//! holds more than its limit, and a download never holds more than a batch).
+//! Running SQL with polars' streaming engine: every table is a scan of its file, and the
+//! result is handed over batch by batch (so an answer never holds more than its limit, and
+//! a download never holds more than a batch).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ pub struct Table {
     pub file: TableFile,
 }
 
-/// The message a cancelled scan fails with (recognized by [`engine_error`]).
+/// The message a cancelled query's result callback fails with (see [`engine_error`]).
 const CANCELLED: &str = "the query was cancelled";
 
 /// Runs `sql` over `tables` and answers with its first `limit` rows.
@@ -76,7 +76,7 @@ pub fn convert<W: Write + Send + 'static>(
     out: W,
     cancel: &Cancel,
 ) -> Result<u64, QueryError> {
-    let plan = scan(table, cancel).map_err(|e| engine_error(e, cancel))?;
+    let plan = scan(table).map_err(|e| engine_error(e, cancel))?;
     write_all(plan, format, out, cancel)
 }
 
@@ -126,15 +126,14 @@ fn output_error(what: &str) -> PolarsError {
 fn plan(sql: &str, tables: &[Table], cancel: &Cancel) -> Result<LazyFrame, QueryError> {
     let mut context = SQLContext::new();
     for table in tables {
-        let scan = scan(table, cancel).map_err(|e| engine_error(e, cancel))?;
+        let scan = scan(table).map_err(|e| engine_error(e, cancel))?;
         context.register(&table.name, scan);
     }
     context.execute(sql).map_err(|e| engine_error(e, cancel))
 }
 
-/// A table's scan, with the deadline checked on every batch it reads. The check lets
-/// filters, projections and limits pass through it to the scan.
-fn scan(table: &Table, cancel: &Cancel) -> PolarsResult<LazyFrame> {
+/// A table's scan, as the summary describes the table.
+fn scan(table: &Table) -> PolarsResult<LazyFrame> {
     let path = PlRefPath::new(table.file.path());
     let mut frame = match table.file.kind {
         ScanKind::Parquet => LazyFrame::scan_parquet(path, ScanArgsParquet::default())?,
@@ -153,30 +152,16 @@ fn scan(table: &Table, cancel: &Cancel) -> PolarsResult<LazyFrame> {
             strict: false,
         });
     }
-    let cancel = cancel.clone();
-    let passes =
-        OptFlags::PREDICATE_PUSHDOWN | OptFlags::PROJECTION_PUSHDOWN | OptFlags::SLICE_PUSHDOWN | OptFlags::STREAMING;
-    Ok(frame.map(
-        move |batch| {
-            if cancel.is_cancelled() {
-                Err(PolarsError::ComputeError(CANCELLED.into()))
-            } else {
-                Ok(batch)
-            }
-        },
-        passes,
-        None,
-        Some("deadline"),
-    ))
+    Ok(frame)
 }
 
 /// Runs `plan` on the streaming engine, handing each result batch to `on_batch` (which
 /// returns false to stop early) in order.
 ///
-/// Stopping. The engine has no per-query stop: the deadline check on each scanned batch
-/// stops a query while it reads, but a join or an aggregate can compute for long after its
-/// inputs are read. What the engine does check, at every step of every task, is one
-/// process-wide abort flag (the one Python's Ctrl-C raises). So cancelling a query inside
+/// Stopping. The engine has no per-query stop (a check on each scanned batch would stop a
+/// query while it reads, but a join or an aggregate computes long after its inputs are
+/// read, and such a check in the plan slowed scans). What the engine does check, at every
+/// step of every task, is one process-wide abort flag (the one Python's Ctrl-C raises). So cancelling a query inside
 /// the engine raises that flag ([`interrupt_engine`]), which stops every query running at
 /// that moment; each of the others, not cancelled itself, is run again from the start if
 /// `restartable` says it has handed out nothing it cannot take back, or fails.
