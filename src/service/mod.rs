@@ -6,7 +6,6 @@
 //! storage, analysis) run on the blocking pool behind semaphores, so a burst of requests
 //! queues instead of swamping two cores.
 
-use std::io::Write;
 mod listing;
 mod query;
 mod recovery;
@@ -24,7 +23,6 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tempfile::NamedTempFile;
 use tokio::sync::{mpsc, Mutex, MutexGuard, Semaphore};
 use uuid::Uuid;
 
@@ -37,7 +35,7 @@ use crate::metrics::metrics;
 use crate::model::{
     new_rev, parse_session_id, validate_file_name, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId,
 };
-use crate::storage::{object_name, Content, Storage};
+use crate::storage::{object_name, Content, Storage, UploadSink};
 
 /// Longest accepted `description`, in bytes.
 pub const MAX_DESCRIPTION_CHARS: usize = 64 * 1024;
@@ -53,9 +51,10 @@ pub struct UploadFields {
     pub description: Option<String>,
 }
 
-/// An upload's bytes, complete, in a temporary file of the storage backend.
+/// An upload's bytes, complete, on their way into storage (a temporary file of the folder,
+/// or parts sent to the bucket), not yet visible under any name.
 pub struct ReceivedFile {
-    temp: NamedTempFile,
+    upload: Box<dyn UploadSink>,
     format: Format,
     extension: String,
     size_bytes: u64,
@@ -288,15 +287,16 @@ impl FileService {
         Ok(())
     }
 
-    /// Streams an upload's bytes into a temporary file while counting and hashing them.
-    /// Memory stays at a few chunks whatever the size; more than `MAX_UPLOAD_BYTES` is
-    /// refused as soon as it is seen. On any error the temporary file is gone.
+    /// Streams an upload's bytes to the storage backend ([`Storage::begin_upload`]: a
+    /// temporary file of the folder, or a multipart upload to the bucket) while counting
+    /// and hashing them. Memory stays at a few chunks (and, to a bucket, a few parts)
+    /// whatever the size; more than `MAX_UPLOAD_BYTES` is refused as soon as it is seen.
+    /// On any error nothing of the upload is left.
     pub async fn receive_file<S>(&self, filename: Option<&str>, mut chunks: S) -> Result<ReceivedFile>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
         let (format, extension) = upload_format(filename)?;
-        let temp = self.with_storage(|s| s.new_upload()).await?;
         // When an analysis slot is free, the file is analyzed while it arrives (the writer
         // forwards each chunk), so a large upload costs max(receive, analyze), not the sum.
         // Otherwise it is analyzed after it is complete, when a slot frees up.
@@ -304,6 +304,14 @@ impl FileService {
         // whole file has landed, in `store_upload` (same request).
         let streamed = format.streaming().and_then(|text_format| {
             let permit = self.streamed_analyses.clone().try_acquire_owned().ok()?;
+            Some((text_format, permit))
+        });
+        // An analysis after the fact reads a local file: the backend keeps a local copy
+        // then (the folder backend always has one).
+        let label = filename.unwrap_or_default().to_string();
+        let local_copy = streamed.is_none();
+        let upload = self.with_storage(move |s| s.begin_upload(local_copy, &label)).await?;
+        let streamed = streamed.map(|(text_format, permit)| {
             let (to_analysis, chunks) = std::sync::mpsc::sync_channel::<Bytes>(8);
             let timer = metrics().analysis_seconds.start_timer();
             let analysis = tokio::task::spawn_blocking(move || {
@@ -312,26 +320,31 @@ impl FileService {
                 timer.observe_duration();
                 profile.map_err(FormatError::from)
             });
-            Some((to_analysis, analysis))
+            (to_analysis, analysis)
         });
         let (to_analysis, analysis) = streamed.unzip();
         // The blocking writer takes chunks from a short queue, so receiving the next chunk
-        // overlaps with writing and hashing the previous one.
+        // overlaps with writing and hashing the previous one. It hands the upload back
+        // even when writing failed, so it is discarded below either way; it does not
+        // finish it: if this request is dropped half-way (the channel closes all the
+        // same), the upload it returns to no one is dropped, which aborts it.
+        type Written = (Box<dyn UploadSink>, Result<String>);
         let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-        let writer = tokio::task::spawn_blocking(move || -> Result<(NamedTempFile, String)> {
-            let mut temp = temp;
+        let writer = tokio::task::spawn_blocking(move || -> Written {
+            let mut upload = upload;
             let mut hasher = Sha256::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                temp.write_all(&chunk).map_err(storage_write_error)?;
-                hasher.update(&chunk);
-                if let Some(to_analysis) = &to_analysis {
-                    // A closed channel means the analysis already failed; it reports why.
-                    let _ = to_analysis.send(chunk);
+            let written = (|| {
+                while let Some(chunk) = rx.blocking_recv() {
+                    upload.write(&chunk)?;
+                    hasher.update(&chunk);
+                    if let Some(to_analysis) = &to_analysis {
+                        // A closed channel means the analysis already failed; it reports why.
+                        let _ = to_analysis.send(chunk);
+                    }
                 }
-            }
-            drop(to_analysis);
-            temp.as_file().sync_all().map_err(storage_write_error)?;
-            Ok((temp, hex::encode(hasher.finalize())))
+                Ok(())
+            })();
+            (upload, written.map(|()| hex::encode(hasher.finalize())))
         });
         let max = self.limits.max_upload_bytes;
         let idle = self.limits.upload_idle_timeout;
@@ -374,9 +387,9 @@ impl FileService {
         }
         .await;
         drop(tx);
-        // Wait for the writer (and analysis) even on error, so the temporary file is
+        // Wait for the writer (and analysis) even on error, so what was written is
         // removed before the response goes out.
-        let written = writer.await?;
+        let (upload, written) = writer.await?;
         let analyzed = match (ended_early, analysis) {
             (Some(ended), _) => Some(ended?),
             (None, Some(handle)) => Some(handle.await?),
@@ -384,17 +397,48 @@ impl FileService {
         };
         // A cut-off or oversized upload, or a failed write, explains a failed analysis
         // of what arrived: report those first.
-        received?;
-        let (temp, sha256) = written?;
-        let profile = analyzed.transpose().map_err(|e| analysis_error(e, &extension))?;
+        let checked = received.and(written).and_then(|sha256| {
+            let profile = analyzed.transpose().map_err(|e| analysis_error(e, &extension))?;
+            Ok((sha256, profile))
+        });
+        // Complete: every byte durable where it is (fsynced, or every part sent).
+        let (upload, checked) = match checked {
+            Ok(checked) => {
+                let mut upload = upload;
+                let finished = tokio::task::spawn_blocking(move || {
+                    let finished = upload.finish();
+                    (upload, finished)
+                });
+                let (upload, finished) = finished.await?;
+                (upload, finished.map(|()| checked))
+            }
+            Err(e) => (upload, Err(e)),
+        };
+        let (sha256, profile) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.discard_upload(upload).await;
+                return Err(e);
+            }
+        };
         Ok(ReceivedFile {
-            temp,
+            upload,
             format,
             extension,
             size_bytes,
             sha256,
             profile,
         })
+    }
+
+    /// Abandons a received upload and waits until nothing of it is left (a failure to
+    /// clean up is logged: the upload's own error is the one to report).
+    async fn discard_upload(&self, upload: Box<dyn UploadSink>) {
+        let discarded = tokio::task::spawn_blocking(move || upload.discard()).await;
+        match discarded.map_err(Error::from).and_then(|r| r) {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e.detail(), "could not remove what a refused upload left"),
+        }
     }
 
     /// Validates the form, analyzes the received file, records it, moves its bytes into
@@ -417,30 +461,45 @@ impl FileService {
         check_description(&description)?;
 
         let ReceivedFile {
-            temp,
+            upload,
             format,
             extension,
             size_bytes,
             sha256,
             profile,
         } = file;
-        let profile = match profile {
-            Some(profile) => profile,
-            None => self.analyze(temp.path().to_path_buf(), format, &extension).await?,
+        let local_copy = upload.local_path().map(std::path::Path::to_path_buf);
+        // Until the name is reserved, a failure discards the upload (aborts its parts).
+        let reserved: Result<FileRecord> = async {
+            let profile = match profile {
+                Some(profile) => profile,
+                None => {
+                    let path = local_copy
+                        .ok_or_else(|| Error::internal("an upload analyzed after it arrived has no local copy"))?;
+                    self.analyze(path, format, &extension).await?
+                }
+            };
+            let record = self
+                .new_record(user, file_name, description, extension, &profile, size_bytes, sha256)
+                .await?;
+            // Reserve the name first: the unique index decides between concurrent uploads.
+            let reserved = record.clone();
+            self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+            Ok(record)
+        }
+        .await;
+        let record = match reserved {
+            Ok(record) => record,
+            Err(e) => {
+                self.discard_upload(upload).await;
+                return Err(e);
+            }
         };
-
-        let object = object_name(user, &file_name, &extension);
-        let record = self
-            .new_record(user, file_name, description, extension, &profile, size_bytes, sha256)
-            .await?;
-
-        // Reserve the name first: the unique index decides between concurrent uploads.
-        let reserved = record.clone();
-        self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+        let object = object_name(user, &record.file_name, &record.format);
         let (id, name) = (record.id, record.file_name.clone());
         let persisted = {
             let object = object.clone();
-            self.with_storage(move |s| s.persist(temp, &object)).await
+            self.with_storage(move |_| upload.persist(&object)).await
         };
         if let Err(e) = persisted {
             self.with_catalog(move |c| c.abort_upload(id)).await?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tempfile::NamedTempFile;
 
-use super::{Content, Storage, StoredObject};
+use super::{Content, Storage, StoredObject, UploadSink};
 use crate::error::{Error, Result};
 
 /// Temporary uploads start with this; stored objects start with a digit, so the two can
@@ -51,6 +51,18 @@ impl LocalStorage {
         self.root.join(format!("{BLOB_PREFIX}{sha256}"))
     }
 
+    /// Moves a complete temporary file to `object`, never over an existing file.
+    pub(super) fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()> {
+        let target = self.path(object);
+        match upload.persist_noclobber(&target) {
+            Ok(_) => self.sync_dir(),
+            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e.error).context(format!("cannot store {}", target.display())),
+            )),
+        }
+    }
+
     fn sync_dir(&self) -> Result<()> {
         // Makes the rename/unlink itself durable, not only the file's contents.
         std::fs::File::open(&self.root)
@@ -66,6 +78,47 @@ fn occupied(target: &Path) -> Error {
          it is never overwritten: move it away or delete it, then try again",
         target.display()
     ))
+}
+
+/// An upload received into a locked temporary file of the folder, then renamed to its
+/// name (no overwrite); the file disappears if it is dropped first.
+struct LocalUpload {
+    temp: NamedTempFile,
+    storage: LocalStorage,
+}
+
+impl UploadSink for LocalUpload {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.temp.write_all(bytes).map_err(write_error)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.temp.as_file().sync_all().map_err(write_error)
+    }
+
+    fn local_path(&self) -> Option<&Path> {
+        Some(self.temp.path())
+    }
+
+    fn persist(self: Box<Self>, object: &str) -> Result<()> {
+        let LocalUpload { temp, storage } = *self;
+        storage.persist(temp, object)
+    }
+
+    fn discard(self: Box<Self>) -> Result<()> {
+        Ok(()) // dropping the temporary file removes it
+    }
+}
+
+/// Writing an upload failed: a full disk is 507 (nothing a retry fixes until space is
+/// freed), anything else ours.
+pub(super) fn write_error(e: std::io::Error) -> Error {
+    if Error::is_out_of_space(&e) {
+        Error::storage_full()
+    } else {
+        Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
+    }
 }
 
 impl Storage for LocalStorage {
@@ -93,15 +146,13 @@ impl Storage for LocalStorage {
         format!("local://{}", self.path(object).display())
     }
 
-    fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()> {
-        let target = self.path(object);
-        match upload.persist_noclobber(&target) {
-            Ok(_) => self.sync_dir(),
-            Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
-            Err(e) => Err(Error::Internal(
-                anyhow::Error::new(e.error).context(format!("cannot store {}", target.display())),
-            )),
-        }
+    fn begin_upload(&self, _local_copy: bool, _label: &str) -> Result<Box<dyn UploadSink>> {
+        Ok(Box::new(LocalUpload {
+            temp: self.new_upload()?,
+            storage: LocalStorage {
+                root: self.root.clone(),
+            },
+        }))
     }
 
     fn link(&self, from: &str, to: &str) -> Result<()> {

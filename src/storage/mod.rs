@@ -1,8 +1,9 @@
 //! Where file bytes live: one trait with one backend per file (a local folder, an S3 bucket).
 //!
-//! Uploads are always received into a local temporary file first (the analysis reads it
-//! there); `persist` then moves it to its final place without ever overwriting anything.
-//! Every method blocks; the service calls them on the blocking pool.
+//! An upload is written to an [`UploadSink`] as its bytes arrive: a temporary file of the
+//! folder, or a multipart upload to the bucket (with a local copy only when the analysis
+//! needs the whole file); once accepted, `persist` gives it its name without ever
+//! overwriting anything. Every method blocks; the service calls them on the blocking pool.
 
 pub mod local;
 pub mod s3;
@@ -55,15 +56,18 @@ pub trait Storage: Send + Sync + 'static {
     /// The `storage_type` recorded in the catalog ("local", "s3").
     fn storage_type(&self) -> &'static str;
 
-    /// A new temporary file to receive an upload into; it disappears when dropped.
+    /// A new local temporary file (sync receives its bytes into one before
+    /// [`Storage::stage_blob`]); it disappears when dropped.
     fn new_upload(&self) -> Result<NamedTempFile>;
+
+    /// Starts receiving an upload: its bytes go where they will be stored as they arrive.
+    /// With `local_copy`, every byte is also kept in a local file ([`UploadSink::local_path`])
+    /// for an analysis that reads the whole file (the folder backend always has one).
+    /// `label` names the upload in logs. Nothing is sent before the first write.
+    fn begin_upload(&self, local_copy: bool, label: &str) -> Result<Box<dyn UploadSink>>;
 
     /// The URI a stored object will have.
     fn uri(&self, object: &str) -> String;
-
-    /// Moves a complete upload to `object`. `Error::Conflict` if something is already
-    /// stored there (with or without a catalog record): bytes are never overwritten.
-    fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()>;
 
     /// Gives the bytes of `from` a second name `to` (for a rename: the old name is
     /// deleted once the catalog has switched). `Error::Conflict` if `to` exists.
@@ -115,6 +119,32 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The local folder holding the objects, for the watcher; `None` for remote stores.
     fn local_folder(&self) -> Option<&Path>;
+}
+
+/// An upload's bytes on their way into storage, written as they arrive. Every method
+/// blocks (the service calls them on the blocking pool); memory stays bounded whatever
+/// the size (the bucket backend holds at most a few parts). Dropped without `persist`
+/// or `discard`, it still leaves nothing behind (a multipart upload is aborted in the
+/// background); `discard` waits until that is done.
+pub trait UploadSink: Send {
+    /// Appends the next bytes; may wait for parts in flight to the bucket.
+    fn write(&mut self, bytes: &[u8]) -> Result<()>;
+
+    /// Every byte has been written: makes them durable where they are (an fsync, or the
+    /// last part sent), so a failure to store them shows before the upload is accepted.
+    fn finish(&mut self) -> Result<()>;
+
+    /// A local file holding every byte once finished, if there is one (see
+    /// [`Storage::begin_upload`]).
+    fn local_path(&self) -> Option<&Path>;
+
+    /// Gives the finished upload its name `object`. `Error::Conflict` if something is
+    /// already stored there (with or without a catalog record): bytes are never
+    /// overwritten. On any error nothing of the upload is left.
+    fn persist(self: Box<Self>, object: &str) -> Result<()>;
+
+    /// Abandons the upload and removes everything it left (a local file, the parts sent).
+    fn discard(self: Box<Self>) -> Result<()>;
 }
 
 /// A stored object opened for reading. Either way it keeps giving the bytes that were

@@ -1,17 +1,22 @@
 //! The S3 storage backend: objects `{prefix}/{user_id}_{file_name}.{ext}` in a bucket of any S3-compatible server, with `s3://` URIs.
 //!
-//! Uploads are received into a local spool folder first (the analysis reads them there,
-//! and columnar formats need a seekable file), then sent to the bucket without ever
-//! overwriting anything: a small one in one conditional PUT (`If-None-Match: *`); a large
-//! one as a multipart upload of bounded parts under a temporary key no other upload can
-//! use (`.upload-{uuid}`), then copied to its name only if the name is free (a multipart
-//! copy completed with `If-None-Match: *`), then the temporary key is deleted. A failed
-//! or cut-off multipart upload is aborted; a temporary key a dead process left is swept.
+//! Uploads stream to the bucket while they arrive ([`S3Upload`]): the bytes fill parts of
+//! 8 MiB; once more than one part has arrived, a multipart upload starts under a temporary
+//! key no other upload can use (`.upload-{uuid}`) and takes each full part as it fills, at
+//! most two in flight, so memory stays at three parts whatever the size. Nothing is
+//! visible until the upload is accepted: then the multipart upload is completed and the
+//! object copied to its name only if the name is free (a multipart copy completed with
+//! `If-None-Match: *`), and the temporary key deleted. An upload of one part or less is
+//! kept (in memory, or in its local copy) until accepted, then stored with one
+//! conditional PUT (`If-None-Match: *`). A refused or cut-off upload is aborted; a
+//! temporary key a dead process left is swept. A local copy in the spool folder is kept
+//! only when the analysis needs the whole file (columnar formats and workbooks seek).
 //!
 //! `object_store` is async; the trait is blocking and runs on the service's blocking pool,
 //! so this backend drives its own small runtime with `block_on`. Its own runtime, not the
 //! server's: storage is also used before the server's runtime starts and after it stops.
 
+use std::collections::VecDeque;
 use std::io::{Read, Seek, Write};
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -22,14 +27,14 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, WriteMultipart,
 };
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
 use super::local::LocalStorage;
-use super::{Content, Storage, StoredObject, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
+use super::{Content, Storage, StoredObject, UploadSink, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 
@@ -47,11 +52,19 @@ const BLOB_PREFIX: &str = ".blob-";
 /// Written by the readiness probe: proves the bucket is there and takes writes.
 const PROBE: &str = ".readyz";
 
-pub struct S3Storage {
+/// The bucket's client and layout, shared by the storage and its uploads in progress.
+#[derive(Clone)]
+pub struct Client {
     store: Arc<AmazonS3>,
     bucket: String,
     /// Key prefix without a trailing slash; empty for the bucket's root.
     prefix: String,
+    /// The storage's own runtime (see the module doc).
+    handle: tokio::runtime::Handle,
+}
+
+pub struct S3Storage {
+    client: Client,
     endpoint: String,
     /// Uploads in progress (and downloads for readers that seek) on this machine.
     spool: LocalStorage,
@@ -97,9 +110,12 @@ impl S3Storage {
         }
         let store = Arc::new(builder.build()?);
         let storage = S3Storage {
-            store,
-            bucket: config.bucket.clone(),
-            prefix: config.prefix.clone(),
+            client: Client {
+                store,
+                bucket: config.bucket.clone(),
+                prefix: config.prefix.clone(),
+                handle: runtime.handle().clone(),
+            },
             endpoint: config.endpoint.clone().unwrap_or_else(|| "AWS".into()),
             spool: LocalStorage::open(spool)?,
             runtime: Some(runtime),
@@ -116,15 +132,17 @@ impl S3Storage {
             .expect("the S3 runtime lives as long as the storage")
             .block_on(future)
     }
+}
 
-    fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime
-            .as_ref()
-            .expect("the S3 runtime lives as long as the storage")
-            .handle()
-            .clone()
+impl std::ops::Deref for S3Storage {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
     }
+}
 
+impl Client {
     /// The key of `name` under the prefix.
     fn key(&self, name: &str) -> Path {
         assert!(!name.contains('/'), "unsafe object name {name:?}");
@@ -177,29 +195,22 @@ impl S3Storage {
         ))
     }
 
-    /// Sends the whole of `file` to `key`: one PUT with `mode` if small; otherwise a
-    /// multipart upload (aborted on any failure), which cannot be conditional here, so
-    /// callers that must not overwrite upload under a key of their own first.
-    async fn put_file(&self, file: &std::fs::File, key: &Path, mode: PutMode, object: &str) -> Result<()> {
+    /// Sends the whole of `file` to `key`, overwriting: one PUT if small; otherwise a
+    /// multipart upload (aborted on any failure).
+    async fn put_file(&self, file: &std::fs::File, key: &Path) -> Result<()> {
         let mut file = file.try_clone().map_err(io_error)?;
         file.rewind().map_err(io_error)?;
         let size = file.metadata().map_err(io_error)?.len();
         if size <= PART_SIZE as u64 {
             let mut bytes = Vec::with_capacity(size as usize);
             file.read_to_end(&mut bytes).map_err(io_error)?;
-            let options = PutOptions {
-                mode,
-                ..PutOptions::default()
-            };
-            self.store.put_opts(key, PutPayload::from(bytes), options).await?;
+            self.store.put(key, PutPayload::from(bytes)).await?;
             return Ok(());
         }
-        debug_assert!(matches!(mode, PutMode::Overwrite), "a multipart upload overwrites");
         let upload = self.store.put_multipart(key).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; 1 << 20];
         let sent: Result<()> = async {
-            let mut written = 0;
             loop {
                 let n = file.read(&mut buf).map_err(io_error)?;
                 if n == 0 {
@@ -207,11 +218,6 @@ impl S3Storage {
                 }
                 writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
                 writer.write(&buf[..n]);
-                written += n;
-                if written > PART_SIZE && written - n <= PART_SIZE {
-                    writer.wait_for_capacity(0).await?;
-                    stall_for_test("persist-part", object);
-                }
             }
         }
         .await;
@@ -287,28 +293,23 @@ impl Storage for S3Storage {
         self.uri_of(object)
     }
 
-    fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()> {
-        let target = self.key(object);
-        let size = upload.as_file().metadata().map_err(io_error)?.len();
-        self.block_on(async {
-            if size <= PART_SIZE as u64 {
-                return match self.put_file(upload.as_file(), &target, PutMode::Create, object).await {
-                    Err(Error::Conflict(_)) => Err(self.occupied(object)),
-                    other => other,
-                };
-            }
-            // Under a key of its own first: a multipart upload cannot be made conditional
-            // here, and must never become visible under a name that is taken.
-            let temp = self.key(&format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
-            self.put_file(upload.as_file(), &temp, PutMode::Overwrite, object)
-                .await?;
-            stall_for_test("persist-copy", object);
-            let copied = self.copy_if_free(&temp, &target, object).await;
-            if let Err(e) = self.delete_key(&temp).await {
-                tracing::warn!(error = %e.detail(), "could not delete a temporary key; the periodic pass removes it");
-            }
-            copied
-        })
+    fn begin_upload(&self, local_copy: bool, label: &str) -> Result<Box<dyn UploadSink>> {
+        let local = if local_copy {
+            Some(self.spool.new_upload()?)
+        } else {
+            None
+        };
+        Ok(Box::new(S3Upload {
+            client: self.client.clone(),
+            temp: self.key(&format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple())),
+            label: label.to_string(),
+            local,
+            part: Vec::new(),
+            multipart: None,
+            in_flight: VecDeque::new(),
+            parts_sent: 0,
+            finished: false,
+        }))
     }
 
     fn link(&self, from: &str, to: &str) -> Result<()> {
@@ -328,7 +329,7 @@ impl Storage for S3Storage {
                 size: meta.size,
                 e_tag: meta.e_tag.clone(),
                 inline: None,
-                runtime: self.handle(),
+                runtime: self.handle.clone(),
                 spool: self.spool.local_folder().map(FsPath::to_path_buf),
             };
             if meta.size <= INLINE_MAX {
@@ -379,7 +380,7 @@ impl Storage for S3Storage {
 
     fn stage_blob(&self, upload: NamedTempFile, sha256: &str) -> Result<()> {
         let key = self.blob_key(sha256);
-        self.block_on(self.put_file(upload.as_file(), &key, PutMode::Overwrite, sha256))
+        self.block_on(self.put_file(upload.as_file(), &key))
     }
 
     fn has_blob(&self, sha256: &str) -> Result<bool> {
@@ -445,6 +446,211 @@ impl Storage for S3Storage {
 
     fn local_folder(&self) -> Option<&FsPath> {
         None
+    }
+}
+
+/// An upload streaming to the bucket as it arrives (see the module doc): a part being
+/// filled, at most [`PARTS_IN_FLIGHT`] parts being sent, and a local copy only if asked.
+struct S3Upload {
+    client: Client,
+    /// The key of this upload's own (`.upload-{uuid}`), where its multipart upload goes.
+    temp: Path,
+    /// The uploaded file's name, for logs and the crash tests' faults.
+    label: String,
+    local: Option<NamedTempFile>,
+    /// The part being filled; sent once full and more bytes follow.
+    part: Vec<u8>,
+    /// Started when the first part is sent; `None` again once completed or aborted.
+    multipart: Option<Box<dyn MultipartUpload>>,
+    in_flight: VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
+    parts_sent: usize,
+    finished: bool,
+}
+
+impl S3Upload {
+    /// Sends the part filled so far (starting the multipart upload with the first one),
+    /// after waiting until fewer than [`PARTS_IN_FLIGHT`] parts are still being sent.
+    fn send_part(&mut self) -> Result<()> {
+        let data = Bytes::from(std::mem::replace(&mut self.part, Vec::with_capacity(PART_SIZE)));
+        let handle = self.client.handle.clone();
+        handle.block_on(async {
+            if self.multipart.is_none() {
+                self.multipart = Some(self.client.store.put_multipart(&self.temp).await?);
+                tracing::debug!(upload = %self.label, key = %self.temp, "started a multipart upload");
+            }
+            while self.in_flight.len() >= PARTS_IN_FLIGHT {
+                self.wait_oldest().await?;
+            }
+            let multipart = self.multipart.as_mut().expect("started above");
+            let part = multipart.put_part(PutPayload::from(data));
+            self.in_flight.push_back(self.client.handle.spawn(part));
+            Ok::<_, Error>(())
+        })?;
+        self.parts_sent += 1;
+        if self.parts_sent == 1 && super::stalls_for_test("upload-part", &self.label) {
+            handle.block_on(self.wait_all())?;
+            stall_for_test("upload-part", &self.label);
+        }
+        Ok(())
+    }
+
+    async fn wait_oldest(&mut self) -> Result<()> {
+        if let Some(oldest) = self.in_flight.pop_front() {
+            oldest.await??;
+        }
+        Ok(())
+    }
+
+    async fn wait_all(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.wait_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the parts being sent and aborts the multipart upload, if there is one.
+    async fn abort(&mut self) -> Result<()> {
+        for part in self.in_flight.drain(..) {
+            part.abort();
+        }
+        if let Some(mut multipart) = self.multipart.take() {
+            multipart.abort().await?;
+            tracing::debug!(upload = %self.label, key = %self.temp, "aborted a multipart upload");
+        }
+        Ok(())
+    }
+
+    /// Stores an upload of one part or less under `target` with one conditional PUT.
+    async fn put_whole(&mut self, target: &Path, object: &str) -> Result<()> {
+        let bytes = match &self.local {
+            Some(local) => {
+                let mut file = local.reopen().map_err(io_error)?;
+                let mut bytes = Vec::with_capacity(file.metadata().map_err(io_error)?.len() as usize);
+                file.read_to_end(&mut bytes).map_err(io_error)?;
+                bytes
+            }
+            None => std::mem::take(&mut self.part),
+        };
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .client
+            .store
+            .put_opts(target, PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
+                Err(self.client.occupied(object))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Completes the multipart upload under the temporary key, copies it to `target` if
+    /// the name is free, and deletes the temporary key either way.
+    async fn complete_and_copy(&mut self, target: &Path, object: &str) -> Result<()> {
+        self.wait_all().await?;
+        let mut multipart = self.multipart.take().expect("a multipart upload in progress");
+        if let Err(e) = multipart.complete().await {
+            if let Err(abort) = multipart.abort().await {
+                tracing::warn!(error = %abort, "could not abort a multipart upload that failed to complete");
+            }
+            return Err(e.into());
+        }
+        stall_for_test("persist-copy", object);
+        let copied = self.client.copy_if_free(&self.temp, target, object).await;
+        if let Err(e) = self.client.delete_key(&self.temp).await {
+            tracing::warn!(error = %e.detail(), "could not delete a temporary key; the periodic pass removes it");
+        }
+        copied
+    }
+}
+
+impl UploadSink for S3Upload {
+    fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        if let Some(local) = &mut self.local {
+            local.write_all(bytes).map_err(super::local::write_error)?;
+        }
+        while !bytes.is_empty() {
+            if self.part.len() == PART_SIZE {
+                self.send_part()?;
+            }
+            let n = (PART_SIZE - self.part.len()).min(bytes.len());
+            self.part.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        if self.multipart.is_some() {
+            // The last part, then every part in the bucket before the upload is accepted.
+            if !self.part.is_empty() {
+                self.send_part()?;
+            }
+            self.part = Vec::new();
+            let handle = self.client.handle.clone();
+            handle.block_on(self.wait_all())?;
+        } else if self.local.is_some() {
+            // One part or less: the local copy has it; no need to hold it in memory too.
+            self.part = Vec::new();
+        }
+        self.finished = true;
+        Ok(())
+    }
+
+    fn local_path(&self) -> Option<&FsPath> {
+        self.local.as_ref().map(NamedTempFile::path)
+    }
+
+    fn persist(mut self: Box<Self>, object: &str) -> Result<()> {
+        self.finish()?;
+        let target = self.client.key(object);
+        let handle = self.client.handle.clone();
+        let stored = handle.block_on(async {
+            if self.multipart.is_none() {
+                self.put_whole(&target, object).await
+            } else {
+                // Under the key of its own first: the multipart upload must never become
+                // visible under a name that is taken.
+                self.complete_and_copy(&target, object).await
+            }
+        });
+        if stored.is_err() {
+            if let Err(e) = handle.block_on(self.abort()) {
+                tracing::warn!(error = %e.detail(), "could not abort a multipart upload");
+            }
+        }
+        stored
+    }
+
+    fn discard(mut self: Box<Self>) -> Result<()> {
+        let handle = self.client.handle.clone();
+        handle.block_on(self.abort())
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        // Dropped without `persist` or `discard` (a request that ended some other way):
+        // abort in the background, never blocking (this may run on an async thread).
+        for part in self.in_flight.drain(..) {
+            part.abort();
+        }
+        if let Some(mut multipart) = self.multipart.take() {
+            let key = self.temp.clone();
+            self.client.handle.spawn(async move {
+                if let Err(e) = multipart.abort().await {
+                    tracing::warn!(error = %e, %key, "could not abort an abandoned multipart upload");
+                }
+            });
+        }
     }
 }
 
@@ -560,8 +766,9 @@ impl Read for RemoteReader {
 }
 
 /// Fault injection for the crash tests only (see [`super::stalls_for_test`]): steps
-/// `persist-part` (the first part of a multipart upload sent) and `persist-copy` (the
-/// bytes complete under their temporary key, not yet copied to the name), by object name.
+/// `upload-part` (the first part of a streamed upload sent, by the uploaded file's name)
+/// and `persist-copy` (the bytes complete under their temporary key, not yet copied to
+/// the name, by object name).
 fn stall_for_test(step: &str, object: &str) {
     if super::stalls_for_test(step, object) {
         tracing::warn!(step, object, "FILE_SERVICE_FAULT_STALL: stopping here until killed");

@@ -302,11 +302,7 @@ async fn a_request_in_flight_at_sigterm_completes_within_the_grace() {
         status_json(resp).await
     });
     tx.send(Ok(b"a,b\n1,2\n".to_vec())).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.stored_files().iter().any(|f| f.starts_with(".upload-")) {
-        assert!(Instant::now() < deadline, "the upload never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server.wait_for_upload_arriving().await;
 
     server.sigterm();
     server.wait_for_log("shutting down").await;

@@ -154,7 +154,7 @@ async fn sigkill_with_writes_in_flight(with_renames: bool) {
 
     // Kill once the held upload is being written and some writes have been answered.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while answered.load(Ordering::SeqCst) < 6 || !server.stored_files().iter().any(|f| f.starts_with(".upload-")) {
+    while answered.load(Ordering::SeqCst) < 6 || !server.upload_arriving().await {
         assert!(Instant::now() < deadline, "the writes never got going");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

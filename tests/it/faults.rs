@@ -694,6 +694,17 @@ fn csv_of(bytes: usize) -> Vec<u8> {
     out
 }
 
+/// JSON lines of about `bytes` bytes.
+fn jsonl_of(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0u64;
+    while out.len() < bytes {
+        out.extend_from_slice(format!("{{\"id\":{i},\"value\":{},\"label\":\"row number {i}\"}}\n", i * 3).as_bytes());
+        i += 1;
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_storage_disk_gives_507_keeps_nothing_and_serves_on() {
     const TEST: &str = "a_full_storage_disk_gives_507";
@@ -721,12 +732,17 @@ async fn a_full_storage_disk_gives_507_keeps_nothing_and_serves_on() {
     // last bytes of the disk; the small upload afterwards is checked on its own.)
     let begun = Instant::now();
     let load = Load::start(&server, user, 2, Some(session.clone()), false);
-    let too_big = csv_of(free_before as usize + 2 * 1024 * 1024);
+    // On the S3 stack a CSV streams to the bucket and needs no local room: there, the
+    // upload is of a format read after it lands, which keeps a local copy as it streams.
+    let (too_big, big_file) = match &server.bucket {
+        None => (csv_of(free_before as usize + 2 * 1024 * 1024), "big.csv"),
+        Some(_) => (jsonl_of(free_before as usize + 2 * 1024 * 1024), "big.jsonl"),
+    };
     let mut refusals = Vec::new();
     for attempt in 0..3 {
         let started = Instant::now();
         let (status, body) = server
-            .upload(user, "big", &new_session(), "big.csv", too_big.clone())
+            .upload(user, "big", &new_session(), big_file, too_big.clone())
             .await;
         assert_eq!(status, 507, "attempt {attempt}: {body}\n{}", server.logs());
         assert_eq!(body["code"], "insufficient_storage", "{body}");

@@ -667,6 +667,33 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// Whether an upload's bytes are arriving: on a folder, its temporary file is there;
+    /// on a bucket (the bytes stream there, and nothing is listed before the upload is
+    /// accepted), the server has an upload in progress and has counted bytes received.
+    pub async fn upload_arriving(&self) -> bool {
+        match &self.bucket {
+            None => self.stored_files().iter().any(|f| f.starts_with(".upload-")),
+            Some(_) => {
+                let metrics = self.metrics().await;
+                metric(&metrics, "file_service_uploaded_bytes_total", &[]).unwrap_or(0.0) > 0.0
+                    && metric(&metrics, "file_service_uploads_in_progress", &[]).unwrap_or(0.0) > 0.0
+            }
+        }
+    }
+
+    /// Waits until [`TestServer::upload_arriving`]; panics after 10 s.
+    pub async fn wait_for_upload_arriving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.upload_arriving().await {
+            assert!(
+                Instant::now() < deadline,
+                "the upload never started; log:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client

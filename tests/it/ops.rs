@@ -279,11 +279,7 @@ fn slow_upload(
 }
 
 async fn wait_for_temp_file(server: &TestServer) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.stored_files().iter().any(|f| f.starts_with(".upload-")) {
-        assert!(Instant::now() < deadline, "the upload never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.wait_for_upload_arriving().await;
 }
 
 #[tokio::test]

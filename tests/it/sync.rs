@@ -990,3 +990,91 @@ impl Drop for StallingProxy {
         self.close();
     }
 }
+
+/// The other way round from the suite's S3 stack (edge on a folder, hub on S3): an edge
+/// on SQLite with its bytes in a bucket, a hub on SQLite and a local folder.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs TEST_S3_ENDPOINT and TEST_S3_BUCKET (run with --include-ignored)"]
+async fn an_edge_on_s3_pushes_to_and_pulls_from_a_hub_on_a_folder() {
+    let _ = crate::harness::require_service("TEST_S3_ENDPOINT", "an edge on S3");
+    let bucket = crate::harness::Bucket::fresh("an edge on S3");
+    let vars = bucket.server_env();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut edge = TestServer::start_on(Stack::Sqlite, None, None, &vars).await;
+    edge.bucket = Some(bucket.clone());
+    let hub = TestServer::start_on(Stack::Sqlite, None, None, &[]).await;
+    let user = random_user();
+
+    // Push: a small file and one of several parts, from the bucket to the folder.
+    let dir = tempfile::tempdir().unwrap();
+    let big_path = dir.path().join("big.csv");
+    let big_sha = write_big_csv(&big_path, 12 << 20);
+    let big = std::fs::read(&big_path).unwrap();
+    let a = upload(&edge, user, "small", sales_csv()).await;
+    let b = upload(&edge, user, "big", big.clone()).await;
+    assert_eq!(b["sha256"], big_sha.as_str());
+    let report = sync(&edge, &hub, false, true).await;
+    assert_eq!(n(&report, "pushed", "applied"), 2, "{report}");
+    assert_eq!(n(&report, "pushed", "blobs"), 2, "{report}");
+    let size = |r: &Value| r["size_bytes"].as_u64().unwrap();
+    assert_eq!(n(&report, "pushed", "bytes"), size(&a) + size(&b), "{report}");
+    let (on_edge, on_hub) = (by_name(&edge, user).await, by_name(&hub, user).await);
+    assert_eq!(on_hub.keys().collect::<Vec<_>>(), ["big", "small"]);
+    for name in ["big", "small"] {
+        assert_same_record(&on_edge[name], &on_hub[name], name);
+        assert!(on_edge[name]["storage_uri"].as_str().unwrap().starts_with("s3://"));
+        assert!(on_hub[name]["storage_uri"].as_str().unwrap().starts_with("local://"));
+    }
+    assert!(content(&hub, user, "big").await == big, "the hub's bytes of big differ");
+    assert_eq!(content(&hub, user, "small").await, sales_csv().as_bytes());
+    assert_storage_matches(&hub, &[user]).await;
+
+    // Pull: a new file and a rename made on the hub reach the bucket.
+    let c = upload(&hub, user, "from hub", profile_csv(5)).await;
+    patch(&hub, user, "small", json!({"file_name": "renamed"})).await;
+    let report = sync(&edge, &hub, true, false).await;
+    assert_eq!(n(&report, "pulled", "applied"), 2, "{report}");
+    assert_eq!(n(&report, "pulled", "conflicts"), 0, "{report}");
+    assert_eq!(n(&report, "pulled", "bytes"), size(&c), "{report}");
+    let (on_edge, on_hub) = (by_name(&edge, user).await, by_name(&hub, user).await);
+    assert_eq!(on_edge.keys().collect::<Vec<_>>(), ["big", "from hub", "renamed"]);
+    for name in ["from hub", "renamed"] {
+        assert_same_record(&on_edge[name], &on_hub[name], name);
+        assert_eq!(
+            content(&edge, user, name).await,
+            content(&hub, user, name).await,
+            "{name}"
+        );
+    }
+    // The bucket holds exactly the edge's objects: nothing staged, nothing stale.
+    assert_eq!(
+        bucket.list(),
+        [
+            format!("{user}_big.csv"),
+            format!("{user}_from hub.csv"),
+            format!("{user}_renamed.csv")
+        ]
+    );
+    assert_eq!(
+        bucket.get(&format!("{user}_renamed.csv")).unwrap(),
+        sales_csv().as_bytes()
+    );
+
+    // A delete on the edge leaves the bucket and reaches the hub's folder.
+    assert_eq!(edge.delete(user, "/files/big").await.0, 200);
+    let report = sync(&edge, &hub, false, true).await;
+    assert_eq!(n(&report, "pushed", "applied"), 1, "{report}");
+    assert_eq!(hub.get(user, "/files/big").await.0, 404);
+    assert_storage_matches(&hub, &[user]).await;
+    assert_eq!(
+        bucket.list(),
+        [format!("{user}_from hub.csv"), format!("{user}_renamed.csv")]
+    );
+
+    // Both ways again: nothing to send.
+    let again = sync(&edge, &hub, true, true).await;
+    for dir in ["pulled", "pushed"] {
+        assert_eq!(n(&again, dir, "applied"), 0, "{dir}: {again}");
+        assert_eq!(n(&again, dir, "bytes"), 0, "{dir}: {again}");
+    }
+}

@@ -82,12 +82,8 @@ async fn cut_off_upload(server: &TestServer, session: &str, declared: usize, sen
     let row = b"1,2\r\n".repeat(sent / 5);
     stream.write_all(&row).await.unwrap();
     stream.flush().await.unwrap();
-    // Hang up only once the server is writing the temporary file.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.stored_files().iter().any(|f| f.starts_with(".upload-")) {
-        assert!(Instant::now() < deadline, "the upload never reached storage");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Hang up only once the server is writing the upload to storage.
+    server.wait_for_upload_arriving().await;
     drop(stream);
 }
 
@@ -154,17 +150,15 @@ async fn a_crash_mid_upload_leaves_nothing_after_restart() {
             drop(tx);
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.stored_files().iter().any(|f| f.starts_with(".upload-")) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        server.stored_files().iter().any(|f| f.starts_with(".upload-")),
-        "the upload never started"
-    );
+    server.wait_for_upload_arriving().await;
     server.kill();
     pending.abort();
-    assert!(!server.stored_files().is_empty(), "a SIGKILLed server cannot clean up");
+    // On a folder the temporary file stays; to a bucket the bytes were streaming, and an
+    // unfinished upload is never listed (`s3.rs` kills one with parts sent).
+    let on_folder = server.bucket.is_none();
+    if on_folder {
+        assert!(!server.stored_files().is_empty(), "a SIGKILLed server cannot clean up");
+    }
 
     server.restart();
     // SQLite sweeps at start; on PostgreSQL replicas may share the folder, so a temporary
@@ -176,7 +170,9 @@ async fn a_crash_mid_upload_leaves_nothing_after_restart() {
     assert!(server.stored_files().is_empty(), "{:?}", server.stored_files());
     assert_eq!(server.get(1, "/files/").await.1, serde_json::json!([]));
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
-    assert!(server.logs().contains("removed temporary files"), "{}", server.logs());
+    if on_folder {
+        assert!(server.logs().contains("removed temporary files"), "{}", server.logs());
+    }
 }
 
 fn tokio_stream_from(
