@@ -134,6 +134,12 @@ fn parse_python(stdout: &str) -> Option<(f64, u64, f64)> {
 /// Runs a command to completion (killed after TOOL_TIMEOUT); wall seconds and stdout
 /// (captured unless the caller redirected it).
 fn timed(cmd: &mut Command) -> Result<(f64, String), String> {
+    run_timed(cmd, TOOL_TIMEOUT)
+}
+
+/// Runs `cmd` to completion, killed after `timeout`: its wall time and its stdout (captured
+/// unless the caller redirected it), or why it failed (the last line of its stderr).
+pub fn run_timed(cmd: &mut Command, timeout: Duration) -> Result<(f64, String), String> {
     let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -147,10 +153,10 @@ fn timed(cmd: &mut Command) -> Result<(f64, String), String> {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break status;
         }
-        if started.elapsed() > TOOL_TIMEOUT {
+        if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("timed out after {}s", TOOL_TIMEOUT.as_secs()));
+            return Err(format!("timed out after {}s", timeout.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(5));
     };

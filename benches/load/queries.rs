@@ -886,44 +886,7 @@ fn run_duckdb(
 
 /// Runs a command to completion (killed after `timeout`); its stdout, or why it failed.
 fn run_tool(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = read_on_thread(child.stdout.take());
-    let stderr = read_on_thread(child.stderr.take());
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("timed out after {} s", timeout.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
-    if !status.success() {
-        return Err(format!(
-            "{status}: {}",
-            stderr.trim().lines().last().unwrap_or_default()
-        ));
-    }
-    Ok(stdout)
-}
-
-fn read_on_thread<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
+    crate::ceilings::run_timed(cmd.stdout(Stdio::piped()), timeout).map(|(_, stdout)| stdout)
 }
 
 // ----- results -----
