@@ -118,27 +118,27 @@ fn data_cache(opts: &Options, target: &Path) -> PathBuf {
 }
 
 fn run_services(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)], report: &mut Report) {
-    let Some(mut services) = services::Services::from_env() else {
-        report
-            .notes
-            .push("PostgreSQL/Redis: skipped (set TEST_DATABASE_URL and/or TEST_REDIS_URL to run them)".into());
-        return;
-    };
-    let label = services.label.clone();
-    let backend = run_backend(rt, opts, bin, csvs, &label, &mut || services.fresh_env());
-    services.cleanup();
-    report.backends.push(backend);
-    // Once more with the bytes in S3 (issue 18), when an S3 server is given.
-    let Some(mut services) = services::Services::with_s3_from_env() else {
-        report
-            .notes
-            .push("S3: skipped (start one with `eval \"$(tests/s3/start)\"` to run it)".into());
-        return;
-    };
-    let label = services.label.clone();
-    let backend = run_backend(rt, opts, bin, csvs, &label, &mut || services.fresh_env());
-    services.cleanup();
-    report.backends.push(backend);
+    // PostgreSQL/Redis, then once more with the bytes in S3 (issue 18) when an S3 server is given.
+    let variants = [
+        (
+            services::Services::from_env(),
+            "PostgreSQL/Redis: skipped (set TEST_DATABASE_URL and/or TEST_REDIS_URL to run them)",
+        ),
+        (
+            services::Services::with_s3_from_env(),
+            "S3: skipped (start one with `eval \"$(tests/s3/start)\"` to run it)",
+        ),
+    ];
+    for (services, skipped) in variants {
+        let Some(mut services) = services else {
+            report.notes.push(skipped.into());
+            return;
+        };
+        let label = services.label.clone();
+        let backend = run_backend(rt, opts, bin, csvs, &label, &mut || services.fresh_env());
+        services.cleanup();
+        report.backends.push(backend);
+    }
 }
 
 /// Upload, active and list sections on one backend; stops at the first refused start.
