@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Change, ChangeOp};
@@ -20,6 +21,8 @@ use crate::service::ApplyReport;
 const PAGE: u32 = 500;
 /// Largest batch sent to `apply`, in bytes of JSON (the server takes up to 64 MiB).
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Contents streamed from source to destination at once.
+const BLOBS_IN_FLIGHT: usize = 4;
 /// How long one feed request waits for news in `--watch` mode.
 const WATCH_WAIT_SECONDS: u64 = 30;
 
@@ -217,7 +220,8 @@ pub async fn transfer(source: &Endpoint, dest: &Endpoint, watch: bool) -> anyhow
     }
 }
 
-/// Sends `dest` the contents of these changes it holds nowhere, streamed from `source`.
+/// Sends `dest` the contents of these changes it holds nowhere, streamed from `source`,
+/// a few at a time: small files are dominated by round trips, not bytes.
 async fn send_missing_contents(source: &Endpoint, dest: &Endpoint, changes: &[Change]) -> anyhow::Result<(u64, u64)> {
     let upserts: Vec<&Change> = changes.iter().filter(|c| c.op == ChangeOp::Upsert).collect();
     if upserts.is_empty() {
@@ -229,42 +233,55 @@ async fn send_missing_contents(source: &Endpoint, dest: &Endpoint, changes: &[Ch
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let (mut blobs, mut bytes) = (0, 0);
-    for sha256 in dest.missing(hashes).await? {
-        let Some(change) = upserts.iter().find(|c| c.file.sha256 == sha256) else {
-            continue;
-        };
-        let id = change.file.id;
-        let download = source
-            .client
-            .get(source.url(&format!("/sync/files/{id}/content")))
-            .bearer_auth(&source.token)
-            .send()
-            .await
-            .with_context(|| format!("downloading file {id}: cannot reach {}", source.base))?;
-        if !download.status().is_success() {
-            // Changed or deleted since the feed was read: a later change carries it.
-            tracing::info!(file = %id, status = %download.status(), "content no longer available at the source");
-            continue;
-        }
-        let size = download.content_length().unwrap_or(change.file.size_bytes);
-        let body = reqwest::Body::wrap_stream(download.bytes_stream());
-        let upload = dest
-            .client
-            .put(dest.url(&format!("/sync/blobs/{sha256}")))
-            .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(body);
-        match dest.send(upload, "sending file content").await {
-            Ok(_) => {
-                blobs += 1;
-                bytes += size;
-            }
-            // The source's bytes changed under the download: a later change carries them.
-            Err(e) if e.to_string().contains("422") => tracing::info!(file = %id, error = %e, "content skipped"),
-            Err(e) => return Err(e),
-        }
+    let missing = dest.missing(hashes).await?;
+    let sends = missing.iter().filter_map(|sha256| {
+        let change = upserts.iter().find(|c| &c.file.sha256 == sha256)?;
+        Some(send_content(source, dest, change, sha256))
+    });
+    let sent: Vec<Option<u64>> = futures_util::stream::iter(sends)
+        .buffer_unordered(BLOBS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let sizes: Vec<u64> = sent.into_iter().flatten().collect();
+    Ok((sizes.len() as u64, sizes.iter().sum()))
+}
+
+/// Streams one content from `source` to `dest`; `None` if the source no longer has it.
+async fn send_content(
+    source: &Endpoint,
+    dest: &Endpoint,
+    change: &Change,
+    sha256: &str,
+) -> anyhow::Result<Option<u64>> {
+    let id = change.file.id;
+    let download = source
+        .client
+        .get(source.url(&format!("/sync/files/{id}/content")))
+        .bearer_auth(&source.token)
+        .send()
+        .await
+        .with_context(|| format!("downloading file {id}: cannot reach {}", source.base))?;
+    if !download.status().is_success() {
+        // Changed or deleted since the feed was read: a later change carries it.
+        tracing::info!(file = %id, status = %download.status(), "content no longer available at the source");
+        return Ok(None);
     }
-    Ok((blobs, bytes))
+    let size = download.content_length().unwrap_or(change.file.size_bytes);
+    let body = reqwest::Body::wrap_stream(download.bytes_stream());
+    let upload = dest
+        .client
+        .put(dest.url(&format!("/sync/blobs/{sha256}")))
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(body);
+    match dest.send(upload, "sending file content").await {
+        Ok(_) => Ok(Some(size)),
+        // The source's bytes changed under the download: a later change carries them.
+        Err(e) if e.to_string().contains("422") => {
+            tracing::info!(file = %id, error = %e, "content skipped");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Splits changes into runs whose JSON stays under [`MAX_BATCH_BYTES`].

@@ -43,6 +43,46 @@ pub struct Change {
     pub file: SyncRecord,
 }
 
+/// A read of the change feed: the entries found and how far the read got.
+#[derive(Debug, Clone)]
+pub struct FeedPage {
+    pub changes: Vec<Change>,
+    /// Where the next read continues: the last entry read when the page is full, else
+    /// the newest sequence number at the time of the read (entries skipped for their
+    /// origin or user are passed over, not read again).
+    pub last_seq: i64,
+    /// The page was full: more entries may follow at once.
+    pub more: bool,
+    rows: u32,
+}
+
+impl FeedPage {
+    pub fn new(since: i64) -> FeedPage {
+        FeedPage {
+            changes: Vec::new(),
+            last_seq: since,
+            more: false,
+            rows: 0,
+        }
+    }
+
+    /// One row of the feed read, and its change if it still has one to tell.
+    pub fn push(&mut self, seq: i64, change: Option<Change>) {
+        self.rows += 1;
+        self.last_seq = seq;
+        self.changes.extend(change);
+    }
+
+    /// Closes the page of at most `limit` rows read up to sequence number `newest`.
+    pub fn finish(mut self, limit: u32, newest: i64) -> FeedPage {
+        self.more = self.rows >= limit;
+        if !self.more {
+            self.last_seq = self.last_seq.max(newest);
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeOp {
@@ -50,12 +90,17 @@ pub enum ChangeOp {
     Delete,
 }
 
-/// What the feed keeps of a deleted file: the version sync reported as deleted, or the
-/// deleted record itself (without its profile) when the delete was made here.
-pub fn tombstone_of(record: &FileRecord, synced: Option<&SyncRecord>) -> SyncRecord {
-    synced
-        .cloned()
-        .unwrap_or_else(|| SyncRecord::from_record(record, false))
+/// What the feed keeps of a deleted file: the version sync reported as deleted, or, when
+/// the delete was made here, the deleted record itself (without its profile).
+///
+/// A tombstone's `origin` is the instance that made the delete, not the one that made the
+/// deleted version: readers skip changes of their own origin, so a delete carrying its
+/// file's creator would never reach that creator.
+pub fn tombstone_of(record: &FileRecord, synced: Option<&SyncRecord>, here: &str) -> SyncRecord {
+    synced.cloned().unwrap_or_else(|| SyncRecord {
+        origin: here.to_string(),
+        ..SyncRecord::from_record(record, false)
+    })
 }
 
 /// A lock held by [`Catalog::lock_user`]; dropping it releases the lock.
@@ -151,8 +196,9 @@ pub trait Catalog: Send + Sync + 'static {
     /// The version that file `id` had when it was deleted, if it was.
     fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>>;
 
-    /// Up to `limit` feed entries after `since`, oldest first, of one user or of all.
-    fn changes(&self, since: i64, limit: u32, user: Option<UserId>) -> Result<Vec<Change>>;
+    /// Up to `limit` feed entries after `since`, oldest first, of one user or of all,
+    /// without those whose origin is `exclude_origin`.
+    fn changes(&self, since: i64, limit: u32, user: Option<UserId>, exclude_origin: Option<&str>) -> Result<FeedPage>;
 
     /// This catalog's instance id (made by the migration; shared by PostgreSQL replicas).
     fn instance_id(&self) -> Result<String>;

@@ -15,7 +15,7 @@ use postgres::{Client, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
-use super::{tombstone_of, Catalog, Change, ChangeOp, RenameIntent, Unfinished, UserLock};
+use super::{tombstone_of, Catalog, Change, ChangeOp, FeedPage, RenameIntent, Unfinished, UserLock};
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
@@ -25,6 +25,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../schema/postgres/0002_changes.sql")),
     (3, include_str!("../../schema/postgres/0003_leases.sql")),
     (4, include_str!("../../schema/postgres/0004_s3_storage.sql")),
+    (
+        5,
+        include_str!("../../schema/postgres/0005_sync_origins_and_indexes.sql"),
+    ),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together
@@ -183,7 +187,7 @@ const FIND_BY_SHA256: &str = concat!(
 const TOMBSTONE: &str = "SELECT tombstone FROM changes WHERE file_id = $1 AND op = 'delete'";
 // The counter row stays locked until commit: the next change on any replica waits, so
 // sequence numbers become visible in order.
-const NEXT_SEQ: &str = "UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq";
+const NEXT_SEQ: &str = "UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq, instance_id";
 const RECORD_CHANGE: &str = "INSERT INTO changes (file_id, seq, user_id, op, origin, tombstone)
      VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (file_id) DO UPDATE SET seq = excluded.seq, user_id = excluded.user_id, op = excluded.op,
@@ -192,8 +196,11 @@ const CHANGES: &str = concat!(
     "SELECT c.seq, c.op, c.tombstone, ",
     columns!(),
     " FROM changes c LEFT JOIN files f ON f.public_id = c.file_id AND f.state = 'ready' AND c.op = 'upsert'
-     WHERE c.seq > $1 AND ($2::BIGINT IS NULL OR c.user_id = $2) ORDER BY c.seq LIMIT $3"
+     WHERE c.seq > $1 AND c.seq <= $4 AND ($2::BIGINT IS NULL OR c.user_id = $2)
+       AND ($5::TEXT IS NULL OR c.origin <> $5)
+     ORDER BY c.seq LIMIT $3"
 );
+const NEWEST_SEQ: &str = "SELECT last_seq FROM instance";
 const INSTANCE_ID: &str = "SELECT instance_id FROM instance";
 const CHECKPOINT: &str = "SELECT last_seq FROM sync_checkpoints WHERE source = $1";
 const SET_CHECKPOINT: &str = "INSERT INTO sync_checkpoints (source, last_seq, updated_at) VALUES ($1, $2, now())
@@ -424,11 +431,13 @@ fn record_change(
     tombstone: Option<&SyncRecord>,
 ) -> Result<()> {
     let (next_seq, insert) = statements;
-    let seq: i64 = tx.query_one(next_seq, &[]).and_then(|r| r.try_get(0)).map_err(db_err)?;
+    let row = tx.query_one(next_seq, &[]).map_err(db_err)?;
+    let seq: i64 = row.try_get(0).map_err(db_err)?;
+    let here: String = row.try_get(1).map_err(db_err)?;
     let (op, origin, tombstone) = match op {
         ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
         ChangeOp::Delete => {
-            let t = tombstone_of(record, tombstone);
+            let t = tombstone_of(record, tombstone, &here);
             (
                 "delete",
                 t.origin.clone(),
@@ -807,35 +816,47 @@ impl Catalog for PostgresCatalog {
             .transpose()
     }
 
-    fn changes(&self, since: i64, limit: u32, user: Option<UserId>) -> Result<Vec<Change>> {
+    fn changes(&self, since: i64, limit: u32, user: Option<UserId>, exclude_origin: Option<&str>) -> Result<FeedPage> {
         let mut conn = self.conn()?;
+        // Read first: the counter row is locked until each change commits, so every
+        // change numbered up to it is visible to the next statement.
+        let newest_stmt = conn.statement(NEWEST_SEQ)?;
+        let newest: i64 = conn
+            .client
+            .query_one(&newest_stmt, &[])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)?;
         let stmt = conn.statement(CHANGES)?;
         let rows = conn
             .client
-            .query(&stmt, &[&since, &user, &i64::from(limit)])
+            .query(&stmt, &[&since, &user, &i64::from(limit), &newest, &exclude_origin])
             .map_err(db_err)?;
-        let mut changes = Vec::new();
+        let mut page = FeedPage::new(since);
         for row in rows {
             let seq: i64 = row.try_get(0).map_err(db_err)?;
             let op: String = row.try_get(1).map_err(db_err)?;
-            if op == "delete" {
+            let change = if op == "delete" {
                 let tombstone: Option<String> = row.try_get(2).map_err(db_err)?;
-                if let Some(t) = tombstone {
-                    changes.push(Change {
+                match tombstone {
+                    Some(t) => Some(Change {
                         seq,
                         op: ChangeOp::Delete,
                         file: serde_json::from_str(&t).map_err(Error::internal)?,
-                    });
+                    }),
+                    None => None,
                 }
             } else if row.try_get::<_, Option<Uuid>>(3).map_err(db_err)?.is_some() {
-                changes.push(Change {
+                Some(Change {
                     seq,
                     op: ChangeOp::Upsert,
                     file: SyncRecord::from_record(&record_at(&row, 3)?, true),
-                });
-            }
+                })
+            } else {
+                None
+            };
+            page.push(seq, change);
         }
-        Ok(changes)
+        Ok(page.finish(limit, newest))
     }
 
     fn instance_id(&self) -> Result<String> {

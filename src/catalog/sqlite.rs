@@ -9,7 +9,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{tombstone_of, Catalog, Change, ChangeOp, RenameIntent, Unfinished};
+use super::{tombstone_of, Catalog, Change, ChangeOp, FeedPage, RenameIntent, Unfinished};
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../schema/sqlite/0002_changes.sql")),
     (3, include_str!("../../schema/sqlite/0003_leases.sql")),
     (4, include_str!("../../schema/sqlite/0004_s3_storage.sql")),
+    (5, include_str!("../../schema/sqlite/0005_sync_origins_and_indexes.sql")),
 ];
 
 /// Rows from before leases (no holder) count as abandoned once this old.
@@ -133,17 +134,14 @@ fn history_json(history: &[String]) -> String {
 /// Enters a change of `record` in the feed at the next sequence number, in the caller's
 /// transaction (SQLite has one writer at a time, so numbers follow commit order).
 fn record_change(conn: &Connection, record: &FileRecord, op: ChangeOp, tombstone: Option<&SyncRecord>) -> Result<()> {
-    let seq: i64 = conn
-        .query_row(
-            "UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq",
-            [],
-            |r| r.get(0),
-        )
+    let (seq, here): (i64, String) = conn
+        .prepare_cached("UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq, instance_id")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(db_err)?;
     let (op, origin, tombstone) = match op {
         ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
         ChangeOp::Delete => {
-            let t = tombstone_of(record, tombstone);
+            let t = tombstone_of(record, tombstone, &here);
             (
                 "delete",
                 t.origin.clone(),
@@ -631,8 +629,12 @@ impl Catalog for SqliteCatalog {
             .transpose()
     }
 
-    fn changes(&self, since: i64, limit: u32, user: Option<UserId>) -> Result<Vec<Change>> {
+    fn changes(&self, since: i64, limit: u32, user: Option<UserId>, exclude_origin: Option<&str>) -> Result<FeedPage> {
         let conn = self.conn()?;
+        // Read first: every change numbered up to it is committed (one writer at a time).
+        let newest: i64 = conn
+            .query_row("SELECT last_seq FROM instance", [], |r| r.get(0))
+            .map_err(db_err)?;
         let cols = COLUMNS
             .split(", ")
             .map(|c| format!("f.{c}"))
@@ -642,11 +644,13 @@ impl Catalog for SqliteCatalog {
             .prepare_cached(&format!(
                 "SELECT c.seq, c.op, c.tombstone, {cols} FROM changes c
                  LEFT JOIN files f ON f.id = c.file_id AND f.state = 'ready' AND c.op = 'upsert'
-                 WHERE c.seq > ?1 AND (?2 IS NULL OR c.user_id = ?2) ORDER BY c.seq LIMIT ?3"
+                 WHERE c.seq > ?1 AND c.seq <= ?4 AND (?2 IS NULL OR c.user_id = ?2)
+                   AND (?5 IS NULL OR c.origin <> ?5)
+                 ORDER BY c.seq LIMIT ?3"
             ))
             .map_err(db_err)?;
         let rows = stmt
-            .query_map(params![since, user, limit], |row| {
+            .query_map(params![since, user, limit, newest, exclude_origin], |row| {
                 let seq: i64 = row.get(0)?;
                 let op: String = row.get(1)?;
                 if op == "delete" {
@@ -660,23 +664,25 @@ impl Catalog for SqliteCatalog {
                 Ok((seq, Some(record_at(row, 3)?), None))
             })
             .map_err(db_err)?;
-        let mut changes = Vec::new();
+        let mut page = FeedPage::new(since);
         for row in rows {
-            match row.map_err(db_err)? {
-                (seq, Some(record), _) => changes.push(Change {
+            let (seq, record, tombstone) = row.map_err(db_err)?;
+            let change = match (record, tombstone) {
+                (Some(record), _) => Some(Change {
                     seq,
                     op: ChangeOp::Upsert,
                     file: SyncRecord::from_record(&record, true),
                 }),
-                (seq, None, Some(tombstone)) => changes.push(Change {
+                (None, Some(tombstone)) => Some(Change {
                     seq,
                     op: ChangeOp::Delete,
                     file: serde_json::from_str(&tombstone).map_err(Error::internal)?,
                 }),
-                (_, None, None) => {}
-            }
+                (None, None) => None,
+            };
+            page.push(seq, change);
         }
-        Ok(changes)
+        Ok(page.finish(limit, newest))
     }
 
     fn instance_id(&self) -> Result<String> {

@@ -84,9 +84,19 @@ fn contract(c: &dyn Catalog) {
     );
     assert_eq!(c.get_by_id(sales.id).unwrap().unwrap().profile_json, sales.profile_json);
     assert_eq!(c.find_by_sha256(&sales.sha256).unwrap().map(|r| r.id), Some(sales.id));
-    let feed = c.changes(0, 100, Some(u)).unwrap();
-    assert_eq!(feed.len(), 1, "{feed:?}");
-    assert_eq!((feed[0].op, feed[0].file.id), (ChangeOp::Upsert, sales.id));
+    let feed = c.changes(0, 100, Some(u), None).unwrap();
+    assert_eq!(feed.changes.len(), 1, "{feed:?}");
+    assert_eq!(
+        (feed.changes[0].op, feed.changes[0].file.id),
+        (ChangeOp::Upsert, sales.id)
+    );
+    assert!(!feed.more);
+    assert_eq!(feed.last_seq, feed.changes[0].seq);
+    // A reader skips the changes of its own origin, and still moves past them.
+    let origin = feed.changes[0].file.origin.clone();
+    let own = c.changes(0, 100, Some(u), Some(&origin)).unwrap();
+    assert!(own.changes.is_empty(), "{own:?}");
+    assert_eq!(own.last_seq, feed.last_seq);
 
     // Listing: oldest first, paged, by prefix, with the total.
     for name in ["sales-b", "misc", "sales-c"] {
@@ -156,8 +166,20 @@ fn contract(c: &dyn Catalog) {
     c.finish_delete(gone.id).unwrap();
     assert!(!c.name_claimed(u, "misc2").unwrap());
     assert_eq!(c.tombstone(gone.id).unwrap().map(|t| t.file_name), Some("misc2".into()));
-    let last = c.changes(0, 100, Some(u)).unwrap().into_iter().last().unwrap();
+    let last = c
+        .changes(0, 100, Some(u), None)
+        .unwrap()
+        .changes
+        .into_iter()
+        .last()
+        .unwrap();
     assert_eq!((last.op, last.file.id), (ChangeOp::Delete, gone.id));
+    // A delete made here is this instance's change, whoever made the deleted version.
+    assert_eq!(last.file.origin, c.instance_id().unwrap());
+    assert_eq!(
+        c.tombstone(gone.id).unwrap().map(|t| t.origin),
+        Some(c.instance_id().unwrap())
+    );
 
     // Clearing an active entry is idempotent.
     c.set_active(u, s1, "sales").unwrap();

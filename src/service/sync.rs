@@ -116,14 +116,12 @@ impl FileService {
             let notified = self.feed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let after = last_seq;
-            let page = self.with_catalog(move |c| c.changes(after, limit, user)).await?;
-            let more = page.len() == limit as usize;
-            last_seq = page.last().map_or(last_seq, |c| c.seq);
-            let changes: Vec<Change> = page
-                .into_iter()
-                .filter(|c| exclude_origin.as_deref() != Some(c.file.origin.as_str()))
-                .collect();
+            let (after, exclude) = (last_seq, exclude_origin.clone());
+            let page = self
+                .with_catalog(move |c| c.changes(after, limit, user, exclude.as_deref()))
+                .await?;
+            let (changes, more) = (page.changes, page.more);
+            last_seq = page.last_seq;
             let now = tokio::time::Instant::now();
             if !changes.is_empty() || more || now >= deadline {
                 return Ok(ChangePage {
