@@ -3,6 +3,7 @@
 //! Handlers are thin: they parse the request, call [`FileService`], and serialize.
 
 mod download;
+mod explore;
 mod query;
 pub mod server;
 mod sync;
@@ -42,6 +43,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/files/{file_name}/preview"),
     ("HEAD", "/api/v1/files/{file_name}/content"),
     ("POST", "/api/v1/files/{file_name}/query"),
+    ("GET", "/api/v1/files/{file_name}/rows"),
+    ("GET", "/api/v1/files/{file_name}/facets"),
     ("GET", "/api/v1/files/active/{session}"),
     ("POST", "/api/v1/files/active/{session}"),
     ("DELETE", "/api/v1/files/active/{session}"),
@@ -79,6 +82,8 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "files", _, "profile"] => "/api/v1/files/{file_name}/profile",
         ["api", "v1", "files", _, "preview"] => "/api/v1/files/{file_name}/preview",
         ["api", "v1", "files", _, "query"] => "/api/v1/files/{file_name}/query",
+        ["api", "v1", "files", _, "rows"] => "/api/v1/files/{file_name}/rows",
+        ["api", "v1", "files", _, "facets"] => "/api/v1/files/{file_name}/facets",
         ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
         ["api", "v1", "changes"] => "/api/v1/changes",
         ["api", "v1", "sync", "files", _, "content"] => "/api/v1/sync/files/{id}/content",
@@ -322,6 +327,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
                 .map_err_reject()
             },
         );
+    let explore = explore::routes(with_service_arc.clone(), user.clone());
     let queries = query::routes(with_service_arc, user);
 
     let api = first_of(vec![
@@ -337,6 +343,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         get_profile.boxed(),
         get_preview.boxed(),
         queries,
+        explore,
         sync,
         ops,
         web::routes(),

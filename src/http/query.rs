@@ -125,7 +125,7 @@ pub(super) async fn conversion(
 }
 
 /// A 200 whose body is the download's pieces as they are written.
-fn streamed(download: Download) -> Response {
+pub(super) fn streamed(download: Download) -> Response {
     let mut response = Response::default();
     *response.status_mut() = StatusCode::OK;
     set_download_headers(response.headers_mut(), download.content_type, &download.filename);

@@ -80,7 +80,7 @@ pub fn convert<W: Write + Send + 'static>(
     write_all(plan, format, out, cancel)
 }
 
-fn write_all<W: Write + Send + 'static>(
+pub(super) fn write_all<W: Write + Send + 'static>(
     plan: LazyFrame,
     format: OutputFormat,
     out: W,
@@ -133,7 +133,7 @@ fn plan(sql: &str, tables: &[Table], cancel: &Cancel) -> Result<LazyFrame, Query
 }
 
 /// A table's scan, as the summary describes the table.
-fn scan(table: &Table) -> PolarsResult<LazyFrame> {
+pub(super) fn scan(table: &Table) -> PolarsResult<LazyFrame> {
     let path = PlRefPath::new(table.file.path());
     let mut frame = match table.file.kind {
         ScanKind::Parquet => LazyFrame::scan_parquet(path, ScanArgsParquet::default())?,
@@ -165,7 +165,7 @@ fn scan(table: &Table) -> PolarsResult<LazyFrame> {
 /// the engine raises that flag ([`interrupt_engine`]), which stops every query running at
 /// that moment; each of the others, not cancelled itself, is run again from the start if
 /// `restartable` says it has handed out nothing it cannot take back, or fails.
-fn run(
+pub(super) fn run(
     plan: LazyFrame,
     cancel: &Cancel,
     on_batch: impl Fn(DataFrame) -> PolarsResult<bool> + Send + Sync + 'static,
@@ -266,7 +266,7 @@ pub(super) fn interrupt_engine() {
 }
 
 /// The engine's error as the user's (a bad query) or ours (reading or writing failed).
-fn engine_error(e: PolarsError, cancel: &Cancel) -> QueryError {
+pub(super) fn engine_error(e: PolarsError, cancel: &Cancel) -> QueryError {
     if cancel.is_cancelled() || e.to_string().contains(CANCELLED) {
         return QueryError::Cancelled;
     }

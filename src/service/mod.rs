@@ -6,6 +6,7 @@
 //! storage, analysis) run on the blocking pool behind semaphores, so a burst of requests
 //! queues instead of swamping two cores.
 
+pub mod explore;
 mod listing;
 mod query;
 mod recovery;

@@ -36,10 +36,10 @@ pub struct Download {
 const PIECE_BYTES: usize = 256 * 1024;
 
 /// A file a query reads, opened.
-struct Source {
-    table: String,
-    record: FileRecord,
-    content: Content,
+pub(super) struct Source {
+    pub(super) table: String,
+    pub(super) record: FileRecord,
+    pub(super) content: Content,
 }
 
 impl FileService {
@@ -151,7 +151,7 @@ impl FileService {
         result
     }
 
-    fn query_permit(&self) -> Result<OwnedSemaphorePermit> {
+    pub(super) fn query_permit(&self) -> Result<OwnedSemaphorePermit> {
         self.queries.clone().try_acquire_owned().map_err(|_| {
             Error::Busy(format!(
                 "{} queries are already running; retry shortly (MAX_CONCURRENT_QUERIES)",
@@ -193,7 +193,7 @@ impl FileService {
 
     /// Runs `work` on the blocking pool; past the query timeout, `cancel` is set (the work
     /// stops at its next batch) and the caller gets 408 at once.
-    async fn with_deadline<T: Send + 'static>(
+    pub(super) async fn with_deadline<T: Send + 'static>(
         &self,
         cancel: &Cancel,
         work: impl FnOnce() -> std::result::Result<T, QueryError> + Send + 'static,
@@ -222,7 +222,7 @@ impl FileService {
     /// Until the first piece is ready the query timeout applies (and failures are proper
     /// error responses); after that the result streams to its end, or until the client
     /// goes away (then the work is stopped).
-    async fn start_download(
+    pub(super) async fn start_download(
         &self,
         permit: OwnedSemaphorePermit,
         format: OutputFormat,
@@ -369,7 +369,7 @@ impl Drop for Pieces {
 }
 
 /// Each source as a table the engine scans (building columnar copies where needed).
-fn prepare(
+pub(super) fn prepare(
     copies: &query::Copies,
     sources: Vec<Source>,
     cancel: &Cancel,
@@ -397,7 +397,7 @@ fn prepare(
     Ok(tables)
 }
 
-fn query_error(e: QueryError) -> Error {
+pub(super) fn query_error(e: QueryError) -> Error {
     match e {
         QueryError::NotAllowed(detail) => Error::invalid("query_not_allowed", detail),
         QueryError::Invalid(detail) => Error::invalid("invalid_query", detail),
@@ -407,7 +407,7 @@ fn query_error(e: QueryError) -> Error {
     }
 }
 
-fn record_outcome<T>(result: &Result<T>, started: Instant) {
+pub(super) fn record_outcome<T>(result: &Result<T>, started: Instant) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(Error::Invalid { .. }) | Err(Error::NotFound(_)) => "invalid",

@@ -5,6 +5,7 @@ mod auth;
 mod backends;
 mod behaviours;
 mod crash;
+mod explore;
 mod faults;
 mod file_api;
 mod formats;
