@@ -15,6 +15,7 @@ mod recovery;
 mod s3;
 mod spectrum;
 mod sync;
+mod sync_convergence;
 mod sync_kinds;
 mod uploads;
 mod watch;
