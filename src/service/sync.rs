@@ -5,7 +5,8 @@
 //! old news; neither is a conflict, resolved the same way on both instances so that
 //! they converge without talking: the later `updated_at` (then the larger rev) keeps the
 //! file and its name, the other is kept as a copy named `<name> (conflict <origin> <date>)`
-//! with an id derived from the file's id and the losing rev. A delete applies only to the
+//! with an id derived from the file's id and the losing rev (a file made by the instance
+//! that resolves the conflict: that is its origin). A delete applies only to the
 //! version it deleted (or older): a change made since wins.
 //!
 //! Names: a remote version may want a name a local file holds. Until the caller says the
@@ -482,6 +483,12 @@ impl FileService {
         let mut copy = loser.clone();
         copy.id = Uuid::new_v5(&loser.id, loser.rev.as_bytes());
         copy.file_name = conflict_name(loser);
+        // The copy is a file made here, so its origin is this instance (its name still
+        // names the instance whose version it keeps). With the loser's origin, a copy
+        // made here of the other instance's version would never reach that instance,
+        // which makes the same copy itself only if it meets the same conflict; if it
+        // changed the file again first, it meets another one.
+        copy.origin = self.instance_id().await?;
         let copy_id = copy.id;
         if self.with_catalog(move |c| c.get_by_id(copy_id)).await?.is_none() {
             match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
