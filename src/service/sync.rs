@@ -26,7 +26,7 @@ use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::metrics::metrics;
-use crate::model::{validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
+use crate::model::{new_rev, validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
 use crate::storage::{object_name, Content};
 
 /// Longest long-poll of the change feed.
@@ -373,7 +373,7 @@ impl FileService {
         }
         let object = object_name(remote.user_id, &name, &remote.format);
         let mut record = remote.to_record(self.storage.uri(&object), self.storage.storage_type().to_string());
-        record.file_name = name;
+        self.rename_here(&mut record, name).await?;
         let reserved = record.clone();
         self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
         let (sha, target) = (remote.sha256.clone(), object.clone());
@@ -448,7 +448,7 @@ impl FileService {
         })
         .await?;
         let mut record = remote.to_record(self.storage.uri(&new_object), self.storage.storage_type().to_string());
-        record.file_name = name;
+        self.rename_here(&mut record, name).await?;
         let _guard = self.lock_user(user).await?;
         let applied = self.with_catalog(move |c| c.apply_version(&record)).await;
         self.feed_changed();
@@ -502,6 +502,22 @@ impl FileService {
             }
         }
         Ok(Outcome::Conflict)
+    }
+
+    /// Gives `record` (a remote version) the name it gets here. A name other than the
+    /// version's own (it lost its name to a later local file) makes it a rename made
+    /// here: a new version that descends from the remote one and whose origin is this
+    /// instance, so that it travels back. The instance the version came from may never
+    /// meet the clash itself (the local file may be renamed or deleted before it reads
+    /// it), and with the remote rev kept, both would hold the same version under two names.
+    async fn rename_here(&self, record: &mut FileRecord, name: String) -> Result<()> {
+        if name != record.file_name {
+            record.rev_history = record.next_history();
+            record.rev = new_rev();
+            record.origin = self.instance_id().await?;
+            record.file_name = name;
+        }
+        Ok(())
     }
 
     /// Decides the local name of `remote` (file `own` here, if it exists). Returns the
