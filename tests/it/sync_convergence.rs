@@ -122,6 +122,8 @@ struct World {
     /// Instances that touched a (user, name) or a file id with an acknowledged operation.
     name_touched: HashMap<(i64, String), BTreeSet<usize>>,
     file_touched: HashMap<String, BTreeSet<usize>>,
+    /// (id, name) pairs an acknowledged operation gave (a user may pick a conflict-like name).
+    user_named: BTreeSet<(String, String)>,
     /// Ids seen with a conflict name at some point (renamed by sync to free a name).
     renamed_by_sync: BTreeSet<String>,
     /// Names deleted or renamed away lately, per (instance, user).
@@ -194,6 +196,7 @@ impl World {
             deletes: Vec::new(),
             name_touched: HashMap::new(),
             file_touched: HashMap::new(),
+            user_named: BTreeSet::new(),
             renamed_by_sync: BTreeSet::new(),
             freed: HashMap::new(),
             contents: 0,
@@ -241,6 +244,7 @@ impl World {
         }
         let name = rec["file_name"].as_str().unwrap().to_string();
         self.touch(instance, user, &name, &id);
+        self.user_named.insert((id.clone(), name));
         self.note(&format!("{what} -> id {id} rev {}", file["rev"]));
         self.writes.push(Write {
             step: self.step,
@@ -563,6 +567,9 @@ impl World {
         for (id, (u, f, v)) in &finals {
             let name = f["file_name"].as_str().unwrap();
             let Some(at) = name.find(" (conflict ") else { continue };
+            if self.user_named.contains(&(id.clone(), name.to_string())) {
+                continue; // a name the user gave
+            }
             let root = &name[..at];
             let origin8 = name[at + " (conflict ".len()..].split(' ').next().unwrap();
             assert!(
