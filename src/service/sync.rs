@@ -323,8 +323,17 @@ impl FileService {
         let id = remote.id;
         let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
         let outcome = match (change.op, local) {
-            (ChangeOp::Delete, None) => Ok(Outcome::Skipped),
-            (ChangeOp::Delete, Some(local)) => Box::pin(self.apply_delete(remote, &local)).await,
+            (ChangeOp::Delete, local) => {
+                let deleted = match local {
+                    Some(local) => Box::pin(self.apply_delete(remote, &local)).await,
+                    None => Ok(Outcome::Skipped),
+                };
+                match (deleted, Box::pin(self.delete_copies(remote)).await) {
+                    (Ok(Outcome::Skipped), Ok(true)) => Ok(Outcome::Applied),
+                    (deleted, Ok(_)) => deleted,
+                    (_, Err(e)) => Err(e),
+                }
+            }
             (ChangeOp::Upsert, Some(local)) if local.rev == remote.rev => Ok(Outcome::Skipped),
             (ChangeOp::Upsert, Some(local)) if remote.knows(&local.rev) => {
                 Box::pin(self.fast_forward(&local, remote, resolve_names)).await
@@ -359,6 +368,33 @@ impl FileService {
         }
         Box::pin(self.delete_file_steps(local.user_id, &local.file_name, Some(remote.clone()))).await?;
         Ok(Outcome::Applied)
+    }
+
+    /// A delete of a version also deletes the conflict copies of it and of its ancestors
+    /// that are unchanged since: they are the deleted version under another name. (The
+    /// delete may lose to a change made since on this side, and the copy may be all that
+    /// is left here of the deleted version.) Each such delete is made here, so it reaches
+    /// every instance, the one that made the original delete included, which may have
+    /// received the copy meanwhile. Returns whether any copy was deleted.
+    async fn delete_copies(&self, tombstone: &SyncRecord) -> Result<bool> {
+        let here = self.instance_id().await?;
+        let mut deleted = false;
+        for rev in std::iter::once(&tombstone.rev).chain(tombstone.rev_history.iter()) {
+            let id = Uuid::new_v5(&tombstone.id, rev.as_bytes());
+            let Some(copy) = self.with_catalog(move |c| c.get_by_id(id)).await? else {
+                continue;
+            };
+            if copy.user_id != tombstone.user_id || !tombstone.knows(&copy.rev) {
+                continue; // changed since it was made: a change wins over a delete
+            }
+            let copy_tombstone = SyncRecord {
+                origin: here.clone(),
+                ..SyncRecord::from_record(&copy, false)
+            };
+            Box::pin(self.delete_file_steps(copy.user_id, &copy.file_name, Some(copy_tombstone))).await?;
+            deleted = true;
+        }
+        Ok(deleted)
     }
 
     /// A version we do not have, for a file we do not have: stored under its name, or
