@@ -419,3 +419,32 @@ async fn a_name_clash_resolved_on_the_hub_alone_still_converges() {
         assert_same_record(&on_edge[name], &on_hub[name], name);
     }
 }
+
+/// The edge describes `doc`, the hub describes it later: a push makes the hub keep the
+/// edge's version as a conflict copy. The edge, not having pulled, deletes `doc` — the
+/// very version the copy keeps. The hub's later change wins over the delete, but the
+/// deleted version must not come back as the copy, on either side.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_version_does_not_come_back_as_a_conflict_copy() {
+    let (edge, hub) = edge_and_hub().await;
+    let u = random_user();
+    let doc = upload(&edge, u, "doc", profile_csv(31)).await;
+    sync(&edge, &hub, true, true).await;
+
+    patch(&edge, u, "doc", json!({"description": "edge"})).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&hub, u, "doc", json!({"description": "hub"})).await;
+    let pushed = sync(&edge, &hub, false, true).await;
+    assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
+    assert_eq!(by_name(&hub, u).await.len(), 2, "the hub keeps the edge's version as a copy");
+    assert_eq!(edge.delete(u, "/files/doc").await.0, 200);
+
+    sync(&edge, &hub, true, true).await;
+    sync(&edge, &hub, true, true).await;
+    for server in [&edge, &hub] {
+        let files = by_name(server, u).await;
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["doc"], "{}: {files:?}", server.base);
+        assert_eq!(files["doc"]["id"], doc["id"]);
+        assert_eq!(files["doc"]["description"], "hub", "{}", server.base);
+    }
+}
