@@ -5,7 +5,8 @@
 //! old news; neither is a conflict, resolved the same way on both instances so that
 //! they converge without talking: the later `updated_at` (then the larger rev) keeps the
 //! file and its name, the other is kept as a copy named `<name> (conflict <origin> <date>)`
-//! with an id derived from the file's id and the losing rev. A delete applies only to the
+//! with an id derived from the file's id and the losing rev (a file made by the instance
+//! that resolves the conflict: that is its origin). A delete applies only to the
 //! version it deleted (or older): a change made since wins.
 //!
 //! Names: a remote version may want a name a local file holds. Until the caller says the
@@ -25,7 +26,7 @@ use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::metrics::metrics;
-use crate::model::{validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
+use crate::model::{new_rev, validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
 use crate::storage::{object_name, Content};
 
 /// Longest long-poll of the change feed.
@@ -322,8 +323,17 @@ impl FileService {
         let id = remote.id;
         let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
         let outcome = match (change.op, local) {
-            (ChangeOp::Delete, None) => Ok(Outcome::Skipped),
-            (ChangeOp::Delete, Some(local)) => Box::pin(self.apply_delete(remote, &local)).await,
+            (ChangeOp::Delete, local) => {
+                let deleted = match local {
+                    Some(local) => Box::pin(self.apply_delete(remote, &local)).await,
+                    None => Ok(Outcome::Skipped),
+                };
+                match (deleted, Box::pin(self.delete_copies(remote)).await) {
+                    (Ok(Outcome::Skipped), Ok(true)) => Ok(Outcome::Applied),
+                    (deleted, Ok(_)) => deleted,
+                    (_, Err(e)) => Err(e),
+                }
+            }
             (ChangeOp::Upsert, Some(local)) if local.rev == remote.rev => Ok(Outcome::Skipped),
             (ChangeOp::Upsert, Some(local)) if remote.knows(&local.rev) => {
                 Box::pin(self.fast_forward(&local, remote, resolve_names)).await
@@ -360,6 +370,33 @@ impl FileService {
         Ok(Outcome::Applied)
     }
 
+    /// A delete of a version also deletes the conflict copies of it and of its ancestors
+    /// that are unchanged since: they are the deleted version under another name. (The
+    /// delete may lose to a change made since on this side, and the copy may be all that
+    /// is left here of the deleted version.) Each such delete is made here, so it reaches
+    /// every instance, the one that made the original delete included, which may have
+    /// received the copy meanwhile. Returns whether any copy was deleted.
+    async fn delete_copies(&self, tombstone: &SyncRecord) -> Result<bool> {
+        let here = self.instance_id().await?;
+        let mut deleted = false;
+        for rev in std::iter::once(&tombstone.rev).chain(tombstone.rev_history.iter()) {
+            let id = Uuid::new_v5(&tombstone.id, rev.as_bytes());
+            let Some(copy) = self.with_catalog(move |c| c.get_by_id(id)).await? else {
+                continue;
+            };
+            if copy.user_id != tombstone.user_id || !tombstone.knows(&copy.rev) {
+                continue; // changed since it was made: a change wins over a delete
+            }
+            let copy_tombstone = SyncRecord {
+                origin: here.clone(),
+                ..SyncRecord::from_record(&copy, false)
+            };
+            Box::pin(self.delete_file_steps(copy.user_id, &copy.file_name, Some(copy_tombstone))).await?;
+            deleted = true;
+        }
+        Ok(deleted)
+    }
+
     /// A version we do not have, for a file we do not have: stored under its name, or
     /// under a conflict name if a later local file holds that name.
     async fn insert_synced(&self, remote: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
@@ -372,7 +409,7 @@ impl FileService {
         }
         let object = object_name(remote.user_id, &name, &remote.format);
         let mut record = remote.to_record(self.storage.uri(&object), self.storage.storage_type().to_string());
-        record.file_name = name;
+        self.rename_here(&mut record, name).await?;
         let reserved = record.clone();
         self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
         let (sha, target) = (remote.sha256.clone(), object.clone());
@@ -447,7 +484,7 @@ impl FileService {
         })
         .await?;
         let mut record = remote.to_record(self.storage.uri(&new_object), self.storage.storage_type().to_string());
-        record.file_name = name;
+        self.rename_here(&mut record, name).await?;
         let _guard = self.lock_user(user).await?;
         let applied = self.with_catalog(move |c| c.apply_version(&record)).await;
         self.feed_changed();
@@ -482,6 +519,12 @@ impl FileService {
         let mut copy = loser.clone();
         copy.id = Uuid::new_v5(&loser.id, loser.rev.as_bytes());
         copy.file_name = conflict_name(loser);
+        // The copy is a file made here, so its origin is this instance (its name still
+        // names the instance whose version it keeps). With the loser's origin, a copy
+        // made here of the other instance's version would never reach that instance,
+        // which makes the same copy itself only if it meets the same conflict; if it
+        // changed the file again first, it meets another one.
+        copy.origin = self.instance_id().await?;
         let copy_id = copy.id;
         if self.with_catalog(move |c| c.get_by_id(copy_id)).await?.is_none() {
             match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
@@ -495,6 +538,22 @@ impl FileService {
             }
         }
         Ok(Outcome::Conflict)
+    }
+
+    /// Gives `record` (a remote version) the name it gets here. A name other than the
+    /// version's own (it lost its name to a later local file) makes it a rename made
+    /// here: a new version that descends from the remote one and whose origin is this
+    /// instance, so that it travels back. The instance the version came from may never
+    /// meet the clash itself (the local file may be renamed or deleted before it reads
+    /// it), and with the remote rev kept, both would hold the same version under two names.
+    async fn rename_here(&self, record: &mut FileRecord, name: String) -> Result<()> {
+        if name != record.file_name {
+            record.rev_history = record.next_history();
+            record.rev = new_rev();
+            record.origin = self.instance_id().await?;
+            record.file_name = name;
+        }
+        Ok(())
     }
 
     /// Decides the local name of `remote` (file `own` here, if it exists). Returns the

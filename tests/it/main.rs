@@ -16,6 +16,8 @@ mod recovery;
 mod s3;
 mod spectrum;
 mod sync;
+mod sync_convergence;
+mod sync_kinds;
 mod uploads;
 mod watch;
 mod web;

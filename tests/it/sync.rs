@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::harness::{new_session, replicate_token, sales_csv, status_json, Stack, TestServer};
 
 /// How long one `file-service sync` may take before the test gives up on it.
-const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The record fields that must be the same on both sides of a sync (`storage_uri` is
 /// local to an instance).
@@ -31,15 +31,15 @@ const SYNCED_FIELDS: [&str; 11] = [
 ];
 
 /// A user id no other test uses.
-fn random_user() -> i64 {
+pub(crate) fn random_user() -> i64 {
     1000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as i64
 }
 
-fn enc(name: &str) -> String {
+pub(crate) fn enc(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-async fn edge_and_hub() -> (TestServer, TestServer) {
+pub(crate) async fn edge_and_hub() -> (TestServer, TestServer) {
     let edge = TestServer::start_on(Stack::Sqlite, None, None, &[]).await;
     let hub = TestServer::start().await;
     (edge, hub)
@@ -47,7 +47,7 @@ async fn edge_and_hub() -> (TestServer, TestServer) {
 
 /// `file-service sync` run with the edge's configuration against the hub: `pull` adds
 /// `--from hub`, `push` adds `--to hub` (both: two-way). Returns the `--json` report.
-async fn sync(edge: &TestServer, hub: &TestServer, pull: bool, push: bool) -> Value {
+pub(crate) async fn sync(edge: &TestServer, hub: &TestServer, pull: bool, push: bool) -> Value {
     let token = replicate_token();
     let mut args = vec!["sync"];
     if pull {
@@ -81,14 +81,14 @@ fn check_report_shape(report: &Value, pull: bool, push: bool) {
     assert!(report["seconds"].is_number(), "{report}");
 }
 
-fn n(report: &Value, dir: &str, key: &str) -> u64 {
+pub(crate) fn n(report: &Value, dir: &str, key: &str) -> u64 {
     report[dir][key]
         .as_u64()
         .unwrap_or_else(|| panic!("{dir}.{key} in {report}"))
 }
 
 /// `(status, JSON)` of a request with `token`.
-async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = server.client.request(method, server.url(path)).bearer_auth(token);
     if let Some(body) = body {
@@ -97,7 +97,7 @@ async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: 
     status_json(req.send().await.expect("request")).await
 }
 
-async fn patch(server: &TestServer, user: i64, name: &str, body: Value) -> Value {
+pub(crate) async fn patch(server: &TestServer, user: i64, name: &str, body: Value) -> Value {
     let (status, rec) = call(
         server,
         "PATCH",
@@ -110,7 +110,7 @@ async fn patch(server: &TestServer, user: i64, name: &str, body: Value) -> Value
     rec
 }
 
-async fn upload(server: &TestServer, user: i64, name: &str, body: impl Into<Vec<u8>>) -> Value {
+pub(crate) async fn upload(server: &TestServer, user: i64, name: &str, body: impl Into<Vec<u8>>) -> Value {
     let (status, rec) = server
         .upload(user, name, &new_session(), &format!("{name}.csv"), body)
         .await;
@@ -119,7 +119,7 @@ async fn upload(server: &TestServer, user: i64, name: &str, body: impl Into<Vec<
 }
 
 /// Every file of `user`, oldest first (all pages).
-async fn list(server: &TestServer, user: i64) -> Vec<Value> {
+pub(crate) async fn list(server: &TestServer, user: i64) -> Vec<Value> {
     let mut all = Vec::new();
     loop {
         let (status, page) = server
@@ -136,7 +136,7 @@ async fn list(server: &TestServer, user: i64) -> Vec<Value> {
 }
 
 /// `user`'s files by name.
-async fn by_name(server: &TestServer, user: i64) -> BTreeMap<String, Value> {
+pub(crate) async fn by_name(server: &TestServer, user: i64) -> BTreeMap<String, Value> {
     let files = list(server, user).await;
     let map: BTreeMap<String, Value> = files
         .iter()
@@ -147,7 +147,7 @@ async fn by_name(server: &TestServer, user: i64) -> BTreeMap<String, Value> {
 }
 
 /// `(id, file_name, sha256)` of each of `user`'s files.
-async fn keys(server: &TestServer, user: i64) -> Vec<(String, String, String)> {
+pub(crate) async fn keys(server: &TestServer, user: i64) -> Vec<(String, String, String)> {
     let mut keys: Vec<_> = list(server, user)
         .await
         .iter()
@@ -164,13 +164,13 @@ async fn keys(server: &TestServer, user: i64) -> Vec<(String, String, String)> {
 }
 
 /// The two records agree on every synced field.
-fn assert_same_record(a: &Value, b: &Value, what: &str) {
+pub(crate) fn assert_same_record(a: &Value, b: &Value, what: &str) {
     for field in SYNCED_FIELDS {
         assert_eq!(a[field], b[field], "{what}: `{field}` differs:\n{a}\n{b}");
     }
 }
 
-async fn content(server: &TestServer, user: i64, name: &str) -> Vec<u8> {
+pub(crate) async fn content(server: &TestServer, user: i64, name: &str) -> Vec<u8> {
     let resp = server
         .client
         .get(server.url(&format!("/files/{}/content", enc(name))))
@@ -183,7 +183,7 @@ async fn content(server: &TestServer, user: i64, name: &str) -> Vec<u8> {
 }
 
 /// The instance id a server reports in its change feed.
-async fn instance_id(server: &TestServer) -> String {
+pub(crate) async fn instance_id(server: &TestServer) -> String {
     let (status, feed) = call(server, "GET", "/changes?limit=1", &replicate_token(), None).await;
     assert_eq!(status, 200, "{feed}");
     let id = feed["instance_id"].as_str().unwrap_or_default().to_string();
@@ -215,7 +215,7 @@ fn staging_files(dir: &Path) -> Vec<String> {
 
 /// The server's storage folder holds exactly the files of its records (one per
 /// record, under the name its `storage_uri` ends with) and nothing staged.
-async fn assert_storage_matches(server: &TestServer, users: &[i64]) {
+pub(crate) async fn assert_storage_matches(server: &TestServer, users: &[i64]) {
     let mut expected = BTreeSet::new();
     for &u in users {
         for f in list(server, u).await {
@@ -227,7 +227,7 @@ async fn assert_storage_matches(server: &TestServer, users: &[i64]) {
     assert_eq!(stored, expected, "storage folder of {} vs its records", server.base);
 }
 
-fn profile_csv(seed: u64) -> String {
+pub(crate) fn profile_csv(seed: u64) -> String {
     let mut s = String::from("day,city,temp,count\n");
     for i in 0..40u64 {
         s.push_str(&format!(
@@ -579,7 +579,7 @@ async fn a_sync_killed_during_a_large_file_resumes_and_converges() {
 }
 
 /// `name` is `<base> (conflict <origin8> <YYYY-MM-DD HH.MM.SS>)`.
-fn is_conflict_name(name: &str, base: &str, origin8: &str) -> bool {
+pub(crate) fn is_conflict_name(name: &str, base: &str, origin8: &str) -> bool {
     let prefix = format!("{base} (conflict {origin8} ");
     let Some(date) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(')')) else {
         return false;
