@@ -11,6 +11,7 @@ mod queries;
 mod report;
 mod server;
 mod services;
+mod sync;
 mod upload;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,9 @@ fn main() -> ExitCode {
     if opts.runs(Section::Queries) {
         let csvs = sized(&all_csvs, &opts.query_sizes_mb());
         report.queries = queries::run(&rt, &bin, &csvs, &data_cache(&opts, &target), &mut report.notes);
+    }
+    if opts.runs(Section::Sync) {
+        report.sync = sync::run(&rt, &opts, &bin, &mut report.notes);
     }
     report.machine.load_avg_end = report::load_avg();
     write_report(&report, &opts, &target)

@@ -21,6 +21,9 @@ pub enum Section {
     /// SQL queries over stored CSV and Parquet files beside DuckDB (opt-in: not run by
     /// default; sizes 200,1000 unless --sizes-mb, `--quick`: 10).
     Queries,
+    /// `file-service sync` of N small files from an edge to an empty hub, then again with
+    /// nothing new (opt-in; counts from --sync-files).
+    Sync,
 }
 
 #[derive(Parser, Debug)]
@@ -34,7 +37,7 @@ pub struct Options {
     #[arg(long)]
     pub quick: bool,
 
-    /// Sections to run, comma separated (`queries` only when named).
+    /// Sections to run, comma separated (`queries` and `sync` only when named).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["upload", "active", "list", "ceilings", "services"])]
     pub sections: Vec<Section>,
 
@@ -53,6 +56,10 @@ pub struct Options {
     /// File counts for the listing test. Default 1000,10000 (`--quick`: 1000).
     #[arg(long, value_delimiter = ',')]
     pub files: Option<Vec<usize>>,
+
+    /// File counts for the sync section. Default 1000,10000 (`--quick`: 1000).
+    #[arg(long, value_delimiter = ',')]
+    pub sync_files: Option<Vec<usize>>,
 
     /// Listing requests per file count (each also bounded by --duration).
     /// Default 1000, or 200 above 5,000 files (bigger responses).
@@ -129,5 +136,11 @@ impl Options {
         // Populating is cumulative (one user grows from one count to the next).
         counts.sort_unstable();
         counts
+    }
+
+    pub fn sync_file_counts(&self) -> Vec<usize> {
+        self.sync_files
+            .clone()
+            .unwrap_or_else(|| if self.quick { vec![1000] } else { vec![1000, 10000] })
     }
 }

@@ -9,6 +9,7 @@ use crate::ceilings::Ceiling;
 use crate::hammer::LoadResult;
 use crate::list::ListResult;
 use crate::queries::QuerySizeReport;
+use crate::sync::SyncResult;
 use crate::upload::UploadResult;
 
 #[derive(Debug, Serialize)]
@@ -20,6 +21,8 @@ pub struct Report {
     pub ceilings: Vec<Ceiling>,
     /// The opt-in `queries` section, one entry per CSV size.
     pub queries: Vec<QuerySizeReport>,
+    /// The opt-in `sync` section, one entry per file count and hub.
+    pub sync: Vec<SyncResult>,
     pub notes: Vec<String>,
 }
 
@@ -59,6 +62,7 @@ impl Report {
             backends: Vec::new(),
             ceilings: Vec::new(),
             queries: Vec::new(),
+            sync: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -94,6 +98,7 @@ impl Report {
         }
         self.ceilings_table(&mut out);
         crate::queries::markdown(&self.queries, &mut out);
+        crate::sync::markdown(&self.sync, &mut out);
         self.targets_table(&mut out);
         for b in self.backends.iter().filter(|b| b.skipped.is_some()) {
             let _ = writeln!(

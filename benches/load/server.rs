@@ -33,19 +33,8 @@ impl Server {
             .prefix("file-service-load-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .current_dir(data.path())
-            .env_remove("FILE_SERVICE_CONFIG")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env_remove("DB_HOST")
-            .env("DATA_DIR", data.path().join("data"))
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .env("SECRET_KEY", SECRET)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = command(bin, data.path());
+        cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -100,6 +89,12 @@ impl Server {
         proc_status_kb(self.pid(), "VmRSS").map(kb_to_mib).unwrap_or(f64::NAN)
     }
 
+    /// Starts the peak (VmHWM) again from the current RSS (`clear_refs` 5), so the next
+    /// reading is the peak of what happens from now on.
+    pub fn reset_peak_rss(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5");
+    }
+
     /// CPU time (user + system, all threads) the server has used so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds(self.pid())
@@ -139,6 +134,27 @@ impl Drop for Server {
 /// A bearer token for `user`, signed with the secret the benchmark gives the server.
 pub fn token(user: i64) -> String {
     Auth::new(SECRET.as_bytes(), Algorithm::HS256).mint(user, 24 * 3600)
+}
+
+/// A token with the replicate scope (what `file-service token --scope replicate` mints).
+pub fn replicate_token() -> String {
+    Auth::new(SECRET.as_bytes(), Algorithm::HS256).mint_with_scope(1, 24 * 3600, true)
+}
+
+/// `program` run in `dir` with the benchmark's configuration: `dir/data` as its data
+/// folder, the benchmark's secret, nothing inherited that could point elsewhere.
+pub fn command(program: &Path, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir)
+        .env_remove("FILE_SERVICE_CONFIG")
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("DB_HOST")
+        .env("DATA_DIR", dir.join("data"))
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("SECRET_KEY", SECRET)
+        .env("RUST_LOG", "info");
+    cmd
 }
 
 /// Reads the server's stderr on a thread (so it never blocks on a full pipe) and sends the
