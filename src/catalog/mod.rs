@@ -196,6 +196,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// The version that file `id` had when it was deleted, if it was.
     fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>>;
 
+    /// Enters the delete of `tombstone` (a version of a file this instance never held) in
+    /// the change feed, unless the file exists here or the feed already has an entry for
+    /// it. Returns whether it was entered.
+    fn record_delete(&self, tombstone: &SyncRecord) -> Result<bool>;
+
     /// Up to `limit` feed entries after `since`, oldest first, of one user or of all,
     /// without those whose origin is `exclude_origin`.
     fn changes(&self, since: i64, limit: u32, user: Option<UserId>, exclude_origin: Option<&str>) -> Result<FeedPage>;

@@ -201,6 +201,8 @@ const CHANGES: &str = concat!(
      ORDER BY c.seq LIMIT $3"
 );
 const NEWEST_SEQ: &str = "SELECT last_seq FROM instance";
+const KNOWN_FILE: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE public_id = $1)
+     OR EXISTS (SELECT 1 FROM changes WHERE file_id = $1)";
 const INSTANCE_ID: &str = "SELECT instance_id FROM instance";
 const CHECKPOINT: &str = "SELECT last_seq FROM sync_checkpoints WHERE source = $1";
 const SET_CHECKPOINT: &str = "INSERT INTO sync_checkpoints (source, last_seq, updated_at) VALUES ($1, $2, now())
@@ -814,6 +816,30 @@ impl Catalog for PostgresCatalog {
         };
         json.map(|j| serde_json::from_str(&j).map_err(Error::internal))
             .transpose()
+    }
+
+    fn record_delete(&self, tombstone: &SyncRecord) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let known = conn.statement(KNOWN_FILE)?;
+        let (next_seq, insert) = conn.change_statements()?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let exists: bool = tx
+            .query_one(&known, &[&tombstone.id])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)?;
+        if exists {
+            return Ok(false);
+        }
+        let record = tombstone.to_record(String::new(), String::new());
+        record_change(
+            &mut tx,
+            (&next_seq, &insert),
+            &record,
+            ChangeOp::Delete,
+            Some(tombstone),
+        )?;
+        tx.commit().map_err(db_err)?;
+        Ok(true)
     }
 
     fn changes(&self, since: i64, limit: u32, user: Option<UserId>, exclude_origin: Option<&str>) -> Result<FeedPage> {

@@ -629,6 +629,28 @@ impl Catalog for SqliteCatalog {
             .transpose()
     }
 
+    fn record_delete(&self, tombstone: &SyncRecord) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let id = tombstone.id.to_string();
+        let known: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE id = ?1) OR EXISTS (SELECT 1 FROM changes WHERE file_id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        if known {
+            return Ok(false);
+        }
+        let record = tombstone.to_record(String::new(), String::new());
+        record_change(&tx, &record, ChangeOp::Delete, Some(tombstone))?;
+        tx.commit().map_err(db_err)?;
+        Ok(true)
+    }
+
     fn changes(&self, since: i64, limit: u32, user: Option<UserId>, exclude_origin: Option<&str>) -> Result<FeedPage> {
         let conn = self.conn()?;
         // Read first: every change numbered up to it is committed (one writer at a time).

@@ -180,6 +180,18 @@ fn contract(c: &dyn Catalog) {
         c.tombstone(gone.id).unwrap().map(|t| t.origin),
         Some(c.instance_id().unwrap())
     );
+    // A delete of a file never held here is entered once, and never over a known file.
+    let mut never = crate::model::SyncRecord::from_record(&gone, false);
+    never.id = Uuid::new_v4();
+    assert!(c.record_delete(&never).unwrap());
+    assert!(!c.record_delete(&never).unwrap());
+    assert_eq!(c.tombstone(never.id).unwrap().map(|t| t.rev), Some(never.rev.clone()));
+    assert!(!c
+        .record_delete(&crate::model::SyncRecord::from_record(&sales, false))
+        .unwrap());
+    assert!(!c
+        .record_delete(&crate::model::SyncRecord::from_record(&gone, false))
+        .unwrap());
 
     // Clearing an active entry is idempotent.
     c.set_active(u, s1, "sales").unwrap();

@@ -342,10 +342,18 @@ impl FileService {
             (ChangeOp::Upsert, Some(local)) => Box::pin(self.resolve_conflict(&local, remote, resolve_names)).await,
             (ChangeOp::Upsert, None) => {
                 let tombstone = self.with_catalog(move |c| c.tombstone(id)).await?;
-                if tombstone.is_some_and(|t| t.knows(&remote.rev)) {
-                    Ok(Outcome::Skipped) // deleted here after that version
-                } else {
-                    Box::pin(self.insert_synced(remote, resolve_names)).await
+                match tombstone {
+                    Some(t) if t.knows(&remote.rev) => Ok(Outcome::Skipped), // deleted here after that version
+                    Some(t) => {
+                        // A change made elsewhere wins over the delete made here; the
+                        // versions deleted here must not come back as conflict copies.
+                        let inserted = Box::pin(self.insert_synced(remote, resolve_names)).await;
+                        if matches!(inserted, Ok(Outcome::Applied | Outcome::Conflict)) {
+                            Box::pin(self.forget_copies(&t)).await?;
+                        }
+                        inserted
+                    }
+                    None => Box::pin(self.insert_synced(remote, resolve_names)).await,
                 }
             }
         };
@@ -538,6 +546,30 @@ impl FileService {
             }
         }
         Ok(Outcome::Conflict)
+    }
+
+    /// The deleted version `tombstone` lost to a change made elsewhere, whose arrival
+    /// replaces the delete in this instance's feed. Conflict copies of that version (and
+    /// of its ancestors) that another instance made are the deleted version under another
+    /// name: they are deleted here if held, and otherwise recorded as deleted (a delete
+    /// made here), so that the copy is refused when it arrives and deleted where it was made.
+    async fn forget_copies(&self, tombstone: &SyncRecord) -> Result<()> {
+        Box::pin(self.delete_copies(tombstone)).await?;
+        let here = self.instance_id().await?;
+        for rev in std::iter::once(&tombstone.rev).chain(tombstone.rev_history.iter()) {
+            let mut copy = tombstone.clone();
+            copy.id = Uuid::new_v5(&tombstone.id, rev.as_bytes());
+            copy.file_name = conflict_name(&SyncRecord {
+                rev: rev.clone(),
+                ..tombstone.clone()
+            });
+            copy.rev = rev.clone();
+            copy.rev_history = Vec::new();
+            copy.origin = here.clone();
+            self.with_catalog(move |c| c.record_delete(&copy)).await?;
+        }
+        self.feed_changed();
+        Ok(())
     }
 
     /// Gives `record` (a remote version) the name it gets here. A name other than the

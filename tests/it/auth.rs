@@ -112,7 +112,7 @@ async fn sub_may_be_a_number_or_a_digit_string() {
 #[tokio::test]
 async fn token_command_mints_a_token_the_server_accepts() {
     let server = TestServer::start().await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"))
+    let out = std::process::Command::new(crate::harness::server_bin())
         .args(["token", "--user", "9", "--ttl", "5m"])
         .current_dir(server.data.path())
         .env("DATA_DIR", server.data.path().join("data"))
@@ -136,7 +136,7 @@ async fn generated_secret_is_kept_owner_only_and_shared_with_token() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_file-service"))
+        std::process::Command::new(crate::harness::server_bin())
             .args(args)
             .current_dir(dir.path())
             .env_remove("SECRET_KEY")
@@ -164,7 +164,7 @@ fn an_empty_secret_file_is_refused_not_used() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("secret_key"), "").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"))
+    let out = std::process::Command::new(crate::harness::server_bin())
         .args(["token", "--user", "1"])
         .current_dir(dir.path())
         .env_remove("SECRET_KEY")

@@ -253,7 +253,7 @@ async fn postgres_unreachable_at_startup_fails_with_one_line_naming_database_url
     // No service needed: nothing listens on port 1.
     let data = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_file-service"))
+    let out = Command::new(crate::harness::server_bin())
         .arg("serve")
         .current_dir(data.path())
         .env("DATABASE_URL", "postgres://postgres:hunter2-secret@127.0.0.1:1/files")

@@ -307,7 +307,7 @@ impl TestServer {
     /// `file-service` with this server's configuration: its data folder as working
     /// directory and environment, nothing inherited that could point elsewhere.
     fn base_command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_file-service"));
+        let mut cmd = Command::new(crate::harness::server_bin());
         cmd.current_dir(self.data.path())
             .env_remove("FILE_SERVICE_CONFIG")
             .env_remove("DATABASE_URL")
@@ -862,4 +862,13 @@ impl Bucket {
         let path = self.path(name);
         self.run(move |s| async move { s.delete(&path).await.expect("delete from the bucket") });
     }
+}
+
+/// The server binary the tests start: `FILE_SERVICE_BIN` when set (a copy that no other
+/// build replaces while the tests run), else the one cargo built for this test binary.
+pub fn server_bin() -> String {
+    std::env::var("FILE_SERVICE_BIN")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_file-service").to_string())
 }

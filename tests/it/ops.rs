@@ -440,7 +440,7 @@ async fn cors_is_off_by_default_and_follows_the_origin_list() {
 }
 
 fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_file-service"));
+    let mut cmd = Command::new(crate::harness::server_bin());
     cmd.args(args)
         .current_dir(dir)
         .env_remove("DATABASE_URL")

@@ -88,7 +88,13 @@ pub(crate) fn n(report: &Value, dir: &str, key: &str) -> u64 {
 }
 
 /// `(status, JSON)` of a request with `token`.
-pub(crate) async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
     let mut req = server.client.request(method, server.url(path)).bearer_auth(token);
     if let Some(body) = body {

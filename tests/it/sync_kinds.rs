@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::harness::TestServer;
-use crate::sync::{assert_same_record, by_name, content, edge_and_hub, enc, n, patch, profile_csv, random_user, sync, upload};
+use crate::sync::{
+    assert_same_record, by_name, content, edge_and_hub, enc, n, patch, profile_csv, random_user, sync, upload,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -64,7 +66,10 @@ struct Case {
 
 impl Case {
     fn label(&self) -> String {
-        let what = format!("{:?} of a file made on the {:?}, changed on the {:?}", self.kind, self.made_on, self.changed_on);
+        let what = format!(
+            "{:?} of a file made on the {:?}, changed on the {:?}",
+            self.kind, self.made_on, self.changed_on
+        );
         // The scenarios a delete carrying its creator's origin used to lose.
         match (self.kind, self.made_on, self.changed_on) {
             (Kind::Delete, Side::Edge, Side::Hub) => format!("{what} (hub deletes the edge's report)"),
@@ -96,7 +101,13 @@ fn cases() -> Vec<Case> {
     for side in [Side::Edge, Side::Hub] {
         add(Kind::Create, side, side);
     }
-    for kind in [Kind::Content, Kind::Rename, Kind::Describe, Kind::Delete, Kind::DeleteRecreate] {
+    for kind in [
+        Kind::Content,
+        Kind::Rename,
+        Kind::Describe,
+        Kind::Delete,
+        Kind::DeleteRecreate,
+    ] {
         for made_on in [Side::Edge, Side::Hub] {
             for changed_on in [Side::Edge, Side::Hub] {
                 add(kind, made_on, changed_on);
@@ -147,7 +158,12 @@ pub(crate) async fn change_stored_content(server: &TestServer, user: i64, name: 
         }
         if std::time::Instant::now() > deadline {
             let log = server.logs();
-            let tail: Vec<&str> = log.lines().filter(|l| !l.contains("file_service::request")).rev().take(40).collect();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("file_service::request"))
+                .rev()
+                .take(40)
+                .collect();
             panic!(
                 "{name}'s new content never showed on {}: {status} {rec}\nstored: {:?}\nlog tail:\n{}",
                 server.base,
@@ -163,7 +179,13 @@ pub(crate) async fn change_stored_content(server: &TestServer, user: i64, name: 
 async fn prepare(cases: &mut [Case], edge: &TestServer, hub: &TestServer) {
     for case in cases.iter_mut() {
         let maker = side(case.made_on, edge, hub);
-        upload(side(other(case.made_on), edge, hub), case.user, BYSTANDER, profile_csv(1)).await;
+        upload(
+            side(other(case.made_on), edge, hub),
+            case.user,
+            BYSTANDER,
+            profile_csv(1),
+        )
+        .await;
         if case.kind != Kind::Create {
             let rec = upload(maker, case.user, NAME, case.first.clone()).await;
             case.id_before = Some(rec["id"].as_str().unwrap().to_string());
@@ -198,10 +220,20 @@ async fn change(cases: &mut [Case], edge: &TestServer, hub: &TestServer) {
                 expected.insert(NAME.into(), (before, case.first.clone().into_bytes()));
             }
             Kind::Delete => {
-                assert_eq!(server.delete(u, &format!("/files/{NAME}")).await.0, 200, "{}", case.label());
+                assert_eq!(
+                    server.delete(u, &format!("/files/{NAME}")).await.0,
+                    200,
+                    "{}",
+                    case.label()
+                );
             }
             Kind::DeleteRecreate => {
-                assert_eq!(server.delete(u, &format!("/files/{NAME}")).await.0, 200, "{}", case.label());
+                assert_eq!(
+                    server.delete(u, &format!("/files/{NAME}")).await.0,
+                    200,
+                    "{}",
+                    case.label()
+                );
                 let rec = upload(server, u, NAME, case.second.clone()).await;
                 assert_ne!(id_of(&rec), before, "a new upload is a new file");
                 expected.insert(NAME.into(), (id_of(&rec), case.second.clone().into_bytes()));
@@ -234,8 +266,15 @@ async fn check_side(case: &Case, server: &TestServer, what: &str) -> BTreeMap<St
         if !id.is_empty() {
             assert_eq!(rec["id"], id.as_str(), "{label}, {what}: id of {name}");
         }
-        assert_eq!(rec["sha256"], sha_hex(bytes).as_str(), "{label}, {what}: sha256 of {name}");
-        assert!(content(server, case.user, name).await == *bytes, "{label}, {what}: bytes of {name}");
+        assert_eq!(
+            rec["sha256"],
+            sha_hex(bytes).as_str(),
+            "{label}, {what}: sha256 of {name}"
+        );
+        assert!(
+            content(server, case.user, name).await == *bytes,
+            "{label}, {what}: bytes of {name}"
+        );
     }
     if let Some(description) = &case.description {
         assert_eq!(files[NAME]["description"], description.as_str(), "{label}, {what}");
@@ -254,7 +293,11 @@ async fn check_both(case: &Case, edge: &TestServer, hub: &TestServer, when: &str
     let on_edge = check_side(case, edge, &format!("edge, {when}")).await;
     let on_hub = check_side(case, hub, &format!("hub, {when}")).await;
     for name in on_edge.keys() {
-        assert_same_record(&on_edge[name], &on_hub[name], &format!("{}, {when}: {name}", case.label()));
+        assert_same_record(
+            &on_edge[name],
+            &on_hub[name],
+            &format!("{}, {when}: {name}", case.label()),
+        );
     }
 }
 
@@ -325,7 +368,11 @@ async fn a_delete_made_on_the_hub_reaches_the_edge_that_created_the_file() {
     assert_eq!(hub.delete(u, &format!("/files/{NAME}")).await.0, 200);
     let report = sync(&edge, &hub, true, false).await;
     assert_eq!(n(&report, "pulled", "applied"), 1, "the delete is applied: {report}");
-    assert_eq!(edge.get(u, &format!("/files/{NAME}")).await.0, 404, "the edge still lists it");
+    assert_eq!(
+        edge.get(u, &format!("/files/{NAME}")).await.0,
+        404,
+        "the edge still lists it"
+    );
     let again = sync(&edge, &hub, true, true).await;
     assert_eq!(n(&again, "pushed", "applied"), 0, "{again}");
     for server in [&edge, &hub] {
@@ -384,8 +431,14 @@ async fn a_conflict_copy_made_on_the_hub_reaches_the_edge_that_changed_the_file_
     assert_eq!(on_edge["doc"]["id"], doc["id"]);
     assert_eq!(on_edge["doc"]["description"], "edge second");
     let descriptions: Vec<&Value> = on_edge.values().map(|f| &f["description"]).collect();
-    assert!(descriptions.contains(&&json!("hub")), "the hub's version is lost: {on_edge:?}");
-    assert!(on_edge.keys().filter(|k| k.as_str() != "doc").all(|k| k.starts_with("doc (conflict ")));
+    assert!(
+        descriptions.contains(&&json!("hub")),
+        "the hub's version is lost: {on_edge:?}"
+    );
+    assert!(on_edge
+        .keys()
+        .filter(|k| k.as_str() != "doc")
+        .all(|k| k.starts_with("doc (conflict ")));
 }
 
 /// Two files take the name `a`, the hub's the later. The edge pushes first, so the hub
@@ -436,7 +489,11 @@ async fn a_deleted_version_does_not_come_back_as_a_conflict_copy() {
     patch(&hub, u, "doc", json!({"description": "hub"})).await;
     let pushed = sync(&edge, &hub, false, true).await;
     assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
-    assert_eq!(by_name(&hub, u).await.len(), 2, "the hub keeps the edge's version as a copy");
+    assert_eq!(
+        by_name(&hub, u).await.len(),
+        2,
+        "the hub keeps the edge's version as a copy"
+    );
     assert_eq!(edge.delete(u, "/files/doc").await.0, 200);
 
     sync(&edge, &hub, true, true).await;

@@ -304,7 +304,7 @@ async fn reconcile_command_dry_run_and_real() {
     server.stop();
     std::fs::write(server.storage_dir().join("2_offline.csv"), sales_csv()).unwrap();
     let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_file-service"));
+        let mut cmd = std::process::Command::new(crate::harness::server_bin());
         cmd.arg("reconcile")
             .args(args)
             .current_dir(server.data.path())
