@@ -167,7 +167,9 @@ pub struct ColumnStats {
     pub distinct: u64,
     /// True when `distinct` is an estimate.
     pub distinct_is_estimate: bool,
+    #[schemars(schema_with = "scalar_schema")]
     pub min: Option<Value>,
+    #[schemars(schema_with = "scalar_schema")]
     pub max: Option<Value>,
     /// Numeric columns only.
     pub mean: Option<f64>,
@@ -204,6 +206,7 @@ pub struct RowsPage {
     pub name: String,
     pub columns: Vec<ColumnType>,
     /// Rows as arrays of cells, in column order; dates and times as ISO text.
+    #[schemars(schema_with = "rows_schema")]
     pub rows: Vec<Vec<Value>>,
     /// 0-based index of the first row here.
     pub offset: u64,
@@ -221,6 +224,7 @@ pub struct RowsPage {
 pub struct QueryResult {
     pub columns: Vec<ColumnType>,
     /// Rows as arrays of cells, in column order; dates and times as ISO text.
+    #[schemars(schema_with = "rows_schema")]
     pub rows: Vec<Vec<Value>>,
     /// Rows in `rows`.
     pub row_count: u64,
@@ -237,6 +241,33 @@ pub struct ActiveFile {
     pub summary: String,
     /// True when the summary was cut to fit the server's MCP_MAX_CHARS.
     pub truncated: bool,
+}
+
+/// A min or max: a number, text (dates as ISO text), or null.
+fn scalar_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [{ "type": "number" }, { "type": "string" }, { "type": "boolean" }, { "type": "null" }]
+    })
+}
+
+/// Rows of cells: numbers, text, booleans, null, or (nested columns) arrays and objects.
+fn rows_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    { "type": "number" },
+                    { "type": "string" },
+                    { "type": "boolean" },
+                    { "type": "null" },
+                    { "type": "array" },
+                    { "type": "object" }
+                ]
+            }
+        }
+    })
 }
 
 /// A tool's answer: the structured content, its text rendering, and whether it was cut.
