@@ -94,9 +94,9 @@ def http_client(tok=ALICE, mode="auto", headers=None):
     return Client(streamable_http_client(MCP_URL, http_client=client), mode=mode, cache=None)
 
 
-def bridge_client(*args, env=None):
+def bridge_client(*args, env=None, mode="legacy"):
     params = StdioServerParameters(command=BIN, args=["mcp", *args], env=env, cwd=WORK)
-    return Client(params, mode="legacy", cache=None)
+    return Client(params, mode=mode, cache=None)
 
 
 def compact(value):
@@ -423,8 +423,9 @@ def test_calls_are_counted_by_tool_and_outcome():
 # ----- the stdio bridge -----
 
 
-async def test_the_stdio_bridge_carries_every_tool():
-    async with bridge_client("--url", BASE, "--token", ALICE) as client:
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_stdio_bridge_carries_every_tool(mode):
+    async with bridge_client("--url", BASE, "--token", ALICE, mode=mode) as client:
         assert {t.name for t in (await client.list_tools()).tools} == TOOLS
         data = (await call_ok(client, "describe_file", {"name": "sales"})).structured_content
         assert data["summary"] == rest("GET", "/files/sales").json()["summary"]
