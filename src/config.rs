@@ -459,6 +459,9 @@ mod tests {
         assert_eq!(c.active_file_ttl_seconds, 3600);
         assert_eq!(c.max_upload_bytes, 1 << 30);
         assert!(c.redis_url.is_none() && c.secret_key.is_none());
+        assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (500, 50_000));
+        let c = load("mcp_max_rows = 20", &[("MCP_MAX_CHARS", "4000")]).unwrap();
+        assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (20, 4000));
     }
 
     #[test]
@@ -540,6 +543,9 @@ mod tests {
             (("WATCH_INTERVAL_SECONDS", "often"), "WATCH_INTERVAL_SECONDS"),
             (("STORAGE_URL", "gs://bucket"), "STORAGE_URL"),
             (("STORAGE_URL", "s3://Bad_Bucket/x"), "STORAGE_URL"),
+            (("MCP_MAX_ROWS", "0"), "MCP_MAX_ROWS"),
+            (("MCP_MAX_ROWS", "many"), "MCP_MAX_ROWS"),
+            (("MCP_MAX_CHARS", "100"), "MCP_MAX_CHARS"),
         ] {
             let err = load("", &[env]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
