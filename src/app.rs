@@ -256,8 +256,19 @@ pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
         service.clone(),
         Duration::from_secs(config.lease_seconds),
     ));
+    let caps = crate::mcp::Caps {
+        max_rows: config.mcp_max_rows,
+        max_chars: config.mcp_max_chars,
+    };
+    let mcp = Arc::new(crate::mcp::Endpoint::new(
+        service.clone(),
+        auth.clone(),
+        caps,
+        addr,
+        &config.cors_allowed_origins,
+    ));
     let routes = crate::http::routes(service.clone(), auth, &config.cors_allowed_origins);
-    crate::http::server::serve(listener, routes, options, shutdown_signal()).await;
+    crate::http::server::serve(listener, routes, Some(mcp), options, shutdown_signal()).await;
     if let Some(watcher) = watcher {
         watcher.abort();
     }

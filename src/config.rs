@@ -53,6 +53,10 @@ pub struct Config {
     pub max_concurrent_queries: usize,
     /// Columnar copies made for queries are kept under `data_dir`, at most this many bytes.
     pub query_cache_max_bytes: u64,
+    /// Rows (or listed files) in one MCP tool result.
+    pub mcp_max_rows: usize,
+    /// Characters in one MCP tool result (its structured content, and its text).
+    pub mcp_max_chars: usize,
 }
 
 /// `STORAGE_URL=s3://bucket/prefix` and its `S3_*`/`AWS_*` settings.
@@ -240,6 +244,17 @@ impl Config {
         }
         let max_concurrent_queries = src.parse("max_concurrent_queries", cores, "a whole number")?.max(1);
         let query_cache_max_bytes = src.parse("query_cache_max_bytes", 10u64 << 30, "a whole number of bytes")?;
+        let mcp_max_rows = src.parse("mcp_max_rows", 500usize, "a whole number of rows")?;
+        if !(1..=crate::query::MAX_LIMIT).contains(&mcp_max_rows) {
+            return Err(config_error(
+                "MCP_MAX_ROWS",
+                format!("must be between 1 and {}", crate::query::MAX_LIMIT),
+            ));
+        }
+        let mcp_max_chars = src.parse("mcp_max_chars", 50_000usize, "a whole number of characters")?;
+        if mcp_max_chars < 2_000 {
+            return Err(config_error("MCP_MAX_CHARS", "must be at least 2000"));
+        }
         let lease_seconds = src.parse("lease_seconds", 15u64, "a whole number of seconds")?;
         if lease_seconds < 2 {
             return Err(config_error("LEASE_SECONDS", "must be at least 2"));
@@ -305,6 +320,8 @@ impl Config {
             query_timeout_seconds,
             max_concurrent_queries,
             query_cache_max_bytes,
+            mcp_max_rows,
+            mcp_max_chars,
         })
     }
 }
@@ -442,6 +459,9 @@ mod tests {
         assert_eq!(c.active_file_ttl_seconds, 3600);
         assert_eq!(c.max_upload_bytes, 1 << 30);
         assert!(c.redis_url.is_none() && c.secret_key.is_none());
+        assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (500, 50_000));
+        let c = load("mcp_max_rows = 20", &[("MCP_MAX_CHARS", "4000")]).unwrap();
+        assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (20, 4000));
     }
 
     #[test]
@@ -523,6 +543,9 @@ mod tests {
             (("WATCH_INTERVAL_SECONDS", "often"), "WATCH_INTERVAL_SECONDS"),
             (("STORAGE_URL", "gs://bucket"), "STORAGE_URL"),
             (("STORAGE_URL", "s3://Bad_Bucket/x"), "STORAGE_URL"),
+            (("MCP_MAX_ROWS", "0"), "MCP_MAX_ROWS"),
+            (("MCP_MAX_ROWS", "many"), "MCP_MAX_ROWS"),
+            (("MCP_MAX_CHARS", "100"), "MCP_MAX_CHARS"),
         ] {
             let err = load("", &[env]).unwrap_err();
             assert_eq!(err.key, key, "{err}");

@@ -3,6 +3,8 @@
 //!
 //! Layers, outermost first:
 //! - [`http`]: warp routes and the mapping of [`error::Error`] to responses;
+//! - [`mcp`]: the same service for LLM agents over the Model Context Protocol (`/mcp`, and
+//!   a stdio bridge);
 //! - [`service`]: every business rule (names, uploads, active files, deletes);
 //! - backends behind traits, one file per implementation: [`catalog`] (records and
 //!   active entries: SQLite, or PostgreSQL shared by replicas), [`cache`] (active-file
@@ -26,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod formats;
 pub mod http;
+pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod query;

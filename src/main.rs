@@ -1,4 +1,4 @@
-//! The `file-service` command: `serve` (default), `token`, `open`, `migrate`, `reconcile`, `check`, `summarize`, `sync`.
+//! The `file-service` command: `serve` (default), `token`, `open`, `mcp`, `migrate`, `reconcile`, `check`, `summarize`, `sync`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +56,23 @@ enum Command {
         /// Only print the address; do not start a browser.
         #[arg(long)]
         no_browser: bool,
+    },
+    /// Speak MCP on stdin/stdout for a desktop agent (its config starts this command),
+    /// forwarding every message to a running server's /mcp.
+    Mcp {
+        /// The server's MCP endpoint (or its base URL). Default: http://BIND_ADDR/mcp.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// A bearer token for that server (`file-service token --user N` prints one).
+        #[arg(long, env = "FILE_SERVICE_TOKEN", hide_env_values = true, conflicts_with = "user")]
+        token: Option<String>,
+        /// Sign a token for this user with the configured (local) secret instead, as `open`
+        /// does: for a server on this machine sharing this configuration.
+        #[arg(long)]
+        user: Option<i64>,
+        /// How long a token made with --user is valid: seconds, or a number with s, m, h or d.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: u64,
     },
     /// Apply catalog migrations and exit.
     Migrate,
@@ -209,6 +226,27 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             open_page(config.bind_addr, &token, no_browser);
             Ok(())
         }
+        Command::Mcp { url, token, user, ttl } => {
+            let token = match (token, user) {
+                (Some(token), _) => token,
+                (None, Some(user)) if user > 0 => app::auth(&config)?.mint(user, ttl),
+                (None, Some(_)) => {
+                    return Err(StartupError::Other(anyhow::anyhow!(
+                        "--user must be a positive integer"
+                    )))
+                }
+                (None, None) => {
+                    return Err(StartupError::Other(anyhow::anyhow!(
+                        "say who the agent acts for: --token TOKEN (or FILE_SERVICE_TOKEN), or --user N to sign one with the local secret"
+                    )))
+                }
+            };
+            let url = mcp_url(url.as_deref(), config.bind_addr);
+            let result = runtime.block_on(file_service::mcp::run_bridge(&url, &token));
+            // A read of stdin cannot be cancelled: do not wait for the blocking pool.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+            result.map_err(StartupError::Other)
+        }
         Command::Migrate => {
             let catalog = app::open_catalog(&config)?;
             catalog.migrate().map_err(|e| StartupError::Other(e.into()))?;
@@ -283,6 +321,20 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             Ok(())
         }
         Command::Summarize { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The MCP endpoint of `url` (a base URL gets `/mcp`), or of this instance's server.
+fn mcp_url(url: Option<&str>, bind_addr: std::net::SocketAddr) -> String {
+    let url = match url {
+        Some(url) => url.trim().to_string(),
+        None => format!("http://{}", local_addr(bind_addr)),
+    };
+    let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    if after_scheme.trim_end_matches('/').contains('/') {
+        url
+    } else {
+        format!("{}/mcp", url.trim_end_matches('/'))
     }
 }
 

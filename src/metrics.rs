@@ -31,6 +31,8 @@ pub struct Metrics {
     pub query_rows: IntCounter,
     /// Bytes of query downloads and conversions sent.
     pub query_bytes: IntCounter,
+    /// MCP tool calls by tool and outcome (ok, truncated, invalid, unauthorized, timeout, busy, error).
+    pub mcp_calls: IntCounterVec,
 }
 
 /// The metrics of this process.
@@ -127,6 +129,11 @@ impl Metrics {
                 "Bytes of query downloads and conversions sent",
             )
             .expect("valid metric"),
+            mcp_calls: IntCounterVec::new(
+                Opts::new("file_service_mcp_calls_total", "MCP tool calls by tool and outcome"),
+                &["tool", "outcome"],
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -145,6 +152,7 @@ impl Metrics {
             Box::new(m.query_seconds.clone()),
             Box::new(m.query_rows.clone()),
             Box::new(m.query_bytes.clone()),
+            Box::new(m.mcp_calls.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

@@ -60,6 +60,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
+    ("GET", "/mcp"),
+    ("POST", "/mcp"),
+    ("DELETE", "/mcp"),
 ];
 
 /// The methods a route template takes, in [`ROUTES`] order (for a 405's `Allow`).
@@ -96,6 +99,7 @@ pub fn route_template(path: &str) -> &'static str {
         ["metrics"] => "/metrics",
         ["openapi.json"] => "/openapi.json",
         ["docs"] => "/docs",
+        ["mcp"] => "/mcp",
         [] => "/",
         ["ui", _] => "/ui/{asset}",
         _ => "unmatched",

@@ -1,6 +1,7 @@
 //! The HTTP/1.1 connection loop: accepts connections, applies timeouts, streams file downloads, and shuts down gracefully.
 //!
-//! Routing, auth and errors are warp's ([`super::routes`]). warp 0.4 has no public way to
+//! Routing, auth and errors are warp's ([`super::routes`]), except `/mcp`, which goes to the
+//! MCP endpoint ([`crate::mcp::Endpoint`]) with the same log line and metrics. warp 0.4 has no public way to
 //! build a streaming response body, so a download handler returns its headers with an
 //! empty body and a [`StreamFile`] extension, and this layer swaps in the file's bytes.
 
@@ -79,10 +80,15 @@ impl StreamPieces {
     }
 }
 
-/// Serves `filter` on `listener` until `shutdown` completes, then lets open
-/// connections finish their current request.
-pub async fn serve<F>(listener: TcpListener, filter: F, options: ServerOptions, shutdown: impl Future<Output = ()>)
-where
+/// Serves `filter` (and `mcp` at `/mcp`) on `listener` until `shutdown` completes, then
+/// ends MCP sessions and lets open connections finish their current request.
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    mcp: Option<Arc<crate::mcp::Endpoint>>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) where
     F: warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
 {
     let service = warp::service(filter);
@@ -103,9 +109,10 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let mcp = mcp.clone();
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let service = service.clone();
-            handle(service, req)
+            handle(service, mcp.clone(), req)
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -119,6 +126,11 @@ where
         });
     }
     drop(listener);
+    // MCP sessions keep a stream open (GET) for as long as the client likes: end them first,
+    // or they would hold the grace period to its end.
+    if let Some(mcp) = &mcp {
+        mcp.shutdown();
+    }
     if tokio::time::timeout(options.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
@@ -130,8 +142,13 @@ where
     }
 }
 
-/// One request: runs the warp filter, fills in file bodies, logs one line and counts it.
-async fn handle<S>(mut service: S, req: http::Request<Incoming>) -> Result<http::Response<ResponseBody>, Infallible>
+/// One request: runs the warp filter (or the MCP endpoint for `/mcp`), fills in file
+/// bodies, logs one line and counts it.
+async fn handle<S>(
+    mut service: S,
+    mcp: Option<Arc<crate::mcp::Endpoint>>,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<ResponseBody>, Infallible>
 where
     S: tower_service::Service<http::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>,
 {
@@ -145,15 +162,27 @@ where
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mcp = mcp.filter(|_| req.uri().path() == "/mcp");
     let context = RequestContext::default();
     let (response, context) = REQUEST
         .scope(context, async move {
-            let response = service.call(req).await;
+            let response = match mcp {
+                Some(mcp) => match mcp.handle(req).await {
+                    Ok(response) => response.map(|body| {
+                        body.map_err(|never: Infallible| -> BoxError { match never {} })
+                            .boxed_unsync()
+                    }),
+                    Err(e) => with_file_body(super::error_response(&e)).await,
+                },
+                None => {
+                    let Ok(response) = service.call(req).await;
+                    with_file_body(response).await
+                }
+            };
             (response, REQUEST.with(|c| c.user.get()))
         })
         .await;
-    let Ok(response) = response;
-    let mut response = with_file_body(response).await;
+    let mut response = response;
     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
