@@ -111,6 +111,37 @@ pub(super) struct ColumnState {
     sample: Reservoir,
     num: NumAcc,
     date: DateAcc,
+    /// Values written as numbers with a decimal comma (`7,5`, `1.234,5`).
+    comma_numbers: u64,
+    /// A value that is neither missing, an integer, nor such a number.
+    not_comma_numbers: bool,
+}
+
+/// A number written with a decimal comma: `7,5`, `-0,25`, `1.234,56` (dots grouping thousands).
+fn is_decimal_comma(field: &[u8]) -> bool {
+    let t = infer::trim(field);
+    let t = t.strip_prefix(b"-").or_else(|| t.strip_prefix(b"+")).unwrap_or(t);
+    let Some(comma) = t.iter().position(|b| *b == b',') else {
+        return false;
+    };
+    let (whole, fraction) = (&t[..comma], &t[comma + 1..]);
+    if fraction.is_empty() || !fraction.iter().all(u8::is_ascii_digit) || whole.is_empty() {
+        return false;
+    }
+    let mut groups = whole.split(|b| *b == b'.');
+    let lead = groups.next().unwrap_or_default();
+    let digits = |g: &[u8]| !g.is_empty() && g.iter().all(u8::is_ascii_digit);
+    if !digits(lead) {
+        return false;
+    }
+    let mut grouped = false;
+    for g in groups {
+        if g.len() != 3 || !digits(g) {
+            return false;
+        }
+        grouped = true;
+    }
+    !grouped || lead.len() <= 3
 }
 
 impl ColumnState {
@@ -122,7 +153,15 @@ impl ColumnState {
             sample: Reservoir::new(budget.reservoir_cap, seed),
             num: NumAcc::default(),
             date: DateAcc::default(),
+            comma_numbers: 0,
+            not_comma_numbers: false,
         }
+    }
+
+    /// Every present value is an integer or a number with a decimal comma, and one is such a
+    /// number: the column is numbers to a reader who takes `,` as the decimal mark.
+    pub(super) fn decimal_comma(&self) -> bool {
+        !self.not_comma_numbers && self.comma_numbers > 0
     }
 
     /// Classifies a field and computes its counting key; [`Self::touch`] then [`Self::apply`]
@@ -164,6 +203,13 @@ impl ColumnState {
     #[inline]
     pub(super) fn apply(&mut self, v: Value, key: u64, field: &[u8]) {
         self.lat.observe(&v);
+        if !self.not_comma_numbers {
+            match v {
+                Value::Missing | Value::Int(_) | Value::UInt(_) => {}
+                Value::Text if is_decimal_comma(field) => self.comma_numbers += 1,
+                _ => self.not_comma_numbers = true,
+            }
+        }
         // Numeric/date accumulators are useless once the column is certainly text.
         let typed = !self.lat.is_object_for_sure();
         match v {
@@ -383,6 +429,16 @@ mod tests {
                 count: 2
             }
         );
+    }
+
+    #[test]
+    fn numbers_with_a_decimal_comma() {
+        for t in ["7,5", "-0,25", "+3,0", " 12,5 ", "1.234,5", "12.345.678,90"] {
+            assert!(is_decimal_comma(t.as_bytes()), "{t}");
+        }
+        for t in ["7,", ",5", "7.5", "1,234,5", "1234.567,8", "1.23,4", "a,5", "7,5x", "7"] {
+            assert!(!is_decimal_comma(t.as_bytes()), "{t}");
+        }
     }
 
     #[test]
