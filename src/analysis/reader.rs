@@ -52,6 +52,8 @@ pub(super) struct Input<R: Read> {
     held: VecDeque<Held>,
     /// How many of the held lines are notes (the rest are lines of delimiters).
     held_notes: usize,
+    /// How many of those notes are single words (see [`FooterLine::Word`]).
+    held_words: usize,
     releasing: VecDeque<Held>,
     /// Records with one field count unlike the table's, held while they may start another table.
     ahead: Vec<Ahead>,
@@ -238,8 +240,9 @@ impl<R: Read> Input<R> {
                         }
                         continue;
                     }
-                    Some(FooterLine::Note) if self.held_notes < MAX_FOOTER => {
+                    Some(note @ (FooterLine::Note | FooterLine::Word)) if self.held_notes < MAX_FOOTER => {
                         self.held_notes += 1;
+                        self.held_words += (note == FooterLine::Word) as usize;
                         self.held.push_back(Held::Record(rec.clone()));
                         continue;
                     }
@@ -254,6 +257,7 @@ impl<R: Read> Input<R> {
             self.releasing.append(&mut self.held);
             self.releasing.push_back(Held::Record(rec.clone()));
             self.held_notes = 0;
+            self.held_words = 0;
         }
     }
 
@@ -336,16 +340,18 @@ impl<R: Read> Input<R> {
     /// footer rules apply (see [`Input::read_row`]); above another table they are all footer.
     fn end_of_table(&mut self, another_follows: bool) {
         let notes = self.held_notes as u64;
+        // Single words are notes only beside a note that is one on its own.
+        let sure = self.held_notes > self.held_words;
         self.held_notes = 0;
+        self.held_words = 0;
         let lines =
             |held: &VecDeque<Held>| -> u64 { held.iter().map(|h| if let Held::Empty(k) = h { *k } else { 1 }).sum() };
         let trailing_empty = match self.held.back() {
             Some(Held::Empty(k)) => *k,
             _ => 0,
         };
-        let footer = another_follows
-            || (notes > 0 && self.rows >= 2 * notes)
-            || (notes == 0 && trailing_empty > 0 && self.rows > 0);
+        let footer =
+            another_follows || (sure && self.rows >= 2 * notes) || (notes == 0 && trailing_empty > 0 && self.rows > 0);
         if footer {
             self.footer += lines(&self.held);
             self.held.clear();
@@ -500,6 +506,7 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         typed_first,
         held: VecDeque::new(),
         held_notes: 0,
+        held_words: 0,
         releasing: VecDeque::new(),
         ahead: Vec::new(),
         replay: VecDeque::new(),
@@ -1138,6 +1145,10 @@ enum FooterLine {
     Note,
     /// Only delimiters: a row of missing values to pandas, a spacer around notes to a reader.
     Empty,
+    /// A single word of text in the first cell of a table of three columns or more
+    /// (`Confidential`): a note when a [`FooterLine::Note`] is held with it, else a row (a
+    /// last row with only its first value).
+    Word,
 }
 
 fn footer_line(rec: &impl Fields, ncols: usize, typed_first: bool) -> Option<FooterLine> {
@@ -1162,7 +1173,13 @@ fn footer_line(rec: &impl Fields, ncols: usize, typed_first: bool) -> Option<Foo
     } else {
         width == 1 && label
     };
-    note.then_some(FooterLine::Note)
+    if note {
+        Some(FooterLine::Note)
+    } else if width == 1 && ncols >= 3 {
+        Some(FooterLine::Word)
+    } else {
+        None
+    }
 }
 
 /// Whether the fields of `rec` past the table's `ncols` hold more than whitespace (a trailing

@@ -816,6 +816,15 @@ fn notes_and_padding_below_the_table_and_a_quoted_title_cell() {
     assert_eq!((p.row_count, p.footer_lines, dtypes(&p)[0]), (30, 2, "int64"));
     let p = prof(&format!("{body},,\nSource: finance dept,,\nConfidential,,\n"));
     assert_eq!((p.row_count, p.footer_lines, dtypes(&p)[0]), (30, 3, "int64"));
+    // Under a first column of text, a word is a note beside a note, else a row.
+    let mut texts = String::from("name,qty,price,city,code\n");
+    for i in 0..30 {
+        texts.push_str(&format!("Ann,{i},{i}.5,Oslo,{i}\n"));
+    }
+    let p = prof(&format!("{texts}Confidential\nDo not distribute, internal use only\n"));
+    assert_eq!((p.row_count, p.footer_lines), (30, 2));
+    let p = prof(&format!("{texts}Confidential\n"));
+    assert_eq!((p.row_count, p.footer_lines), (31, 0));
     // A quoted title cell with a line break above the header, padded or not.
     for title in ["\"Quarterly export\nRegion: EMEA\",,", "\"Sales\r\nfirst half, 2024\""] {
         let p = prof(&format!("{title}\n{body}"));
