@@ -118,30 +118,37 @@ pub(super) struct ColumnState {
 }
 
 /// A number written with a decimal comma: `7,5`, `-0,25`, `1.234,56` (dots grouping thousands).
+/// One pass over the bytes: it runs on every value of a column until one is not such a number.
 fn is_decimal_comma(field: &[u8]) -> bool {
     let t = infer::trim(field);
-    let t = t.strip_prefix(b"-").or_else(|| t.strip_prefix(b"+")).unwrap_or(t);
-    let Some(comma) = t.iter().position(|b| *b == b',') else {
-        return false;
+    let t = match t.first() {
+        Some(b'-' | b'+') => &t[1..],
+        _ => t,
     };
-    let (whole, fraction) = (&t[..comma], &t[comma + 1..]);
-    if fraction.is_empty() || !fraction.iter().all(u8::is_ascii_digit) || whole.is_empty() {
-        return false;
-    }
-    let mut groups = whole.split(|b| *b == b'.');
-    let lead = groups.next().unwrap_or_default();
-    let digits = |g: &[u8]| !g.is_empty() && g.iter().all(u8::is_ascii_digit);
-    if !digits(lead) {
-        return false;
-    }
-    let mut grouped = false;
-    for g in groups {
-        if g.len() != 3 || !digits(g) {
-            return false;
+    // Digits in the current group, whether a dot came before it, and the first group's length.
+    let (mut run, mut grouped, mut lead) = (0usize, false, 0usize);
+    for (i, &b) in t.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => run += 1,
+            b'.' => {
+                if run == 0 || (grouped && run != 3) || (!grouped && run > 3) {
+                    return false;
+                }
+                if !grouped {
+                    lead = run;
+                }
+                grouped = true;
+                run = 0;
+            }
+            b',' => {
+                let fraction = &t[i + 1..];
+                let whole = run > 0 && (!grouped || (run == 3 && lead <= 3));
+                return whole && !fraction.is_empty() && fraction.iter().all(u8::is_ascii_digit);
+            }
+            _ => return false,
         }
-        grouped = true;
     }
-    !grouped || lead.len() <= 3
+    false
 }
 
 impl ColumnState {
@@ -156,6 +163,12 @@ impl ColumnState {
             comma_numbers: 0,
             not_comma_numbers: false,
         }
+    }
+
+    /// Stops looking for decimal commas (in a comma-separated file a comma is no decimal mark).
+    pub(super) fn without_decimal_comma(mut self) -> ColumnState {
+        self.not_comma_numbers = true;
+        self
     }
 
     /// Every present value is an integer or a number with a decimal comma, and one is such a

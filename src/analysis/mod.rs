@@ -263,8 +263,10 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
     let mut extents: Vec<TableExtent> = Vec::new();
     loop {
         let budget = sketch::Budget::for_columns(start.ncols);
+        let comma = input.delimiter() == b',';
         let mut columns: Vec<column::ColumnState> = (0..start.ncols)
             .map(|i| column::ColumnState::new(&budget, i as u64))
+            .map(|c| if comma { c.without_decimal_comma() } else { c })
             .collect();
         let scanned = scan::scan(&mut input, &mut columns, utf8, cfg)?;
         utf8 = scanned.utf8;
