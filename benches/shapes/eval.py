@@ -35,7 +35,8 @@ def run_ours(path):
     if p.returncode != 0:
         return None, short(p.stderr or f"exit {p.returncode}"), {}
     j = json.loads(p.stdout)
-    extra = {k: j.get(k) for k in ("delimiter", "encoding", "header_line", "footer_lines", "skipped_lines", "other_tables")}
+    extra = {k: j.get(k) for k in ("delimiter", "encoding", "header_line", "footer_lines", "skipped_lines", "other_tables",
+                                   "header_groups", "decimal")}
     extra["names"] = [c["name"] for c in j.get("columns", [])]
     return (j["row_count"], j["column_count"]), None, extra
 
@@ -82,7 +83,7 @@ def cell(shape, err, truth):
 
 def main():
     out = []
-    score = {t: {"exact": 0, "cols": 0, "fail": 0} for t, _ in TOOLS}
+    score = {t: {"exact": 0, "cols": 0, "names": 0, "fail": 0} for t, _ in TOOLS}
     results = {}
     out.append("# CSV shape-detection evaluation\n")
     out.append("✅ = rows and cols exact, ◐ = cols right / rows wrong, ❌ = cols wrong, FAIL = error\n")
@@ -103,19 +104,20 @@ def main():
             else:
                 score[tool]["exact"] += shape == truth
                 score[tool]["cols"] += shape[1] == truth[1]
+                score[tool]["names"] += [str(x).strip() for x in extra.get("names", [])] == [str(x).strip() for x in t["header"]]
             row.append(cell(shape, err, truth))
         out.append("| " + " | ".join(row) + " |")
     n = len(TRUTH)
     out.append("\n## Totals\n")
-    out.append("| tool | shape exact | cols right | failures |")
-    out.append("|---|---|---|---|")
+    out.append("| tool | shape exact | cols right | names exact | failures |")
+    out.append("|---|---|---|---|---|")
     for tool, _ in TOOLS:
         s = score[tool]
-        out.append(f"| {tool} | {s['exact']}/{n} | {s['cols']}/{n} | {s['fail']}/{n} |")
+        out.append(f"| {tool} | {s['exact']}/{n} | {s['cols']}/{n} | {s['names']}/{n} | {s['fail']}/{n} |")
     out.append("")
     for tool, _ in TOOLS:
         s = score[tool]
-        out.append(f"- **{tool}**: exact {s['exact']}/{n}, cols right {s['cols']}/{n}, failures {s['fail']}/{n}")
+        out.append(f"- **{tool}**: exact {s['exact']}/{n}, cols right {s['cols']}/{n}, names exact {s['names']}/{n}, failures {s['fail']}/{n}")
     text = "\n".join(out) + "\n"
     print(text)
     with open(os.path.join(CASES, "report.md"), "w", encoding="utf-8") as f:

@@ -111,6 +111,44 @@ pub(super) struct ColumnState {
     sample: Reservoir,
     num: NumAcc,
     date: DateAcc,
+    /// Values written as numbers with a decimal comma (`7,5`, `1.234,5`).
+    comma_numbers: u64,
+    /// A value that is neither missing, an integer, nor such a number.
+    not_comma_numbers: bool,
+}
+
+/// A number written with a decimal comma: `7,5`, `-0,25`, `1.234,56` (dots grouping thousands).
+/// One pass over the bytes: it runs on every value of a column until one is not such a number.
+fn is_decimal_comma(field: &[u8]) -> bool {
+    let t = infer::trim(field);
+    let t = match t.first() {
+        Some(b'-' | b'+') => &t[1..],
+        _ => t,
+    };
+    // Digits in the current group, whether a dot came before it, and the first group's length.
+    let (mut run, mut grouped, mut lead) = (0usize, false, 0usize);
+    for (i, &b) in t.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => run += 1,
+            b'.' => {
+                if run == 0 || (grouped && run != 3) || (!grouped && run > 3) {
+                    return false;
+                }
+                if !grouped {
+                    lead = run;
+                }
+                grouped = true;
+                run = 0;
+            }
+            b',' => {
+                let fraction = &t[i + 1..];
+                let whole = run > 0 && (!grouped || (run == 3 && lead <= 3));
+                return whole && !fraction.is_empty() && fraction.iter().all(u8::is_ascii_digit);
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 impl ColumnState {
@@ -122,7 +160,21 @@ impl ColumnState {
             sample: Reservoir::new(budget.reservoir_cap, seed),
             num: NumAcc::default(),
             date: DateAcc::default(),
+            comma_numbers: 0,
+            not_comma_numbers: false,
         }
+    }
+
+    /// Stops looking for decimal commas (in a comma-separated file a comma is no decimal mark).
+    pub(super) fn without_decimal_comma(mut self) -> ColumnState {
+        self.not_comma_numbers = true;
+        self
+    }
+
+    /// Every present value is an integer or a number with a decimal comma, and one is such a
+    /// number: the column is numbers to a reader who takes `,` as the decimal mark.
+    pub(super) fn decimal_comma(&self) -> bool {
+        !self.not_comma_numbers && self.comma_numbers > 0
     }
 
     /// Classifies a field and computes its counting key; [`Self::touch`] then [`Self::apply`]
@@ -164,6 +216,13 @@ impl ColumnState {
     #[inline]
     pub(super) fn apply(&mut self, v: Value, key: u64, field: &[u8]) {
         self.lat.observe(&v);
+        if !self.not_comma_numbers {
+            match v {
+                Value::Missing | Value::Int(_) | Value::UInt(_) => {}
+                Value::Text if is_decimal_comma(field) => self.comma_numbers += 1,
+                _ => self.not_comma_numbers = true,
+            }
+        }
         // Numeric/date accumulators are useless once the column is certainly text.
         let typed = !self.lat.is_object_for_sure();
         match v {
@@ -383,6 +442,16 @@ mod tests {
                 count: 2
             }
         );
+    }
+
+    #[test]
+    fn numbers_with_a_decimal_comma() {
+        for t in ["7,5", "-0,25", "+3,0", " 12,5 ", "1.234,5", "12.345.678,90"] {
+            assert!(is_decimal_comma(t.as_bytes()), "{t}");
+        }
+        for t in ["7,", ",5", "7.5", "1,234,5", "1234.567,8", "1.23,4", "a,5", "7,5x", "7"] {
+            assert!(!is_decimal_comma(t.as_bytes()), "{t}");
+        }
     }
 
     #[test]

@@ -88,6 +88,35 @@ pub struct Profile {
     /// Parquet: row groups; Arrow IPC: record batches (how the file was read, piece by piece).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<u64>,
+    /// A line of group labels right above the header (`run-a,,run-b,` over `X,Y,X,Y`, a
+    /// spreadsheet's merged cells): kept as context, neither the header nor a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_groups: Option<HeaderGroups>,
+    /// Numbers written with a decimal comma (`7,5`) in a file not separated by commas. pandas'
+    /// default reading keeps them as text (`object`, as the dtypes say); these columns are
+    /// numbers when read with `decimal=","`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimal: Option<DecimalMark>,
+}
+
+/// Group labels over the header's columns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeaderGroups {
+    /// 1-based line of the group labels (the line right above `header_line`).
+    pub line: u64,
+    /// Per column, the label over it: a label spans the empty cells to its right, as a merged
+    /// cell does; empty where no label reaches.
+    pub labels: Vec<String>,
+}
+
+/// The decimal mark numbers are written with, and the columns that are numbers with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecimalMark {
+    /// `","`.
+    pub separator: String,
+    /// Columns whose every present value is an integer or a number with that mark, one at
+    /// least with it (`7,5`, `1.234,5`: dots then group thousands).
+    pub columns: Vec<String>,
 }
 
 impl Profile {
@@ -107,6 +136,8 @@ impl Profile {
             sheet: None,
             sheets: Vec::new(),
             chunks: None,
+            header_groups: None,
+            decimal: None,
         }
     }
 }
@@ -217,6 +248,7 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
     let mut record = csv::ByteRecord::new();
 
     let (header_line, first_line) = input.read_header(&mut record)?.ok_or(AnalysisError::Empty)?;
+    let first_table_line = first_line;
     let mut utf8 = reader::is_utf8(&record);
     let width = record.len().max(input.columns());
     let mut start = TableStart {
@@ -231,8 +263,10 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
     let mut extents: Vec<TableExtent> = Vec::new();
     loop {
         let budget = sketch::Budget::for_columns(start.ncols);
+        let comma = input.delimiter() == b',';
         let mut columns: Vec<column::ColumnState> = (0..start.ncols)
             .map(|i| column::ColumnState::new(&budget, i as u64))
+            .map(|c| if comma { c.without_decimal_comma() } else { c })
             .collect();
         let scanned = scan::scan(&mut input, &mut columns, utf8, cfg)?;
         utf8 = scanned.utf8;
@@ -299,6 +333,34 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         None => (0..ncols).map(|i| i.to_string()).collect(),
     };
     let names = header::pandas_names(raw_names);
+    let delimiter = input.delimiter();
+    let decimal_columns: Vec<String> = columns
+        .iter()
+        .zip(&names)
+        .filter(|(state, _)| delimiter != b',' && state.decimal_comma())
+        .map(|(_, name)| name.clone())
+        .collect();
+    let decimal = (!decimal_columns.is_empty()).then(|| DecimalMark {
+        separator: ",".to_string(),
+        columns: decimal_columns,
+    });
+    // The group line belongs to the first table only.
+    let header_groups = input
+        .group_line()
+        .filter(|_| start.first_line == first_table_line)
+        .map(|(record, line)| {
+            let mut label = String::new();
+            let labels = (0..ncols)
+                .map(|i| {
+                    let cell = record.get(i).map(|b| decode(b)).unwrap_or_default();
+                    if !cell.trim().is_empty() {
+                        label = cell.trim().to_string();
+                    }
+                    label.clone()
+                })
+                .collect();
+            HeaderGroups { line: *line, labels }
+        });
     let columns: Vec<ColumnProfile> = columns
         .into_iter()
         .zip(names)
@@ -308,7 +370,7 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         row_count: rows,
         column_count: ncols as u64,
         encoding: encoding.to_string(),
-        delimiter: (input.delimiter() as char).to_string(),
+        delimiter: (delimiter as char).to_string(),
         header_line: start.header_line,
         footer_lines,
         skipped_lines: input.skipped_lines(),
@@ -317,6 +379,8 @@ fn profile_with<R: Read>(reader: R, format: Format, cfg: scan::Config) -> Result
         sheet: None,
         sheets: Vec::new(),
         chunks: None,
+        header_groups,
+        decimal,
     })
 }
 

@@ -19,9 +19,6 @@ const SNIFF_RECORDS: usize = 500;
 const MAX_PREAMBLE: usize = 100;
 /// At most this many note lines at the end of a table are dropped as its footer.
 const MAX_FOOTER: usize = 10;
-/// A run of at least this many lines of delimiters only ends a table as a footer (a
-/// spreadsheet's padding); fewer are rows of missing values, as pandas reads them.
-const MIN_EMPTY_FOOTER: u64 = 5;
 /// Consecutive records with one field count, wider than the table or at most half its width,
 /// that start another table. Shorter runs of wider lines are set aside; of narrower ones, rows.
 const TABLE_RUN: usize = 5;
@@ -43,11 +40,20 @@ pub(super) struct Input<R: Read> {
     headerless: bool,
     /// The table's width when its header line is narrower than its rows (0: the header's).
     columns: usize,
+    /// The line right above the header groups its columns (see [`Layout::group_above`]).
+    group_above: bool,
+    /// That line's fields and 1-based line, once [`Input::read_header`] has read it.
+    group: Option<(csv::ByteRecord, u64)>,
+    /// The first column of the table holds numbers, dates or booleans and no text below the
+    /// header (in the sniffed start): a line whose only cell is text there is a note.
+    typed_first: bool,
     /// Note-like lines held back by [`Input::read_row`] until a row below them shows they are
     /// data, and the ones being handed out after that.
     held: VecDeque<Held>,
     /// How many of the held lines are notes (the rest are lines of delimiters).
     held_notes: usize,
+    /// How many of those notes are single words (see [`FooterLine::Word`]).
+    held_words: usize,
     releasing: VecDeque<Held>,
     /// Records with one field count unlike the table's, held while they may start another table.
     ahead: Vec<Ahead>,
@@ -122,7 +128,12 @@ impl<R: Read> Input<R> {
     /// Non-blank lines that belong to no table: those above the first table's header (or
     /// first row), and lines wider than their table.
     pub(super) fn skipped_lines(&self) -> u64 {
-        self.preamble as u64 + self.set_aside
+        (self.preamble - self.group.is_some() as usize) as u64 + self.set_aside
+    }
+
+    /// The line of group labels right above the header, with its 1-based line number.
+    pub(super) fn group_line(&self) -> Option<&(csv::ByteRecord, u64)> {
+        self.group.as_ref()
     }
 
     /// The table's width when the sniffer found its header line narrower than its rows.
@@ -140,8 +151,9 @@ impl<R: Read> Input<R> {
     /// Blank lines are skipped. Lines that may be a footer (see [`FooterLine`]) are held
     /// back: if a row follows, they are handed out in order as pandas reads them; at the end
     /// of the input they are the table's footer and are dropped, as long as they are at most
-    /// [`MAX_FOOTER`] notes and there are twice as many rows as notes, or (without notes) at
-    /// least [`MIN_EMPTY_FOOTER`] lines of delimiters.
+    /// [`MAX_FOOTER`] notes and there are twice as many rows as notes. A run of lines of
+    /// delimiters only at the very end is padding, whatever its length, unless the table has
+    /// no other row.
     ///
     /// A record with more fields than the table whose extra fields hold more than whitespace,
     /// or with at most half its fields, may start another table: it and the records after it
@@ -220,7 +232,7 @@ impl<R: Read> Input<R> {
                 }
             }
             if ncols >= 2 {
-                match footer_line(rec, ncols) {
+                match footer_line(rec, ncols, self.typed_first) {
                     Some(FooterLine::Empty) => {
                         match self.held.back_mut() {
                             Some(Held::Empty(k)) => *k += 1,
@@ -228,8 +240,9 @@ impl<R: Read> Input<R> {
                         }
                         continue;
                     }
-                    Some(FooterLine::Note) if self.held_notes < MAX_FOOTER => {
+                    Some(note @ (FooterLine::Note | FooterLine::Word)) if self.held_notes < MAX_FOOTER => {
                         self.held_notes += 1;
+                        self.held_words += (note == FooterLine::Word) as usize;
                         self.held.push_back(Held::Record(rec.clone()));
                         continue;
                     }
@@ -244,6 +257,7 @@ impl<R: Read> Input<R> {
             self.releasing.append(&mut self.held);
             self.releasing.push_back(Held::Record(rec.clone()));
             self.held_notes = 0;
+            self.held_words = 0;
         }
     }
 
@@ -277,7 +291,9 @@ impl<R: Read> Input<R> {
             start,
             ends: &ends[first_end..],
         };
-        let plain = row.count() == ncols && !is_blank(&row) && (ncols < 2 || footer_line(&row, ncols).is_none());
+        let plain = row.count() == ncols
+            && !is_blank(&row)
+            && (ncols < 2 || footer_line(&row, ncols, self.typed_first).is_none());
         if plain {
             self.rows += 1;
             return Ok(true);
@@ -324,23 +340,25 @@ impl<R: Read> Input<R> {
     /// footer rules apply (see [`Input::read_row`]); above another table they are all footer.
     fn end_of_table(&mut self, another_follows: bool) {
         let notes = self.held_notes as u64;
+        // Single words are notes only beside a note that is one on its own.
+        let sure = self.held_notes > self.held_words;
         self.held_notes = 0;
+        self.held_words = 0;
         let lines =
             |held: &VecDeque<Held>| -> u64 { held.iter().map(|h| if let Held::Empty(k) = h { *k } else { 1 }).sum() };
         let trailing_empty = match self.held.back() {
             Some(Held::Empty(k)) => *k,
             _ => 0,
         };
-        let footer = another_follows
-            || (notes > 0 && self.rows >= 2 * notes)
-            || (notes == 0 && trailing_empty >= MIN_EMPTY_FOOTER);
+        let footer =
+            another_follows || (sure && self.rows >= 2 * notes) || (notes == 0 && trailing_empty > 0 && self.rows > 0);
         if footer {
             self.footer += lines(&self.held);
             self.held.clear();
             return;
         }
-        // Notes that are rows after all; a long run of delimiter lines after them is still padding.
-        if trailing_empty >= MIN_EMPTY_FOOTER {
+        // Notes that are rows after all; the lines of delimiters after them are still padding.
+        if trailing_empty > 0 && (self.rows > 0 || self.held.len() > 1) {
             self.held.pop_back();
             self.footer += trailing_empty;
         }
@@ -370,6 +388,7 @@ impl<R: Read> Input<R> {
     /// footer lines start again for it.
     pub(super) fn take_table(&mut self) -> Option<Vec<Ahead>> {
         let table = self.next_table.take()?;
+        self.typed_first = false;
         self.rows = 0;
         self.footer = 0;
         Some(table)
@@ -396,6 +415,10 @@ impl<R: Read> Input<R> {
             }
             if above > 0 {
                 above -= 1;
+                if above == 0 && self.group_above {
+                    let line = self.record_line(rec);
+                    self.group = Some((rec.clone(), line));
+                }
                 continue;
             }
             let line = self.record_line(rec);
@@ -466,6 +489,8 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         preamble,
         headerless,
         columns,
+        group_above,
+        typed_first,
     } = sniff_layout(&prefix, complete, format);
     let rdr = Tokenizer::new(Cursor::new(prefix).chain(decoded), delimiter, MAX_RECORD_BYTES);
     Ok(Input {
@@ -476,8 +501,12 @@ pub(super) fn open<R: Read>(mut inner: R, format: Format) -> Result<Input<R>, An
         preamble,
         headerless,
         columns,
+        group_above,
+        group: None,
+        typed_first,
         held: VecDeque::new(),
         held_notes: 0,
+        held_words: 0,
         releasing: VecDeque::new(),
         ahead: Vec::new(),
         replay: VecDeque::new(),
@@ -606,6 +635,11 @@ struct Layout {
     headerless: bool,
     /// The table's width when its header line is narrower than its rows; 0 otherwise.
     columns: usize,
+    /// The record right above the header (the last of the preamble) is a line of group
+    /// labels over the header's columns (see [`group_line`]).
+    group_above: bool,
+    /// See [`Input::typed_first`].
+    typed_first: bool,
 }
 
 impl Layout {
@@ -615,6 +649,8 @@ impl Layout {
             preamble: 0,
             headerless,
             columns: 0,
+            group_above: false,
+            typed_first: false,
         }
     }
 }
@@ -654,6 +690,9 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
     let mut consistent: Option<(usize, u8)> = None;
     // (table width, layout) of the widest table found below other lines.
     let mut titled: Option<(usize, Layout)> = None;
+    // (cells, layout) of the largest table another delimiter finds below a first line that
+    // the first delimiter reads as the header of a table (a title that contains the delimiter).
+    let mut rival: Option<(usize, Layout)> = None;
     // The first delimiter's records when it splits most of them like the header.
     let mut plain: Option<Vec<Shape>> = None;
     for delimiter in std::iter::once(first).chain(others.iter().copied().filter(|d| *d != first)) {
@@ -665,7 +704,19 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
             let wider = titled.as_ref().is_none_or(|(width, _)| header.width > *width);
             // Another delimiter's lines above a table only count when the first one gives no table.
             if (delimiter == first || (sniffs_alike && plain.is_none())) && wider {
-                titled = Some((header.width, layout_below(&records, start, delimiter)));
+                titled = Some((
+                    header.width,
+                    with_context(&records, layout_below(&records, start, delimiter)),
+                ));
+            } else if delimiter != first && sniffs_alike && plain.is_some() {
+                let rows = records[start + 1..]
+                    .iter()
+                    .filter(|r| r.fields == header.fields)
+                    .count();
+                let cells = header.width * rows;
+                if rival.as_ref().is_none_or(|(c, _)| cells > *c) {
+                    rival = Some((cells, with_context(&records, layout_below(&records, start, delimiter))));
+                }
             }
             continue;
         }
@@ -682,6 +733,20 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
         return layout;
     }
     let first_fields = plain.as_ref().and_then(|r| r.first()).map_or(0, |r| r.fields);
+    // Two delimiters read consistent rows: the one with more columns over more rows wins
+    // (DuckDB's rule), and the other's first line is a title.
+    // Only when the first line holds its delimiter and does not name typed rows below it
+    // (then it is the header), and the other table has a header of its own.
+    if let (Some((cells, layout)), Some(records)) = (rival, plain.as_deref()) {
+        let matching = records.iter().filter(|r| r.fields == first_fields).count();
+        if first_fields >= 2
+            && cells > first_fields * matching
+            && !layout.headerless
+            && !names_typed_rows(records, 0, first_fields)
+        {
+            return layout;
+        }
+    }
     let delimiter = match consistent {
         // Another delimiter splits every record alike: where the first line's delimiter
         // splits most rows unlike the header, or splits them alike into fewer fields (a
@@ -694,7 +759,73 @@ fn sniff_layout(prefix: &[u8], complete: bool, format: Format) -> Layout {
     let headerless = plain
         .as_deref()
         .is_some_and(|records| records.len() >= 2 && !is_header_at(records, 0, records[0].fields));
-    Layout::plain(delimiter, headerless)
+    let layout = Layout::plain(delimiter, headerless);
+    match plain.as_deref() {
+        Some(records) if delimiter == first => with_context(records, layout),
+        _ => layout,
+    }
+}
+
+/// Adds what the records say about the table's header beyond where it is: a line of group
+/// labels over it (see [`group_line`]), and whether its first column is typed.
+fn with_context(records: &[Shape], mut layout: Layout) -> Layout {
+    if layout.headerless {
+        return layout;
+    }
+    let h = layout.preamble;
+    let Some(header) = records.get(h) else {
+        return layout;
+    };
+    let width = header.fields.max(layout.columns);
+    if group_line(header, width) && h + 1 < records.len() && names_typed_rows(records, h + 1, width) {
+        // The first line found is the group line: the header is the line below it.
+        layout.preamble = h + 1;
+        layout.group_above = true;
+    } else if h >= 1 && group_line(&records[h - 1], width) && names_typed_rows(records, h, width) {
+        layout.group_above = true;
+    }
+    let h = layout.preamble;
+    let mut first = 0u16;
+    // Rows that use more than half the table (not the notes that may end it).
+    for r in records[h + 1..]
+        .iter()
+        .filter(|r| r.fields > 1 && r.width <= width && r.width * 2 > width)
+    {
+        if let Some(k) = r.kinds.first() {
+            if !matches!(k, Kind::Empty | Kind::Missing) {
+                first |= 1 << *k as u16;
+            }
+        }
+    }
+    layout.typed_first = first != 0 && first & (1 << Kind::Text as u16) == 0;
+    layout
+}
+
+/// A line of group labels over a header of `width` fields (`run-a,,run-b,` over `X,Y,X,Y`, or
+/// a spreadsheet's merged cells `,Temperature,,Pressure,`): as many fields as the header, at
+/// least two labels, all text, and fewer distinct labels than columns (a label spans the
+/// empty cells to its right, or repeats over each of its columns).
+fn group_line(r: &Shape, width: usize) -> bool {
+    let labels = r.kinds.iter().filter(|k| **k != Kind::Empty).count();
+    !r.comment
+        && r.fields == width
+        && labels >= 2
+        && r.kinds.iter().all(|k| matches!(k, Kind::Empty | Kind::Text))
+        && r.distinct_labels < width
+}
+
+/// Whether `records[at]` names the columns of the typed rows below it (see
+/// [`table::names_typed_rows`]), over the sniffed records below with a delimiter and no wider
+/// than the table.
+fn names_typed_rows(records: &[Shape], at: usize, width: usize) -> bool {
+    let first = &records[at];
+    first.fields == width && {
+        let rows = records[at + 1..]
+            .iter()
+            .filter(|r| r.fields > 1 && r.width <= width)
+            .map(|r| r.kinds.as_slice());
+        table::names_typed_rows(&first.kinds, rows)
+    }
 }
 
 /// The header (or first row) of a table that [`find_table`] found starting at `start`.
@@ -713,6 +844,8 @@ fn layout_below(records: &[Shape], start: usize, delimiter: u8) -> Layout {
             preamble: at,
             headerless: false,
             columns: 0,
+            group_above: false,
+            typed_first: false,
         };
     }
     if let Some(above) = at.checked_sub(1).map(|i| &records[i]) {
@@ -728,6 +861,8 @@ fn layout_below(records: &[Shape], start: usize, delimiter: u8) -> Layout {
                 preamble: at - 1,
                 headerless: false,
                 columns: width,
+                group_above: false,
+                typed_first: false,
             };
         }
     }
@@ -736,6 +871,8 @@ fn layout_below(records: &[Shape], start: usize, delimiter: u8) -> Layout {
         preamble: at,
         headerless: true,
         columns: 0,
+        group_above: false,
+        typed_first: false,
     }
 }
 
@@ -773,6 +910,9 @@ struct Shape {
     kinds: Vec<Kind>,
     /// The fields are `0,1,2,…` or `1,2,3,…`.
     counts_columns: bool,
+    /// Distinct non-empty fields, counted for the records that may be a group line above a
+    /// header (near the top, all text); else the field count.
+    distinct_labels: usize,
     /// The record's bytes in the prefix (with any blank lines before it).
     span: std::ops::Range<usize>,
 }
@@ -796,12 +936,23 @@ fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
         }
         let end = rdr.position().byte() as usize;
         if !is_blank(&rec) {
+            let kinds: Vec<Kind> = rec.iter().map(table::kind).collect();
+            let distinct_labels =
+                if out.len() <= MAX_PREAMBLE && kinds.iter().all(|k| matches!(k, Kind::Empty | Kind::Text)) {
+                    let mut labels: Vec<&[u8]> = rec.iter().map(|f| f.trim_ascii()).filter(|f| !f.is_empty()).collect();
+                    labels.sort_unstable();
+                    labels.dedup();
+                    labels.len()
+                } else {
+                    rec.len()
+                };
             out.push(Shape {
                 fields: rec.len(),
                 width: width(&rec),
                 comment: rec.get(0).is_some_and(|f| f.starts_with(b"#")),
-                kinds: rec.iter().map(table::kind).collect(),
+                kinds,
                 counts_columns: table::counts_columns(rec.iter()),
+                distinct_labels,
                 span: start..end,
             });
         }
@@ -815,6 +966,21 @@ fn shapes(prefix: &[u8], complete: bool, delimiter: u8) -> Vec<Shape> {
 fn find_table(records: &[Shape]) -> Option<usize> {
     let (first, below) = records.split_first()?;
     let typical = most_common(below.iter().map(|r| r.width))?;
+    // A first line of several fields whose count no line below has is a title (or metadata),
+    // when the line below it names the columns of the typed rows under it and most lines
+    // with a delimiter below are as wide as that line.
+    let unmatched = first.fields >= 2 && !first.comment && below.iter().all(|r| r.fields != first.fields);
+    if unmatched && records.len() >= 3 {
+        let second = &records[1];
+        let body: Vec<&Shape> = records[2..].iter().filter(|r| r.fields > 1).collect();
+        let fitting = body
+            .iter()
+            .filter(|r| r.width <= second.fields && r.width * 2 > second.fields)
+            .count();
+        if second.width == typical && names_typed_rows(records, 1, second.fields) && fitting * 5 >= body.len() * 4 {
+            return Some(1);
+        }
+    }
     let narrow = first.width * 2 <= typical;
     let overflows = below.iter().any(|r| r.width > first.fields);
     if !(narrow || overflows) {
@@ -973,13 +1139,19 @@ enum FooterLine {
     /// A note: a line with fewer fields than the header (so not padded by the exporter), at
     /// most half of them used, whose first cell is text with a space, a `:` or a leading
     /// `#` (`Source: BLS`, `Note: in EUR, excl. VAT`); or a line padded to the table's
-    /// width with only a label in its first cell (`Source: finance,,,,`).
+    /// width with only a label in its first cell (`Source: finance,,,,`); or, below a table
+    /// whose first column is typed, a line whose only cell is text in that column
+    /// (`Confidential`, `Confidential,,,,`).
     Note,
     /// Only delimiters: a row of missing values to pandas, a spacer around notes to a reader.
     Empty,
+    /// A single word of text in the first cell of a table of three columns or more
+    /// (`Confidential`): a note when a [`FooterLine::Note`] is held with it, else a row (a
+    /// last row with only its first value).
+    Word,
 }
 
-fn footer_line(rec: &impl Fields, ncols: usize) -> Option<FooterLine> {
+fn footer_line(rec: &impl Fields, ncols: usize, typed_first: bool) -> Option<FooterLine> {
     // Most rows have a value in their last column (checked first: this runs on every row).
     if ncols <= rec.count() && !rec.field(ncols - 1).is_empty() {
         return None;
@@ -994,12 +1166,20 @@ fn footer_line(rec: &impl Fields, ncols: usize) -> Option<FooterLine> {
     }
     let label = text.starts_with(b"#") || text.contains(&b':');
     let sentence = text.iter().any(|b| matches!(b, b' ' | b'\t'));
-    let note = if rec.count() < ncols {
+    let note = if width == 1 && typed_first {
+        true
+    } else if rec.count() < ncols {
         label || sentence
     } else {
         width == 1 && label
     };
-    note.then_some(FooterLine::Note)
+    if note {
+        Some(FooterLine::Note)
+    } else if width == 1 && ncols >= 3 {
+        Some(FooterLine::Word)
+    } else {
+        None
+    }
 }
 
 /// Whether the fields of `rec` past the table's `ncols` hold more than whitespace (a trailing

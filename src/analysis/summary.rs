@@ -51,6 +51,33 @@ impl Profile {
                 self.header_line
             );
         }
+        if let Some(groups) = &self.header_groups {
+            let mut spans: Vec<(String, Vec<Cow<str>>)> = Vec::new();
+            for (label, c) in groups.labels.iter().zip(&self.columns) {
+                if label.is_empty() {
+                    continue;
+                }
+                match spans.last_mut() {
+                    Some((l, names)) if l == label => names.push(one_line(&c.name)),
+                    _ => spans.push((label.clone(), vec![one_line(&c.name)])),
+                }
+            }
+            let shown: Vec<String> = spans
+                .iter()
+                .take(MAX_LISTED)
+                .map(|(label, names)| format!("**{}** over {}", one_line(label), names.join(", ")))
+                .collect();
+            let _ = writeln!(s, "Line {} groups the columns: {}.\n", groups.line, shown.join("; "));
+        }
+        if let Some(decimal) = &self.decimal {
+            let names: Vec<Cow<str>> = decimal.columns.iter().take(MAX_LISTED).map(|n| one_line(n)).collect();
+            let _ = writeln!(
+                s,
+                "Numbers are written with a decimal comma in {} (text to pandas' default reader, numbers with `decimal=\"{}\"`).\n",
+                names.join(", "),
+                decimal.separator
+            );
+        }
         if self.footer_lines > 0 {
             let _ = writeln!(
                 s,
@@ -228,6 +255,8 @@ mod tests {
             sheet: None,
             sheets: vec![],
             chunks: None,
+            header_groups: None,
+            decimal: None,
             columns: vec![
                 col("date", "datetime64[ns]"),
                 col("product", "object"),
@@ -319,6 +348,8 @@ mod tests {
             sheet: None,
             sheets: vec![],
             chunks: None,
+            header_groups: None,
+            decimal: None,
             columns,
         };
         let s = p.summary();

@@ -143,6 +143,25 @@ pub(super) fn is_header<'a>(first: &[Kind], rows: impl Iterator<Item = &'a [Kind
     !first.iter().zip(&columns).all(|(k, mask)| fits(*k, *mask, years_only))
 }
 
+/// Whether `first` is a header over `rows` because its types say so: it names every column,
+/// some column below is typed (not text), and some cell of it does not fit its column's type.
+/// Stricter than [`is_header`], which also keeps pandas' reading where the types cannot tell.
+pub(super) fn names_typed_rows<'a>(first: &[Kind], rows: impl Iterator<Item = &'a [Kind]>) -> bool {
+    if first.len() < 2 || first.iter().any(|k| *k != Kind::Text) {
+        return false;
+    }
+    let mut columns = vec![0u16; first.len()];
+    for row in rows {
+        for (mask, k) in columns.iter_mut().zip(row) {
+            if !matches!(k, Kind::Empty | Kind::Missing) {
+                *mask |= k.bit();
+            }
+        }
+    }
+    // Text over a column of numbers, dates or booleans is a name.
+    columns.iter().any(|m| *m != 0 && *m & TEXT == 0)
+}
+
 /// A line `0,1,2,…` (three columns or more): pandas' own header for a frame without column
 /// names (`1,2,3,…` is too often a row).
 pub(super) fn counts_columns<'a>(fields: impl Iterator<Item = &'a [u8]>) -> bool {
@@ -238,6 +257,21 @@ mod tests {
         assert!(!header("1,2", &["3,4"]));
         // A fraction over whole numbers.
         assert!(header("0.5,1", &["1,2", "3,4"]));
+    }
+
+    #[test]
+    fn a_line_of_names_over_typed_rows() {
+        let names = |first: &str, rows: &[&str]| {
+            let rows: Vec<Vec<Kind>> = rows.iter().map(|r| kinds(r)).collect();
+            names_typed_rows(&kinds(first), rows.iter().map(Vec::as_slice))
+        };
+        assert!(names("X,Y,X,Y", &["0.1,0.2,0.3,0.4"]));
+        assert!(names("day,min", &["2024-01-01,3"]));
+        // Rows of text only, an empty cell, or a number in the line: the types cannot tell.
+        assert!(!names("w,x", &["foo,bar"]));
+        assert!(!names("run-a,", &["1,2"]));
+        assert!(!names("id,2019", &["1,2"]));
+        assert!(!names("X,Y", &[]));
     }
 
     #[test]

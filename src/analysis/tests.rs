@@ -165,7 +165,9 @@ fn title_lines_above_the_header_are_skipped() {
     assert_eq!(names(&p), ["Region", "Q1", "Q2", "Q3"]);
     assert_eq!((p.row_count, p.header_line), (2, 3));
     // An instrument log: comment lines, one as wide as the table.
-    let p = prof("# XYZ-100\n# date: 2020-01-01, operator: Bob\n# units: s, V, A\ntime,voltage,current\n0.0,1.2,0.1\n0.5,1.3,0.2\n");
+    let p = prof(
+        "# XYZ-100\n# date: 2020-01-01, operator: Bob\n# units: s, V, A\ntime,voltage,current\n0.0,1.2,0.1\n0.5,1.3,0.2\n",
+    );
     assert_eq!(names(&p), ["time", "voltage", "current"]);
     assert_eq!(dtypes(&p), ["float64", "float64", "float64"]);
     // A title without any delimiter above a semicolon table: the delimiter comes from the header.
@@ -183,7 +185,9 @@ fn title_lines_above_the_header_are_skipped() {
 
 #[test]
 fn notes_below_the_table_are_dropped() {
-    let p = prof("year,value\n2018,0.5\n2019,1.5\n2020,2.5\n2021,3.5\n\nSource: Bureau of Statistics\nNote: 2021 is provisional\n");
+    let p = prof(
+        "year,value\n2018,0.5\n2019,1.5\n2020,2.5\n2021,3.5\n\nSource: Bureau of Statistics\nNote: 2021 is provisional\n",
+    );
     assert_eq!((p.row_count, p.footer_lines), (4, 2));
     assert_eq!(dtypes(&p), ["int64", "float64"]);
     assert!(
@@ -215,9 +219,11 @@ fn notes_below_the_table_are_dropped() {
         (p.row_count, p.footer_lines, p.columns[0].dtype.as_str()),
         (4, 3, "int64")
     );
-    // Lines of delimiters alone, a padded word, or a date-time in the first cell are rows.
+    // Lines of delimiters alone at the end are padding, whatever their number.
     let p = prof("id,a,b\n1,2,3\n2,2,3\n3,2,3\n4,2,3\n,,\n,,\n");
-    assert_eq!((p.row_count, p.footer_lines), (6, 0));
+    assert_eq!((p.row_count, p.footer_lines), (4, 2));
+    assert_eq!(dtypes(&p), ["int64", "int64", "int64"]);
+    // A padded word under a first column of text, or a date-time in the first cell, is a row.
     let p = prof("id,a,b\nx,2,3\ny,2,3\nz,2,3\nw,2,3\nConfidential,,\n");
     assert_eq!((p.row_count, p.footer_lines), (5, 0));
     let p = prof("t,a,b\n2020-01-01 10:00,2,3\n2020-01-02 10:00,2,3\n2020-01-03 10:00,2,3\n2020-01-04 10:00\n");
@@ -354,7 +360,9 @@ fn missing_values_rules() {
 
 #[test]
 fn integer_range_rules() {
-    let p = prof("u,neg,big,bigna,uf,i\n18446744073709551615,18446744073709551615,18446744073709551616,18446744073709551616,18446744073709551615,-9223372036854775808\n1,-1,1,NA,1.5,9223372036854775807\n");
+    let p = prof(
+        "u,neg,big,bigna,uf,i\n18446744073709551615,18446744073709551615,18446744073709551616,18446744073709551616,18446744073709551615,-9223372036854775808\n1,-1,1,NA,1.5,9223372036854775807\n",
+    );
     assert_eq!(dtypes(&p), ["uint64", "object", "object", "object", "float64", "int64"]);
     assert_eq!(p.columns[0].max, Some(serde_json::json!(u64::MAX)));
     assert_eq!(p.columns[5].min, Some(serde_json::json!(i64::MIN)));
@@ -655,9 +663,12 @@ fn class6_a_spreadsheet_export_that_ends_in_lines_of_delimiters() {
         ",,,,,,\n".repeat(12)
     ));
     assert_eq!((p.row_count, p.footer_lines), (30, 14));
-    // A few such lines are rows of missing values (pandas), and so are any inside the table.
+    // A few such lines are padding too; inside the table they are rows of missing values
+    // (pandas), and so are they when the table has no other row.
     let p = prof(&format!("{body},,,,,,\n,,,,,,\n"));
-    assert_eq!((p.row_count, p.footer_lines), (32, 0));
+    assert_eq!((p.row_count, p.footer_lines), (30, 2));
+    let p = prof("a,b,c\n,,\n,,\n");
+    assert_eq!((p.row_count, p.footer_lines), (2, 0));
     let p = prof(&body.replacen("North,P4,", &format!("{}North,P4,", ",,,,,,\n".repeat(5)), 1));
     assert_eq!((p.row_count, p.footer_lines), (35, 0));
 }
@@ -686,6 +697,165 @@ fn class7_headerless_numbers_whose_first_line_looks_like_years_or_ids() {
     assert_eq!((names(&p), p.row_count), (vec!["2019", "2020", "2021"], 2));
     let p = prof("0,1,2\n1.5,2.5,3.5\n4,5,6.5\n");
     assert_eq!((names(&p), p.row_count), (vec!["0", "1", "2"], 2));
+}
+
+#[test]
+fn a_title_with_the_delimiter_above_a_table_with_another() {
+    // cp1252: a title with a comma, a blank line, then a `;` table whose amounts have decimal
+    // commas (every row has one comma too, so `,` reads two consistent columns).
+    let mut s = b"Monthly report, g\xe9n\xe9r\xe9 le 2024-05-01\r\n\r\nname;amount;when\r\n".to_vec();
+    for i in 0..200 {
+        s.extend_from_slice(format!("Caf\u{e9} {i};{},5;2024-01-{:02}\r\n", i % 50, 1 + i % 28).as_bytes());
+    }
+    let s = encoding_rs::WINDOWS_1252
+        .encode(&String::from_utf8_lossy(&s))
+        .0
+        .into_owned();
+    let p = prof_bytes(&s);
+    assert_eq!(p.encoding, "windows-1252");
+    assert_eq!((p.delimiter.as_str(), p.row_count, p.column_count), (";", 200, 3));
+    assert_eq!(names(&p), ["name", "amount", "when"]);
+    assert_eq!((p.header_line, p.skipped_lines), (3, 1));
+    assert_eq!(dtypes(&p), ["object", "object", "datetime64[ns]"]);
+    // An instrument export: a metadata line of three comma fields over a table of two.
+    let mut s = String::from("Exported by SpecTool,Run 14 by operator on Monday, March 3 2025\nwavenumber,%T\n");
+    for i in 0..3000 {
+        s.push_str(&format!("{}.5,{}.{:02}\n", 4000 - i, 40 + i % 60, i % 100));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (3000, 2, 2));
+    assert_eq!(names(&p), ["wavenumber", "%T"]);
+    assert_eq!(dtypes(&p), ["float64", "float64"]);
+    // Metadata lines of three fields above a table of five.
+    let mut s = String::from("Orders, all regions, 2024\nGenerated by ERP 7, build 12\n\nid,name,city,amount,date\n");
+    for i in 0..40 {
+        s.push_str(&format!("{i},Ann {i},Oslo,{i}.5,2024-02-{:02}\n", 1 + i % 28));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (40, 5, 4));
+    // A header wider than its short rows is still the header (pandas pads the rows).
+    let p = prof("a,b,c\n1,2\n3,4\n5,6\n");
+    assert_eq!((names(&p), p.row_count), (vec!["a", "b", "c"], 3));
+}
+
+#[test]
+fn a_group_line_above_the_header_is_kept_as_context() {
+    let mut s = String::from("run-a,,run-b,\nX,Y,X,Y\n");
+    for i in 0..50 {
+        s.push_str(&format!("{i}.0,{}.25,{i}.0,{}.75\n", i % 7, i % 5));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.column_count, p.header_line), (50, 4, 2));
+    assert_eq!(names(&p), ["X", "Y", "X.1", "Y.1"]);
+    assert_eq!(dtypes(&p), ["float64", "float64", "float64", "float64"]);
+    let groups = p.header_groups.clone().expect("groups");
+    assert_eq!(
+        (groups.line, groups.labels),
+        (
+            1,
+            vec!["run-a".to_string(), "run-a".into(), "run-b".into(), "run-b".into()]
+        )
+    );
+    assert_eq!(p.skipped_lines, 0);
+    assert!(
+        p.summary()
+            .contains("Line 1 groups the columns: **run-a** over X, Y; **run-b** over X.1, Y.1."),
+        "{}",
+        p.summary()
+    );
+    let preview = preview_reader(s.as_bytes(), Format::Csv, 2, false).expect("preview");
+    assert_eq!(preview.columns, ["X", "Y", "X.1", "Y.1"]);
+    // Merged cells below a title, in a file whose first column is a date.
+    let mut s = String::from("Station report 2024\n,Temperature,,Pressure,\nday,min,max,min,max\n");
+    for i in 0..30 {
+        s.push_str(&format!(
+            "2024-01-{:02},{},{},{}.5,{}.5\n",
+            1 + i % 28,
+            i % 5,
+            10 + i % 5,
+            990 + i,
+            1010 + i
+        ));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.header_line, p.skipped_lines), (30, 3, 1));
+    assert_eq!(names(&p), ["day", "min", "max", "min.1", "max.1"]);
+    assert_eq!(
+        p.header_groups.expect("groups").labels,
+        ["", "Temperature", "Temperature", "Pressure", "Pressure"]
+    );
+    // Repeated labels in a `;` file.
+    let mut s = String::from(";Messung 1;Messung 1;Messung 2\nid;Wert;Fehler;Anzahl\n");
+    for i in 0..20 {
+        s.push_str(&format!("{};{},5;0,{};{}\n", 1000 + i, i, i % 10, i % 4));
+    }
+    let p = prof(&s);
+    assert_eq!((p.row_count, p.header_line), (20, 2));
+    assert_eq!(dtypes(&p), ["int64", "object", "object", "int64"]);
+    // A line of text under a header of text, over rows of text only, stays a row (pandas).
+    let p = prof("a,,b,\nw,x,y,z\nfoo,bar,baz,qux\n");
+    assert_eq!((p.row_count, p.header_line, p.header_groups), (2, 1, None));
+}
+
+#[test]
+fn notes_and_padding_below_the_table_and_a_quoted_title_cell() {
+    let mut body = String::from("region,units,price,date,rep,note,code\n");
+    for i in 0..40 {
+        body.push_str(&format!("North,{i},{i}.5,2024-01-{:02},Ann,,{}\n", 1 + i % 28, i % 3));
+    }
+    let p = prof(&format!(
+        "{body},,,,,,\n,,,,,,\nPrepared by finance, checked by audit, approved by the board\n,,,,,,\nFigures are provisional\n"
+    ));
+    assert_eq!((p.row_count, p.footer_lines), (40, 5));
+    // Notes without a space or a colon, under a first column of numbers.
+    let mut body = String::from("id,name,amount\n");
+    for i in 0..30 {
+        body.push_str(&format!("{i},Ann,{i}.5\n"));
+    }
+    let p = prof(&format!("{body}Confidential\nDo not distribute\n"));
+    assert_eq!((p.row_count, p.footer_lines, dtypes(&p)[0]), (30, 2, "int64"));
+    let p = prof(&format!("{body},,\nSource: finance dept,,\nConfidential,,\n"));
+    assert_eq!((p.row_count, p.footer_lines, dtypes(&p)[0]), (30, 3, "int64"));
+    // Under a first column of text, a word is a note beside a note, else a row.
+    let mut texts = String::from("name,qty,price,city,code\n");
+    for i in 0..30 {
+        texts.push_str(&format!("Ann,{i},{i}.5,Oslo,{i}\n"));
+    }
+    let p = prof(&format!("{texts}Confidential\nDo not distribute, internal use only\n"));
+    assert_eq!((p.row_count, p.footer_lines), (30, 2));
+    let p = prof(&format!("{texts}Confidential\n"));
+    assert_eq!((p.row_count, p.footer_lines), (31, 0));
+    // A quoted title cell with a line break above the header, padded or not.
+    for title in ["\"Quarterly export\nRegion: EMEA\",,", "\"Sales\r\nfirst half, 2024\""] {
+        let p = prof(&format!("{title}\n{body}"));
+        assert_eq!((names(&p), p.row_count), (vec!["id", "name", "amount"], 30), "{title}");
+        assert_eq!(p.header_line, 3, "{title}");
+    }
+}
+
+#[test]
+fn decimal_commas_are_reported_while_the_dtype_stays_object() {
+    let mut s = String::from("code;weight;count;delta;note\n");
+    for i in 0..40 {
+        s.push_str(&format!("P{i};{}.{:03},{};{i};-0,{};x\n", i % 3, i, i % 10, i % 7));
+    }
+    let p = prof(&s);
+    assert_eq!(dtypes(&p), ["object", "object", "int64", "object", "object"]);
+    let decimal = p.decimal.clone().expect("decimal");
+    assert_eq!(
+        (decimal.separator.as_str(), decimal.columns),
+        (",", vec!["weight".to_string(), "delta".into()])
+    );
+    assert!(
+        p.summary().contains("decimal comma in weight, delta"),
+        "{}",
+        p.summary()
+    );
+    // Commas in a comma file are not decimal marks; text among the numbers is no number column.
+    let p = prof("a,b\n\"1,5\",2\n\"2,5\",3\n");
+    assert_eq!(p.decimal, None);
+    let p = prof("a;b\n1,5;2\nn/a;3\nabc;4\n");
+    assert_eq!(p.decimal, None);
 }
 
 #[test]
@@ -929,12 +1099,28 @@ mod prop {
         s
     }
 
+    /// The rows that are the table: a run of lines of delimiters only (every cell missing and
+    /// written empty) at the end is padding, unless the table has no other row.
+    fn table_rows(t: &Table) -> &[Vec<Option<String>>] {
+        let empty = |r: &Vec<Option<String>>| r.iter().all(Option::is_none);
+        if t.kinds.len() < 2 || t.missing_spelling != 0 {
+            return &t.rows;
+        }
+        let kept = t.rows.iter().rposition(|r| !empty(r)).map_or(0, |i| i + 1);
+        if kept == 0 {
+            &t.rows
+        } else {
+            &t.rows[..kept]
+        }
+    }
+
     fn expected_dtype(t: &Table, col: usize) -> &'static str {
-        if t.rows.is_empty() {
+        let rows = table_rows(t);
+        if rows.is_empty() {
             return "object";
         }
-        let present = t.rows.iter().filter(|r| r[col].is_some()).count();
-        let missing = t.rows.len() - present;
+        let present = rows.iter().filter(|r| r[col].is_some()).count();
+        let missing = rows.len() - present;
         if present == 0 {
             return "float64";
         }
@@ -956,11 +1142,13 @@ mod prop {
             let text = render(&t);
             let p = profile_reader(text.as_bytes(), Format::Csv)
                 .map_err(|e| TestCaseError::fail(format!("{e}: {text:?}")))?;
-            prop_assert_eq!(p.row_count as usize, t.rows.len(), "{:?}", text);
+            let rows = table_rows(&t);
+            prop_assert_eq!(p.row_count as usize, rows.len(), "{:?}", text);
+            prop_assert_eq!(p.footer_lines as usize, t.rows.len() - rows.len(), "{:?}", text);
             prop_assert_eq!(p.column_count as usize, t.kinds.len());
             for i in 0..t.kinds.len() {
                 prop_assert_eq!(p.columns[i].dtype.as_str(), expected_dtype(&t, i), "column {} of {:?}", i, text);
-                let nulls = t.rows.iter().filter(|r| r[i].is_none()).count() as u64;
+                let nulls = rows.iter().filter(|r| r[i].is_none()).count() as u64;
                 prop_assert_eq!(p.columns[i].null_count, nulls);
             }
         }
