@@ -243,7 +243,10 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     assert!(indexes.contains_key("idx_files_user_id"), "{indexes:?}");
     assert!(indexes["idx_files_user_filename"].contains("UNIQUE"), "{indexes:?}");
     assert!(indexes.contains_key("active_files_pkey"), "{indexes:?}");
-    assert!(indexes.contains_key("idx_files_sha256"), "sync looks contents up by hash: {indexes:?}");
+    assert!(
+        indexes.contains_key("idx_files_sha256"),
+        "sync looks contents up by hash: {indexes:?}"
+    );
     // 0001 the files, 0002 the change feed (sync), 0003 leases (crash recovery), 0004 the
     // `s3` storage type, 0005 deletes' origins and the hash index: each applied once by
     // two processes.

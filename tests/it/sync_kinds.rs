@@ -397,22 +397,32 @@ async fn a_delete_made_on_the_hub_reaches_the_edge_that_created_the_file() {
     }
 }
 
+/// A file made on the edge and synced, then described on the edge (`edge_description`)
+/// and later on the hub ("hub"); a push makes the hub keep the edge's version as a
+/// conflict copy. Returns the edge, the hub, the user and the file's record.
+async fn hub_keeps_a_copy_of_the_edges_version(
+    seed: u64,
+    edge_description: &str,
+) -> (TestServer, TestServer, i64, Value) {
+    let (edge, hub) = edge_and_hub().await;
+    let u = random_user();
+    let doc = upload(&edge, u, "doc", profile_csv(seed)).await;
+    sync(&edge, &hub, true, true).await;
+    patch(&edge, u, "doc", json!({"description": edge_description})).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&hub, u, "doc", json!({"description": "hub"})).await;
+    let pushed = sync(&edge, &hub, false, true).await;
+    assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
+    (edge, hub, u, doc)
+}
+
 /// Concurrent descriptions of one file, the hub's the later: a push makes the hub keep
 /// the edge's version as a conflict copy. The edge then changes the file again before it
 /// pulls, so it meets a different conflict (its newer version against the hub's) and
 /// never makes that copy itself: the copy must still reach it, and both sides agree.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conflict_copy_made_on_the_hub_reaches_the_edge_that_changed_the_file_again() {
-    let (edge, hub) = edge_and_hub().await;
-    let u = random_user();
-    let doc = upload(&edge, u, "doc", profile_csv(11)).await;
-    sync(&edge, &hub, true, true).await;
-
-    patch(&edge, u, "doc", json!({"description": "edge first"})).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    patch(&hub, u, "doc", json!({"description": "hub"})).await;
-    let pushed = sync(&edge, &hub, false, true).await;
-    assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
+    let (edge, hub, u, doc) = hub_keeps_a_copy_of_the_edges_version(11, "edge first").await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     patch(&edge, u, "doc", json!({"description": "edge second"})).await;
 
@@ -479,16 +489,7 @@ async fn a_name_clash_resolved_on_the_hub_alone_still_converges() {
 /// deleted version must not come back as the copy, on either side.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_version_does_not_come_back_as_a_conflict_copy() {
-    let (edge, hub) = edge_and_hub().await;
-    let u = random_user();
-    let doc = upload(&edge, u, "doc", profile_csv(31)).await;
-    sync(&edge, &hub, true, true).await;
-
-    patch(&edge, u, "doc", json!({"description": "edge"})).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    patch(&hub, u, "doc", json!({"description": "hub"})).await;
-    let pushed = sync(&edge, &hub, false, true).await;
-    assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
+    let (edge, hub, u, doc) = hub_keeps_a_copy_of_the_edges_version(31, "edge").await;
     assert_eq!(
         by_name(&hub, u).await.len(),
         2,
