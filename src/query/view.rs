@@ -317,8 +317,10 @@ fn count(plan: LazyFrame, cancel: &Cancel) -> Result<u64, QueryError> {
         .unwrap_or(0))
 }
 
-/// A small result (a count, a facet's groups) in one frame.
-fn collect(plan: LazyFrame, cancel: &Cancel) -> Result<DataFrame, QueryError> {
+/// A small result (a count, a facet's groups) in one frame; with no rows, an empty frame
+/// that still has the result's columns (the engine may hand over no batch at all).
+fn collect(mut plan: LazyFrame, cancel: &Cancel) -> Result<DataFrame, QueryError> {
+    let schema = plan.collect_schema().map_err(|e| engine_error(e, cancel))?;
     let batches: Arc<Mutex<Vec<DataFrame>>> = Arc::default();
     let taken = batches.clone();
     let restart = batches.clone();
@@ -341,7 +343,7 @@ fn collect(plan: LazyFrame, cancel: &Cancel) -> Result<DataFrame, QueryError> {
     );
     let mut frames = batches.into_iter();
     let Some(mut all) = frames.next() else {
-        return Ok(DataFrame::empty());
+        return Ok(DataFrame::empty_with_schema(&schema));
     };
     for frame in frames {
         all.vstack_mut(&frame).map_err(|e| engine_error(e, cancel))?;

@@ -357,6 +357,25 @@ async fn facets_count_values_periods_and_bins() {
 }
 
 #[tokio::test]
+async fn a_file_with_no_rows_has_an_empty_page_and_empty_facets() {
+    let server = TestServer::start().await;
+    upload(&server, 1, "empty", "empty.csv", b"id,region,day\n".to_vec()).await;
+    let (status, page) = view(&server, 1, "empty", "rows", &[]).await;
+    assert_eq!((status, page["total_rows"].as_u64()), (200, Some(0)), "{page}");
+    let (status, body) = view(&server, 1, "empty", "facets", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_rows"], 0, "{body}");
+    assert_eq!(body["facets"]["region"]["values"], serde_json::json!([]), "{body}");
+    // Filtered down to nothing: the same.
+    upload(&server, 1, "sales", "sales.csv", csv().into_bytes()).await;
+    let (status, body) = view(&server, 1, "sales", "facets", &[("where", "id < 0")]).await;
+    assert_eq!((status, body["total_rows"].as_u64()), (200, Some(0)), "{body}");
+    for facet in body["facets"].as_object().unwrap().values() {
+        assert!(facet["values"].as_array().unwrap().is_empty(), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn a_view_downloads_whole_in_its_order() {
     let server = TestServer::start().await;
     upload(&server, 1, "sales", "sales.csv", csv().into_bytes()).await;
