@@ -5,7 +5,7 @@
 /// analysis stays well under 64 MB even with ~1000 columns.
 const DISTINCT_BUDGET: usize = 24 << 20;
 const RESERVOIR_BUDGET: usize = 8 << 20;
-/// Above this many distinct values exact counting stops (issue 3 allows estimates past 100k).
+/// Above this many distinct values exact counting stops (the summary may estimate past 100k).
 const MAX_EXACT_DISTINCT: usize = 100_000;
 /// Bytes of one table slot: u64 key + u32 count, padded to 16.
 const BUCKET_BYTES: usize = 16;

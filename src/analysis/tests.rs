@@ -437,7 +437,7 @@ fn no_panic_on_odd_inputs() {
     }
 }
 
-// ------------------------------------------------------------------ issue 16: what people export
+// ------------------------------------------------------------------ what people export
 
 /// Deterministic pseudo-random numbers for generated tables.
 fn rng(seed: u64) -> impl FnMut() -> u64 {
@@ -880,7 +880,7 @@ fn only_what_holds_no_table_is_refused() {
 }
 
 #[test]
-fn profiles_stored_before_issue_16_still_read() {
+fn profiles_stored_before_export_shapes_still_read() {
     let old = r#"{"row_count":2,"column_count":1,"encoding":"utf-8","delimiter":",","columns":[
         {"name":"a","dtype":"int64","null_count":0,"unique_count":2,"unique_count_is_estimate":false}]}"#;
     let p: Profile = serde_json::from_str(old).expect("old profile");

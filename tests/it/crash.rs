@@ -38,9 +38,8 @@ enum Op {
     },
 }
 
-/// Green on SQLite. On PostgreSQL it fails until the leased recovery of issue 20: startup
-/// recovery there leaves pending/deleting rows younger than 60 s (they may be another
-/// replica's), so files stay unlisted and names blocked; `.ci/run` skips it on those stacks.
+/// On every stack: a restarted server completes or undoes what the killed one left (its
+/// lease ends with it), so no file stays unlisted and no name stays blocked.
 #[tokio::test]
 async fn sigkill_with_uploads_and_deletes_in_flight_loses_nothing_acknowledged() {
     sigkill_with_writes_in_flight(false).await;

@@ -1,4 +1,4 @@
-//! SQL over a user's stored files and format conversions (issue 15): exact results and dtypes,
+//! SQL over a user's stored files and format conversions: exact results and dtypes,
 //! joins across the caller's own files and never another user's, refused statements and engine
 //! errors, `limit`/`truncated`, the timeout and the concurrency cap, query results as downloads,
 //! conversions that round-trip, CSV dialects read as their profile describes them, and metrics.

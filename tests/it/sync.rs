@@ -1,4 +1,4 @@
-//! Sync (issue 9): an edge on SQLite and a hub on the suite's stack exchange records,
+//! Sync: an edge on SQLite and a hub on the suite's stack exchange records,
 //! bytes, renames, deletes and conflicts through `file-service sync` and the sync routes.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +13,25 @@ use crate::harness::{new_session, replicate_token, sales_csv, status_json, Stack
 
 /// How long one `file-service sync` may take before the test gives up on it.
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The arguments of `file-service sync` run on `edge` against `hub` (see [`sync`]).
+pub(crate) fn sync_args(edge: &TestServer, hub: &TestServer, pull: bool, push: bool) -> Vec<String> {
+    let mut args = vec!["sync".to_string()];
+    if pull {
+        args.extend(["--from".into(), hub.base.clone()]);
+    }
+    if push {
+        args.extend(["--to".into(), hub.base.clone()]);
+    }
+    args.extend([
+        "--token".into(),
+        replicate_token(),
+        "--local".into(),
+        edge.base.clone(),
+        "--json".into(),
+    ]);
+    args
+}
 
 /// The record fields that must be the same on both sides of a sync (`storage_uri` is
 /// local to an instance).
@@ -48,15 +67,8 @@ pub(crate) async fn edge_and_hub() -> (TestServer, TestServer) {
 /// `file-service sync` run with the edge's configuration against the hub: `pull` adds
 /// `--from hub`, `push` adds `--to hub` (both: two-way). Returns the `--json` report.
 pub(crate) async fn sync(edge: &TestServer, hub: &TestServer, pull: bool, push: bool) -> Value {
-    let token = replicate_token();
-    let mut args = vec!["sync"];
-    if pull {
-        args.extend(["--from", hub.base.as_str()]);
-    }
-    if push {
-        args.extend(["--to", hub.base.as_str()]);
-    }
-    args.extend(["--token", token.as_str(), "--local", edge.base.as_str(), "--json"]);
+    let args = sync_args(edge, hub, pull, push);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let started = Instant::now();
     let report = edge.run_cli_json(&args, SYNC_TIMEOUT).await;
     eprintln!(

@@ -50,7 +50,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::harness::{new_session, replicate_token, Stack, TestServer};
-use crate::sync::{assert_same_record, call, enc, instance_id, list, random_user, sync};
+use crate::sync::{assert_same_record, call, enc, instance_id, list, random_user, sync, sync_args};
 use crate::sync_kinds::change_stored_content;
 
 /// Seeds run when neither `SYNC_SEED` nor `SYNC_SEEDS` is set.
@@ -443,15 +443,8 @@ impl World {
             label(e)
         ));
         let (edge, hub) = (&self.servers[e], &self.servers[HUB]);
-        let token = replicate_token();
-        let mut args = vec!["sync"];
-        if pull {
-            args.extend(["--from", hub.base.as_str()]);
-        }
-        if push {
-            args.extend(["--to", hub.base.as_str()]);
-        }
-        args.extend(["--token", token.as_str(), "--local", edge.base.as_str(), "--json"]);
+        let args = sync_args(edge, hub, pull, push);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = edge.cli(&args).spawn().expect("start file-service sync");
         tokio::time::sleep(after).await;
         let finished = child.try_wait().unwrap();
