@@ -123,6 +123,16 @@ pub trait Catalog: Send + Sync + 'static {
     /// Forgets a reserved upload whose bytes could not be stored.
     fn abort_upload(&self, id: Uuid) -> Result<()>;
 
+    /// Reserves, in one transaction, each of `records` (versions that arrived by sync)
+    /// whose file this instance has never known (no record in any state, no entry in its
+    /// feed) and whose name nothing here holds (no file, upload or rename). Returns the
+    /// ids reserved; the others are left to the one-change-at-a-time path.
+    fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>>;
+
+    /// Commits reserved uploads (no session) in one transaction, each entered in the
+    /// change feed. Returns the ids committed (one no longer reserved is skipped).
+    fn commit_uploads(&self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
+
     /// A page of the user's visible files, oldest first, and how many match in all.
     /// Listings leave `profile_json` empty (it is large and only `/profile` serves it) and
     /// `rev_history` empty (only sync reads it, through other calls).

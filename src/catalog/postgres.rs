@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postgres::config::Host;
 use postgres::error::SqlState;
+use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
@@ -61,6 +62,15 @@ const INSERT_PENDING: &str = "INSERT INTO files (public_id, user_id, file_name, 
          rev, rev_history, origin, holder)
      VALUES ($1, $2, $3, $4, CAST($5::text AS storage_type), $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $15,
          $16, $17, $18, $19)";
+const INSERT_PENDING_IF_FREE: &str = "INSERT INTO files (public_id, user_id, file_name, storage_uri, storage_type,
+         description, summary, format, size_bytes, sha256, row_count, column_count, profile, state, created_at,
+         updated_at, rev, rev_history, origin, holder)
+     VALUES ($1, $2, $3, $4, CAST($5::text AS storage_type), $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $15,
+         $16, $17, $18, $19)
+     ON CONFLICT DO NOTHING";
+const KNOWN_TO_SYNC: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE public_id = $1)
+     OR EXISTS (SELECT 1 FROM changes WHERE file_id = $1)
+     OR EXISTS (SELECT 1 FROM renames WHERE user_id = $2 AND $3 IN (from_name, to_name))";
 // `updated_at` was set at reservation: the version's date (now, or the remote one for a
 // version that arrived by sync). Times are kept to the millisecond, as SQLite keeps them.
 const COMMIT: &str = concat!(
@@ -419,6 +429,54 @@ fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
     Ok(record)
 }
 
+/// The parameters of `INSERT_PENDING` for `r`, held by `holder`.
+struct PendingParams<'a> {
+    r: &'a FileRecord,
+    holder: &'a str,
+    size_bytes: i64,
+    row_count: i64,
+    column_count: i64,
+    history: String,
+}
+
+fn pending_params<'a>(r: &'a FileRecord, holder: &'a str) -> PendingParams<'a> {
+    PendingParams {
+        r,
+        holder,
+        size_bytes: r.size_bytes as i64,
+        row_count: r.row_count as i64,
+        column_count: r.column_count as i64,
+        history: history_json(&r.rev_history),
+    }
+}
+
+impl PendingParams<'_> {
+    fn as_params(&self) -> [&(dyn ToSql + Sync); 19] {
+        let r = self.r;
+        [
+            &r.id,
+            &r.user_id,
+            &r.file_name,
+            &r.storage_uri,
+            &r.storage_type,
+            &r.description,
+            &r.summary,
+            &r.format,
+            &self.size_bytes,
+            &r.sha256,
+            &self.row_count,
+            &self.column_count,
+            &r.profile_json,
+            &r.created_at,
+            &r.updated_at,
+            &r.rev,
+            &self.history,
+            &r.origin,
+            &self.holder,
+        ]
+    }
+}
+
 fn history_json(history: &[String]) -> String {
     serde_json::to_string(history).expect("a list of strings serializes")
 }
@@ -516,31 +574,7 @@ impl Catalog for PostgresCatalog {
     fn reserve_upload(&self, r: &FileRecord) -> Result<()> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(INSERT_PENDING)?;
-        let inserted = conn.client.execute(
-            &stmt,
-            &[
-                &r.id,
-                &r.user_id,
-                &r.file_name,
-                &r.storage_uri,
-                &r.storage_type,
-                &r.description,
-                &r.summary,
-                &r.format,
-                &(r.size_bytes as i64),
-                &r.sha256,
-                &(r.row_count as i64),
-                &(r.column_count as i64),
-                &r.profile_json,
-                &r.created_at,
-                &r.updated_at,
-                &r.rev,
-                &history_json(&r.rev_history),
-                &r.origin,
-                &self.holder,
-            ],
-        );
-        match inserted {
+        match conn.client.execute(&stmt, &pending_params(r, &self.holder).as_params()) {
             Ok(_) => Ok(()),
             Err(e) if is_name_taken(&e) => Err(Error::name_taken(&r.file_name)),
             Err(e) => Err(db_err(e)),
@@ -572,6 +606,47 @@ impl Catalog for PostgresCatalog {
         let stmt = conn.statement(ABORT)?;
         conn.client.execute(&stmt, &[&id, &self.holder]).map_err(db_err)?;
         Ok(())
+    }
+
+    fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>> {
+        let mut conn = self.conn()?;
+        let (known, insert) = (conn.statement(KNOWN_TO_SYNC)?, conn.statement(INSERT_PENDING_IF_FREE)?);
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let mut reserved = Vec::new();
+        for r in records {
+            let is_known: bool = tx
+                .query_one(&known, &[&r.id, &r.user_id, &r.file_name])
+                .and_then(|row| row.try_get(0))
+                .map_err(db_err)?;
+            // A name held by another file or upload makes the insert do nothing.
+            if !is_known
+                && tx
+                    .execute(&insert, &pending_params(r, &self.holder).as_params())
+                    .map_err(db_err)?
+                    == 1
+            {
+                reserved.push(r.id);
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(reserved)
+    }
+
+    fn commit_uploads(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let mut conn = self.conn()?;
+        let commit = conn.statement(COMMIT)?;
+        let (next_seq, insert) = conn.change_statements()?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let mut committed = Vec::new();
+        for id in ids {
+            if let Some(row) = tx.query_opt(&commit, &[id, &self.holder]).map_err(db_err)? {
+                let (_, record) = pk_and_record(&row)?;
+                record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
+                committed.push(*id);
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(committed)
     }
 
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {

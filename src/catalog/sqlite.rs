@@ -80,6 +80,50 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Inserts `r` as a pending upload held by `holder`; `on_conflict` is appended to the
+/// statement (empty, or a clause that makes a taken name a no-op). Returns rows inserted.
+fn insert_pending(conn: &Connection, r: &FileRecord, holder: &str, on_conflict: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO files (id, user_id, file_name, storage_uri, storage_type, description, summary,
+             format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at,
+             rev, rev_history, origin, holder)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17, ?18, ?19){on_conflict}"
+    ))?
+    .execute(params![
+        r.id.to_string(),
+        r.user_id,
+        r.file_name,
+        r.storage_uri,
+        r.storage_type,
+        r.description,
+        r.summary,
+        r.format,
+        r.size_bytes as i64,
+        r.sha256,
+        r.row_count as i64,
+        r.column_count as i64,
+        r.profile_json,
+        r.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        r.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        r.rev,
+        history_json(&r.rev_history),
+        r.origin,
+        holder,
+    ])
+}
+
+/// Makes the pending upload `id` held by `holder` visible. `updated_at` was set at
+/// reservation: the version's date (now, or the remote one for a version that arrived
+/// by sync). `None` if it is no longer reserved.
+fn commit_pending(conn: &Connection, id: Uuid, holder: &str) -> Result<Option<(i64, FileRecord)>> {
+    conn.prepare_cached(&format!(
+        "UPDATE files SET state = 'ready', holder = NULL
+         WHERE id = ?1 AND state = 'pending' AND holder = ?2 RETURNING pk, {COLUMNS}"
+    ))
+    .and_then(|mut s| s.query_row(params![id.to_string(), holder], pk_and_record).optional())
+    .map_err(db_err)
+}
+
 fn db_err(err: rusqlite::Error) -> Error {
     Error::Internal(anyhow::Error::new(err).context("SQLite catalog"))
 }
@@ -257,35 +301,7 @@ impl Catalog for SqliteCatalog {
 
     fn reserve_upload(&self, r: &FileRecord) -> Result<()> {
         let conn = self.conn()?;
-        let created = r.created_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let inserted = conn.execute(
-            "INSERT INTO files (id, user_id, file_name, storage_uri, storage_type, description, summary,
-                 format, size_bytes, sha256, row_count, column_count, profile, state, created_at, updated_at,
-                 rev, rev_history, origin, holder)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'pending', ?14, ?15, ?16, ?17, ?18, ?19)",
-            params![
-                r.id.to_string(),
-                r.user_id,
-                r.file_name,
-                r.storage_uri,
-                r.storage_type,
-                r.description,
-                r.summary,
-                r.format,
-                r.size_bytes as i64,
-                r.sha256,
-                r.row_count as i64,
-                r.column_count as i64,
-                r.profile_json,
-                created,
-                r.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-                r.rev,
-                history_json(&r.rev_history),
-                r.origin,
-                self.holder,
-            ],
-        );
-        match inserted {
+        match insert_pending(&conn, r, &self.holder, "") {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(Error::name_taken(&r.file_name)),
             Err(e) => Err(db_err(e)),
@@ -297,19 +313,7 @@ impl Catalog for SqliteCatalog {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let (pk, record): (i64, FileRecord) = tx
-            .query_row(
-                // `updated_at` was set at reservation: the version's date (now, or the
-                // remote one for a version that arrived by sync).
-                &format!(
-                    "UPDATE files SET state = 'ready', holder = NULL
-                     WHERE id = ?1 AND state = 'pending' AND holder = ?2 RETURNING pk, {COLUMNS}"
-                ),
-                params![id.to_string(), self.holder],
-                pk_and_record,
-            )
-            .optional()
-            .map_err(db_err)?
+        let (pk, record) = commit_pending(&tx, id, &self.holder)?
             .ok_or_else(|| Error::internal(format!("upload {id} is no longer reserved")))?;
         if let Some(session) = session {
             activate(&tx, record.user_id, session, pk).map_err(db_err)?;
@@ -327,6 +331,46 @@ impl Catalog for SqliteCatalog {
             )
             .map_err(db_err)?;
         Ok(())
+    }
+
+    fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut reserved = Vec::new();
+        for r in records {
+            let known: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM files WHERE id = ?1)
+                         OR EXISTS (SELECT 1 FROM changes WHERE file_id = ?1)
+                         OR EXISTS (SELECT 1 FROM renames WHERE user_id = ?2 AND ?3 IN (from_name, to_name))",
+                )
+                .and_then(|mut s| s.query_row(params![r.id.to_string(), r.user_id, r.file_name], |row| row.get(0)))
+                .map_err(db_err)?;
+            // A name held by another file or upload makes the insert do nothing.
+            if !known && insert_pending(&tx, r, &self.holder, " ON CONFLICT DO NOTHING").map_err(db_err)? == 1 {
+                reserved.push(r.id);
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(reserved)
+    }
+
+    fn commit_uploads(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut committed = Vec::new();
+        for id in ids {
+            if let Some((_, record)) = commit_pending(&tx, *id, &self.holder)? {
+                record_change(&tx, &record, ChangeOp::Upsert, None)?;
+                committed.push(*id);
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(committed)
     }
 
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {

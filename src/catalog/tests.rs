@@ -193,6 +193,32 @@ fn contract(c: &dyn Catalog) {
         .record_delete(&crate::model::SyncRecord::from_record(&gone, false))
         .unwrap());
 
+    // Versions that arrived by sync, reserved and committed a batch at a time: only files
+    // never known here (no record, no feed entry) under names nothing holds.
+    let batch_user = 3_i64;
+    let holder_of_name = add(c, batch_user, "held", None);
+    let fresh = record(batch_user, "fresh", &"c".repeat(64));
+    let mut known = record(batch_user, "known", &"d".repeat(64));
+    known.id = never.id; // deleted elsewhere: its feed entry is here
+    let taken = record(batch_user, "held", &"e".repeat(64));
+    let mut same_id = record(batch_user, "same-id", &"f".repeat(64));
+    same_id.id = holder_of_name.id;
+    let reserved = c.reserve_unknown(&[fresh.clone(), known, taken, same_id]).unwrap();
+    assert_eq!(reserved, vec![fresh.id]);
+    assert!(c.get_file(batch_user, "fresh").unwrap().is_none()); // reserved, not yet visible
+    assert!(c.name_claimed(batch_user, "fresh").unwrap());
+    let feed_before = c.changes(0, 1000, Some(batch_user), None).unwrap().changes.len();
+    assert_eq!(c.commit_uploads(&[fresh.id, Uuid::new_v4()]).unwrap(), vec![fresh.id]);
+    assert_eq!(c.get_file(batch_user, "fresh").unwrap().map(|f| f.id), Some(fresh.id));
+    let feed = c.changes(0, 1000, Some(batch_user), None).unwrap().changes;
+    assert_eq!(feed.len(), feed_before + 1);
+    assert_eq!(
+        feed.last().map(|ch| (ch.op, ch.file.id)),
+        Some((ChangeOp::Upsert, fresh.id))
+    );
+    // Once committed it is known: a second batch reserves nothing.
+    assert!(c.reserve_unknown(&[fresh.clone()]).unwrap().is_empty());
+
     // Clearing an active entry is idempotent.
     c.set_active(u, s1, "sales").unwrap();
     c.clear_active(u, s1).unwrap();
@@ -213,7 +239,9 @@ fn contract(c: &dyn Catalog) {
             (1, "sales".to_string()),
             (1, "sales-b".into()),
             (1, "sales-c".into()),
-            (2, "sales".into())
+            (2, "sales".into()),
+            (3, "fresh".into()),
+            (3, "held".into())
         ]
     );
     assert_eq!(c.checkpoint("elsewhere").unwrap(), 0);
