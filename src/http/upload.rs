@@ -9,7 +9,7 @@ use warp::multipart::{FormData, Part};
 
 use crate::error::{Error, Result};
 use crate::model::{FileRecord, UserId};
-use crate::service::{FileService, ReceivedFile, UploadFields, MAX_TEXT_FIELD_BYTES};
+use crate::service::{FileService, FormPart, MAX_TEXT_FIELD_BYTES};
 
 /// After refusing an upload early (413, 409, 422 before the end of the body), read on a
 /// little so that clients which send the whole body before reading the answer (Python's
@@ -17,46 +17,38 @@ use crate::service::{FileService, ReceivedFile, UploadFields, MAX_TEXT_FIELD_BYT
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
-/// Handles `POST /files/`: fields `file_name`, `session_id`, `description`, `file`, in any order.
+/// Handles `POST /files/`: fields `file_name`, `session_id`, `description`, `file`, in any
+/// order, read one at a time as the service asks for them.
 pub async fn handle(service: &Arc<FileService>, user: UserId, mut form: FormData) -> Result<FileRecord> {
-    let _permit = service.upload_permit()?;
-    let result = receive_and_store(service, user, &mut form).await;
+    let parts = (&mut form).then(form_part);
+    let result = service.upload(user, Box::pin(parts)).await;
     if matches!(&result, Err(e) if !matches!(e, Error::Timeout(_))) {
         drain_form(&mut form).await;
     }
     result
 }
 
-async fn receive_and_store(service: &Arc<FileService>, user: UserId, form: &mut FormData) -> Result<FileRecord> {
-    let mut fields = UploadFields::default();
-    let mut file: Option<ReceivedFile> = None;
-    while let Some(part) = form.next().await {
-        let part = part.map_err(malformed)?;
-        match part.name() {
-            "file" => {
-                if file.is_some() {
-                    return Err(Error::invalid(
-                        "duplicate_field",
-                        "the form has more than one `file` part",
-                    ));
-                }
-                let filename = part.filename().map(str::to_string);
-                service.precheck_upload(user, &fields, filename.as_deref()).await?;
-                let chunks = part
-                    .stream()
+/// A part of the form as the service takes it: text fields read whole, the file as a stream.
+async fn form_part(part: std::result::Result<Part, warp::Error>) -> Result<FormPart> {
+    let part = part.map_err(malformed)?;
+    Ok(match part.name() {
+        "file" => FormPart::File {
+            filename: part.filename().map(str::to_string),
+            chunks: Box::pin(
+                part.stream()
                     .map_ok(|mut buf| buf.copy_to_bytes(buf.remaining()))
-                    .map_err(malformed);
-                file = Some(service.receive_file(filename.as_deref(), Box::pin(chunks)).await?);
-            }
-            "file_name" => fields.file_name = Some(text(part, "file_name").await?),
-            "session_id" => fields.session_id = Some(text(part, "session_id").await?),
-            "description" => fields.description = Some(text(part, "description").await?),
-            // Unknown parts are read and ignored, as the original's form parser did.
-            _ => drain(part).await?,
+                    .map_err(malformed),
+            ),
+        },
+        "file_name" => FormPart::FileName(text(part, "file_name").await?),
+        "session_id" => FormPart::SessionId(text(part, "session_id").await?),
+        "description" => FormPart::Description(text(part, "description").await?),
+        // Unknown parts are read and ignored, as the original's form parser did.
+        _ => {
+            drain(part).await?;
+            FormPart::Other
         }
-    }
-    let file = file.ok_or_else(|| Error::invalid("missing_field", "the multipart form has no `file` field"))?;
-    service.store_upload(user, fields, file).await
+    })
 }
 
 /// A text field, at most `MAX_TEXT_FIELD_BYTES` long and valid UTF-8.

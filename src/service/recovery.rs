@@ -11,7 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{hash_reader, FileService};
+use super::stored::hash_reader;
+use super::FileService;
 use crate::catalog::{RenameIntent, Unfinished};
 use crate::error::Result;
 use crate::model::{FileRecord, UserId};

@@ -106,6 +106,15 @@ impl UploadSink for LocalUpload {
         storage.persist(temp, object)
     }
 
+    fn stage(self: Box<Self>, sha256: &str) -> Result<()> {
+        let LocalUpload { temp, storage } = *self;
+        let target = storage.blob_path(sha256);
+        temp.persist(&target).map_err(|e| {
+            Error::Internal(anyhow::Error::new(e.error).context(format!("cannot stage {}", target.display())))
+        })?;
+        storage.sync_dir()
+    }
+
     fn discard(self: Box<Self>) -> Result<()> {
         Ok(()) // dropping the temporary file removes it
     }
@@ -240,14 +249,6 @@ impl Storage for LocalStorage {
             size: meta.len(),
             changed,
         }))
-    }
-
-    fn stage_blob(&self, upload: NamedTempFile, sha256: &str) -> Result<()> {
-        let target = self.blob_path(sha256);
-        upload.persist(&target).map_err(|e| {
-            Error::Internal(anyhow::Error::new(e.error).context(format!("cannot stage {}", target.display())))
-        })?;
-        self.sync_dir()
     }
 
     fn has_blob(&self, sha256: &str) -> Result<bool> {

@@ -5,6 +5,7 @@
 //! needs the whole file); once accepted, `persist` gives it its name without ever
 //! overwriting anything. Every method blocks; the service calls them on the blocking pool.
 
+pub mod chunks;
 pub mod local;
 pub mod s3;
 
@@ -88,10 +89,6 @@ pub trait Storage: Send + Sync + 'static {
     /// Looks at one object; `None` if it is not there.
     fn stat(&self, object: &str) -> Result<Option<StoredObject>>;
 
-    /// Keeps a received upload as the staged bytes of content `sha256` (sync receives
-    /// bytes before the change that uses them); replaces a staged copy.
-    fn stage_blob(&self, upload: NamedTempFile, sha256: &str) -> Result<()>;
-
     /// Whether bytes of content `sha256` are staged.
     fn has_blob(&self, sha256: &str) -> Result<bool>;
 
@@ -142,6 +139,11 @@ pub trait UploadSink: Send {
     /// already stored there (with or without a catalog record): bytes are never
     /// overwritten. On any error nothing of the upload is left.
     fn persist(self: Box<Self>, object: &str) -> Result<()>;
+
+    /// Keeps the finished upload as the staged bytes of content `sha256` (sync receives
+    /// bytes before the change that uses them), replacing a staged copy. On any error
+    /// nothing of the upload is left.
+    fn stage(self: Box<Self>, sha256: &str) -> Result<()>;
 
     /// Abandons the upload and removes everything it left (a local file, the parts sent).
     fn discard(self: Box<Self>) -> Result<()>;

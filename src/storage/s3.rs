@@ -28,11 +28,12 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNot
 use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig, WriteMultipart,
+    PutPayload, RetryConfig,
 };
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
+use super::chunks::ChunkReader;
 use super::local::LocalStorage;
 use super::{Content, Storage, StoredObject, UploadSink, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
 use crate::config::S3Config;
@@ -195,46 +196,6 @@ impl Client {
         ))
     }
 
-    /// Sends the whole of `file` to `key`, overwriting: one PUT if small; otherwise a
-    /// multipart upload (aborted on any failure).
-    async fn put_file(&self, file: &std::fs::File, key: &Path) -> Result<()> {
-        let mut file = file.try_clone().map_err(io_error)?;
-        file.rewind().map_err(io_error)?;
-        let size = file.metadata().map_err(io_error)?.len();
-        if size <= PART_SIZE as u64 {
-            let mut bytes = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut bytes).map_err(io_error)?;
-            self.store.put(key, PutPayload::from(bytes)).await?;
-            return Ok(());
-        }
-        let upload = self.store.put_multipart(key).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut buf = vec![0u8; 1 << 20];
-        let sent: Result<()> = async {
-            loop {
-                let n = file.read(&mut buf).map_err(io_error)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                writer.write(&buf[..n]);
-            }
-        }
-        .await;
-        match sent {
-            Ok(()) => {
-                writer.finish().await?;
-                Ok(())
-            }
-            Err(e) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(error = %abort, "could not abort a failed multipart upload");
-                }
-                Err(e)
-            }
-        }
-    }
-
     async fn copy_if_free(&self, from: &Path, to: &Path, name: &str) -> Result<()> {
         match self.store.copy_if_not_exists(from, to).await {
             Ok(()) => Ok(()),
@@ -378,11 +339,6 @@ impl Storage for S3Storage {
         }))
     }
 
-    fn stage_blob(&self, upload: NamedTempFile, sha256: &str) -> Result<()> {
-        let key = self.blob_key(sha256);
-        self.block_on(self.put_file(upload.as_file(), &key))
-    }
-
     fn has_blob(&self, sha256: &str) -> Result<bool> {
         Ok(self.block_on(self.head(&self.blob_key(sha256)))?.is_some())
     }
@@ -520,8 +476,9 @@ impl S3Upload {
         Ok(())
     }
 
-    /// Stores an upload of one part or less under `target` with one conditional PUT.
-    async fn put_whole(&mut self, target: &Path, object: &str) -> Result<()> {
+    /// Stores an upload of one part or less under `target` with one PUT: conditional for
+    /// a named `object` (never overwritten), replacing for staged bytes (`None`).
+    async fn put_whole(&mut self, target: &Path, object: Option<&str>) -> Result<()> {
         let bytes = match &self.local {
             Some(local) => {
                 let mut file = local.reopen().map_err(io_error)?;
@@ -532,7 +489,11 @@ impl S3Upload {
             None => std::mem::take(&mut self.part),
         };
         let options = PutOptions {
-            mode: PutMode::Create,
+            mode: if object.is_some() {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            },
             ..PutOptions::default()
         };
         match self
@@ -543,15 +504,16 @@ impl S3Upload {
         {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
-                Err(self.client.occupied(object))
+                Err(self.client.occupied(object.unwrap_or_default()))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Completes the multipart upload under the temporary key, copies it to `target` if
-    /// the name is free, and deletes the temporary key either way.
-    async fn complete_and_copy(&mut self, target: &Path, object: &str) -> Result<()> {
+    /// Completes the multipart upload under the temporary key, copies it to `target` (if
+    /// the name is free, for a named `object`; replacing, for staged bytes), and deletes
+    /// the temporary key either way.
+    async fn complete_and_copy(&mut self, target: &Path, object: Option<&str>) -> Result<()> {
         self.wait_all().await?;
         let mut multipart = self.multipart.take().expect("a multipart upload in progress");
         if let Err(e) = multipart.complete().await {
@@ -560,8 +522,13 @@ impl S3Upload {
             }
             return Err(e.into());
         }
-        stall_for_test("persist-copy", object);
-        let copied = self.client.copy_if_free(&self.temp, target, object).await;
+        let copied = match object {
+            Some(object) => {
+                stall_for_test("persist-copy", object);
+                self.client.copy_if_free(&self.temp, target, object).await
+            }
+            None => self.client.store.copy(&self.temp, target).await.map_err(Into::into),
+        };
         if let Err(e) = self.client.delete_key(&self.temp).await {
             tracing::warn!(error = %e.detail(), "could not delete a temporary key; the periodic pass removes it");
         }
@@ -615,11 +582,30 @@ impl UploadSink for S3Upload {
         let handle = self.client.handle.clone();
         let stored = handle.block_on(async {
             if self.multipart.is_none() {
-                self.put_whole(&target, object).await
+                self.put_whole(&target, Some(object)).await
             } else {
                 // Under the key of its own first: the multipart upload must never become
                 // visible under a name that is taken.
-                self.complete_and_copy(&target, object).await
+                self.complete_and_copy(&target, Some(object)).await
+            }
+        });
+        if stored.is_err() {
+            if let Err(e) = handle.block_on(self.abort()) {
+                tracing::warn!(error = %e.detail(), "could not abort a multipart upload");
+            }
+        }
+        stored
+    }
+
+    fn stage(mut self: Box<Self>, sha256: &str) -> Result<()> {
+        self.finish()?;
+        let target = self.client.blob_key(sha256);
+        let handle = self.client.handle.clone();
+        let stored = handle.block_on(async {
+            if self.multipart.is_none() {
+                self.put_whole(&target, None).await
+            } else {
+                self.complete_and_copy(&target, None).await
             }
         });
         if stored.is_err() {
@@ -718,11 +704,8 @@ impl RemoteObject {
     }
 
     /// The whole object as a blocking reader (call it off the async runtime).
-    pub fn reader(self) -> RemoteReader {
-        RemoteReader {
-            chunks: self.chunks(0, self.size),
-            current: Bytes::new(),
-        }
+    pub fn reader(self) -> ChunkReader {
+        ChunkReader::new(self.chunks(0, self.size))
     }
 
     /// The object downloaded into an unnamed temporary file of the spool folder, read
@@ -741,27 +724,6 @@ impl RemoteObject {
         file.flush().map_err(io_error)?;
         file.rewind().map_err(io_error)?;
         Ok(file)
-    }
-}
-
-/// Reads a bucket object's chunks as they arrive, blocking.
-pub struct RemoteReader {
-    chunks: mpsc::Receiver<Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for RemoteReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.chunks.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
     }
 }
 

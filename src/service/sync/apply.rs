@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::model::{new_rev, validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
 use crate::service::{file_not_found, storage_write_error, FileService};
-use crate::storage::object_name;
+use crate::storage::{object_name, Content, UploadSink};
 
 /// What became of one change.
 enum Outcome {
@@ -534,43 +534,46 @@ impl FileService {
         let Some(content) = self.with_storage(move |s| s.open(&object)).await? else {
             return Ok(false);
         };
-        let temp = self.with_storage(|s| s.new_upload()).await?;
+        let label = format!("copy of content {sha256}");
+        let upload = self.with_storage(move |s| s.begin_upload(false, &label)).await?;
         let sha = sha256.to_string();
-        self.with_storage(move |s| {
-            let mut file = content.into_reader()?;
-            let mut temp = temp;
-            let mut hasher = Sha256::new();
-            let mut tee = TeeWriter {
-                file: temp.as_file_mut(),
-                hasher: &mut hasher,
-            };
-            std::io::copy(&mut file, &mut tee).map_err(storage_write_error)?;
-            if hex::encode(hasher.finalize()) != sha {
-                return Err(Error::NotFound(format!("the stored copy of {sha} changed meanwhile")));
+        self.with_storage(move |_| {
+            let mut upload = upload;
+            let copied = copy_verified(content, &mut *upload, &sha);
+            match copied.and_then(|()| upload.finish()) {
+                Ok(()) => upload.stage(&sha),
+                Err(e) => {
+                    let _ = upload.discard();
+                    Err(e)
+                }
             }
-            s.stage_blob(temp, &sha)
         })
         .await?;
         Ok(true)
     }
 }
 
-/// Writes to a file while hashing what is written.
-struct TeeWriter<'a> {
-    file: &'a mut std::fs::File,
-    hasher: &'a mut Sha256,
-}
-
-impl std::io::Write for TeeWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+/// Copies `content` into `upload`, failing if it does not hash to `sha256` (the stored
+/// file changed while it was read).
+fn copy_verified(content: Content, upload: &mut dyn UploadSink, sha256: &str) -> Result<()> {
+    use std::io::Read;
+    let mut reader = content.into_reader()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(storage_write_error)?;
+        if n == 0 {
+            break;
+        }
+        upload.write(&buf[..n])?;
+        hasher.update(&buf[..n]);
     }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+    if hex::encode(hasher.finalize()) != sha256 {
+        return Err(Error::NotFound(format!(
+            "the stored copy of {sha256} changed meanwhile"
+        )));
     }
+    Ok(())
 }
 
 /// Whether version `a` wins over `b`: later `updated_at`, then the larger rev.

@@ -17,14 +17,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use sha2::{Digest, Sha256};
+use futures_util::Stream;
 use uuid::Uuid;
 
-use super::{storage_write_error, FileService};
+use super::FileService;
 use crate::catalog::Change;
 use crate::error::{Error, Result};
-use crate::metrics::metrics;
 use crate::model::{FileRecord, UserId};
 use crate::storage::{object_name, Content};
 
@@ -169,60 +167,32 @@ impl FileService {
         Ok(self.with_catalog(move |c| c.find_by_sha256(&sha)).await?.is_some())
     }
 
-    /// Receives the bytes of content `sha256` and stages them for the changes that use
-    /// them; nothing is kept unless they hash to `sha256`.
-    pub async fn receive_content<S>(&self, sha256: &str, mut chunks: S) -> Result<u64>
+    /// Receives the bytes of content `sha256` through the intake and stages them for the
+    /// changes that use them; nothing is kept unless they hash to `sha256`.
+    pub async fn receive_content<S>(&self, sha256: &str, chunks: S) -> Result<u64>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
         check_sha256(sha256)?;
-        let temp = self.with_storage(|s| s.new_upload()).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-        let writer = tokio::task::spawn_blocking(move || -> Result<(tempfile::NamedTempFile, String)> {
-            use std::io::Write;
-            let mut temp = temp;
-            let mut hasher = Sha256::new();
-            while let Some(chunk) = rx.blocking_recv() {
-                temp.write_all(&chunk).map_err(storage_write_error)?;
-                hasher.update(&chunk);
-            }
-            temp.as_file().sync_all().map_err(storage_write_error)?;
-            Ok((temp, hex::encode(hasher.finalize())))
-        });
-        let (max, idle) = (self.limits.max_upload_bytes, self.limits.upload_idle_timeout);
-        let mut size = 0u64;
-        let received: Result<()> = async {
-            loop {
-                let next = tokio::time::timeout(idle, chunks.next())
-                    .await
-                    .map_err(|_| Error::Timeout(format!("the upload sent nothing for {} seconds", idle.as_secs())))?;
-                let Some(chunk) = next else { return Ok(()) };
-                let chunk = chunk?;
-                size += chunk.len() as u64;
-                if size > max {
-                    return Err(Error::PayloadTooLarge(format!(
-                        "the content is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
-                    )));
-                }
-                if tx.send(chunk).await.is_err() {
-                    return Ok(()); // the writer failed; its error is reported below
-                }
-            }
-        }
-        .await;
-        drop(tx);
-        let written = writer.await?;
-        received?;
-        let (temp, actual) = written?;
-        if actual != sha256 {
-            return Err(Error::invalid(
+        let label = format!("sync content {sha256}");
+        let upload = self.with_storage(move |s| s.begin_upload(false, &label)).await?;
+        let (upload, arrived) = self.take_in(chunks, upload, None, "content").await?;
+        let checked = arrived.and_then(|arrived| match arrived.sha256 == sha256 {
+            true => Ok(arrived.size),
+            false => Err(Error::invalid(
                 "hash_mismatch",
-                format!("the body hashes to {actual}, not {sha256}; nothing was kept"),
-            ));
-        }
-        metrics().uploaded_bytes.inc_by(size);
+                format!("the body hashes to {}, not {sha256}; nothing was kept", arrived.sha256),
+            )),
+        });
+        let size = match checked {
+            Ok(size) => size,
+            Err(e) => {
+                self.discard_upload(upload).await;
+                return Err(e);
+            }
+        };
         let sha = sha256.to_string();
-        self.with_storage(move |s| s.stage_blob(temp, &sha)).await?;
+        self.with_storage(move |_| upload.stage(&sha)).await?;
         Ok(size)
     }
 }
