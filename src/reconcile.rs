@@ -52,6 +52,12 @@ pub struct Reconciler {
     verified: Mutex<HashMap<String, (u64, SystemTime)>>,
 }
 
+/// Events are gathered this long into one pass, at least.
+const EVENT_COALESCE: Duration = Duration::from_millis(100);
+/// A pass prompted by events waits this many times as long as the previous pass took:
+/// under a stream of events, passes use at most a tenth of the time.
+const EVENT_PASS_SPACING: u32 = 9;
+
 /// Slack between a file's change time and its record's `updated_at`, for clocks that
 /// round differently (filesystem timestamps vs. the catalog's).
 const CLOCK_SLACK: Duration = Duration::from_secs(1);
@@ -251,7 +257,13 @@ impl Reconciler {
             }
         });
         loop {
-            let recheck = match self.pass(false).await {
+            let started = std::time::Instant::now();
+            let passed = self.pass(false).await;
+            // A pass reads the whole folder and catalog, so it costs more as they grow; a
+            // steady stream of events (uploads, a sync) must not turn into back-to-back
+            // passes that take the cores from the work making the events.
+            let calm = (started.elapsed() * EVENT_PASS_SPACING).max(EVENT_COALESCE);
+            let recheck = match passed {
                 Ok(report) => {
                     let changes = &crate::metrics::metrics().watcher_changes;
                     changes.with_label_values(&["added"]).inc_by(report.added.len() as u64);
@@ -295,7 +307,7 @@ impl Reconciler {
                         return;
                     }
                     // Coalesce a burst of events into one pass.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(calm).await;
                     while events.try_recv().is_ok() {}
                 }
                 _ = wait_interval => {}
