@@ -7,6 +7,7 @@
 //! columns, results identical to a single-threaded pass), `summary` (Markdown rendering).
 
 mod column;
+mod dtype;
 mod header;
 mod infer;
 mod iso;
@@ -227,6 +228,7 @@ pub enum AnalysisError {
     Io(#[from] std::io::Error),
 }
 
+pub use dtype::{bool_text, Dtype};
 pub use preview::{preview_reader, Preview};
 pub use rows::read_rows;
 pub use typed::{float_text, parse_iso, timestamp_text, Cell, ColumnBudget, Stats, TypedColumn};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::QueryError;
-use crate::analysis::{Cell, Profile};
+use crate::analysis::{Cell, Dtype, Profile};
 use crate::formats::{self, Columnar, Format, FormatError};
 use crate::storage::Content;
 
@@ -169,18 +169,6 @@ fn unreadable(e: FormatError) -> QueryError {
     QueryError::Unreadable(format!("the file cannot be read as its table: {e}"))
 }
 
-/// The polars type each profile dtype is stored as.
-pub(super) fn dtype_of(pandas: &str) -> DataType {
-    match pandas {
-        "int64" => DataType::Int64,
-        "uint64" => DataType::UInt64,
-        "float64" => DataType::Float64,
-        "bool" => DataType::Boolean,
-        "datetime64[ns]" => DataType::Datetime(TimeUnit::Nanoseconds, None),
-        _ => DataType::String,
-    }
-}
-
 /// One column of the copy being written, a batch at a time.
 enum Builder {
     Int(PrimitiveChunkedBuilder<Int64Type>),
@@ -222,7 +210,7 @@ impl Builder {
             (Builder::Time(b), _) => b.append_null(),
             (Builder::Text(b), Cell::Text(t)) => b.append_value(String::from_utf8_lossy(t)),
             (Builder::Text(b), Cell::Null) => b.append_null(),
-            (Builder::Text(b), other) => b.append_value(cell_text(other)),
+            (Builder::Text(b), other) => b.append_value(other.text().unwrap_or_default()),
         }
     }
 
@@ -241,23 +229,14 @@ impl Builder {
     }
 }
 
-/// A typed value written into a text column (a JSON object column holding numbers).
-fn cell_text(cell: &Cell<'_>) -> String {
-    match cell {
-        Cell::Null => String::new(),
-        Cell::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Cell::Int(i) => i.to_string(),
-        Cell::UInt(u) => u.to_string(),
-        Cell::Float(x) => crate::analysis::float_text(*x),
-        Cell::Time { ns, has_time } => crate::analysis::timestamp_text(*ns, !has_time),
-        Cell::Text(t) => String::from_utf8_lossy(t).into_owned(),
-    }
-}
-
 /// Writes the typed rows of `source` (as `profile` describes them) to `out` as Parquet.
 fn write_copy(source: &File, format: Format, profile: &Profile, out: &mut File) -> Result<(), QueryError> {
     let names: Vec<&str> = profile.columns.iter().map(|c| c.name.as_str()).collect();
-    let dtypes: Vec<DataType> = profile.columns.iter().map(|c| dtype_of(&c.dtype)).collect();
+    let dtypes: Vec<DataType> = profile
+        .columns
+        .iter()
+        .map(|c| Dtype::of(&c.dtype).polars_type())
+        .collect();
     let schema: Schema = names
         .iter()
         .zip(&dtypes)

@@ -15,7 +15,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::Value as Json;
 
 use super::{mismatch, rewound, FileFormat, FormatError, PreviewOptions};
-use crate::analysis::{Cell, ColumnBudget, Preview, Profile};
+use crate::analysis::{Cell, ColumnBudget, Dtype, Preview, Profile};
 use rules::{preview_text, typed_cell, JsonColumn};
 
 /// `.json` documents, or `.jsonl`/`.ndjson` lines.
@@ -118,7 +118,7 @@ impl FileFormat for JsonFile {
                 .enumerate()
                 .map(|(i, c)| (c.name.as_str(), i))
                 .collect(),
-            dtypes: profile.columns.iter().map(|c| c.dtype.as_str()).collect(),
+            dtypes: profile.columns.iter().map(|c| Dtype::of(&c.dtype)).collect(),
             values: vec![Json::Null; profile.columns.len()],
             count: 0,
             stopped: false,
@@ -440,7 +440,7 @@ impl Sink for Table {
 struct Rows<'a> {
     /// The profile's columns by name, and their dtypes.
     index: HashMap<&'a str, usize>,
-    dtypes: Vec<&'a str>,
+    dtypes: Vec<Dtype>,
     /// The row being filled.
     values: Vec<Json>,
     count: u64,
@@ -463,7 +463,7 @@ impl Rows<'_> {
             .iter()
             .zip(&self.dtypes)
             .zip(&texts)
-            .map(|((v, dtype), text)| typed_cell(v, dtype, text))
+            .map(|((v, dtype), text)| typed_cell(v, *dtype, text))
             .collect();
         self.count += 1;
         self.stopped = !(self.row)(&cells);

@@ -4,7 +4,7 @@
 
 use serde_json::Value as Json;
 
-use crate::analysis::{self, Cell, ColumnBudget, Stats, TypedColumn};
+use crate::analysis::{self, bool_text, Cell, ColumnBudget, Dtype, Stats, TypedColumn};
 
 /// Below this, a number in a date-like column is not taken for a time (pandas' `min_stamp`,
 /// one year of seconds).
@@ -203,38 +203,38 @@ impl JsonColumn {
     /// `datetime64[ns]`; a column of booleans alone (none missing) stays `bool`; any other column that can be
     /// cast to float64 (numbers, numbers as text, booleans, missing values) is `int64` when every
     /// value is whole and none is missing, else `float64`; the rest is `object`.
-    fn dtype(&self, rows: u64) -> (&'static str, Stats) {
+    fn dtype(&self, rows: u64) -> (Dtype, Stats) {
         let present = rows - self.nulls;
         if self.as_date.is_some() && self.date_ok && (self.numbers == 0 || self.min_number > MIN_STAMP) {
-            return ("datetime64[ns]", Stats::Datetime);
+            return (Dtype::Datetime, Stats::Datetime);
         }
         if self.text > 0 || self.nested > 0 {
-            return ("object", Stats::Object);
+            return (Dtype::Object, Stats::Object);
         }
         if present > 0 && self.bools == present && self.nulls == 0 {
-            return ("bool", Stats::Bool);
+            return (Dtype::Bool, Stats::Bool);
         }
         let all_ints_as_read = self.floats == 0 && self.bools == 0 && self.numeric_text == 0;
         if self.nulls == 0 && present > 0 && self.big > 0 && self.negative == 0 && all_ints_as_read {
-            return ("uint64", Stats::UInt);
+            return (Dtype::UInt64, Stats::UInt);
         }
         if self.nulls == 0 && present > 0 && self.big == 0 && self.integral + self.bools == present {
-            return ("int64", Stats::Int);
+            return (Dtype::Int64, Stats::Int);
         }
-        ("float64", Stats::Float)
+        (Dtype::Float64, Stats::Float)
     }
 
     pub(super) fn finish(self, rows: u64) -> analysis::ColumnProfile {
         let (dtype, stats) = self.dtype(rows);
         match (stats, self.as_date) {
-            (Stats::Datetime, Some(d)) => d.finish(self.name, dtype, stats, rows),
-            _ => self.plain.finish(self.name, dtype, stats, rows),
+            (Stats::Datetime, Some(d)) => d.finish(self.name, dtype.as_str(), stats, rows),
+            _ => self.plain.finish(self.name, dtype.as_str(), stats, rows),
         }
     }
 }
 
 /// A JSON value as a column of `dtype` holds it (see [`JsonColumn::push`] for the rules).
-pub(super) fn typed_cell<'a>(v: &'a Json, dtype: &str, text: &'a str) -> Cell<'a> {
+pub(super) fn typed_cell<'a>(v: &'a Json, dtype: Dtype, text: &'a str) -> Cell<'a> {
     let number = |v: &Json| -> Option<f64> {
         match v {
             Json::Number(n) => n.as_f64(),
@@ -245,18 +245,19 @@ pub(super) fn typed_cell<'a>(v: &'a Json, dtype: &str, text: &'a str) -> Cell<'a
     };
     match (dtype, v) {
         (_, Json::Null) => Cell::Null,
-        ("object", _) => Cell::Text(text.as_bytes()),
-        ("bool", Json::Bool(b)) => Cell::Bool(*b),
-        ("int64", Json::Number(n)) if n.as_i64().is_some() => Cell::Int(n.as_i64().unwrap_or_default()),
-        ("int64", v) => number(v).map_or(Cell::Null, |x| Cell::Int(x as i64)),
-        ("uint64", Json::Number(n)) if n.as_u64().is_some() => Cell::UInt(n.as_u64().unwrap_or_default()),
-        ("uint64", v) => number(v).map_or(Cell::Null, |x| Cell::UInt(x as u64)),
-        ("float64", v) => number(v).filter(|x| !x.is_nan()).map_or(Cell::Null, Cell::Float),
-        ("datetime64[ns]", Json::String(s)) => {
+        (Dtype::Object, _) => Cell::Text(text.as_bytes()),
+        (Dtype::Bool, Json::Bool(b)) => Cell::Bool(*b),
+        (Dtype::Int64, Json::Number(n)) if n.as_i64().is_some() => Cell::Int(n.as_i64().unwrap_or_default()),
+        (Dtype::Int64, v) => number(v).map_or(Cell::Null, |x| Cell::Int(x as i64)),
+        (Dtype::UInt64, Json::Number(n)) if n.as_u64().is_some() => Cell::UInt(n.as_u64().unwrap_or_default()),
+        (Dtype::UInt64, v) => number(v).map_or(Cell::Null, |x| Cell::UInt(x as u64)),
+        (Dtype::Float64, v) => number(v).filter(|x| !x.is_nan()).map_or(Cell::Null, Cell::Float),
+        (Dtype::Datetime, Json::String(s)) => {
             analysis::parse_iso(s.as_bytes()).map_or(Cell::Null, |(ns, has_time)| Cell::Time { ns, has_time })
         }
-        ("datetime64[ns]", Json::Number(n)) => epoch_ns(n.as_f64().unwrap_or(f64::NAN))
-            .map_or(Cell::Null, |ns| Cell::Time { ns, has_time: true }),
+        (Dtype::Datetime, Json::Number(n)) => {
+            epoch_ns(n.as_f64().unwrap_or(f64::NAN)).map_or(Cell::Null, |ns| Cell::Time { ns, has_time: true })
+        }
         _ => Cell::Null,
     }
 }
@@ -265,7 +266,7 @@ pub(super) fn typed_cell<'a>(v: &'a Json, dtype: &str, text: &'a str) -> Cell<'a
 pub(super) fn preview_text(v: &Json) -> Option<String> {
     match v {
         Json::Null => None,
-        Json::Bool(b) => Some(if *b { "True" } else { "False" }.into()),
+        Json::Bool(b) => Some(bool_text(*b).into()),
         Json::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
