@@ -1,8 +1,10 @@
-//! The HTTP API (warp): routes, authentication filter and the one place errors become responses.
+//! The HTTP API (warp): routes and the authentication filter; `error` is the one place
+//! errors become responses.
 //!
 //! Handlers are thin: they parse the request, call [`FileService`], and serialize.
 
 mod download;
+mod error;
 mod explore;
 mod query;
 pub mod server;
@@ -10,7 +12,6 @@ mod sync;
 mod upload;
 pub mod web;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -23,6 +24,8 @@ use crate::auth::{Auth, Principal};
 use crate::error::Error;
 use crate::model::{ListQuery, UserId};
 use crate::service::FileService;
+pub use error::error_response;
+use error::{recover, MapErrReject};
 
 /// Largest JSON body accepted on small JSON routes: room for the longest description
 /// even with every character escaped (`\uXXXX\uXXXX` for one outside the BMP), so an
@@ -463,22 +466,6 @@ fn list_query(params: Vec<(String, String)>) -> Result<ListQuery, Error> {
     Ok(query)
 }
 
-/// Turns a handler's `Result<_, Error>` future into warp's `Result<_, Rejection>`.
-trait MapErrReject: Sized {
-    type Output;
-    fn map_err_reject(self) -> Self::Output;
-}
-
-impl<F, T> MapErrReject for F
-where
-    F: std::future::Future<Output = Result<T, Error>>,
-{
-    type Output = futures_util::future::MapErr<F, fn(Error) -> Rejection>;
-    fn map_err_reject(self) -> Self::Output {
-        futures_util::TryFutureExt::map_err(self, warp::reject::custom as fn(Error) -> Rejection)
-    }
-}
-
 /// Path segments arrive percent-encoded (`sales%202024`, `%C3%A9`).
 fn decode(segment: &str) -> String {
     percent_encoding::percent_decode_str(segment)
@@ -488,94 +475,4 @@ fn decode(segment: &str) -> String {
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
-}
-
-/// Renders an error as `{"detail", "code"}` with its status; 401s carry
-/// `WWW-Authenticate: Bearer`.
-pub fn error_response(err: &Error) -> Response {
-    if let Error::Internal(cause) = err {
-        tracing::error!(error = ?cause, "request failed");
-    }
-    let body = serde_json::json!({ "detail": err.detail(), "code": err.code() });
-    let mut response = json(err.status(), &body);
-    match err {
-        Error::Unauthorized(_) => {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        Error::Busy(_) => {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        _ => {}
-    }
-    response
-}
-
-async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    if let Some(err) = rejection.find::<Error>() {
-        return Ok(error_response(err));
-    }
-    // Most specific first: a route whose path matched but whose body was wrong should
-    // say so, rather than the 405 of a sibling route with another method.
-    let (status, code, detail) = if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("invalid {} header; uploads are multipart/form-data", e.name()),
-        )
-    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("missing {} header; uploads are multipart/form-data", e.name()),
-        )
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large".to_string(),
-        )
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "unsupported Content-Type".to_string(),
-        )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        (
-            StatusCode::LENGTH_REQUIRED,
-            "length_required",
-            "send a Content-Length header".to_string(),
-        )
-    } else if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
-        (
-            StatusCode::FORBIDDEN,
-            "cors_forbidden",
-            "this origin, method or header is not allowed by CORS_ALLOWED_ORIGINS".to_string(),
-        )
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this route does not take that method".to_string(),
-        )
-    } else if rejection.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            "no such route; the API is under /api/v1/files".to_string(),
-        )
-    } else {
-        tracing::error!(?rejection, "unhandled rejection");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error".to_string(),
-        )
-    };
-    let body = serde_json::json!({ "detail": detail, "code": code });
-    Ok(json(status, &body))
 }

@@ -1158,12 +1158,3 @@ fn no_active_file(session: Uuid) -> Error {
 fn file_not_found(name: &str) -> Error {
     Error::NotFound(format!("no file named {name:?} for this user"))
 }
-
-fn storage_write_error(e: std::io::Error) -> Error {
-    if Error::is_out_of_space(&e) {
-        // Nothing the client did wrong, and nothing a retry fixes until space is freed.
-        Error::storage_full()
-    } else {
-        Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
-    }
-}

@@ -21,13 +21,13 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{file_not_found, storage_write_error, FileService};
+use super::{file_not_found, FileService};
 use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::metrics::metrics;
 use crate::model::{new_rev, validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
-use crate::storage::{object_name, Content};
+use crate::storage::{object_name, upload_write_error as storage_write_error, Content};
 
 /// Longest long-poll of the change feed.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
