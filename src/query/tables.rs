@@ -50,15 +50,15 @@ impl TableFile {
 }
 
 /// The cache folder of columnar copies, bounded in bytes (least recently used go first).
-pub struct Copies {
+pub struct ColumnarCache {
     dir: PathBuf,
     max_bytes: u64,
 }
 
-impl Copies {
-    pub fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<Copies> {
+impl ColumnarCache {
+    pub fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<ColumnarCache> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Copies { dir, max_bytes })
+        Ok(ColumnarCache { dir, max_bytes })
     }
 
     pub fn dir(&self) -> &Path {

@@ -38,7 +38,7 @@ use crate::model::{
 };
 use crate::storage::{object_name, Content, Storage, UploadSink};
 
-/// Longest accepted `description`, in bytes.
+/// Longest accepted `description`, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 64 * 1024;
 /// A text part of the upload form may be this long: the longest description in
 /// characters of four bytes.
@@ -115,7 +115,7 @@ pub struct FileService {
     /// Queries and conversions running (each holds one until its work has stopped).
     queries: Arc<Semaphore>,
     /// The columnar copies queries read.
-    copies: Arc<crate::query::Copies>,
+    copies: Arc<crate::query::ColumnarCache>,
 }
 
 impl FileService {
@@ -124,7 +124,7 @@ impl FileService {
         cache: Arc<dyn ActiveFileCache>,
         storage: Arc<dyn Storage>,
         limits: Limits,
-        copies: crate::query::Copies,
+        copies: crate::query::ColumnarCache,
     ) -> FileService {
         let queries = Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1)));
         FileService {

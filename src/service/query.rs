@@ -187,8 +187,9 @@ impl FileService {
         Ok(sources)
     }
 
-    /// Runs `work` on the blocking pool; past the query timeout, `cancel` is set (the work
-    /// stops at its next batch) and the caller gets 408 at once.
+    /// Runs `work` on the blocking pool; past the query timeout, `cancel` is set (the engine
+    /// is interrupted, or the work stops at its next table or result batch: see
+    /// [`Cancel`]) and the caller gets 408 at once.
     pub(super) async fn with_deadline<T: Send + 'static>(
         &self,
         cancel: &Cancel,
@@ -366,7 +367,7 @@ impl Drop for Pieces {
 
 /// Each source as a table the engine scans (building columnar copies where needed).
 pub(super) fn prepare(
-    copies: &query::Copies,
+    copies: &query::ColumnarCache,
     sources: Vec<Source>,
     cancel: &Cancel,
 ) -> std::result::Result<Vec<Table>, QueryError> {
