@@ -6,10 +6,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use crate::harness::{metric, new_session, status_json, TestServer};
+use crate::harness::{enc, metric, new_session, status_json, TestServer};
 
 /// Three self cross joins of a 20,000-row file: 8·10¹² combinations, far past any timeout.
 const SLOW_SQL: &str =
@@ -672,10 +671,6 @@ async fn a_conversion_head_answers_what_its_get_answers() {
 }
 
 // ---- helpers ----
-
-fn enc(name: &str) -> String {
-    utf8_percent_encode(name, NON_ALPHANUMERIC).to_string()
-}
 
 fn query_path(name: &str) -> String {
     format!("/files/{}/query", enc(name))
