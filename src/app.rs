@@ -204,7 +204,7 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
         query_timeout: Duration::from_secs(config.query_timeout_seconds),
     };
     let copies_dir = config.data_dir.join("query-tables");
-    let copies = crate::query::Copies::new(copies_dir.clone(), config.query_cache_max_bytes)
+    let copies = crate::query::ColumnarCache::new(copies_dir.clone(), config.query_cache_max_bytes)
         .map_err(|e| key_error("DATA_DIR", format!("cannot create {}: {e}", copies_dir.display())))?;
     Ok(Arc::new(FileService::new(catalog, cache, storage, limits, copies)))
 }

@@ -1,9 +1,9 @@
-//! The one error type of the service and its mapping to HTTP statuses and stable codes.
-
-use warp::http::StatusCode;
+//! The one error type of the service, with the stable code and the detail its clients see.
+//! Backends' errors are converted where they enter (`crate::storage`, `crate::catalog`);
+//! the HTTP status of each kind is chosen in `crate::http`.
 
 /// Everything a request can fail with. Each variant carries the `detail` shown to the
-/// client; [`Error::status`] and [`Error::code`] are the only place statuses are chosen.
+/// client; [`Error::code`] is its stable code (HTTP and MCP alike).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -62,31 +62,8 @@ impl Error {
         )
     }
 
-    /// Whether a write failed for want of space (a full disk or a used-up quota). By kind,
-    /// not only by OS code: `tempfile` wraps its errors with the path, keeping the kind.
-    pub fn is_out_of_space(err: &std::io::Error) -> bool {
-        use std::io::ErrorKind;
-        matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-            || matches!(err.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
-    }
-
     pub fn internal(context: impl std::fmt::Display) -> Self {
         Error::Internal(anyhow::anyhow!("{context}"))
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Unavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -114,50 +91,8 @@ impl Error {
     }
 }
 
-impl warp::reject::Reject for Error {}
-
-/// The bucket's answers: a missing object and a taken name are ordinary outcomes; any
-/// other failure (no answer, refused credentials, a missing bucket, retries used up) is
-/// the storage being unavailable, which the client may retry and which heals by itself.
-impl From<object_store::Error> for Error {
-    fn from(err: object_store::Error) -> Self {
-        match err {
-            object_store::Error::NotFound { path, .. } => Error::NotFound(format!("{path} is not in the bucket")),
-            object_store::Error::AlreadyExists { path, .. } => {
-                Error::Conflict(format!("the bucket already holds {path}; it is never overwritten"))
-            }
-            object_store::Error::Precondition { path, .. } => {
-                Error::Conflict(format!("{path} changed in the bucket meanwhile; try again"))
-            }
-            other => Error::Unavailable(format!("the storage bucket is not answering as it should: {other}")),
-        }
-    }
-}
-
 impl From<tokio::task::JoinError> for Error {
     fn from(err: tokio::task::JoinError) -> Self {
         Error::internal(format_args!("background task failed: {err}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_storage_is_507_insufficient_storage() {
-        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
-        assert!(Error::is_out_of_space(&full) && Error::is_out_of_space(&quota));
-        assert!(!Error::is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
-        // As a temporary file's write reports it: the OS error wrapped with the path (found
-        // by the disk-full test, where the raw-code check alone gave 500).
-        let wrapped = std::io::Error::new(full.kind(), format!("{full} at path \"/storage/.upload-x\""));
-        assert_eq!(wrapped.raw_os_error(), None);
-        assert!(Error::is_out_of_space(&wrapped));
-        let err = Error::storage_full();
-        assert_eq!(err.status().as_u16(), 507);
-        assert_eq!(err.code(), "insufficient_storage");
-        assert!(err.detail().contains("storage folder is full"), "{}", err.detail());
     }
 }

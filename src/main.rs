@@ -172,6 +172,7 @@ fn main() -> ExitCode {
     let _flush_logs = init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(StartupError::Other(e)) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(StartupError::Config(e)) => {
             eprintln!("file-service: configuration error: {e}");
             ExitCode::from(2)
@@ -181,6 +182,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Standard output went away (its reader, such as `head`, closed the pipe): the command
+/// ends quietly, with success, as ripgrep does.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output is closed")]
+struct StdoutClosed;
+
+/// Writes `text` and a newline to standard output; every command prints through this.
+fn say(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            anyhow::Error::new(StdoutClosed)
+        } else {
+            anyhow::Error::new(e).context("cannot write to standard output")
+        }
+    })
 }
 
 fn run(cli: Cli) -> Result<(), StartupError> {
@@ -213,7 +233,7 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                     "--user must be a positive integer"
                 )));
             }
-            println!("{}", app::auth(&config)?.mint_with_scope(user, ttl, scope.is_some()));
+            say(app::auth(&config)?.mint_with_scope(user, ttl, scope.is_some()))?;
             Ok(())
         }
         Command::Open { user, ttl, no_browser } => {
@@ -223,7 +243,7 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                 )));
             }
             let token = app::auth(&config)?.mint(user, ttl);
-            open_page(config.bind_addr, &token, no_browser);
+            open_page(config.bind_addr, &token, no_browser)?;
             Ok(())
         }
         Command::Mcp { url, token, user, ttl } => {
@@ -250,7 +270,7 @@ fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Migrate => {
             let catalog = app::open_catalog(&config)?;
             catalog.migrate().map_err(|e| StartupError::Other(e.into()))?;
-            println!("migrations applied to {}", catalog.describe());
+            say(format_args!("migrations applied to {}", catalog.describe()))?;
             Ok(())
         }
         Command::Reconcile { dry_run } => {
@@ -265,21 +285,21 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                 ("failed", &report.failed),
             ] {
                 for item in items {
-                    println!("{label}: {item}");
+                    say(format_args!("{label}: {item}"))?;
                 }
             }
-            println!(
+            say(format_args!(
                 "{} added, {} updated, {} removed, {} ignored, {} failed",
                 report.added.len(),
                 report.updated.len(),
                 report.removed.len(),
                 report.ignored.len(),
                 report.failed.len()
-            );
+            ))?;
             Ok(())
         }
         Command::Check => {
-            println!("{}", runtime.block_on(app::check(&config))?);
+            say(runtime.block_on(app::check(&config))?)?;
             Ok(())
         }
         Command::Sync {
@@ -303,20 +323,17 @@ fn run(cli: Cli) -> Result<(), StartupError> {
             let to = to.map(|url| Endpoint::new(&url, &token)).transpose()?;
             let report = runtime.block_on(sync_client::run(&local, from.as_ref(), to.as_ref(), watch))?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&report).map_err(|e| StartupError::Other(e.into()))?
-                );
+                say(serde_json::to_string(&report).map_err(|e| StartupError::Other(e.into()))?)?;
             } else {
                 for (label, part) in [("pulled", &report.pulled), ("pushed", &report.pushed)] {
                     if let Some(r) = part {
-                        println!(
+                        say(format_args!(
                             "{label}: {} changes ({} applied, {} already known, {} conflicts kept both, {} refused, {} waiting); {} files' bytes sent ({} bytes)",
                             r.changes, r.applied, r.skipped, r.conflicts, r.rejected, r.waiting, r.blobs, r.bytes
-                        );
+                        ))?;
                     }
                 }
-                println!("took {:.2} s", report.seconds);
+                say(format_args!("took {:.2} s", report.seconds))?;
             }
             Ok(())
         }
@@ -347,15 +364,15 @@ fn local_addr(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
 }
 
 /// Prints the page's sign-in address and, unless told not to, opens it with `xdg-open`.
-fn open_page(bind_addr: std::net::SocketAddr, token: &str, no_browser: bool) {
+fn open_page(bind_addr: std::net::SocketAddr, token: &str, no_browser: bool) -> anyhow::Result<()> {
     let addr = local_addr(bind_addr);
     let url = format!("http://{addr}/#token={token}");
     if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)).is_err() {
         eprintln!("file-service: no server answers at {addr} yet; start it with `file-service serve`");
     }
-    println!("{url}");
+    say(&url)?;
     if no_browser {
-        return;
+        return Ok(());
     }
     // The URL carries the token: it goes to the opener's arguments, never to a shell.
     match std::process::Command::new("xdg-open")
@@ -368,6 +385,7 @@ fn open_page(bind_addr: std::net::SocketAddr, token: &str, no_browser: bool) {
         Ok(status) if status.success() => eprintln!("file-service: opened the page in your browser"),
         _ => eprintln!("file-service: could not start a browser (xdg-open); open the address above"),
     }
+    Ok(())
 }
 
 fn summarize(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
@@ -381,9 +399,9 @@ fn summarize(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     })?;
     let profile = formats::profile_path(file, format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&profile)?);
+        say(serde_json::to_string_pretty(&profile)?)?;
     } else {
-        println!("{}", profile.summary());
+        say(profile.summary())?;
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-"""DuckDB on the files the load benchmark's `queries` section gives file-service (issue 15).
+"""DuckDB on the files the load benchmark's `queries` section gives file-service.
 
 Run by benches/load/queries.rs (embedded with include_str!) with the Python of a cached
 virtualenv that has the pinned duckdb; also runnable by hand:

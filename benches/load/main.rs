@@ -86,7 +86,7 @@ fn main() -> ExitCode {
     if opts.runs(Section::Sync) {
         report.sync = sync::run(&rt, &opts, &bin, &mut report.notes);
     }
-    report.machine.load_avg_end = report::load_avg();
+    report.machine.load_avg_end = load_avg();
     write_report(&report, &opts, &target)
 }
 
@@ -122,7 +122,7 @@ fn data_cache(opts: &Options, target: &Path) -> PathBuf {
 }
 
 fn run_services(rt: &Runtime, opts: &Options, bin: &Path, csvs: &[(u64, PathBuf)], report: &mut Report) {
-    // PostgreSQL/Redis, then once more with the bytes in S3 (issue 18) when an S3 server is given.
+    // PostgreSQL/Redis, then once more with the bytes in S3 when an S3 server is given.
     let variants = [
         (
             services::Services::from_env(),
@@ -161,7 +161,7 @@ fn run_backend(
     if opts.runs(Section::Upload) {
         for (mb, csv) in csvs {
             eprintln!("load: [{name}] upload + summary of {mb} MB");
-            backend.load_avg.push((format!("upload {mb} MB"), report::load_avg()));
+            backend.load_avg.push((format!("upload {mb} MB"), load_avg()));
             let Some(server) = start(bin, env, &[upload_limit(csv)], &mut backend) else {
                 return backend;
             };
@@ -178,11 +178,11 @@ fn run_backend(
         };
         backend.idle_rss_mib = Some(settle_and_read_rss(&server));
         if opts.runs(Section::Active) {
-            backend.load_avg.push(("active".into(), report::load_avg()));
+            backend.load_avg.push(("active".into(), load_avg()));
             backend.active = rt.block_on(active_section(&server, opts));
         }
         if opts.runs(Section::List) {
-            backend.load_avg.push(("list".into(), report::load_avg()));
+            backend.load_avg.push(("list".into(), load_avg()));
             backend.list = rt.block_on(list_section(&server, opts));
         }
         backend.peak_rss_after_loads_mib = Some(server.peak_rss_mib());
@@ -214,6 +214,12 @@ fn start(bin: &Path, env: EnvSource, extra: &[(String, String)], backend: &mut B
 fn settle_and_read_rss(server: &Server) -> f64 {
     std::thread::sleep(IDLE_SETTLE);
     server.rss_mib()
+}
+
+/// "1.23 0.98 0.70": the 1, 5 and 15-minute load averages.
+fn load_avg() -> String {
+    let raw = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    raw.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// MAX_UPLOAD_BYTES (default 1 GiB) raised only when a requested size would exceed it.

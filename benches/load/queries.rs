@@ -1,4 +1,4 @@
-//! The `queries` section (opt-in: `--sections queries`): SQL over stored files (issue 15),
+//! The `queries` section (opt-in: `--sections queries`): SQL over stored files,
 //! timed over HTTP and set beside DuckDB on the same files in the same run.
 //!
 //! Per size, on a fresh SQLite server: the generated CSV is uploaded as `orders` and a small
@@ -24,7 +24,6 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 
-use crate::report::load_avg;
 use crate::server::{self, Server};
 use crate::upload::client;
 
@@ -251,7 +250,7 @@ fn run_size(
     let mut report = QuerySizeReport {
         size_mb: mb,
         csv_bytes: std::fs::metadata(csv).map(|m| m.len()).unwrap_or(0),
-        load_avg: load_avg(),
+        load_avg: crate::load_avg(),
         queries: QUERIES
             .iter()
             .map(|q| QueryResult {
@@ -1080,7 +1079,7 @@ pub fn markdown(reports: &[QuerySizeReport], out: &mut String) {
         let rows = r.rows.map(|n| format!(", {n} rows")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "Queries (issue 15) on the {} MB CSV ({:.0} MB{rows}), median of {RUNS} runs, ms as the client saw them (file-service's own `elapsed_ms` in brackets); load average {}:\n",
+            "Queries on the {} MB CSV ({:.0} MB{rows}), median of {RUNS} runs, ms as the client saw them (file-service's own `elapsed_ms` in brackets); load average {}:\n",
             r.size_mb,
             r.csv_bytes as f64 / 1e6,
             r.load_avg

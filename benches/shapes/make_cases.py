@@ -328,7 +328,7 @@ hdr = ["id", "json_payload", "ok"]
 rows = [[str(i), '{"a": %d, "b": [1, 2, 3], "c": "x,y"}' % i, rnd.choice(["true", "false"])] for i in range(60)]
 write("embedded_json.csv", table(hdr, rows), 60, 3, hdr, "quoted JSON with commas/quotes inside")
 
-# ------------------------------------------- issue 16: what people actually export
+# ------------------------------------------- what people actually export
 # 1. no header, the first row typed like the rows below (text columns, US dates and times)
 rows = []
 for i in range(120):

@@ -1,7 +1,8 @@
 //! One column's running state (type lattice, counts, numeric/date accumulators, sketches)
 //! and its conversion into a [`ColumnProfile`] once the whole file has been read.
 
-use super::infer::{self, Dtype, Lattice, Value};
+use super::dtype::{bool_text, Dtype};
+use super::infer::{self, Lattice, Value};
 use super::iso;
 use super::sketch::{self, Budget, Distinct, Reservoir, TopK};
 use super::{ColumnProfile, TopValue};
@@ -371,7 +372,7 @@ fn display(dtype: Dtype, raw: &[u8], date_only: bool, decode: &dyn Fn(&[u8]) -> 
         (Dtype::Float64, Value::Int(i)) => format_float(i as f64),
         (Dtype::Float64, Value::UInt(u)) => format_float(u as f64),
         (Dtype::Float64, Value::Float(x)) => format_float(x),
-        (Dtype::Bool, Value::Bool(b)) => if b { "True" } else { "False" }.to_string(),
+        (Dtype::Bool, Value::Bool(b)) => bool_text(b).to_string(),
         (Dtype::Datetime, Value::Date(d)) => iso::format(d.ns, date_only),
         _ => decode(raw),
     }

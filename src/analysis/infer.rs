@@ -1,6 +1,7 @@
 //! What one raw field is (missing, bool, integer, float, date, text) under pandas' `read_csv`
 //! rules, and the per-column type lattice that turns all of a column's values into a dtype.
 
+use super::dtype::Dtype;
 use super::iso::{self, IsoDate};
 
 /// A classified field. Rules checked against pandas 3.1 `read_csv` defaults.
@@ -223,30 +224,6 @@ fn parse_number(t: &[u8]) -> Option<Value> {
     }
     let s = std::str::from_utf8(t).ok()?;
     s.parse::<f64>().ok().map(Value::Float)
-}
-
-/// The pandas dtypes this module reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Dtype {
-    Int64,
-    UInt64,
-    Float64,
-    Bool,
-    Datetime,
-    Object,
-}
-
-impl Dtype {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Dtype::Int64 => "int64",
-            Dtype::UInt64 => "uint64",
-            Dtype::Float64 => "float64",
-            Dtype::Bool => "bool",
-            Dtype::Datetime => "datetime64[ns]",
-            Dtype::Object => "object",
-        }
-    }
 }
 
 const TEXT: u16 = 1;

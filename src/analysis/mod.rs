@@ -1,12 +1,16 @@
-//! Dataset analysis engine: one bounded-memory pass over a CSV/TSV file producing a pandas-compatible [`Profile`].
+//! Dataset analysis engine: one bounded-memory pass over delimited text producing a
+//! pandas-compatible [`Profile`]: CSV/TSV files, and workbook sheets as tab-separated text
+//! (`crate::formats`); the per-column statistics of the readers that type values themselves
+//! (`typed`: Parquet, Arrow, JSON).
 //!
 //! Layout: `tokenize` (records and fields), `reader` (encoding, delimiter and title-line sniffing, where a table ends, record-size guard),
-//! `table` (is the first line a header: the type rule), `header` (pandas column naming), `infer` (value classification and the dtype lattice), `iso` (ISO-8601 dates),
+//! `table` (is the first line a header: the type rule), `header` (pandas column naming), `infer` (value classification and the dtype lattice), `dtype` (pandas' dtypes as a type), `iso` (ISO-8601 dates),
 //! `sketch` (bounded distinct counter, top values, reservoir), `column` (per-column state and
 //! its final statistics), `rows` (the profiled table's rows, typed, for queries), `scan` (the record loop: one thread tokenizes, all cores analyze
 //! columns, results identical to a single-threaded pass), `summary` (Markdown rendering).
 
 mod column;
+mod dtype;
 mod header;
 mod infer;
 mod iso;
@@ -227,6 +231,7 @@ pub enum AnalysisError {
     Io(#[from] std::io::Error),
 }
 
+pub use dtype::{bool_text, Dtype};
 pub use preview::{preview_reader, Preview};
 pub use rows::read_rows;
 pub use typed::{float_text, parse_iso, timestamp_text, Cell, ColumnBudget, Stats, TypedColumn};
@@ -397,7 +402,11 @@ struct TableStart {
 
 /// Starts the table whose first records [`reader::Input::take_table`] gave: its first record
 /// is its header when the type rule says so (see `table`), and the rest are its first rows.
-fn next_table<R: Read>(input: &mut reader::Input<R>, records: Vec<reader::Ahead>, utf8: &mut bool) -> TableStart {
+fn next_table<R: Read>(
+    input: &mut reader::Input<R>,
+    records: Vec<reader::NumberedRecord>,
+    utf8: &mut bool,
+) -> TableStart {
     let kinds: Vec<Vec<table::Kind>> = records
         .iter()
         .map(|a| a.record.iter().map(table::kind).collect())

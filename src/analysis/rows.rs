@@ -9,51 +9,27 @@ use std::io::Read;
 use super::infer::{classify, Value};
 use super::reader::{self, Next};
 use super::typed::Cell;
-use super::{AnalysisError, Format, Profile};
+use super::{AnalysisError, Dtype, Format, Profile};
 
-/// What a column's fields become, from its profile dtype.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Target {
-    Int,
-    UInt,
-    Float,
-    Bool,
-    Time,
-    Text,
-}
-
-impl Target {
-    fn of(dtype: &str) -> Target {
-        match dtype {
-            "int64" => Target::Int,
-            "uint64" => Target::UInt,
-            "float64" => Target::Float,
-            "bool" => Target::Bool,
-            "datetime64[ns]" => Target::Time,
-            _ => Target::Text,
-        }
-    }
-
-    /// The field as this dtype; a field the dtype cannot hold (never, for a file that has
-    /// not changed since it was profiled) is missing.
-    fn cell<'a>(self, field: &'a [u8], text: &'a str) -> Cell<'a> {
-        let value = classify(field);
-        match (self, value) {
-            (_, Value::Missing) => Cell::Null,
-            (Target::Text, _) => Cell::Text(text.as_bytes()),
-            (Target::Int, Value::Int(i)) => Cell::Int(i),
-            (Target::UInt, Value::Int(i)) => Cell::UInt(i as u64),
-            (Target::UInt, Value::UInt(u)) => Cell::UInt(u),
-            (Target::Float, Value::Int(i)) => Cell::Float(i as f64),
-            (Target::Float, Value::UInt(u)) => Cell::Float(u as f64),
-            (Target::Float, Value::Float(x)) => Cell::Float(x),
-            (Target::Bool, Value::Bool(b)) => Cell::Bool(b),
-            (Target::Time, Value::Date(d)) => Cell::Time {
-                ns: d.ns,
-                has_time: d.has_time,
-            },
-            _ => Cell::Null,
-        }
+/// A field as its column's dtype holds it; a field the dtype cannot hold (never, for a file
+/// that has not changed since it was profiled) is missing.
+fn typed_cell<'a>(dtype: Dtype, field: &'a [u8], text: &'a str) -> Cell<'a> {
+    let value = classify(field);
+    match (dtype, value) {
+        (_, Value::Missing) => Cell::Null,
+        (Dtype::Object, _) => Cell::Text(text.as_bytes()),
+        (Dtype::Int64, Value::Int(i)) => Cell::Int(i),
+        (Dtype::UInt64, Value::Int(i)) => Cell::UInt(i as u64),
+        (Dtype::UInt64, Value::UInt(u)) => Cell::UInt(u),
+        (Dtype::Float64, Value::Int(i)) => Cell::Float(i as f64),
+        (Dtype::Float64, Value::UInt(u)) => Cell::Float(u as f64),
+        (Dtype::Float64, Value::Float(x)) => Cell::Float(x),
+        (Dtype::Bool, Value::Bool(b)) => Cell::Bool(b),
+        (Dtype::Datetime, Value::Date(d)) => Cell::Time {
+            ns: d.ns,
+            has_time: d.has_time,
+        },
+        _ => Cell::Null,
     }
 }
 
@@ -79,15 +55,15 @@ pub fn read_rows<R: Read>(
         first_line,
     };
     let others: HashSet<u64> = profile.other_tables.iter().map(|t| t.first_line).collect();
-    let targets: Vec<Target> = profile.columns.iter().map(|c| Target::of(&c.dtype)).collect();
+    let dtypes: Vec<Dtype> = profile.columns.iter().map(|c| Dtype::of(&c.dtype)).collect();
     let windows_1252 = profile.encoding == "windows-1252";
     let mut utf8 = !windows_1252;
     loop {
         let ours = !others.contains(&start.first_line)
-            && start.ncols == targets.len()
+            && start.ncols == dtypes.len()
             && start.header_line == profile.header_line;
         if ours {
-            return emit(&mut input, &targets, windows_1252, profile.row_count, row);
+            return emit(&mut input, &dtypes, windows_1252, profile.row_count, row);
         }
         while input.read_row(&mut record, start.ncols)? == Next::Row {}
         let Some(records) = input.take_table() else { break };
@@ -101,20 +77,20 @@ pub fn read_rows<R: Read>(
 
 fn emit<R: Read>(
     input: &mut reader::Input<R>,
-    targets: &[Target],
+    dtypes: &[Dtype],
     windows_1252: bool,
     expected: u64,
     row: &mut dyn FnMut(&[Cell<'_>]) -> bool,
 ) -> Result<u64, AnalysisError> {
     let mut record = csv::ByteRecord::new();
     let mut rows = 0u64;
-    while input.read_row(&mut record, targets.len())? == Next::Row {
-        let texts: Vec<Cow<'_, str>> = targets
+    while input.read_row(&mut record, dtypes.len())? == Next::Row {
+        let texts: Vec<Cow<'_, str>> = dtypes
             .iter()
             .enumerate()
-            .map(|(i, target)| {
+            .map(|(i, dtype)| {
                 let field = record.get(i).unwrap_or(b"");
-                if *target != Target::Text {
+                if *dtype != Dtype::Object {
                     Cow::Borrowed("")
                 } else if windows_1252 {
                     encoding_rs::WINDOWS_1252.decode_without_bom_handling(field).0
@@ -123,10 +99,10 @@ fn emit<R: Read>(
                 }
             })
             .collect();
-        let cells: Vec<Cell<'_>> = targets
+        let cells: Vec<Cell<'_>> = dtypes
             .iter()
             .enumerate()
-            .map(|(i, t)| t.cell(record.get(i).unwrap_or(b""), &texts[i]))
+            .map(|(i, d)| typed_cell(*d, record.get(i).unwrap_or(b""), &texts[i]))
             .collect();
         rows += 1;
         if !row(&cells) {

@@ -3,7 +3,8 @@
 //! reads the same whatever the file's format.
 
 use super::column::{format_float, ColumnState};
-use super::infer::{Dtype, Value};
+use super::dtype::{bool_text, Dtype};
+use super::infer::Value;
 use super::iso::{self, IsoDate};
 use super::sketch::Budget;
 use super::ColumnProfile;
@@ -23,6 +24,21 @@ pub enum Cell<'a> {
     },
     /// Text, binary, or a nested value already written as JSON.
     Text(&'a [u8]),
+}
+
+impl Cell<'_> {
+    /// The text a preview shows for the value, as pandas prints it (`None` when missing).
+    pub fn text(&self) -> Option<String> {
+        match *self {
+            Cell::Null => None,
+            Cell::Bool(b) => Some(bool_text(b).into()),
+            Cell::Int(i) => Some(i.to_string()),
+            Cell::UInt(u) => Some(u.to_string()),
+            Cell::Float(x) => Some(float_text(x)),
+            Cell::Time { ns, has_time } => Some(timestamp_text(ns, !has_time)),
+            Cell::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        }
+    }
 }
 
 /// Which statistics a column gets: what its pandas dtype is made of.
@@ -99,7 +115,7 @@ impl TypedColumn {
         let value = match cell {
             Cell::Null => Value::Missing,
             Cell::Bool(b) => {
-                self.text.extend_from_slice(if b { b"True" } else { b"False" });
+                self.text.extend_from_slice(bool_text(b).as_bytes());
                 Value::Bool(b)
             }
             Cell::Int(i) => {

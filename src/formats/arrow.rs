@@ -9,8 +9,97 @@ use polars_arrow::datatypes::ArrowSchema;
 use polars_arrow::io::ipc::read::{read_file_metadata, read_stream_metadata, FileReader, StreamReader, StreamState};
 
 use super::columnar::{PandasMeta, PreviewRows, TableStats};
-use super::FormatError;
-use crate::analysis::{Preview, Profile};
+use super::{mismatch, read_as_stored, rewound, Columnar, FileFormat, FormatError, PreviewOptions};
+use crate::analysis::{Cell, Preview, Profile};
+
+/// Arrow IPC files and streams; the query engine scans files as they are stored, and
+/// streams once written as files.
+pub(super) struct Arrow;
+
+impl FileFormat for Arrow {
+    fn extensions(&self) -> &'static [&'static str] {
+        &["arrow", "feather", "ipc"]
+    }
+
+    fn key(&self) -> &'static str {
+        "arrow"
+    }
+
+    fn name(&self) -> &'static str {
+        "Arrow IPC"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/vnd.apache.arrow.file"
+    }
+
+    /// A file starts and ends with ARROW1; a stream starts with its schema message, with
+    /// (or, from old writers, without) its marker.
+    fn check_content(&self, head: &[u8], file: &File) -> Result<(), FormatError> {
+        if head.starts_with(b"FEA1") {
+            return Err(FormatError::Mismatch(
+                "this is a Feather version 1 file, which is not supported; save it as Feather version 2 (Arrow IPC)"
+                    .into(),
+            ));
+        }
+        if head.starts_with(FILE_MAGIC) {
+            let mut file = rewound(file)?;
+            if file.metadata()?.len() < 12 {
+                return Err(FormatError::Corrupt("the Arrow file is truncated".into()));
+            }
+            let mut tail = [0u8; 6];
+            file.seek(SeekFrom::End(-6))?;
+            file.read_exact(&mut tail)?;
+            return if tail == FILE_MAGIC {
+                Ok(())
+            } else {
+                Err(FormatError::Corrupt(
+                    "the Arrow file is truncated or damaged: it does not end with ARROW1".into(),
+                ))
+            };
+        }
+        if head.starts_with(STREAM_MARKER) || (head.len() >= 8 && head[..4] != [0; 4] && head[3] == 0) {
+            Ok(())
+        } else {
+            Err(mismatch(
+                self,
+                "an Arrow IPC file starts with ARROW1, a stream with its schema message",
+                head,
+            ))
+        }
+    }
+
+    fn profile(&self, file: &File) -> Result<Profile, FormatError> {
+        profile(file)
+    }
+
+    fn preview(&self, file: &File, options: &PreviewOptions<'_>) -> Result<Preview, FormatError> {
+        preview(file, options.rows)
+    }
+
+    fn read_rows(&self, _: &File, _: &Profile, _: &mut dyn FnMut(&[Cell<'_>]) -> bool) -> Result<u64, FormatError> {
+        Err(read_as_stored(self))
+    }
+
+    fn columnar(&self) -> Option<Columnar> {
+        Some(Columnar::Ipc)
+    }
+
+    /// An IPC file is; a stream is not (polars scans files only).
+    fn scans_as_stored(&self, file: &File) -> Result<bool, FormatError> {
+        let mut head = [0u8; 6];
+        Ok(rewound(file)?.read_exact(&mut head).is_ok() && head == FILE_MAGIC)
+    }
+
+    fn write_columnar(&self, file: &File, out: &mut File) -> Result<(), FormatError> {
+        if self.scans_as_stored(file)? {
+            std::io::copy(&mut rewound(file)?, out)?;
+            Ok(())
+        } else {
+            stream_to_file(file, out)
+        }
+    }
+}
 
 /// The magic bytes an IPC file starts and ends with.
 pub(super) const FILE_MAGIC: &[u8] = b"ARROW1";
@@ -66,7 +155,7 @@ fn read_batches<S>(
     }
 }
 
-pub(super) fn profile(file: &File) -> Result<Profile, FormatError> {
+fn profile(file: &File) -> Result<Profile, FormatError> {
     let (table, batches) = read_batches(file, TableStats::new, |table, columns| {
         for (i, array) in columns.iter().enumerate() {
             table.push(i, array.as_ref());
@@ -77,7 +166,7 @@ pub(super) fn profile(file: &File) -> Result<Profile, FormatError> {
     Ok(table.finish(batches))
 }
 
-pub(super) fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
+fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
     let (preview, _) = read_batches(
         file,
         |schema, pandas| PreviewRows::new(schema, &pandas, rows),
@@ -90,7 +179,7 @@ pub(super) fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> 
 }
 
 /// Copies the record batches of an IPC stream into an IPC file (polars scans files only).
-pub(super) fn stream_to_file(file: &File, out: &mut File) -> Result<(), FormatError> {
+fn stream_to_file(file: &File, out: &mut File) -> Result<(), FormatError> {
     use polars_arrow::io::ipc::write::{FileWriter, WriteOptions};
     use polars_arrow::record_batch::RecordBatchT;
     let failed = |e: &dyn std::fmt::Display| FormatError::Corrupt(format!("could not copy the Arrow stream: {e}"));

@@ -9,7 +9,7 @@ use polars_arrow::array::{
 use polars_arrow::datatypes::{ArrowDataType, ArrowSchema, TimeUnit};
 use serde_json::Value as Json;
 
-use crate::analysis::{self, Cell, ColumnBudget, Profile, Stats, TypedColumn};
+use crate::analysis::{self, Cell, ColumnBudget, Dtype, Profile, Stats, TypedColumn};
 
 /// What pandas wrote about its own frame in the file's metadata (key `pandas`): the columns
 /// that were its index (restored as the index, so not columns) and the extension dtypes it
@@ -95,14 +95,14 @@ impl Kind {
             D::Int8 => Kind::Int("int8"),
             D::Int16 => Kind::Int("int16"),
             D::Int32 => Kind::Int("int32"),
-            D::Int64 => Kind::Int("int64"),
+            D::Int64 => Kind::Int(Dtype::Int64.as_str()),
             D::UInt8 => Kind::UInt("uint8"),
             D::UInt16 => Kind::UInt("uint16"),
             D::UInt32 => Kind::UInt("uint32"),
-            D::UInt64 => Kind::UInt("uint64"),
+            D::UInt64 => Kind::UInt(Dtype::UInt64.as_str()),
             D::Float16 => Kind::Float("float16"),
             D::Float32 => Kind::Float("float32"),
-            D::Float64 => Kind::Float("float64"),
+            D::Float64 => Kind::Float(Dtype::Float64.as_str()),
             D::Boolean => Kind::Bool,
             D::Timestamp(unit, tz) => {
                 let (per, name) = unit_of(*unit);
@@ -122,7 +122,7 @@ impl Kind {
             D::Dictionary(..) => Kind::Category,
             D::List(_) | D::LargeList(_) | D::FixedSizeList(..) | D::Struct(_) | D::Map(..) => Kind::Nested,
             D::Duration(unit) => Kind::Display(format!("timedelta64[{}]", unit_of(*unit).1)),
-            _ => Kind::Display("object".into()),
+            _ => Kind::Display(Dtype::Object.to_string()),
         }
     }
 
@@ -132,12 +132,12 @@ impl Kind {
         match self {
             Kind::Int(name) if nulls == 0 => (name.to_string(), Stats::Int),
             Kind::UInt(name) if nulls == 0 => (name.to_string(), Stats::UInt),
-            Kind::Int(_) | Kind::UInt(_) => ("float64".into(), Stats::Float),
+            Kind::Int(_) | Kind::UInt(_) => (Dtype::Float64.to_string(), Stats::Float),
             Kind::Float(name) => (name.to_string(), Stats::Float),
-            Kind::Bool if nulls == 0 => ("bool".into(), Stats::Bool),
-            Kind::Bool => ("object".into(), Stats::Object),
+            Kind::Bool if nulls == 0 => (Dtype::Bool.to_string(), Stats::Bool),
+            Kind::Bool => (Dtype::Object.to_string(), Stats::Object),
             Kind::Timestamp(_, name) => (name.clone(), Stats::Datetime),
-            Kind::Text | Kind::Nested => ("object".into(), Stats::Object),
+            Kind::Text | Kind::Nested => (Dtype::Object.to_string(), Stats::Object),
             Kind::Category => ("category".into(), Stats::Object),
             Kind::Display(name) => (name.clone(), Stats::Object),
         }
@@ -348,19 +348,6 @@ fn entries(pairs: Box<dyn Array>) -> Json {
     }
 }
 
-/// The text a preview shows for a cell, as pandas prints the value.
-pub(super) fn cell_text(cell: Cell<'_>) -> Option<String> {
-    match cell {
-        Cell::Null => None,
-        Cell::Bool(b) => Some(if b { "True" } else { "False" }.into()),
-        Cell::Int(i) => Some(i.to_string()),
-        Cell::UInt(u) => Some(u.to_string()),
-        Cell::Float(x) => Some(analysis::float_text(x)),
-        Cell::Time { ns, has_time } => Some(analysis::timestamp_text(ns, !has_time)),
-        Cell::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-    }
-}
-
 /// The statistics of a whole table, fed one column's arrays at a time.
 pub(super) struct TableStats {
     names: Vec<String>,
@@ -477,7 +464,7 @@ impl PreviewRows {
             let sliced = array.sliced(0, take.min(array.len()));
             let mut r = start;
             for_each_cell(sliced.as_ref(), &self.kinds[c], &mut |cell| {
-                self.rows[r][c] = cell_text(cell);
+                self.rows[r][c] = cell.text();
                 r += 1;
             });
         }

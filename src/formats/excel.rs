@@ -11,8 +11,8 @@ use std::io::{BufReader, Read};
 
 use calamine::{Data, DataRef, Reader, Xls, Xlsx};
 
-use super::{ods, FormatError};
-use crate::analysis::{self, Preview, Profile, SheetShape};
+use super::{mismatch, ods, rewound, FileFormat, FormatError, PreviewOptions, OLE, ZIP};
+use crate::analysis::{self, Cell, Preview, Profile, SheetShape};
 
 /// Which workbook reader a file needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,83 @@ pub enum Workbook {
     Xlsx,
     Xls,
     Ods,
+}
+
+impl FileFormat for Workbook {
+    fn extensions(&self) -> &'static [&'static str] {
+        match self {
+            Workbook::Xlsx => &["xlsx", "xlsm"],
+            Workbook::Xls => &["xls"],
+            Workbook::Ods => &["ods"],
+        }
+    }
+
+    fn key(&self) -> &'static str {
+        "workbook"
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Workbook::Xlsx => "an xlsx workbook",
+            Workbook::Xls => "an xls workbook",
+            Workbook::Ods => "an ods spreadsheet",
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self {
+            Workbook::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Workbook::Xls => "application/vnd.ms-excel",
+            Workbook::Ods => "application/vnd.oasis.opendocument.spreadsheet",
+        }
+    }
+
+    /// xlsx and ods workbooks are zip archives, xls workbooks OLE compound files.
+    fn check_content(&self, head: &[u8], file: &File) -> Result<(), FormatError> {
+        match self {
+            Workbook::Xls if head.starts_with(OLE) => Ok(()),
+            Workbook::Xls => Err(mismatch(self, "an xls workbook is an OLE compound file", head)),
+            Workbook::Xlsx | Workbook::Ods if head.starts_with(ZIP) => Ok(()),
+            Workbook::Xlsx if head.starts_with(OLE) => {
+                // Excel saves a password-protected xlsx as an OLE file holding the encrypted package.
+                let mut rest = Vec::new();
+                rewound(file)?.take(1 << 20).read_to_end(&mut rest)?;
+                let marker: Vec<u8> = "EncryptedPackage"
+                    .encode_utf16()
+                    .flat_map(|u| u.to_le_bytes())
+                    .collect();
+                if rest.windows(marker.len()).any(|w| w == marker.as_slice()) {
+                    Err(FormatError::Encrypted(
+                        "the workbook is password-protected (encrypted); save it without a password".into(),
+                    ))
+                } else {
+                    Err(mismatch(self, "an xlsx workbook is a zip archive", head))
+                }
+            }
+            Workbook::Xlsx | Workbook::Ods => Err(mismatch(self, "a workbook of this kind is a zip archive", head)),
+        }
+    }
+
+    fn profile(&self, file: &File) -> Result<Profile, FormatError> {
+        profile(file, *self)
+    }
+
+    fn preview(&self, file: &File, options: &PreviewOptions<'_>) -> Result<Preview, FormatError> {
+        preview(file, *self, options.rows, options.sheet, options.table_sheet)
+    }
+
+    fn read_rows(
+        &self,
+        file: &File,
+        profile: &Profile,
+        row: &mut dyn FnMut(&[Cell<'_>]) -> bool,
+    ) -> Result<u64, FormatError> {
+        read_rows(file, *self, profile, row)
+    }
+
+    fn has_sheets(&self) -> bool {
+        true
+    }
 }
 
 enum Book {
@@ -151,7 +228,7 @@ fn text(data: &Data) -> Option<String> {
         Data::Int(i) => Some(i.to_string()),
         Data::Float(x) => Some(number(*x)),
         Data::String(s) => Some(s.clone()),
-        Data::Bool(b) => Some(if *b { "True" } else { "False" }.into()),
+        Data::Bool(b) => Some(analysis::bool_text(*b).into()),
         Data::DateTime(d) => Some(datetime(d)),
         Data::DateTimeIso(s) | Data::DurationIso(s) => Some(s.clone()),
         Data::Error(e) => Some(e.to_string()),
@@ -165,7 +242,7 @@ fn text_ref(data: &DataRef<'_>) -> Option<String> {
         DataRef::Float(x) => Some(number(*x)),
         DataRef::String(s) => Some(s.clone()),
         DataRef::SharedString(s) => Some(s.to_string()),
-        DataRef::Bool(b) => Some(if *b { "True" } else { "False" }.into()),
+        DataRef::Bool(b) => Some(analysis::bool_text(*b).into()),
         DataRef::DateTime(d) => Some(datetime(d)),
         DataRef::DateTimeIso(s) | DataRef::DurationIso(s) => Some(s.clone()),
         DataRef::Error(e) => Some(e.to_string()),
@@ -285,7 +362,7 @@ fn with_sheet_text<T>(
     })
 }
 
-pub(super) fn profile(file: &File, kind: Workbook) -> Result<Profile, FormatError> {
+fn profile(file: &File, kind: Workbook) -> Result<Profile, FormatError> {
     let mut book = open(file, kind)?;
     let names = book.sheet_names()?;
     let mut extents = Vec::with_capacity(names.len());
@@ -332,11 +409,11 @@ pub(super) fn profile(file: &File, kind: Workbook) -> Result<Profile, FormatErro
 
 /// The typed rows of the sheet the profile calls the table, read as the profile read them
 /// (the sheet as tab-separated text through the CSV engine).
-pub(super) fn read_rows(
+fn read_rows(
     file: &File,
     kind: Workbook,
     profile: &Profile,
-    row: &mut dyn FnMut(&[analysis::Cell<'_>]) -> bool,
+    row: &mut dyn FnMut(&[Cell<'_>]) -> bool,
 ) -> Result<u64, FormatError> {
     let sheet = profile
         .sheet
@@ -351,7 +428,7 @@ pub(super) fn read_rows(
 
 /// The first rows of `sheet` (default: the sheet the profile calls the table, else the first
 /// sheet with data), read as the profile reads them.
-pub(super) fn preview(
+fn preview(
     file: &File,
     kind: Workbook,
     rows: usize,

@@ -1,14 +1,18 @@
-//! Every format a dataset comes in, by extension: CSV/TSV through the streaming CSV engine
-//! (`crate::analysis`), Parquet and Arrow IPC through polars' readers, JSON and JSON lines
-//! streamed, workbooks through calamine. Each produces the same [`Profile`], with pandas'
-//! dtype names for that format's default reader, and checks that the content is what the
-//! extension says before reading it.
+//! Every format a dataset comes in, each one type implementing [`FileFormat`] in its own
+//! file: CSV/TSV through the streaming CSV engine (`crate::analysis`), Parquet and Arrow IPC
+//! through polars' readers, JSON and JSON lines streamed, workbooks through calamine. Each
+//! owns its extensions, content type and content check, and produces the same [`Profile`],
+//! with pandas' dtype names for that format's default reader. A new format is a new file
+//! and one line in [`FORMATS`].
 //!
-//! Layout: `columnar` (Arrow arrays to typed cells, shared by `parquet` and `arrow`),
-//! `parquet`, `arrow` (IPC file and stream), `json` (`.json`, `.jsonl`/`.ndjson`), `excel`.
+//! Layout: `delimited` (`.csv`, `.tsv`), `columnar` (Arrow arrays to typed cells, shared by
+//! `parquet` and `arrow`), `parquet`, `arrow` (IPC file and stream), `json` (`.json`,
+//! `.jsonl`/`.ndjson`), `excel` (`.xlsx`, `.xlsm`, `.xls`, `.ods`) with `ods` (its streamed
+//! row reader).
 
 mod arrow;
 mod columnar;
+mod delimited;
 mod excel;
 mod json;
 mod ods;
@@ -17,83 +21,144 @@ mod parquet;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::LazyLock;
 
-use crate::analysis::{self, AnalysisError, Preview, Profile};
+use crate::analysis::{self, AnalysisError, Cell, Preview, Profile};
 pub use excel::Workbook;
 
-/// A stored file's format, decided by its extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// `.csv` and `.tsv`: the CSV engine, which can read while the upload arrives.
-    Text(analysis::Format),
-    Parquet,
-    /// `.arrow`, `.feather`, `.ipc`: an Arrow IPC file or stream.
-    Arrow,
-    /// `.json`: an array of records or an object of columns.
-    Json,
-    /// `.jsonl`, `.ndjson`: one record per line.
-    JsonLines,
-    Excel(Workbook),
+/// One format a dataset comes in (DataFusion's `FileFormat` is the model): what it is
+/// called, how its content is recognized, and how it is profiled, previewed and read.
+pub trait FileFormat: Send + Sync {
+    /// The extensions that name it, lowercase, without the dot.
+    fn extensions(&self) -> &'static [&'static str];
+
+    /// A short, stable name: a columnar copy's key holds it (the same bytes read as another
+    /// format are another table).
+    fn key(&self) -> &'static str;
+
+    /// What messages call it ("Parquet", "an xlsx workbook").
+    fn name(&self) -> &'static str;
+
+    /// The content type a download is served with.
+    fn content_type(&self) -> &'static str;
+
+    /// Whether the content is this format: `head` is its first bytes (up to 512), `file` the
+    /// whole, for checks that look further.
+    fn check_content(&self, head: &[u8], file: &File) -> Result<(), FormatError>;
+
+    /// The profile of a file whose content has been checked (read from its start).
+    fn profile(&self, file: &File) -> Result<Profile, FormatError>;
+
+    /// The first rows of a file, as [`PreviewOptions`] asks.
+    fn preview(&self, file: &File, options: &PreviewOptions<'_>) -> Result<Preview, FormatError>;
+
+    /// Hands the rows of the table `profile` describes to `row`, each field typed as its
+    /// column's dtype, in order, until `row` returns false; returns how many were handed out.
+    fn read_rows(
+        &self,
+        file: &File,
+        profile: &Profile,
+        row: &mut dyn FnMut(&[Cell<'_>]) -> bool,
+    ) -> Result<u64, FormatError>;
+
+    /// The CSV engine's format when a file can be analyzed while its bytes arrive; the
+    /// others are analyzed once the whole file has landed (Parquet's footer is at its end).
+    fn streaming(&self) -> Option<analysis::Format> {
+        None
+    }
+
+    /// Whether a preview may name a sheet.
+    fn has_sheets(&self) -> bool {
+        false
+    }
+
+    /// The columnar layout the query engine scans this format's own bytes in; `None`: its
+    /// rows are read into a Parquet copy.
+    fn columnar(&self) -> Option<Columnar> {
+        None
+    }
+
+    /// Whether `file` is scanned as it is stored (for formats with a [`FileFormat::columnar`]
+    /// layout; an Arrow stream must first be written as a file).
+    fn scans_as_stored(&self, _file: &File) -> Result<bool, FormatError> {
+        Ok(false)
+    }
+
+    /// Writes `file` in its [`FileFormat::columnar`] layout to `out`.
+    fn write_columnar(&self, _file: &File, _out: &mut File) -> Result<(), FormatError> {
+        Err(FormatError::Mismatch(format!("{} is read row by row", self.name())))
+    }
 }
 
-/// Every accepted extension, for messages and the API description.
-pub const EXTENSIONS: &[&str] = &[
-    "csv", "tsv", "parquet", "arrow", "feather", "ipc", "json", "jsonl", "ndjson", "xlsx", "xlsm", "xls", "ods",
+/// The columnar layouts the query engine scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columnar {
+    Parquet,
+    /// An Arrow IPC file.
+    Ipc,
+}
+
+/// What a preview asks for. `windows_1252` is the profile's finding for text files; `sheet`
+/// picks a workbook's sheet (default: the profile's `table_sheet`).
+pub struct PreviewOptions<'a> {
+    pub rows: usize,
+    pub windows_1252: bool,
+    pub sheet: Option<&'a str>,
+    pub table_sheet: Option<&'a str>,
+}
+
+/// Every format, in the order messages list their extensions.
+static FORMATS: &[&dyn FileFormat] = &[
+    &delimited::Delimited(analysis::Format::Csv),
+    &delimited::Delimited(analysis::Format::Tsv),
+    &parquet::Parquet,
+    &arrow::Arrow,
+    &json::JsonFile { lines: false },
+    &json::JsonFile { lines: true },
+    &Workbook::Xlsx,
+    &Workbook::Xls,
+    &Workbook::Ods,
 ];
+
+/// Every accepted extension, for messages and the API description.
+pub static EXTENSIONS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| FORMATS.iter().flat_map(|f| f.extensions().iter().copied()).collect());
+
+/// A stored file's format, decided by its extension: a handle on its [`FileFormat`].
+#[derive(Clone, Copy)]
+pub struct Format(&'static dyn FileFormat);
 
 impl Format {
     /// From an extension, case-insensitive, with or without the dot.
     pub fn from_extension(ext: &str) -> Option<Format> {
         let ext = ext.strip_prefix('.').unwrap_or(ext).to_ascii_lowercase();
-        Some(match ext.as_str() {
-            "csv" => Format::Text(analysis::Format::Csv),
-            "tsv" => Format::Text(analysis::Format::Tsv),
-            "parquet" => Format::Parquet,
-            "arrow" | "feather" | "ipc" => Format::Arrow,
-            "json" => Format::Json,
-            "jsonl" | "ndjson" => Format::JsonLines,
-            "xlsx" | "xlsm" => Format::Excel(Workbook::Xlsx),
-            "xls" => Format::Excel(Workbook::Xls),
-            "ods" => Format::Excel(Workbook::Ods),
-            _ => return None,
-        })
+        FORMATS
+            .iter()
+            .find(|f| f.extensions().contains(&ext.as_str()))
+            .map(|f| Format(*f))
     }
+}
 
-    /// The CSV engine's format when this one can be analyzed while its bytes arrive; the
-    /// others are analyzed once the whole file has landed (Parquet's footer is at its end).
-    pub fn streaming(self) -> Option<analysis::Format> {
-        match self {
-            Format::Text(f) => Some(f),
-            _ => None,
-        }
+impl std::ops::Deref for Format {
+    type Target = dyn FileFormat;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
     }
+}
 
-    /// The content type a download is served with.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Text(analysis::Format::Csv) => "text/csv; charset=utf-8",
-            Format::Text(analysis::Format::Tsv) => "text/tab-separated-values; charset=utf-8",
-            Format::Parquet => "application/vnd.apache.parquet",
-            Format::Arrow => "application/vnd.apache.arrow.file",
-            Format::Json => "application/json",
-            Format::JsonLines => "application/x-ndjson",
-            Format::Excel(Workbook::Xlsx) => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            Format::Excel(Workbook::Xls) => "application/vnd.ms-excel",
-            Format::Excel(Workbook::Ods) => "application/vnd.oasis.opendocument.spreadsheet",
-        }
+/// Formats are told apart by their first extension (no two formats share one).
+impl PartialEq for Format {
+    fn eq(&self, other: &Format) -> bool {
+        self.extensions()[0] == other.extensions()[0]
     }
+}
 
-    fn name(self) -> &'static str {
-        match self {
-            Format::Text(_) => "delimited text",
-            Format::Parquet => "Parquet",
-            Format::Arrow => "Arrow IPC",
-            Format::Json => "JSON",
-            Format::JsonLines => "JSON lines",
-            Format::Excel(Workbook::Xlsx) => "an xlsx workbook",
-            Format::Excel(Workbook::Xls) => "an xls workbook",
-            Format::Excel(Workbook::Ods) => "an ods spreadsheet",
-        }
+impl Eq for Format {}
+
+impl std::fmt::Debug for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -162,6 +227,21 @@ fn looks_like(head: &[u8]) -> &'static str {
     }
 }
 
+/// The content is not `format`: `what` says what that format's content is like; the
+/// message adds what the first bytes look like.
+fn mismatch(format: &dyn FileFormat, what: &str, head: &[u8]) -> FormatError {
+    FormatError::Mismatch(format!(
+        "the content is not {}: {what}; {}",
+        format.name(),
+        looks_like(head)
+    ))
+}
+
+/// For formats the query engine scans as stored, which have no row reader.
+fn read_as_stored(format: &dyn FileFormat) -> FormatError {
+    FormatError::Mismatch(format!("{} files are read as they are stored", format.name()))
+}
+
 /// Checks that the content is what its extension says (magic bytes, or JSON's first
 /// character), before any reader sees it.
 pub fn check_content(file: &File, format: Format) -> Result<(), FormatError> {
@@ -169,110 +249,7 @@ pub fn check_content(file: &File, format: Format) -> Result<(), FormatError> {
     let size = file.metadata()?.len();
     let mut head = vec![0u8; 512.min(size as usize)];
     file.read_exact(&mut head)?;
-    let mismatch = |what: &str| {
-        Err(FormatError::Mismatch(format!(
-            "the content is not {}: {what}; {}",
-            format.name(),
-            looks_like(&head)
-        )))
-    };
-    match format {
-        Format::Text(_) => Ok(()),
-        Format::Parquet => {
-            if head.starts_with(b"PARE") {
-                // The encrypted-footer layout starts and ends with PARE.
-                return Err(FormatError::Encrypted(
-                    "the Parquet file is encrypted (its footer is); it cannot be read without the key".into(),
-                ));
-            }
-            if !head.starts_with(b"PAR1") {
-                return mismatch("a Parquet file starts with PAR1");
-            }
-            let mut tail = [0u8; 4];
-            if size < 12 {
-                return Err(FormatError::Corrupt("the Parquet file is truncated (no footer)".into()));
-            }
-            file.seek(SeekFrom::End(-4))?;
-            file.read_exact(&mut tail)?;
-            match &tail {
-                b"PAR1" => Ok(()),
-                b"PARE" => Err(FormatError::Encrypted(
-                    "the Parquet file is encrypted (its footer is); it cannot be read without the key".into(),
-                )),
-                _ => Err(FormatError::Corrupt(
-                    "the Parquet file is truncated or damaged: it does not end with PAR1".into(),
-                )),
-            }
-        }
-        Format::Arrow => {
-            if head.starts_with(b"FEA1") {
-                return Err(FormatError::Mismatch(
-                    "this is a Feather version 1 file, which is not supported; save it as Feather version 2 (Arrow IPC)"
-                        .into(),
-                ));
-            }
-            if head.starts_with(arrow::FILE_MAGIC) {
-                let mut tail = [0u8; 6];
-                if size < 12 {
-                    return Err(FormatError::Corrupt("the Arrow file is truncated".into()));
-                }
-                file.seek(SeekFrom::End(-6))?;
-                file.read_exact(&mut tail)?;
-                return if tail == arrow::FILE_MAGIC {
-                    Ok(())
-                } else {
-                    Err(FormatError::Corrupt(
-                        "the Arrow file is truncated or damaged: it does not end with ARROW1".into(),
-                    ))
-                };
-            }
-            // A stream: the schema message, with (or, from old writers, without) its marker.
-            if head.starts_with(arrow::STREAM_MARKER) || (head.len() >= 8 && head[..4] != [0; 4] && head[3] == 0) {
-                Ok(())
-            } else {
-                mismatch("an Arrow IPC file starts with ARROW1, a stream with its schema message")
-            }
-        }
-        Format::Json | Format::JsonLines => {
-            let body = head.strip_prefix(b"\xef\xbb\xbf".as_slice()).unwrap_or(&head);
-            match body.iter().find(|b| !b.is_ascii_whitespace()) {
-                None => Err(FormatError::Corrupt("the file holds no JSON value".into())),
-                Some(b'[') | Some(b'{') if format == Format::Json => Ok(()),
-                Some(b'{') => Ok(()),
-                Some(_) if format == Format::Json => mismatch("JSON data starts with [ or {"),
-                Some(_) => mismatch("each line of JSON lines is an object starting with {"),
-            }
-        }
-        Format::Excel(Workbook::Xlsx) | Format::Excel(Workbook::Ods) => {
-            if head.starts_with(ZIP) {
-                Ok(())
-            } else if head.starts_with(OLE) && format == Format::Excel(Workbook::Xlsx) {
-                // Excel saves a password-protected xlsx as an OLE file holding the encrypted package.
-                let mut rest = Vec::new();
-                rewound(&file)?.take(1 << 20).read_to_end(&mut rest)?;
-                let marker: Vec<u8> = "EncryptedPackage"
-                    .encode_utf16()
-                    .flat_map(|u| u.to_le_bytes())
-                    .collect();
-                if rest.windows(marker.len()).any(|w| w == marker.as_slice()) {
-                    Err(FormatError::Encrypted(
-                        "the workbook is password-protected (encrypted); save it without a password".into(),
-                    ))
-                } else {
-                    mismatch("an xlsx workbook is a zip archive")
-                }
-            } else {
-                mismatch("a workbook of this kind is a zip archive")
-            }
-        }
-        Format::Excel(Workbook::Xls) => {
-            if head.starts_with(OLE) {
-                Ok(())
-            } else {
-                mismatch("an xls workbook is an OLE compound file")
-            }
-        }
-    }
+    format.check_content(&head, &file)
 }
 
 /// Another handle on `file`, positioned at its start. Handles share the position, so
@@ -291,14 +268,7 @@ pub fn profile_path(path: &Path, format: Format) -> Result<Profile, FormatError>
 /// Profile an open file (read from its start).
 pub fn profile_file(file: &File, format: Format) -> Result<Profile, FormatError> {
     check_content(file, format)?;
-    match format {
-        Format::Text(f) => Ok(analysis::profile_reader(rewound(file)?, f)?),
-        Format::Parquet => parquet::profile(file),
-        Format::Arrow => arrow::profile(file),
-        Format::Json => json::profile(file, false),
-        Format::JsonLines => json::profile(file, true),
-        Format::Excel(kind) => excel::profile(file, kind),
-    }
+    format.profile(file)
 }
 
 /// The first `rows` rows of an open file. `windows_1252` is the profile's finding for
@@ -311,62 +281,40 @@ pub fn preview_file(
     sheet: Option<&str>,
     table_sheet: Option<&str>,
 ) -> Result<Preview, FormatError> {
-    if sheet.is_some() && !matches!(format, Format::Excel(_)) {
+    if sheet.is_some() && !format.has_sheets() {
         return Err(FormatError::NoSheet("only workbooks have sheets".into()));
     }
-    match format {
-        Format::Text(f) => {
-            let file = std::io::BufReader::new(rewound(file)?);
-            Ok(analysis::preview_reader(file, f, rows, windows_1252)?)
-        }
-        Format::Parquet => parquet::preview(file, rows),
-        Format::Arrow => arrow::preview(file, rows),
-        Format::Json => json::preview(file, false, rows),
-        Format::JsonLines => json::preview(file, true, rows),
-        Format::Excel(kind) => excel::preview(file, kind, rows, sheet, table_sheet),
-    }
+    format.preview(
+        file,
+        &PreviewOptions {
+            rows,
+            windows_1252,
+            sheet,
+            table_sheet,
+        },
+    )
 }
 
-/// Hands the rows of the table `profile` describes to `row`, each field typed as its column's
-/// dtype, in order, until `row` returns false; returns how many rows were handed out. For
-/// delimited text and workbooks (read through the CSV engine) and JSON; Parquet and Arrow
-/// are read by the query engine itself.
+/// Hands the rows of the table `profile` describes to `row` (see [`FileFormat::read_rows`]).
+/// For delimited text and workbooks (read through the CSV engine) and JSON; Parquet and
+/// Arrow are read by the query engine itself.
 pub fn read_rows(
     file: &File,
     format: Format,
     profile: &Profile,
-    row: &mut dyn FnMut(&[analysis::Cell<'_>]) -> bool,
+    row: &mut dyn FnMut(&[Cell<'_>]) -> bool,
 ) -> Result<u64, FormatError> {
-    match format {
-        Format::Text(f) => {
-            let file = std::io::BufReader::with_capacity(1 << 16, rewound(file)?);
-            Ok(analysis::read_rows(file, f, profile, row)?)
-        }
-        Format::Excel(kind) => excel::read_rows(file, kind, profile, row),
-        Format::Json => json::read_rows(file, false, profile, row),
-        Format::JsonLines => json::read_rows(file, true, profile, row),
-        Format::Parquet | Format::Arrow => Err(FormatError::Mismatch(
-            "Parquet and Arrow files are read as they are stored".into(),
-        )),
-    }
-}
-
-/// Whether an `.arrow` file is an IPC file (rather than a stream).
-pub fn is_arrow_file(file: &File) -> Result<bool, FormatError> {
-    let mut head = [0u8; 6];
-    let mut file = rewound(file)?;
-    Ok(file.read_exact(&mut head).is_ok() && head == arrow::FILE_MAGIC)
-}
-
-/// Writes the record batches of an Arrow IPC stream to `out` as an IPC file.
-pub fn arrow_stream_to_file(file: &File, out: &mut File) -> Result<(), FormatError> {
-    arrow::stream_to_file(file, out)
+    format.read_rows(file, profile, row)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn format(ext: &str) -> Format {
+        Format::from_extension(ext).unwrap()
+    }
 
     fn file_with(bytes: &[u8]) -> File {
         let mut file = tempfile::tempfile().unwrap();
@@ -376,48 +324,51 @@ mod tests {
 
     #[test]
     fn extensions_name_formats_case_insensitively() {
-        assert_eq!(Format::from_extension(".PARQUET"), Some(Format::Parquet));
-        assert_eq!(Format::from_extension("feather"), Some(Format::Arrow));
-        assert_eq!(Format::from_extension("ndjson"), Some(Format::JsonLines));
-        assert_eq!(Format::from_extension("xlsm"), Some(Format::Excel(Workbook::Xlsx)));
-        assert_eq!(
-            Format::from_extension("csv").and_then(Format::streaming),
-            Some(analysis::Format::Csv)
-        );
+        assert_eq!(Format::from_extension(".PARQUET"), Some(format("parquet")));
+        assert_eq!(Format::from_extension("feather"), Some(format("arrow")));
+        assert_eq!(Format::from_extension("ndjson"), Some(format("jsonl")));
+        assert_eq!(Format::from_extension("xlsm"), Some(format("xlsx")));
+        assert_ne!(format("csv"), format("tsv"));
+        assert_eq!(format("csv").streaming(), Some(analysis::Format::Csv));
+        assert_eq!(format("parquet").streaming(), None);
         assert_eq!(Format::from_extension("xlsb"), None);
-        for ext in EXTENSIONS {
+        for ext in EXTENSIONS.iter() {
             assert!(Format::from_extension(ext).is_some(), "{ext}");
         }
+        let mut all: Vec<_> = EXTENSIONS.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), EXTENSIONS.len(), "one format per extension");
     }
 
     #[test]
     fn content_must_match_the_extension() {
         let csv = file_with(b"a,b\n1,2\n");
-        let e = check_content(&csv, Format::Parquet).unwrap_err();
+        let e = check_content(&csv, format("parquet")).unwrap_err();
         assert!(matches!(e, FormatError::Mismatch(_)), "{e}");
         assert!(e.to_string().contains("it looks like text"), "{e}");
         assert!(matches!(
-            check_content(&csv, Format::Json),
+            check_content(&csv, format("json")),
             Err(FormatError::Mismatch(_))
         ));
-        assert!(check_content(&file_with(b"\xef\xbb\xbf  [1]"), Format::Json).is_ok());
-        assert!(check_content(&file_with(b"{\"a\":1}\n"), Format::JsonLines).is_ok());
+        assert!(check_content(&file_with(b"\xef\xbb\xbf  [1]"), format("json")).is_ok());
+        assert!(check_content(&file_with(b"{\"a\":1}\n"), format("jsonl")).is_ok());
         assert!(matches!(
-            check_content(&file_with(b"PAR1 something PARE"), Format::Parquet),
+            check_content(&file_with(b"PAR1 something PARE"), format("parquet")),
             Err(FormatError::Encrypted(_))
         ));
         assert!(matches!(
-            check_content(&file_with(b"PAR1 truncated here"), Format::Parquet),
+            check_content(&file_with(b"PAR1 truncated here"), format("parquet")),
             Err(FormatError::Corrupt(_))
         ));
         assert!(matches!(
-            check_content(&file_with(b"PK\x03\x04 zip"), Format::Excel(Workbook::Xls)),
+            check_content(&file_with(b"PK\x03\x04 zip"), format("xls")),
             Err(FormatError::Mismatch(_))
         ));
         assert!(matches!(
-            check_content(&file_with(b"FEA1...."), Format::Arrow),
+            check_content(&file_with(b"FEA1...."), format("arrow")),
             Err(FormatError::Mismatch(_))
         ));
-        assert!(check_content(&file_with(b"ARROW1\0\0 body ARROW1"), Format::Arrow).is_ok());
+        assert!(check_content(&file_with(b"ARROW1\0\0 body ARROW1"), format("arrow")).is_ok());
     }
 }

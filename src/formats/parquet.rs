@@ -11,8 +11,81 @@ use polars_parquet::read::{
 };
 
 use super::columnar::{PandasMeta, PreviewRows, TableStats};
-use super::FormatError;
-use crate::analysis::{Preview, Profile};
+use super::{mismatch, read_as_stored, Columnar, FileFormat, FormatError, PreviewOptions};
+use crate::analysis::{Cell, Preview, Profile};
+
+/// Parquet files, which the query engine scans as they are stored.
+pub(super) struct Parquet;
+
+const ENCRYPTED: &str = "the Parquet file is encrypted (its footer is); it cannot be read without the key";
+
+impl FileFormat for Parquet {
+    fn extensions(&self) -> &'static [&'static str] {
+        &["parquet"]
+    }
+
+    fn key(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn name(&self) -> &'static str {
+        "Parquet"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/vnd.apache.parquet"
+    }
+
+    /// A Parquet file starts and ends with PAR1; the encrypted-footer layout with PARE.
+    fn check_content(&self, head: &[u8], file: &File) -> Result<(), FormatError> {
+        if head.starts_with(b"PARE") {
+            return Err(FormatError::Encrypted(ENCRYPTED.into()));
+        }
+        if !head.starts_with(b"PAR1") {
+            return Err(mismatch(self, "a Parquet file starts with PAR1", head));
+        }
+        let mut file = super::rewound(file)?;
+        if file.metadata()?.len() < 12 {
+            return Err(FormatError::Corrupt("the Parquet file is truncated (no footer)".into()));
+        }
+        let mut tail = [0u8; 4];
+        file.seek(SeekFrom::End(-4))?;
+        file.read_exact(&mut tail)?;
+        match &tail {
+            b"PAR1" => Ok(()),
+            b"PARE" => Err(FormatError::Encrypted(ENCRYPTED.into())),
+            _ => Err(FormatError::Corrupt(
+                "the Parquet file is truncated or damaged: it does not end with PAR1".into(),
+            )),
+        }
+    }
+
+    fn profile(&self, file: &File) -> Result<Profile, FormatError> {
+        profile(file)
+    }
+
+    fn preview(&self, file: &File, options: &PreviewOptions<'_>) -> Result<Preview, FormatError> {
+        preview(file, options.rows)
+    }
+
+    fn read_rows(&self, _: &File, _: &Profile, _: &mut dyn FnMut(&[Cell<'_>]) -> bool) -> Result<u64, FormatError> {
+        Err(read_as_stored(self))
+    }
+
+    fn columnar(&self) -> Option<Columnar> {
+        Some(Columnar::Parquet)
+    }
+
+    fn scans_as_stored(&self, _file: &File) -> Result<bool, FormatError> {
+        Ok(true)
+    }
+
+    /// The bytes as they are (a bucket's object, kept as a local copy).
+    fn write_columnar(&self, file: &File, out: &mut File) -> Result<(), FormatError> {
+        std::io::copy(&mut super::rewound(file)?, out)?;
+        Ok(())
+    }
+}
 
 /// The file's metadata (its footer) and the Arrow schema polars reads it with.
 fn open(file: &File) -> Result<(File, FileMetadata, ArrowSchema), FormatError> {
@@ -66,7 +139,7 @@ fn read_column(
     Ok(Some(arrays))
 }
 
-pub(super) fn profile(file: &File) -> Result<Profile, FormatError> {
+fn profile(file: &File) -> Result<Profile, FormatError> {
     let (mut file, metadata, schema) = open(file)?;
     let size = file.metadata()?.len();
     let mut table = TableStats::new(&schema, pandas_meta(&metadata));
@@ -87,7 +160,7 @@ pub(super) fn profile(file: &File) -> Result<Profile, FormatError> {
     Ok(table.finish(metadata.row_groups.len() as u64))
 }
 
-pub(super) fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
+fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
     let (mut file, metadata, schema) = open(file)?;
     let size = file.metadata()?.len();
     let mut preview = PreviewRows::new(&schema, &pandas_meta(&metadata), rows);

@@ -1,19 +1,21 @@
-//! The HTTP API (warp): routes, authentication filter and the one place errors become responses.
+//! The HTTP API (warp): routes and the authentication filter; `error` is the one place
+//! errors become responses.
 //!
 //! Handlers are thin: they parse the request, call [`FileService`], and serialize.
 
 mod download;
+mod error;
 mod explore;
+mod files;
+mod ops;
 mod query;
 pub mod server;
 mod sync;
 mod upload;
 pub mod web;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
@@ -21,8 +23,10 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::{Auth, Principal};
 use crate::error::Error;
-use crate::model::{ListQuery, UserId};
 use crate::service::FileService;
+pub use error::error_response;
+use error::{recover, MapErrReject};
+pub use ops::OPENAPI;
 
 /// Largest JSON body accepted on small JSON routes: room for the longest description
 /// even with every character escaped (`\uXXXX\uXXXX` for one outside the BMP), so an
@@ -109,7 +113,7 @@ pub fn route_template(path: &str) -> &'static str {
 /// The first of `routes` (in order) that takes the request. Each route is boxed before
 /// they are joined: joined unboxed, every route's filter type nests inside the next one's,
 /// and the compiler's front end spent nearly all of this crate's build on that nesting
-/// (lib tests, non-incremental: 564 s of CPU joined unboxed, 22 s boxed).
+/// (the measurements are in the README, under Performance).
 pub(crate) fn first_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Response,)> {
     routes
         .into_iter()
@@ -119,10 +123,6 @@ pub(crate) fn first_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Re
 
 /// Every route of the service, with error recovery and, when origins are configured, CORS.
 pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String]) -> BoxedFilter<(Response,)> {
-    let ops = ops_routes(service.clone());
-    let sync_service = service.clone();
-    let with_service_arc = service.clone();
-    let with_service = warp::any().map(move || service.clone());
     // Taken as raw bytes: a header that is not valid text is a bad token (401), not a
     // malformed request.
     let authorization = warp::header::value("authorization")
@@ -141,215 +141,14 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     // Boxed: every route embeds these, and unboxed filter types grow with each route
     // until type checking takes minutes.
     let principal = principal.boxed();
-    let sync = sync::routes(sync_service, principal.clone());
+    let sync = sync::routes(service.clone(), principal.clone());
     let user = principal.map(|p: Principal| p.user).boxed();
-    // Path first, then method: an unknown path is 404, a known one with the wrong method 405.
-    let files = warp::path!("api" / "v1" / "files");
-    let active = warp::path!("api" / "v1" / "files" / "active" / String);
-    let one_file = warp::path!("api" / "v1" / "files" / String);
-    let content = warp::path!("api" / "v1" / "files" / String / "content");
-    let profile = warp::path!("api" / "v1" / "files" / String / "profile");
-    let preview = warp::path!("api" / "v1" / "files" / String / "preview");
-    let get_or_head = warp::get().map(|| false).or(warp::head().map(|| true)).unify();
-
-    let list = files
-        .and(warp::get())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and(warp::query::<Vec<(String, String)>>())
-        .and_then(|user, service: Arc<FileService>, params| {
-            async move {
-                let (body, total) = service.list_files_json(user, list_query(params)?).await?;
-                let mut response = Response::new(body.into());
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
-                );
-                response.headers_mut().insert("x-total-count", total.into());
-                Ok::<_, Error>(response)
-            }
-            .map_err_reject()
-        });
-
-    let create = files
-        .and(warp::post())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and(warp::multipart::form().max_length(None))
-        .and_then(|user, service: Arc<FileService>, form| {
-            async move {
-                let record = upload::handle(&service, user, form).await?;
-                Ok::<_, Error>(json(StatusCode::CREATED, &record.to_read()))
-            }
-            .map_err_reject()
-        });
-
-    let get_active = active
-        .and(warp::get())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and_then(|session: String, user, service: Arc<FileService>| {
-            async move {
-                let record = service.get_active(user, &decode(&session)).await?;
-                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-            }
-            .map_err_reject()
-        });
-
-    let set_active = active
-        .and(warp::post())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and(json_body())
-        .and_then(|session: String, user, service: Arc<FileService>, body: bytes::Bytes| {
-            async move {
-                #[derive(Deserialize)]
-                struct ActiveFile {
-                    file_name: String,
-                }
-                let body: ActiveFile = parse_json(&body, "{\"file_name\": \"…\"}")?;
-                let record = service.set_active(user, &decode(&session), &body.file_name).await?;
-                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-            }
-            .map_err_reject()
-        });
-
-    let clear_active = active
-        .and(warp::delete())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and_then(|session: String, user, service: Arc<FileService>| {
-            async move {
-                service.clear_active(user, &decode(&session)).await?;
-                Ok::<_, Error>(StatusCode::NO_CONTENT.into_response())
-            }
-            .map_err_reject()
-        });
-
-    let get_file = one_file
-        .and(warp::get())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and_then(|name: String, user, service: Arc<FileService>| {
-            async move {
-                let record = service.get_file(user, &decode(&name)).await?;
-                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-            }
-            .map_err_reject()
-        });
-
-    let update_file = one_file
-        .and(warp::patch())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and(json_body())
-        .and_then(|name: String, user, service: Arc<FileService>, body: bytes::Bytes| {
-            async move {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Update {
-                    file_name: Option<String>,
-                    description: Option<String>,
-                }
-                let body: Update = parse_json(&body, "{\"file_name\"?: \"…\", \"description\"?: \"…\"}")?;
-                let record = service
-                    .update_file(user, &decode(&name), body.file_name, body.description)
-                    .await?;
-                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-            }
-            .map_err_reject()
-        });
-
-    let delete = one_file
-        .and(warp::delete())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and_then(|name: String, user: UserId, service: Arc<FileService>| {
-            async move {
-                let record = service.delete_file(user, &decode(&name)).await?;
-                Ok::<_, Error>(json(StatusCode::OK, &record.to_read()))
-            }
-            .map_err_reject()
-        });
-
-    let get_profile = profile
-        .and(warp::get())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and_then(|name: String, user, service: Arc<FileService>| {
-            async move {
-                let profile = service.get_profile(user, &decode(&name)).await?;
-                let mut response = profile.into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/json"),
-                );
-                Ok::<_, Error>(response)
-            }
-            .map_err_reject()
-        });
-
-    let get_preview = preview
-        .and(warp::get())
-        .and(user.clone())
-        .and(with_service.clone())
-        .and(warp::query::<Vec<(String, String)>>())
-        .and_then(
-            |name: String, user, service: Arc<FileService>, params: Vec<(String, String)>| {
-                async move {
-                    let rows = match params.iter().find(|(k, _)| k == "rows") {
-                        None => 20,
-                        Some((_, v)) => v.parse().map_err(|_| {
-                            Error::invalid("invalid_rows", format!("rows must be a whole number, not {v:?}"))
-                        })?,
-                    };
-                    let sheet = params.iter().find(|(k, _)| k == "sheet").map(|(_, v)| v.clone());
-                    let preview = service.preview(user, &decode(&name), rows, sheet).await?;
-                    Ok::<_, Error>(json(StatusCode::OK, &preview))
-                }
-                .map_err_reject()
-            },
-        );
-
-    let download = content
-        .and(get_or_head)
-        .and(user.clone())
-        .and(with_service.clone())
-        .and(warp::header::headers_cloned())
-        .and(warp::query::<Vec<(String, String)>>())
-        .and_then(
-            |name: String, head: bool, user, service: Arc<FileService>, headers, params: Vec<(String, String)>| {
-                async move {
-                    let name = decode(&name);
-                    // `?format=`: the file converted; without it, the stored bytes.
-                    if let Some((_, format)) = params.iter().find(|(k, _)| k == "format") {
-                        return query::conversion(&service, user, &name, format, head).await;
-                    }
-                    let (record, file) = service.open_content(user, &name).await?;
-                    Ok::<_, Error>(download::respond(&record, file, &headers, head))
-                }
-                .map_err_reject()
-            },
-        );
-    let explore = explore::routes(with_service_arc.clone(), user.clone());
-    let queries = query::routes(with_service_arc, user);
-
     let api = first_of(vec![
-        list.boxed(),
-        create.boxed(),
-        get_active.boxed(),
-        set_active.boxed(),
-        clear_active.boxed(),
-        get_file.boxed(),
-        update_file.boxed(),
-        delete.boxed(),
-        download.boxed(),
-        get_profile.boxed(),
-        get_preview.boxed(),
-        queries,
-        explore,
+        files::routes(service.clone(), user.clone()),
+        query::routes(service.clone(), user.clone()),
+        explore::routes(service.clone(), user),
         sync,
-        ops,
+        ops::routes(service),
         web::routes(),
     ]);
     if cors_origins.is_empty() {
@@ -382,55 +181,6 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .boxed()
 }
 
-/// Health, readiness, metrics and API documentation: no authentication.
-fn ops_routes(service: Arc<FileService>) -> BoxedFilter<(Response,)> {
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json(StatusCode::OK, &serde_json::json!({ "status": "ok" })));
-    let readyz = warp::path!("readyz").and(warp::get()).then(move || {
-        let service = service.clone();
-        async move {
-            let report = service.readiness().await;
-            let status = if report.ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json(status, &report)
-        }
-    });
-    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
-        let mut response = crate::metrics::metrics().render().into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        response
-    });
-    let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
-        let mut response = OPENAPI.into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
-        response
-    });
-    let docs = warp::path!("docs")
-        .and(warp::get())
-        .map(|| warp::reply::html(DOCS).into_response());
-    first_of(vec![
-        healthz.boxed(),
-        readyz.boxed(),
-        metrics.boxed(),
-        openapi.boxed(),
-        docs.boxed(),
-    ])
-}
-
-/// The OpenAPI 3.1 description of every route, and a page that renders it offline.
-pub const OPENAPI: &str = include_str!("openapi.json");
-const DOCS: &str = include_str!("docs.html");
-
 fn json_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
     warp::body::content_length_limit(MAX_JSON_BODY).and(warp::body::bytes())
 }
@@ -438,45 +188,6 @@ fn json_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Cl
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Error> {
     serde_json::from_slice(body)
         .map_err(|e| Error::invalid("invalid_body", format!("expected a JSON body {shape}: {e}")))
-}
-
-/// `limit`, `offset` and `name_prefix` of `GET /files/`; other parameters are ignored.
-fn list_query(params: Vec<(String, String)>) -> Result<ListQuery, Error> {
-    let mut query = ListQuery::default();
-    for (key, value) in params {
-        // At most i64::MAX: databases take signed offsets.
-        let number = |what: &str| {
-            value
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(|n| n as u64)
-                .ok_or_else(|| Error::invalid("invalid_query", format!("{what} must be a whole number, not {value:?}")))
-        };
-        match key.as_str() {
-            "limit" => query.limit = Some(number("limit")?.min(u32::MAX as u64) as u32),
-            "offset" => query.offset = number("offset")?,
-            "name_prefix" => query.name_prefix = Some(value),
-            _ => {}
-        }
-    }
-    Ok(query)
-}
-
-/// Turns a handler's `Result<_, Error>` future into warp's `Result<_, Rejection>`.
-trait MapErrReject: Sized {
-    type Output;
-    fn map_err_reject(self) -> Self::Output;
-}
-
-impl<F, T> MapErrReject for F
-where
-    F: std::future::Future<Output = Result<T, Error>>,
-{
-    type Output = futures_util::future::MapErr<F, fn(Error) -> Rejection>;
-    fn map_err_reject(self) -> Self::Output {
-        futures_util::TryFutureExt::map_err(self, warp::reject::custom as fn(Error) -> Rejection)
-    }
 }
 
 /// Path segments arrive percent-encoded (`sales%202024`, `%C3%A9`).
@@ -488,94 +199,4 @@ fn decode(segment: &str) -> String {
 
 fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
-}
-
-/// Renders an error as `{"detail", "code"}` with its status; 401s carry
-/// `WWW-Authenticate: Bearer`.
-pub fn error_response(err: &Error) -> Response {
-    if let Error::Internal(cause) = err {
-        tracing::error!(error = ?cause, "request failed");
-    }
-    let body = serde_json::json!({ "detail": err.detail(), "code": err.code() });
-    let mut response = json(err.status(), &body);
-    match err {
-        Error::Unauthorized(_) => {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        Error::Busy(_) => {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        }
-        _ => {}
-    }
-    response
-}
-
-async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    if let Some(err) = rejection.find::<Error>() {
-        return Ok(error_response(err));
-    }
-    // Most specific first: a route whose path matched but whose body was wrong should
-    // say so, rather than the 405 of a sibling route with another method.
-    let (status, code, detail) = if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("invalid {} header; uploads are multipart/form-data", e.name()),
-        )
-    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("missing {} header; uploads are multipart/form-data", e.name()),
-        )
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large".to_string(),
-        )
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "unsupported Content-Type".to_string(),
-        )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        (
-            StatusCode::LENGTH_REQUIRED,
-            "length_required",
-            "send a Content-Length header".to_string(),
-        )
-    } else if rejection.find::<warp::filters::cors::CorsForbidden>().is_some() {
-        (
-            StatusCode::FORBIDDEN,
-            "cors_forbidden",
-            "this origin, method or header is not allowed by CORS_ALLOWED_ORIGINS".to_string(),
-        )
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this route does not take that method".to_string(),
-        )
-    } else if rejection.is_not_found() {
-        (
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            "no such route; the API is under /api/v1/files".to_string(),
-        )
-    } else {
-        tracing::error!(?rejection, "unhandled rejection");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error".to_string(),
-        )
-    };
-    let body = serde_json::json!({ "detail": detail, "code": code });
-    Ok(json(status, &body))
 }

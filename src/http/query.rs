@@ -110,14 +110,10 @@ pub(super) async fn conversion(
 ) -> Result<Response, Error> {
     let format = output_format(format)?;
     if head {
-        // The headers a GET would have, without doing the conversion.
-        let record = service.get_file(user, name).await?;
+        // The headers (or the refusal) a GET would have, without doing the conversion.
+        let filename = service.conversion_name(user, name, format).await?;
         let mut response = Response::default();
-        set_download_headers(
-            response.headers_mut(),
-            format.content_type(),
-            &format!("{}.{}", record.file_name, format.extension()),
-        );
+        set_download_headers(response.headers_mut(), format.content_type(), &filename);
         return Ok(response);
     }
     let download = service.convert(user, name, format).await?;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub use output::{Answer, AnswerColumn, OutputFormat, XLSX_MAX_ROWS};
 pub use run::{answer, convert, download, Table};
 pub use statement::{check, Checked};
-pub use tables::{Copies, TableFile};
+pub use tables::{ColumnarCache, TableFile};
 
 /// Most rows an answer may ask for, and what it gets without asking.
 pub const MAX_LIMIT: usize = 100_000;
@@ -47,8 +47,9 @@ pub enum QueryError {
     Internal(#[from] anyhow::Error),
 }
 
-/// Set to stop a query: checked between every batch of rows the engine reads, and, while
-/// the query is inside the engine, stopping it interrupts the engine (see `run`).
+/// Set to stop a query: checked before each table is prepared and on each batch of results
+/// the engine hands out; while the query is inside the engine, stopping it raises the
+/// engine's abort flag (see `run`).
 #[derive(Debug, Clone, Default)]
 pub struct Cancel(Arc<CancelState>);
 

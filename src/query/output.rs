@@ -7,6 +7,8 @@ use polars::prelude::*;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::analysis::Dtype;
+
 /// `{"columns", "rows", "row_count", "truncated", "elapsed_ms"}`.
 #[derive(Debug, Serialize)]
 pub struct Answer {
@@ -73,17 +75,17 @@ impl OutputFormat {
 /// pandas' dtype name for a polars type (what `to_pandas()` gives).
 pub fn pandas_dtype(dtype: &DataType) -> String {
     match dtype {
-        DataType::Boolean => "bool".into(),
+        DataType::Boolean => Dtype::Bool.to_string(),
         DataType::Int8 => "int8".into(),
         DataType::Int16 => "int16".into(),
         DataType::Int32 => "int32".into(),
-        DataType::Int64 => "int64".into(),
+        DataType::Int64 => Dtype::Int64.to_string(),
         DataType::UInt8 => "uint8".into(),
         DataType::UInt16 => "uint16".into(),
         DataType::UInt32 => "uint32".into(),
-        DataType::UInt64 => "uint64".into(),
+        DataType::UInt64 => Dtype::UInt64.to_string(),
         DataType::Float32 => "float32".into(),
-        DataType::Float64 => "float64".into(),
+        DataType::Float64 => Dtype::Float64.to_string(),
         DataType::Datetime(unit, tz) => {
             let unit = match unit {
                 TimeUnit::Nanoseconds => "ns",
@@ -97,7 +99,7 @@ pub fn pandas_dtype(dtype: &DataType) -> String {
         }
         DataType::Date => "datetime64[ms]".into(),
         DataType::Duration(_) => "timedelta64[ns]".into(),
-        _ => "object".into(),
+        _ => Dtype::Object.to_string(),
     }
 }
 

@@ -6,15 +6,15 @@
 //! pandas' dtypes), and a columnar copy makes every later query much faster.
 
 use std::fs::File;
-use std::io::{Seek, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
 use super::QueryError;
-use crate::analysis::{Cell, Profile};
-use crate::formats::{self, Format, FormatError};
+use crate::analysis::{Cell, Dtype, Profile};
+use crate::formats::{self, Columnar, Format, FormatError};
 use crate::storage::Content;
 
 /// Bump when the way copies are made changes: old copies are then never read again
@@ -50,15 +50,15 @@ impl TableFile {
 }
 
 /// The cache folder of columnar copies, bounded in bytes (least recently used go first).
-pub struct Copies {
+pub struct ColumnarCache {
     dir: PathBuf,
     max_bytes: u64,
 }
 
-impl Copies {
-    pub fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<Copies> {
+impl ColumnarCache {
+    pub fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<ColumnarCache> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Copies { dir, max_bytes })
+        Ok(ColumnarCache { dir, max_bytes })
     }
 
     pub fn dir(&self) -> &Path {
@@ -74,25 +74,19 @@ impl Copies {
         sha256: &str,
         content: Content,
     ) -> Result<TableFile, QueryError> {
-        if let Content::File(file) = &content {
-            match format {
-                Format::Parquet => return Ok(TableFile::open(ScanKind::Parquet, file.try_clone().map_err(io)?)),
-                Format::Arrow if formats::is_arrow_file(file).map_err(unreadable)? => {
-                    return Ok(TableFile::open(ScanKind::Ipc, file.try_clone().map_err(io)?))
-                }
-                _ => {}
+        let columnar = format.columnar();
+        if let (Some(layout), Content::File(file)) = (columnar, &content) {
+            if format.scans_as_stored(file).map_err(unreadable)? {
+                return Ok(TableFile::open(scan_kind(layout), file.try_clone().map_err(io)?));
             }
         }
-        let ext = match format {
-            Format::Arrow => "arrow",
-            _ => "parquet",
-        };
-        let key = format!("{sha256}.{}.v{COPY_VERSION}.{ext}", format_key(format));
+        let layout = columnar.unwrap_or(Columnar::Parquet);
+        let key = format!("{sha256}.{}.v{COPY_VERSION}.{}", format.key(), extension(layout));
         let path = self.dir.join(&key);
         if let Ok(file) = File::open(&path) {
             // Recently used: evicted last.
             let _ = file.set_modified(std::time::SystemTime::now());
-            return Ok(TableFile::open(kind_of(ext), file));
+            return Ok(TableFile::open(scan_kind(layout), file));
         }
         let source = content
             .into_file()
@@ -101,24 +95,20 @@ impl Copies {
             .prefix(".building-")
             .tempfile_in(&self.dir)
             .map_err(io)?;
-        match format {
-            Format::Parquet | Format::Arrow => {
-                // As stored (a bucket's object, or an Arrow stream made into a file).
-                if format == Format::Arrow && !formats::is_arrow_file(&source).map_err(unreadable)? {
-                    formats::arrow_stream_to_file(&source, temp.as_file_mut()).map_err(unreadable)?;
-                } else {
-                    // From the start: handles share one position, and the check above moved it.
-                    let mut reader = &source;
-                    reader.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-                    std::io::copy(&mut reader, temp.as_file_mut()).map_err(io)?;
-                }
-            }
-            _ => write_copy(&source, format, profile, temp.as_file_mut())?,
+        match columnar {
+            // As stored (a bucket's object, or an Arrow stream made into a file).
+            Some(_) => format
+                .write_columnar(&source, temp.as_file_mut())
+                .map_err(|e| match e {
+                    FormatError::Io(e) => io(e),
+                    other => unreadable(other),
+                })?,
+            None => write_copy(&source, format, profile, temp.as_file_mut())?,
         }
         temp.as_file_mut().flush().map_err(io)?;
         let file = temp.persist(&path).map_err(|e| io(e.error))?;
         self.evict(&path);
-        Ok(TableFile::open(kind_of(ext), file))
+        Ok(TableFile::open(scan_kind(layout), file))
     }
 
     /// Removes the least recently used copies while the folder is over its bound (never
@@ -153,25 +143,17 @@ impl Copies {
     }
 }
 
-fn kind_of(ext: &str) -> ScanKind {
-    if ext == "arrow" {
-        ScanKind::Ipc
-    } else {
-        ScanKind::Parquet
+fn scan_kind(layout: Columnar) -> ScanKind {
+    match layout {
+        Columnar::Parquet => ScanKind::Parquet,
+        Columnar::Ipc => ScanKind::Ipc,
     }
 }
 
-/// A short name of the format for the copy's key (the same bytes read as another format
-/// are another table).
-fn format_key(format: Format) -> &'static str {
-    match format {
-        Format::Text(crate::analysis::Format::Csv) => "csv",
-        Format::Text(crate::analysis::Format::Tsv) => "tsv",
-        Format::Parquet => "parquet",
-        Format::Arrow => "arrow",
-        Format::Json => "json",
-        Format::JsonLines => "jsonl",
-        Format::Excel(_) => "workbook",
+fn extension(layout: Columnar) -> &'static str {
+    match layout {
+        Columnar::Parquet => "parquet",
+        Columnar::Ipc => "arrow",
     }
 }
 
@@ -185,18 +167,6 @@ fn copy_failed(e: PolarsError) -> QueryError {
 
 fn unreadable(e: FormatError) -> QueryError {
     QueryError::Unreadable(format!("the file cannot be read as its table: {e}"))
-}
-
-/// The polars type each profile dtype is stored as.
-pub(super) fn dtype_of(pandas: &str) -> DataType {
-    match pandas {
-        "int64" => DataType::Int64,
-        "uint64" => DataType::UInt64,
-        "float64" => DataType::Float64,
-        "bool" => DataType::Boolean,
-        "datetime64[ns]" => DataType::Datetime(TimeUnit::Nanoseconds, None),
-        _ => DataType::String,
-    }
 }
 
 /// One column of the copy being written, a batch at a time.
@@ -240,7 +210,7 @@ impl Builder {
             (Builder::Time(b), _) => b.append_null(),
             (Builder::Text(b), Cell::Text(t)) => b.append_value(String::from_utf8_lossy(t)),
             (Builder::Text(b), Cell::Null) => b.append_null(),
-            (Builder::Text(b), other) => b.append_value(cell_text(other)),
+            (Builder::Text(b), other) => b.append_value(other.text().unwrap_or_default()),
         }
     }
 
@@ -259,23 +229,14 @@ impl Builder {
     }
 }
 
-/// A typed value written into a text column (a JSON object column holding numbers).
-fn cell_text(cell: &Cell<'_>) -> String {
-    match cell {
-        Cell::Null => String::new(),
-        Cell::Bool(b) => if *b { "True" } else { "False" }.into(),
-        Cell::Int(i) => i.to_string(),
-        Cell::UInt(u) => u.to_string(),
-        Cell::Float(x) => crate::analysis::float_text(*x),
-        Cell::Time { ns, has_time } => crate::analysis::timestamp_text(*ns, !has_time),
-        Cell::Text(t) => String::from_utf8_lossy(t).into_owned(),
-    }
-}
-
 /// Writes the typed rows of `source` (as `profile` describes them) to `out` as Parquet.
 fn write_copy(source: &File, format: Format, profile: &Profile, out: &mut File) -> Result<(), QueryError> {
     let names: Vec<&str> = profile.columns.iter().map(|c| c.name.as_str()).collect();
-    let dtypes: Vec<DataType> = profile.columns.iter().map(|c| dtype_of(&c.dtype)).collect();
+    let dtypes: Vec<DataType> = profile
+        .columns
+        .iter()
+        .map(|c| Dtype::of(&c.dtype).polars_type())
+        .collect();
     let schema: Schema = names
         .iter()
         .zip(&dtypes)

@@ -36,7 +36,7 @@ use crate::metrics::metrics;
 use crate::model::UserId;
 use crate::storage::Storage;
 
-/// Longest accepted `description`, in bytes.
+/// Longest accepted `description`, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 64 * 1024;
 /// A text part of the upload form may be this long: the longest description in
 /// characters of four bytes.
@@ -93,7 +93,7 @@ pub struct FileService {
     /// Queries and conversions running (each holds one until its work has stopped).
     queries: Arc<Semaphore>,
     /// The columnar copies queries read.
-    copies: Arc<crate::query::Copies>,
+    copies: Arc<crate::query::ColumnarCache>,
 }
 
 impl FileService {
@@ -102,7 +102,7 @@ impl FileService {
         cache: Arc<dyn ActiveFileCache>,
         storage: Arc<dyn Storage>,
         limits: Limits,
-        copies: crate::query::Copies,
+        copies: crate::query::ColumnarCache,
     ) -> FileService {
         let queries = Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1)));
         FileService {
@@ -364,13 +364,4 @@ fn no_active_file(session: Uuid) -> Error {
 
 fn file_not_found(name: &str) -> Error {
     Error::NotFound(format!("no file named {name:?} for this user"))
-}
-
-fn storage_write_error(e: std::io::Error) -> Error {
-    if Error::is_out_of_space(&e) {
-        // Nothing the client did wrong, and nothing a retry fixes until space is freed.
-        Error::storage_full()
-    } else {
-        Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
-    }
 }

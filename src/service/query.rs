@@ -123,17 +123,7 @@ impl FileService {
         let result = async {
             let permit = self.query_permit()?;
             let (record, content) = self.open_content(user, file_name).await?;
-            if format == OutputFormat::Xlsx && record.row_count >= query::XLSX_MAX_ROWS {
-                return Err(Error::invalid(
-                    "too_many_rows",
-                    format!(
-                        "an xlsx sheet holds at most {} rows and this file has {}; choose csv or parquet",
-                        query::XLSX_MAX_ROWS - 1,
-                        record.row_count
-                    ),
-                ));
-            }
-            let filename = format!("{}.{}", record.file_name, format.extension());
+            let filename = conversion_name(&record, format)?;
             let source = Source {
                 table: "data".into(),
                 record,
@@ -149,6 +139,12 @@ impl FileService {
         .await;
         record_outcome(&result, started);
         result
+    }
+
+    /// The download name a conversion of the file to `format` would have, or why it would be
+    /// refused, without converting: what a `HEAD` of the conversion answers.
+    pub async fn conversion_name(&self, user: UserId, file_name: &str, format: OutputFormat) -> Result<String> {
+        conversion_name(&self.get_file(user, file_name).await?, format)
     }
 
     pub(super) fn query_permit(&self) -> Result<OwnedSemaphorePermit> {
@@ -191,8 +187,9 @@ impl FileService {
         Ok(sources)
     }
 
-    /// Runs `work` on the blocking pool; past the query timeout, `cancel` is set (the work
-    /// stops at its next batch) and the caller gets 408 at once.
+    /// Runs `work` on the blocking pool; past the query timeout, `cancel` is set (the engine
+    /// is interrupted, or the work stops at its next table or result batch: see
+    /// [`Cancel`]) and the caller gets 408 at once.
     pub(super) async fn with_deadline<T: Send + 'static>(
         &self,
         cancel: &Cancel,
@@ -370,7 +367,7 @@ impl Drop for Pieces {
 
 /// Each source as a table the engine scans (building columnar copies where needed).
 pub(super) fn prepare(
-    copies: &query::Copies,
+    copies: &query::ColumnarCache,
     sources: Vec<Source>,
     cancel: &Cancel,
 ) -> std::result::Result<Vec<Table>, QueryError> {
@@ -395,6 +392,22 @@ pub(super) fn prepare(
         });
     }
     Ok(tables)
+}
+
+/// The download name of `record` converted to `format`, once the file fits that format (an
+/// xlsx sheet's row limit). Conversions and their `HEAD` both ask this.
+fn conversion_name(record: &FileRecord, format: OutputFormat) -> Result<String> {
+    if format == OutputFormat::Xlsx && record.row_count >= query::XLSX_MAX_ROWS {
+        return Err(Error::invalid(
+            "too_many_rows",
+            format!(
+                "an xlsx sheet holds at most {} rows and this file has {}; choose csv or parquet",
+                query::XLSX_MAX_ROWS - 1,
+                record.row_count
+            ),
+        ));
+    }
+    Ok(format!("{}.{}", record.file_name, format.extension()))
 }
 
 pub(super) fn query_error(e: QueryError) -> Error {

@@ -90,11 +90,11 @@ struct LocalUpload {
 impl UploadSink for LocalUpload {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         use std::io::Write;
-        self.temp.write_all(bytes).map_err(write_error)
+        self.temp.write_all(bytes).map_err(super::upload_write_error)
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.temp.as_file().sync_all().map_err(write_error)
+        self.temp.as_file().sync_all().map_err(super::upload_write_error)
     }
 
     fn local_path(&self) -> Option<&Path> {
@@ -120,31 +120,16 @@ impl UploadSink for LocalUpload {
     }
 }
 
-/// Writing an upload failed: a full disk is 507 (nothing a retry fixes until space is
-/// freed), anything else ours.
-pub(super) fn write_error(e: std::io::Error) -> Error {
-    if Error::is_out_of_space(&e) {
-        Error::storage_full()
-    } else {
-        Error::Internal(anyhow::Error::new(e).context("writing an upload to the storage folder"))
-    }
-}
-
 impl Storage for LocalStorage {
     fn storage_type(&self) -> &'static str {
         "local"
     }
 
     fn new_upload(&self) -> Result<NamedTempFile> {
-        let file = match tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&self.root) {
-            Ok(file) => file,
-            Err(e) if Error::is_out_of_space(&e) => return Err(Error::storage_full()),
-            Err(e) => {
-                return Err(Error::Internal(
-                    anyhow::Error::new(e).context(format!("cannot create a temporary file in {}", self.root.display())),
-                ))
-            }
-        };
+        let file = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.root)
+            .map_err(|e| super::write_error(e, format!("cannot create a temporary file in {}", self.root.display())))?;
         // The lock says "an upload is using this"; it dies with the process, so a sweep
         // by another process sharing the folder only removes real leftovers.
         file.as_file().try_lock().context("cannot lock a new temporary file")?;

@@ -14,8 +14,32 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::UserId;
+
+/// What a failed write to the storage is to the client: for want of space (a full disk or
+/// a used-up quota), 507, nothing a retry fixes until space is freed; anything else is
+/// ours, logged with `doing`. Every write to the storage maps its errors here.
+pub fn write_error(e: std::io::Error, doing: impl std::fmt::Display + Send + Sync + 'static) -> Error {
+    if is_out_of_space(&e) {
+        Error::storage_full()
+    } else {
+        Error::Internal(anyhow::Error::new(e).context(doing))
+    }
+}
+
+/// [`write_error`] of the bytes of an upload (or a sync) being written.
+pub fn upload_write_error(e: std::io::Error) -> Error {
+    write_error(e, "writing an upload to the storage folder")
+}
+
+/// Whether a write failed for want of space. By kind, not only by OS code: `tempfile` wraps
+/// its errors with the path, keeping the kind.
+fn is_out_of_space(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(err.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+}
 
 /// Staged sync bytes are kept this long for the sync that sent them; a later sync asks
 /// for whatever is missing again.
@@ -193,5 +217,29 @@ impl Content {
             Content::File(file) => Ok(Box::new(Content::File(file).into_file()?)),
             Content::Remote(object) => Ok(Box::new(object.reader())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_storage_is_insufficient_storage_and_other_failures_are_internal() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let quota = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(is_out_of_space(&full) && is_out_of_space(&quota));
+        assert!(!is_out_of_space(&std::io::Error::from_raw_os_error(libc::EIO)));
+        // As a temporary file's write reports it: the OS error wrapped with the path (found
+        // by the disk-full test, where the raw-code check alone gave 500).
+        let wrapped = std::io::Error::new(full.kind(), format!("{full} at path \"/storage/.upload-x\""));
+        assert_eq!(wrapped.raw_os_error(), None);
+        assert!(is_out_of_space(&wrapped));
+        let err = upload_write_error(wrapped);
+        assert!(matches!(err, Error::InsufficientStorage(_)), "{err}");
+        assert_eq!(err.code(), "insufficient_storage");
+        assert!(err.detail().contains("storage folder is full"), "{}", err.detail());
+        let other = upload_write_error(std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(other, Error::Internal(_)), "{other}");
     }
 }

@@ -539,7 +539,7 @@ impl S3Upload {
 impl UploadSink for S3Upload {
     fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
         if let Some(local) = &mut self.local {
-            local.write_all(bytes).map_err(super::local::write_error)?;
+            local.write_all(bytes).map_err(super::upload_write_error)?;
         }
         while !bytes.is_empty() {
             if self.part.len() == PART_SIZE {
@@ -741,9 +741,23 @@ fn stall_for_test(step: &str, object: &str) {
 }
 
 fn io_error(e: std::io::Error) -> Error {
-    if Error::is_out_of_space(&e) {
-        Error::storage_full()
-    } else {
-        Error::Internal(anyhow::Error::new(e).context("spooling an object of the bucket"))
+    super::write_error(e, "spooling an object of the bucket")
+}
+
+/// The bucket's answers: a missing object and a taken name are ordinary outcomes; any
+/// other failure (no answer, refused credentials, a missing bucket, retries used up) is
+/// the storage being unavailable, which the client may retry and which heals by itself.
+impl From<object_store::Error> for Error {
+    fn from(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { path, .. } => Error::NotFound(format!("{path} is not in the bucket")),
+            object_store::Error::AlreadyExists { path, .. } => {
+                Error::Conflict(format!("the bucket already holds {path}; it is never overwritten"))
+            }
+            object_store::Error::Precondition { path, .. } => {
+                Error::Conflict(format!("{path} changed in the bucket meanwhile; try again"))
+            }
+            other => Error::Unavailable(format!("the storage bucket is not answering as it should: {other}")),
+        }
     }
 }

@@ -3,10 +3,9 @@
 //! come from the rows the test generated, filtered and sorted here in plain Rust; the same
 //! checks run on the CSV and on its Parquet and JSON lines conversions uploaded again.
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::Value;
 
-use crate::harness::{new_session, status_json, TestServer};
+use crate::harness::{enc, new_session, status_json, TestServer};
 
 /// One generated row.
 #[derive(Debug, Clone)]
@@ -59,10 +58,6 @@ fn csv() -> String {
         ));
     }
     out
-}
-
-fn enc(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
 async fn view(server: &TestServer, user: i64, name: &str, route: &str, params: &[(&str, &str)]) -> (u16, Value) {

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{new_session, sales_csv, TestServer};
+use crate::harness::{file_stream, new_session, sales_csv, sha256_hex, TestServer};
 
 async fn download(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut req = server.client.get(server.url(path)).bearer_auth(server.token(1));
@@ -284,7 +284,7 @@ async fn rename_racing_a_download_never_mixes() {
         .flat_map(|i| format!("{i},{}\n", i % 7).into_bytes())
         .collect();
     let old = [b"a,b\n".as_slice(), &rows].concat();
-    let old_sha = format!("{:x}", Sha256::digest(&old));
+    let old_sha = sha256_hex(&old);
     assert_eq!(
         server.upload(1, "race", &new_session(), "r.csv", old.clone()).await.0,
         201
@@ -323,22 +323,14 @@ async fn rename_racing_a_download_never_mixes() {
             got.extend_from_slice(&chunk);
         }
         assert_eq!(got.len(), old.len(), "round {round}: length");
-        assert_eq!(
-            format!("{:x}", Sha256::digest(&got)),
-            old_sha,
-            "round {round}: mixed bytes"
-        );
+        assert_eq!(sha256_hex(&got), old_sha, "round {round}: mixed bytes");
         let body = |name: &str| {
             let path = format!("/files/{name}/content");
             let server = &server;
             async move { download(server, &path, &[]).await.bytes().await.unwrap().to_vec() }
         };
         assert_eq!(body(from).await, other.as_bytes(), "round {round}: the new file");
-        assert_eq!(
-            format!("{:x}", Sha256::digest(body(to).await)),
-            old_sha,
-            "round {round}: the renamed file"
-        );
+        assert_eq!(sha256_hex(&body(to).await), old_sha, "round {round}: the renamed file");
         assert_eq!(server.delete(1, &format!("/files/{from}")).await.0, 200);
     }
 }
@@ -464,7 +456,7 @@ async fn a_200_mb_file_downloads_byte_for_byte_with_flat_memory() {
     let expected = format!("{:x}", hasher.finalize());
     let file = tokio::fs::File::open(&path).await.unwrap();
     let size = file.metadata().await.unwrap().len();
-    let body = reqwest::Body::wrap_stream(tokio_util_free_stream(file));
+    let body = reqwest::Body::wrap_stream(file_stream(file));
     let form = reqwest::multipart::Form::new()
         .text("file_name", "big")
         .text("session_id", new_session())
@@ -494,19 +486,4 @@ async fn a_200_mb_file_downloads_byte_for_byte_with_flat_memory() {
     let peak = peak_rss_kib(server.pid());
     println!("200 MB upload + download: server peak RSS {} MiB", peak / 1024);
     assert!(peak < 120 * 1024, "server peak RSS {peak} KiB for a 200 MB file");
-}
-
-/// A file read in 256 KiB chunks as a stream (what tokio-util's ReaderStream does).
-fn tokio_util_free_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
-    futures_util::stream::unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 256 * 1024];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(buf), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{eventually, new_session, replicate_token, Stack, TestServer};
+use crate::harness::{eventually, get_content, new_session, replicate_token, Stack, TestServer};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/formats/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -19,12 +19,7 @@ fn expected(name: &str) -> Value {
 }
 
 async fn download(server: &TestServer, user: i64, name: &str) -> (String, Vec<u8>) {
-    let resp = reqwest::Client::new()
-        .get(server.url(&format!("/files/{name}/content")))
-        .bearer_auth(server.token(user))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_content(server, user, name, &[]).await;
     assert_eq!(resp.status(), 200);
     let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
     (content_type, resp.bytes().await.unwrap().to_vec())

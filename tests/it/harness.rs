@@ -872,3 +872,42 @@ pub fn server_bin() -> String {
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_file-service").to_string())
 }
+
+/// A file name as a path segment: percent-encoded.
+pub fn enc(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The SHA-256 of `bytes` as lowercase hex, as records carry it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// A file read in 256 KiB chunks as a stream (what tokio-util's ReaderStream does), for
+/// request bodies too large to hold.
+pub fn file_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
+    futures_util::stream::unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    })
+}
+
+/// `GET /files/{name}/content` as `user`, with `headers` (a `Range`, for example).
+pub async fn get_content(server: &TestServer, user: i64, name: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = server
+        .client
+        .get(server.url(&format!("/files/{}/content", enc(name))))
+        .bearer_auth(server.token(user));
+    for (key, value) in headers {
+        request = request.header(*key, *value);
+    }
+    request.send().await.expect("GET content")
+}

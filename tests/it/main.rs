@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod backends;
 mod behaviours;
+mod cli;
 mod crash;
 mod explore;
 mod faults;

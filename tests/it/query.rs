@@ -6,10 +6,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use crate::harness::{metric, new_session, status_json, TestServer};
+use crate::harness::{enc, metric, new_session, status_json, TestServer};
 
 /// Three self cross joins of a 20,000-row file: 8·10¹² combinations, far past any timeout.
 const SLOW_SQL: &str =
@@ -639,11 +638,39 @@ async fn query_metrics_count_outcomes_and_rows() {
     assert!(m.contains("file_service_query_duration_seconds_bucket"), "{m}");
 }
 
-// ---- helpers ----
-
-fn enc(name: &str) -> String {
-    utf8_percent_encode(name, NON_ALPHANUMERIC).to_string()
+/// A `HEAD` of a conversion answers what its `GET` answers: a file with more rows than an
+/// xlsx sheet holds is refused by both alike; a conversion that fits has the same headers.
+#[tokio::test]
+async fn a_conversion_head_answers_what_its_get_answers() {
+    let server = TestServer::start().await;
+    let mut tall = String::from("n\n");
+    tall.push_str(&"1\n".repeat(1_048_576));
+    let record = upload_ok(&server, 1, "tall", "tall.csv", tall).await;
+    assert_eq!(record["row_count"], 1_048_576);
+    for format in ["xlsx", "csv"] {
+        let path = format!("/files/tall/content?format={format}");
+        let got = get(&server, &path).send().await.expect("GET");
+        let head = server
+            .client
+            .head(server.url(&path))
+            .bearer_auth(server.token(1))
+            .send()
+            .await
+            .expect("HEAD");
+        assert_eq!(head.status(), got.status(), "{format}");
+        for name in ["content-type", "content-disposition"] {
+            assert_eq!(head.headers().get(name), got.headers().get(name), "{format}: {name}");
+        }
+        let answer = status_json(got).await;
+        if format == "xlsx" {
+            error_detail(&answer, 422, "too_many_rows", "xlsx of 1,048,576 rows");
+        } else {
+            assert_eq!(answer.0, 200, "{format}");
+        }
+    }
 }
+
+// ---- helpers ----
 
 fn query_path(name: &str) -> String {
     format!("/files/{}/query", enc(name))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{new_session, require_service, sales_csv, Bucket, Stack, TestServer};
+use crate::harness::{get_content, new_session, require_service, sales_csv, sha256_hex, Bucket, Stack, TestServer};
 
 /// A server on PostgreSQL + Redis + a fresh prefix of the test bucket.
 async fn s3_server(env: &[(&str, &str)]) -> TestServer {
@@ -29,14 +29,8 @@ async fn sqlite_s3_server(bucket: &Bucket, env: &[(&str, &str)]) -> TestServer {
 }
 
 async fn download(server: &TestServer, user: i64, name: &str, range: Option<&str>) -> (u16, Vec<u8>) {
-    let mut request = server
-        .client
-        .get(server.url(&format!("/files/{name}/content")))
-        .bearer_auth(server.token(user));
-    if let Some(range) = range {
-        request = request.header("Range", range);
-    }
-    let resp = request.send().await.unwrap();
+    let range: Vec<(&str, &str)> = range.map(|r| ("Range", r)).into_iter().collect();
+    let resp = get_content(server, user, name, &range).await;
     let status = resp.status().as_u16();
     (status, resp.bytes().await.unwrap().to_vec())
 }
@@ -376,11 +370,6 @@ async fn wait_for_no_parts(server: &TestServer, bucket: &Bucket) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[tokio::test]

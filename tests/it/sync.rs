@@ -9,7 +9,9 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{new_session, replicate_token, sales_csv, status_json, Stack, TestServer};
+use crate::harness::{
+    enc, file_stream, get_content, new_session, replicate_token, sales_csv, status_json, Stack, TestServer,
+};
 
 /// How long one `file-service sync` may take before the test gives up on it.
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
@@ -52,10 +54,6 @@ const SYNCED_FIELDS: [&str; 11] = [
 /// A user id no other test uses.
 pub(crate) fn random_user() -> i64 {
     1000 + (uuid::Uuid::new_v4().as_u128() % 1_000_000_000) as i64
-}
-
-pub(crate) fn enc(name: &str) -> String {
-    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 pub(crate) async fn edge_and_hub() -> (TestServer, TestServer) {
@@ -189,13 +187,7 @@ pub(crate) fn assert_same_record(a: &Value, b: &Value, what: &str) {
 }
 
 pub(crate) async fn content(server: &TestServer, user: i64, name: &str) -> Vec<u8> {
-    let resp = server
-        .client
-        .get(server.url(&format!("/files/{}/content", enc(name))))
-        .bearer_auth(server.token(user))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_content(server, user, name, &[]).await;
     assert_eq!(resp.status(), 200, "content of {name} for {user} on {}", server.base);
     resp.bytes().await.unwrap().to_vec()
 }
@@ -446,30 +438,9 @@ fn write_big_csv(path: &Path, size: usize) -> String {
     format!("{:x}", hasher.finalize())
 }
 
-/// A file read in 256 KiB chunks as a stream.
-fn file_stream(file: tokio::fs::File) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> {
-    futures_util::stream::unfold(file, |mut file| async move {
-        let mut buf = vec![0u8; 256 * 1024];
-        match tokio::io::AsyncReadExt::read(&mut file, &mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(buf), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
-}
-
 /// SHA-256 and length of a file's content as the server streams it.
 async fn content_sha(server: &TestServer, user: i64, name: &str) -> (String, u64) {
-    let resp = server
-        .client
-        .get(server.url(&format!("/files/{}/content", enc(name))))
-        .bearer_auth(server.token(user))
-        .send()
-        .await
-        .unwrap();
+    let resp = get_content(server, user, name, &[]).await;
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
     let mut hasher = Sha256::new();

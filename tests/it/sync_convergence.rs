@@ -47,10 +47,9 @@ use futures_util::FutureExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use crate::harness::{new_session, replicate_token, Stack, TestServer};
-use crate::sync::{assert_same_record, call, enc, instance_id, list, random_user, sync, sync_args};
+use crate::harness::{enc, new_session, replicate_token, sha256_hex, Stack, TestServer};
+use crate::sync::{assert_same_record, call, instance_id, list, random_user, sync, sync_args};
 use crate::sync_kinds::change_stored_content;
 
 /// Seeds run when neither `SYNC_SEED` nor `SYNC_SEEDS` is set.
@@ -143,10 +142,6 @@ fn label(i: usize) -> String {
 
 fn instant(rfc3339: &str) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap_or_else(|e| panic!("{rfc3339:?}: {e}"))
-}
-
-fn sha_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// Every entry of a server's change feed (one per file: its latest change), by file id.
@@ -559,7 +554,7 @@ impl World {
                     let name = f["file_name"].as_str().unwrap();
                     let bytes = crate::sync::content(&self.servers[i], u, name).await;
                     assert_eq!(
-                        sha_hex(&bytes),
+                        sha256_hex(&bytes),
                         f["sha256"].as_str().unwrap(),
                         "bytes of {name:?} on {}",
                         label(i)

@@ -14,11 +14,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use crate::harness::TestServer;
+use crate::harness::{enc, sha256_hex, TestServer};
 use crate::sync::{
-    assert_same_record, by_name, content, edge_and_hub, enc, n, patch, profile_csv, random_user, sync, upload,
+    assert_same_record, by_name, content, edge_and_hub, n, patch, profile_csv, random_user, sync, upload,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,10 +116,6 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-fn sha_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
-}
-
 fn side<'a>(s: Side, edge: &'a TestServer, hub: &'a TestServer) -> &'a TestServer {
     match s {
         Side::Edge => edge,
@@ -149,7 +144,7 @@ pub(crate) async fn change_stored_content(server: &TestServer, user: i64, name: 
         "a content change in these tests changes the size"
     );
     server.put_stored(&format!("{user}_{name}.csv"), bytes.to_vec());
-    let want = sha_hex(bytes);
+    let want = sha256_hex(bytes);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (status, rec) = server.get(user, &format!("/files/{}", enc(name))).await;
@@ -268,7 +263,7 @@ async fn check_side(case: &Case, server: &TestServer, what: &str) -> BTreeMap<St
         }
         assert_eq!(
             rec["sha256"],
-            sha_hex(bytes).as_str(),
+            sha256_hex(bytes).as_str(),
             "{label}, {what}: sha256 of {name}"
         );
         assert!(

@@ -2,10 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::{new_session, sales_csv, TestServer};
+use crate::harness::{new_session, sales_csv, sha256_hex, TestServer};
 
 #[tokio::test]
 async fn sixteen_concurrent_uploads_of_one_name_one_wins() {
@@ -36,7 +35,7 @@ async fn sixteen_concurrent_uploads_of_one_name_one_wins() {
     assert_eq!(server.stored_files(), ["1_same.csv"]);
     let on_disk = server.read_stored("1_same.csv");
     assert_eq!(on_disk, body.as_bytes(), "the stored bytes are the winner's");
-    assert_eq!(winner["sha256"], format!("{:x}", Sha256::digest(&on_disk)));
+    assert_eq!(winner["sha256"], sha256_hex(&on_disk));
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.1, *winner);
 }
 

@@ -4,9 +4,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::harness::{eventually, metric, metric_present, new_session, sales_csv, TestServer};
+use crate::harness::{eventually, metric, metric_present, new_session, sales_csv, sha256_hex, TestServer};
 
 async fn file(server: &TestServer, user: i64, name: &str) -> Option<Value> {
     let (status, body) = server.get(user, &format!("/files/{}", name.replace(' ', "%20"))).await;
@@ -20,10 +19,6 @@ async fn names(server: &TestServer, user: i64) -> Vec<String> {
         .iter()
         .map(|f| f["file_name"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn sha(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
 }
 
 #[tokio::test]
@@ -59,7 +54,7 @@ async fn dropped_changed_and_removed_files_are_followed() {
     let updated = eventually(10, "the changed content", || async {
         file(&server, 1, "dropped")
             .await
-            .filter(|f| f["sha256"] == sha(changed.as_bytes()))
+            .filter(|f| f["sha256"] == sha256_hex(changed.as_bytes()))
     })
     .await;
     assert_eq!(
@@ -151,7 +146,7 @@ async fn a_file_written_slowly_is_catalogued_once_with_its_final_content() {
     let record = eventually(10, "the slow file", || async {
         file(&server, 1, "slow")
             .await
-            .filter(|r| r["sha256"] == sha(content.as_bytes()))
+            .filter(|r| r["sha256"] == sha256_hex(content.as_bytes()))
     })
     .await;
     assert_eq!(record["row_count"], 20);

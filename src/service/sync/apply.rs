@@ -10,8 +10,8 @@ use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::model::{new_rev, validate_file_name, FileRecord, SyncRecord, UserId, MAX_NAME_BYTES, MAX_NAME_CHARS};
-use crate::service::{file_not_found, storage_write_error, FileService};
-use crate::storage::{object_name, Content, UploadSink};
+use crate::service::{file_not_found, FileService};
+use crate::storage::{object_name, upload_write_error, Content, UploadSink};
 
 /// What became of one change.
 enum Outcome {
@@ -561,7 +561,7 @@ fn copy_verified(content: Content, upload: &mut dyn UploadSink, sha256: &str) ->
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = reader.read(&mut buf).map_err(storage_write_error)?;
+        let n = reader.read(&mut buf).map_err(upload_write_error)?;
         if n == 0 {
             break;
         }
