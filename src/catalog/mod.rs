@@ -106,10 +106,29 @@ pub fn tombstone_of(record: &FileRecord, synced: Option<&SyncRecord>, here: &str
 /// A lock held by [`Catalog::lock_user`]; dropping it releases the lock.
 pub type UserLock = Box<dyn Send>;
 
-pub trait Catalog: Send + Sync + 'static {
+/// The catalog of one deployment: every role below, migrations and health.
+pub trait Catalog: Records + ActiveFiles + ChangeFeed + Leases + Send + Sync + 'static {
     /// Applies pending migrations; safe to call from several processes at once.
     fn migrate(&self) -> Result<()>;
 
+    /// Locks `user` against every other process sharing this catalog until the returned
+    /// guard is dropped, or `None` when the catalog is private to this process (SQLite),
+    /// where the service's in-process lock is enough. The service holds it around a
+    /// catalog change and the matching write to a shared cache, so replicas apply those
+    /// pairs one at a time per user and a late cache write cannot undo a newer change.
+    fn lock_user(&self, _user: UserId) -> Result<Option<UserLock>> {
+        Ok(None)
+    }
+
+    /// Cheap round trip proving the catalog is reachable.
+    fn ping(&self) -> Result<()>;
+
+    /// What this backend is, for logs ("sqlite ./data/files.db").
+    fn describe(&self) -> String;
+}
+
+/// A user's file records: uploads reserved and committed, lookups, listings, renames and deletes.
+pub trait Records {
     /// Reserves `record.file_name` for its user with an invisible, pending record.
     /// `Error::Conflict` when the user already has (or is uploading) that name.
     fn reserve_upload(&self, record: &FileRecord) -> Result<()>;
@@ -145,14 +164,6 @@ pub trait Catalog: Send + Sync + 'static {
     fn list_version(&self, user: UserId) -> Result<i64>;
 
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>>;
-
-    /// Makes `file_name` the active file of `(user, session)`; `None` if no such file.
-    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>>;
-
-    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>>;
-
-    /// The session no longer has an active file (no error if it had none).
-    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()>;
 
     /// Renames and/or re-describes a file in one transaction; its active entries follow
     /// it. Returns the new record and the sessions it is active in; `None` if no such
@@ -203,6 +214,31 @@ pub trait Catalog: Send + Sync + 'static {
     /// A visible record whose bytes hash to `sha256`, if any (to copy instead of download).
     fn find_by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>>;
 
+    /// Records that this process is about to store `from_name`'s bytes under `to_name`
+    /// too; until [`Records::end_rename`], the storage watcher leaves both names alone.
+    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64>;
+
+    /// The rename's storage steps are done (or undone).
+    fn end_rename(&self, id: i64) -> Result<()>;
+
+    /// Whether a record in any state holds this user's name (unlike
+    /// [`Records::name_claimed`], a rename in progress does not count).
+    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool>;
+}
+
+/// The active file of each session.
+pub trait ActiveFiles {
+    /// Makes `file_name` the active file of `(user, session)`; `None` if no such file.
+    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>>;
+
+    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>>;
+
+    /// The session no longer has an active file (no error if it had none).
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()>;
+}
+
+/// The change feed and what sync keeps beside it: tombstones, this instance's id, checkpoints of other instances' feeds.
+pub trait ChangeFeed {
     /// The version that file `id` had when it was deleted, if it was.
     fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>>;
 
@@ -222,7 +258,10 @@ pub trait Catalog: Send + Sync + 'static {
     fn checkpoint(&self, source: &str) -> Result<i64>;
 
     fn set_checkpoint(&self, source: &str, seq: i64) -> Result<()>;
+}
 
+/// Who holds unfinished work, and taking over the work of processes that are gone.
+pub trait Leases {
     /// This process's identity in the catalog: the holder of the work it starts (pending
     /// uploads, deletes, renames) and of its lease.
     fn holder(&self) -> &str;
@@ -239,30 +278,4 @@ pub trait Catalog: Send + Sync + 'static {
     /// SQLite catalog at server start, when no other process can be working on it). Each
     /// piece is taken by one process only; the caller must complete or undo it.
     fn claim_abandoned(&self, all_others: bool) -> Result<Vec<Unfinished>>;
-
-    /// Records that this process is about to store `from_name`'s bytes under `to_name`
-    /// too; until [`Catalog::end_rename`], the storage watcher leaves both names alone.
-    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64>;
-
-    /// The rename's storage steps are done (or undone).
-    fn end_rename(&self, id: i64) -> Result<()>;
-
-    /// Whether a record in any state holds this user's name (unlike
-    /// [`Catalog::name_claimed`], a rename in progress does not count).
-    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool>;
-
-    /// Locks `user` against every other process sharing this catalog until the returned
-    /// guard is dropped, or `None` when the catalog is private to this process (SQLite),
-    /// where the service's in-process lock is enough. The service holds it around a
-    /// catalog change and the matching write to a shared cache, so replicas apply those
-    /// pairs one at a time per user and a late cache write cannot undo a newer change.
-    fn lock_user(&self, _user: UserId) -> Result<Option<UserLock>> {
-        Ok(None)
-    }
-
-    /// Cheap round trip proving the catalog is reachable.
-    fn ping(&self) -> Result<()>;
-
-    /// What this backend is, for logs ("sqlite ./data/files.db").
-    fn describe(&self) -> String;
 }

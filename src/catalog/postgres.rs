@@ -16,7 +16,10 @@ use postgres::{Client, NoTls, Row, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
-use super::{tombstone_of, Catalog, Change, ChangeOp, FeedPage, RenameIntent, Unfinished, UserLock};
+use super::{
+    tombstone_of, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records, RenameIntent,
+    Unfinished, UserLock,
+};
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
@@ -82,7 +85,7 @@ const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, 
      ON CONFLICT (user_id, session_id) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at";
 const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending' AND holder = $2";
 // `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
-// Without the profile and the version history (see `Catalog::list_files`).
+// Without the profile and the version history (see `Records::list_files`).
 const LIST: &str = concat!(
     "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
          f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state, \
@@ -571,6 +574,27 @@ impl Catalog for PostgresCatalog {
         tx.commit().map_err(db_err)
     }
 
+    fn lock_user(&self, user: UserId) -> Result<Option<UserLock>> {
+        let mut conn = self.conn_from(&self.locks)?;
+        let stmt = conn.statement(USER_LOCK)?;
+        // Users share a lock when their ids agree in the low 32 bits: only extra waiting.
+        let key = (user ^ (user >> 32)) as i32;
+        conn.client.execute(&stmt, &[&USER_LOCK_SPACE, &key]).map_err(db_err)?;
+        Ok(Some(Box::new(PgUserLock { conn: Some(conn) })))
+    }
+
+    fn ping(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        conn.client.simple_query("SELECT 1").map_err(db_err)?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("postgresql {}", self.target)
+    }
+}
+
+impl Records for PostgresCatalog {
     fn reserve_upload(&self, r: &FileRecord) -> Result<()> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(INSERT_PENDING)?;
@@ -687,34 +711,6 @@ impl Catalog for PostgresCatalog {
         let stmt = conn.statement(GET)?;
         let row = conn.client.query_opt(&stmt, &[&user, &file_name]).map_err(db_err)?;
         row.map(|r| record_at(&r, 0)).transpose()
-    }
-
-    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
-        let mut conn = self.conn()?;
-        let find = conn.statement(GET_FOR_SHARE)?;
-        let activate = conn.statement(ACTIVATE)?;
-        let mut tx = conn.client.transaction().map_err(db_err)?;
-        let Some(row) = tx.query_opt(&find, &[&user, &file_name]).map_err(db_err)? else {
-            return Ok(None);
-        };
-        let (pk, record) = pk_and_record(&row)?;
-        tx.execute(&activate, &[&user, &session, &pk]).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        Ok(Some(record))
-    }
-
-    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
-        let mut conn = self.conn()?;
-        let stmt = conn.statement(GET_ACTIVE)?;
-        let row = conn.client.query_opt(&stmt, &[&user, &session]).map_err(db_err)?;
-        row.map(|r| record_at(&r, 0)).transpose()
-    }
-
-    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
-        let mut conn = self.conn()?;
-        let stmt = conn.statement(CLEAR_ONE)?;
-        conn.client.execute(&stmt, &[&user, &session]).map_err(db_err)?;
-        Ok(())
     }
 
     fn update_file(
@@ -881,6 +877,63 @@ impl Catalog for PostgresCatalog {
         row.map(|r| record_at(&r, 0)).transpose()
     }
 
+    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(BEGIN_RENAME)?;
+        conn.client
+            .query_one(&stmt, &[&self.holder, &user, &from_name, &to_name, &format])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)
+    }
+
+    fn end_rename(&self, id: i64) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(END_RENAME)?;
+        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(NAME_RECORDED)?;
+        conn.client
+            .query_one(&stmt, &[&user, &file_name])
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)
+    }
+}
+
+impl ActiveFiles for PostgresCatalog {
+    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let find = conn.statement(GET_FOR_SHARE)?;
+        let activate = conn.statement(ACTIVATE)?;
+        let mut tx = conn.client.transaction().map_err(db_err)?;
+        let Some(row) = tx.query_opt(&find, &[&user, &file_name]).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let (pk, record) = pk_and_record(&row)?;
+        tx.execute(&activate, &[&user, &session, &pk]).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some(record))
+    }
+
+    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(GET_ACTIVE)?;
+        let row = conn.client.query_opt(&stmt, &[&user, &session]).map_err(db_err)?;
+        row.map(|r| record_at(&r, 0)).transpose()
+    }
+
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(CLEAR_ONE)?;
+        conn.client.execute(&stmt, &[&user, &session]).map_err(db_err)?;
+        Ok(())
+    }
+}
+
+impl ChangeFeed for PostgresCatalog {
     fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(TOMBSTONE)?;
@@ -982,7 +1035,9 @@ impl Catalog for PostgresCatalog {
         conn.client.execute(&stmt, &[&source, &seq]).map_err(db_err)?;
         Ok(())
     }
+}
 
+impl Leases for PostgresCatalog {
     fn holder(&self) -> &str {
         &self.holder
     }
@@ -1032,49 +1087,5 @@ impl Catalog for PostgresCatalog {
         }
         tx.commit().map_err(db_err)?;
         Ok(out)
-    }
-
-    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
-        let mut conn = self.conn()?;
-        let stmt = conn.statement(BEGIN_RENAME)?;
-        conn.client
-            .query_one(&stmt, &[&self.holder, &user, &from_name, &to_name, &format])
-            .and_then(|r| r.try_get(0))
-            .map_err(db_err)
-    }
-
-    fn end_rename(&self, id: i64) -> Result<()> {
-        let mut conn = self.conn()?;
-        let stmt = conn.statement(END_RENAME)?;
-        conn.client.execute(&stmt, &[&id]).map_err(db_err)?;
-        Ok(())
-    }
-
-    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool> {
-        let mut conn = self.conn()?;
-        let stmt = conn.statement(NAME_RECORDED)?;
-        conn.client
-            .query_one(&stmt, &[&user, &file_name])
-            .and_then(|r| r.try_get(0))
-            .map_err(db_err)
-    }
-
-    fn lock_user(&self, user: UserId) -> Result<Option<UserLock>> {
-        let mut conn = self.conn_from(&self.locks)?;
-        let stmt = conn.statement(USER_LOCK)?;
-        // Users share a lock when their ids agree in the low 32 bits: only extra waiting.
-        let key = (user ^ (user >> 32)) as i32;
-        conn.client.execute(&stmt, &[&USER_LOCK_SPACE, &key]).map_err(db_err)?;
-        Ok(Some(Box::new(PgUserLock { conn: Some(conn) })))
-    }
-
-    fn ping(&self) -> Result<()> {
-        let mut conn = self.conn()?;
-        conn.client.simple_query("SELECT 1").map_err(db_err)?;
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        format!("postgresql {}", self.target)
     }
 }

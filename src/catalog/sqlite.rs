@@ -9,7 +9,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{tombstone_of, Catalog, Change, ChangeOp, FeedPage, RenameIntent, Unfinished};
+use super::{
+    tombstone_of, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records, RenameIntent,
+    Unfinished,
+};
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
 
@@ -299,6 +302,16 @@ impl Catalog for SqliteCatalog {
         tx.commit().map_err(db_err)
     }
 
+    fn ping(&self) -> Result<()> {
+        self.conn()?.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}
+
+impl Records for SqliteCatalog {
     fn reserve_upload(&self, r: &FileRecord) -> Result<()> {
         let conn = self.conn()?;
         match insert_pending(&conn, r, &self.holder, "") {
@@ -413,47 +426,6 @@ impl Catalog for SqliteCatalog {
     fn get_file(&self, user: UserId, file_name: &str) -> Result<Option<FileRecord>> {
         let conn = self.conn()?;
         Ok(ready_by_name(&conn, user, file_name).map_err(db_err)?.map(|(_, r)| r))
-    }
-
-    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
-            return Ok(None);
-        };
-        activate(&tx, user, session, pk).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
-        Ok(Some(record))
-    }
-
-    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
-        let conn = self.conn()?;
-        let cols = COLUMNS
-            .split(", ")
-            .map(|c| format!("f.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {cols} FROM active_files a JOIN files f ON f.pk = a.file_pk
-                 WHERE a.user_id = ?1 AND a.session_id = ?2 AND f.state = 'ready'"
-            ))
-            .map_err(db_err)?;
-        stmt.query_row(params![user, session.to_string()], record)
-            .optional()
-            .map_err(db_err)
-    }
-
-    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
-        self.conn()?
-            .execute(
-                "DELETE FROM active_files WHERE user_id = ?1 AND session_id = ?2",
-                params![user, session.to_string()],
-            )
-            .map_err(db_err)?;
-        Ok(())
     }
 
     fn update_file(
@@ -658,6 +630,79 @@ impl Catalog for SqliteCatalog {
         .map_err(db_err)
     }
 
+    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
+        self.conn()?
+            .query_row(
+                "INSERT INTO renames (holder, user_id, from_name, to_name, format, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                params![self.holder, user, from_name, to_name, format, now()],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+
+    fn end_rename(&self, id: i64) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM renames WHERE id = ?1", params![id])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool> {
+        self.conn()?
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)",
+                params![user, file_name],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+}
+
+impl ActiveFiles for SqliteCatalog {
+    fn set_active(&self, user: UserId, session: Uuid, file_name: &str) -> Result<Option<FileRecord>> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let Some((pk, record)) = ready_by_name(&tx, user, file_name).map_err(db_err)? else {
+            return Ok(None);
+        };
+        activate(&tx, user, session, pk).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(Some(record))
+    }
+
+    fn get_active(&self, user: UserId, session: Uuid) -> Result<Option<FileRecord>> {
+        let conn = self.conn()?;
+        let cols = COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {cols} FROM active_files a JOIN files f ON f.pk = a.file_pk
+                 WHERE a.user_id = ?1 AND a.session_id = ?2 AND f.state = 'ready'"
+            ))
+            .map_err(db_err)?;
+        stmt.query_row(params![user, session.to_string()], record)
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
+        self.conn()?
+            .execute(
+                "DELETE FROM active_files WHERE user_id = ?1 AND session_id = ?2",
+                params![user, session.to_string()],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+impl ChangeFeed for SqliteCatalog {
     fn tombstone(&self, id: Uuid) -> Result<Option<SyncRecord>> {
         let conn = self.conn()?;
         let json: Option<Option<String>> = conn
@@ -777,7 +822,9 @@ impl Catalog for SqliteCatalog {
             .map_err(db_err)?;
         Ok(())
     }
+}
 
+impl Leases for SqliteCatalog {
     fn holder(&self) -> &str {
         &self.holder
     }
@@ -868,41 +915,5 @@ impl Catalog for SqliteCatalog {
         }
         tx.commit().map_err(db_err)?;
         Ok(out)
-    }
-
-    fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
-        self.conn()?
-            .query_row(
-                "INSERT INTO renames (holder, user_id, from_name, to_name, format, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                params![self.holder, user, from_name, to_name, format, now()],
-                |r| r.get(0),
-            )
-            .map_err(db_err)
-    }
-
-    fn end_rename(&self, id: i64) -> Result<()> {
-        self.conn()?
-            .execute("DELETE FROM renames WHERE id = ?1", params![id])
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    fn name_recorded(&self, user: UserId, file_name: &str) -> Result<bool> {
-        self.conn()?
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM files WHERE user_id = ?1 AND file_name = ?2)",
-                params![user, file_name],
-                |r| r.get(0),
-            )
-            .map_err(db_err)
-    }
-
-    fn ping(&self) -> Result<()> {
-        self.conn()?.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err)
-    }
-
-    fn describe(&self) -> String {
-        format!("sqlite {}", self.path.display())
     }
 }

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::postgres::PostgresCatalog;
 use super::sqlite::SqliteCatalog;
-use super::{Catalog, ChangeOp};
+use super::{Catalog, ChangeOp, Leases};
 use crate::error::Error;
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery};
 
