@@ -146,6 +146,13 @@ export async function launchBrowser() {
 export async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true, ...options });
   const page = await context.newPage();
+  if (process.env.WEB_FROM_SOURCE) {
+    const { readFileSync } = await import('node:fs');
+    await page.route(/\/ui\/[\w.-]+\.(js|css)$/, (route) => {
+      const name = new URL(route.request().url()).pathname.slice(4);
+      route.fulfill({ body: readFileSync(join(repo, 'src/web', name), 'utf8'), contentType: name.endsWith('.css') ? 'text/css' : 'text/javascript' });
+    });
+  }
   page.problems = [];
   page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
