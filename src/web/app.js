@@ -45,6 +45,8 @@ const state = {
   /** The file view's tabs: the one shown and the mounted Data and SQL tabs. */
   tab: 'overview',
   tabs: {},
+  /** Changes of the active file made by this tab, so a slower read does not undo them. */
+  activeChanges: 0,
   listRequest: 0,
   feed: null,
   /** Ids of files this tab uploaded or deleted: their feed entries are no news. */
@@ -178,8 +180,11 @@ function setSession(id) {
   refreshActive();
 }
 
+/** Reads the session's active file; an answer that a newer change in this tab (an upload,
+ *  Make active) overtook is dropped. */
 async function refreshActive() {
   const session = state.session;
+  const known = state.activeChanges;
   let active = null;
   try {
     active = await api.getJson(`/files/active/${session}`);
@@ -189,7 +194,7 @@ async function refreshActive() {
       return;
     }
   }
-  if (session !== state.session) return;
+  if (session !== state.session || known !== state.activeChanges) return;
   state.active = active;
   renderActive();
 }
@@ -395,6 +400,7 @@ async function uploadItem(item) {
     item.description.disabled = true;
     item.remove.disabled = false;
     state.active = record;
+    state.activeChanges += 1;
     renderActive();
     loadList();
   } catch (error) {
@@ -621,6 +627,7 @@ async function makeActive(record) {
   try {
     const response = await api.request('POST', `/files/active/${state.session}`, { json: { file_name: record.file_name } });
     state.active = await response.json();
+    state.activeChanges += 1;
     renderActive();
     toast(`“${record.file_name}” is now the active file of this session.`);
   } catch (error) {

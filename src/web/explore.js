@@ -313,33 +313,36 @@ export function mountExplore(container, record, params, save) {
     error.textContent = err.message;
   }
 
+  /** A GET of this view, tried again while the server is busy. */
+  const getView = (url, signal) => api.retryBusy(() => api.getJson(url, { signal }), signal);
+
+  /** Rows, then facets: one request at a time, so the page holds at most one of the
+   *  server's query slots; a newer view aborts both. */
   async function load() {
     renderChips();
     facetsButton.setAttribute('aria-pressed', String(view.facets));
     facetsPanel.hidden = !view.facets;
     rowsRequest?.abort();
+    facetsRequest?.abort();
+    facetsRequest = null;
     const controller = new AbortController();
     rowsRequest = controller;
     container.setAttribute('aria-busy', 'true');
     status.textContent = 'Loading…';
-    if (view.facets) loadFacets();
+    if (view.facets) facetsPanel.setAttribute('aria-busy', 'true');
     try {
-      if (!allColumns) {
-        if (!view.columns) {
-          // The first page without columns= names every column.
-        } else {
-          const schema = await api.getJson(`${path}/rows?limit=1`, { signal: controller.signal });
-          allColumns = schema.columns;
-        }
+      if (!allColumns && view.columns) {
+        // Without columns=, the first page names every column.
+        allColumns = (await getView(`${path}/rows?limit=1`, controller.signal)).columns;
       }
-      const page = await api.getJson(`${path}/rows?${viewQuery({ offset: view.offset, limit: view.limit })}`, { signal: controller.signal });
+      const page = await getView(`${path}/rows?${viewQuery({ offset: view.offset, limit: view.limit })}`, controller.signal);
       if (controller !== rowsRequest) return;
       if (!allColumns) allColumns = page.columns;
       answer = page;
       error.hidden = true;
       renderRows();
       renderChooser();
-      if (view.facets && !facetsRequest) loadFacets();
+      if (view.facets) loadFacets();
     } catch (err) {
       if (err.name === 'AbortError' || controller !== rowsRequest) return;
       if (err.status === 401) return;
@@ -396,20 +399,14 @@ export function mountExplore(container, record, params, save) {
     facetsRequest?.abort();
     const controller = new AbortController();
     facetsRequest = controller;
-    const names = (view.columns || (allColumns || []).map((c) => c.name)).slice(0, FACET_COLUMNS);
-    if (!allColumns && !view.columns) {
-      // Known after the first page.
-      facetsRequest = null;
-      facetsPanel.replaceChildren(el('p', { className: 'muted', text: 'Loading facets…' }));
-      return;
-    }
+    const names = (view.columns || allColumns.map((c) => c.name)).slice(0, FACET_COLUMNS);
     facetsPanel.setAttribute('aria-busy', 'true');
     try {
       const extra = { limit: FACET_VALUES };
       const query = viewQuery(extra);
       query.delete('orderby');
       query.set('columns', names.join(','));
-      const result = await api.getJson(`${path}/facets?${query}`, { signal: controller.signal });
+      const result = await getView(`${path}/facets?${query}`, controller.signal);
       if (controller !== facetsRequest) return;
       renderFacets(result);
     } catch (err) {

@@ -108,7 +108,10 @@ export function mountSql(container, record, params, save) {
     next.set('sql', sql);
     save(next);
     try {
-      const response = await api.request('POST', `${path}/query`, { json: { sql, limit: SHOWN_ROWS }, signal: controller.signal });
+      const response = await api.retryBusy(
+        () => api.request('POST', `${path}/query`, { json: { sql, limit: SHOWN_ROWS }, signal: controller.signal }),
+        controller.signal,
+      );
       const answer = await response.json();
       if (controller !== running) return;
       remember(sql);
@@ -149,7 +152,7 @@ export function mountSql(container, record, params, save) {
   });
 
   renderRecent();
-  api.getJson(`${path}/rows?limit=1`).then(
+  api.retryBusy(() => api.getJson(`${path}/rows?limit=1`)).then(
     (schema) => {
       columns.replaceChildren(
         ...schema.columns.map((c) => el('button', {

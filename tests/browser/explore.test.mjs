@@ -37,8 +37,12 @@ const MARKUP = '<img src=x onerror="window.pwned=1">';
 const LONG = 'x'.repeat(1500);
 const MARKUP_CSV = `label,html\nimage,"${MARKUP.replace(/"/g, '""')}"\nbold,<b>bold</b>\nlong,${LONG}\n`;
 
+/** A screenshot with the tabs at the top of the window. */
 async function shoot(page, name) {
-  await page.evaluate(() => document.getElementById('toasts').replaceChildren());
+  await page.evaluate(() => {
+    document.getElementById('toasts').replaceChildren();
+    document.getElementById('file-tabs').scrollIntoView({ block: 'start' });
+  });
   await page.screenshot({ path: join(screenshots, `${name}.png`) });
 }
 

@@ -155,8 +155,10 @@ export async function newPage(browser, options = {}) {
   }
   page.problems = [];
   page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
+  // Statuses the page answers on purpose are not problems; 503 busy is one (the Data and SQL
+  // tabs try again while the server's query slots are taken).
   page.on('console', (message) => {
-    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|409|413|422)/.test(message.text())) {
+    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|409|413|422|503)/.test(message.text())) {
       page.problems.push(`console error: ${message.text()}`);
     }
   });
