@@ -115,7 +115,7 @@ async fn steps(server: &Server, csv: &Path, report: &mut ExploreSizeReport) {
     }
     report.first_look_server_cpu_s = Some(server.cpu_seconds() - cpu_before);
     let total = report.rows.unwrap_or(0);
-    let filtered_total = match get(&http, server, &format!("/files/orders/rows?limit=0&where={}", enc(FILTER))).await {
+    let filtered_total = match get(&http, server, &format!("/files/orders/rows?limit=1&where={}", enc(FILTER))).await {
         Ok((_, body)) => body["total_rows"].as_u64().unwrap_or(0),
         Err(e) => {
             report.errors.push(e);
