@@ -408,7 +408,7 @@ export function mountExplore(container, record, params, save) {
       query.set('columns', names.join(','));
       const result = await getView(`${path}/facets?${query}`, controller.signal);
       if (controller !== facetsRequest) return;
-      renderFacets(result);
+      renderFacets(result, names);
     } catch (err) {
       if (err.name === 'AbortError' || controller !== facetsRequest) return;
       facetsPanel.replaceChildren(el('p', { className: 'muted', text: `No facets: ${err.message}` }));
@@ -417,8 +417,10 @@ export function mountExplore(container, record, params, save) {
     }
   }
 
-  function renderFacets(result) {
-    const sections = Object.entries(result.facets).map(([column, facet]) => {
+  /** Facets in the grid's column order (the answer's object is keyed by name). */
+  function renderFacets(result, names) {
+    const sections = names.filter((n) => result.facets[n]).map((column) => {
+      const facet = result.facets[column];
       const values = facet.values || [];
       const most = Math.max(1, ...values.map((v) => v.count));
       const label = (item) => {

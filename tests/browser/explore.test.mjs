@@ -42,6 +42,7 @@ async function shoot(page, name) {
   await page.evaluate(() => {
     document.getElementById('toasts').replaceChildren();
     document.getElementById('file-tabs').scrollIntoView({ block: 'start' });
+    document.getElementById('facets')?.scrollTo(0, 0);
   });
   await page.screenshot({ path: join(screenshots, `${name}.png`) });
 }
