@@ -57,7 +57,12 @@ pub struct ExploreSizeReport {
     pub errors: Vec<String>,
 }
 
-pub fn run(rt: &Runtime, bin: &Path, csvs: &[(u64, std::path::PathBuf)], notes: &mut Vec<String>) -> Vec<ExploreSizeReport> {
+pub fn run(
+    rt: &Runtime,
+    bin: &Path,
+    csvs: &[(u64, std::path::PathBuf)],
+    notes: &mut Vec<String>,
+) -> Vec<ExploreSizeReport> {
     let mut out = Vec::new();
     for (mb, csv) in csvs {
         eprintln!("load: explore on the {mb} MB CSV");
@@ -115,7 +120,13 @@ async fn steps(server: &Server, csv: &Path, report: &mut ExploreSizeReport) {
     }
     report.first_look_server_cpu_s = Some(server.cpu_seconds() - cpu_before);
     let total = report.rows.unwrap_or(0);
-    let filtered_total = match get(&http, server, &format!("/files/orders/rows?limit=1&where={}", enc(FILTER))).await {
+    let filtered_total = match get(
+        &http,
+        server,
+        &format!("/files/orders/rows?limit=1&where={}", enc(FILTER)),
+    )
+    .await
+    {
         Ok((_, body)) => body["total_rows"].as_u64().unwrap_or(0),
         Err(e) => {
             report.errors.push(e);
@@ -130,11 +141,31 @@ async fn steps(server: &Server, csv: &Path, report: &mut ExploreSizeReport) {
         ("middle page", page(total / 2, ""), PAGE_TARGET_MS),
         ("last page", page(total.saturating_sub(100), ""), PAGE_TARGET_MS),
         ("sorted (unit_price DESC), first page", page(0, &sort), PAGE_TARGET_MS),
-        ("sorted (unit_price DESC), middle page", page(total / 2, &sort), PAGE_TARGET_MS),
-        ("filtered (city, quantity), first page", page(0, &filter), PAGE_TARGET_MS),
-        ("filtered (city, quantity), middle page", page(filtered_total / 2, &filter), PAGE_TARGET_MS),
-        ("searched (q=damaged), first page", page(0, "&q=damaged"), PAGE_TARGET_MS),
-        ("facets of a text column (customer)", "/files/orders/facets?columns=customer".into(), FACETS_TARGET_MS),
+        (
+            "sorted (unit_price DESC), middle page",
+            page(total / 2, &sort),
+            PAGE_TARGET_MS,
+        ),
+        (
+            "filtered (city, quantity), first page",
+            page(0, &filter),
+            PAGE_TARGET_MS,
+        ),
+        (
+            "filtered (city, quantity), middle page",
+            page(filtered_total / 2, &filter),
+            PAGE_TARGET_MS,
+        ),
+        (
+            "searched (q=damaged), first page",
+            page(0, "&q=damaged"),
+            PAGE_TARGET_MS,
+        ),
+        (
+            "facets of a text column (customer)",
+            "/files/orders/facets?columns=customer".into(),
+            FACETS_TARGET_MS,
+        ),
         (
             "facets of text, date, number (city, order_date, unit_price)",
             format!("/files/orders/facets?columns={}", enc("city,order_date,unit_price")),
@@ -183,7 +214,10 @@ async fn get(http: &reqwest::Client, server: &Server, path: &str) -> Result<(f64
         .await
         .map_err(|e| format!("GET {path} → no response: {e}"))?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| format!("GET {path} → {status}, body unreadable: {e}"))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("GET {path} → {status}, body unreadable: {e}"))?;
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status != 200 {
         return Err(format!("GET {path} → {status} {}", truncate(&text, 1000)));
@@ -239,12 +273,21 @@ pub fn markdown(reports: &[ExploreSizeReport], out: &mut String) {
                 .first_look_server_cpu_s
                 .map(|c| format!(", {c:.1} s of server CPU"))
                 .unwrap_or_default();
-            let _ = writeln!(out, "- first look (`rows?limit=100`, builds the columnar copy): {:.1} s{cpu}\n", ms / 1000.0);
+            let _ = writeln!(
+                out,
+                "- first look (`rows?limit=100`, builds the columnar copy): {:.1} s{cpu}\n",
+                ms / 1000.0
+            );
         }
         out.push_str("| request | median (ms) | runs (ms) | target | met | rows matching |\n");
         out.push_str("| --- | ---: | --- | ---: | --- | ---: |\n");
         for c in &r.cases {
-            let runs = c.runs_ms.iter().map(|ms| format!("{ms:.0}")).collect::<Vec<_>>().join(", ");
+            let runs = c
+                .runs_ms
+                .iter()
+                .map(|ms| format!("{ms:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let (median, met) = match (c.median_ms, &c.error) {
                 (Some(ms), _) => (format!("{ms:.0}"), if ms < c.target_ms { "yes" } else { "no" }),
                 (None, Some(_)) => ("error".into(), "no"),
