@@ -4,6 +4,7 @@
 
 mod ceilings;
 mod data;
+mod explore;
 mod hammer;
 mod list;
 mod options;
@@ -83,6 +84,10 @@ fn main() -> ExitCode {
         let csvs = sized(&all_csvs, &opts.query_sizes_mb());
         report.queries = queries::run(&rt, &bin, &csvs, &data_cache(&opts, &target), &mut report.notes);
     }
+    if opts.runs(Section::Explore) {
+        let csvs = sized(&all_csvs, &opts.query_sizes_mb());
+        report.explore = explore::run(&rt, &bin, &csvs, &mut report.notes);
+    }
     if opts.runs(Section::Sync) {
         report.sync = sync::run(&rt, &opts, &bin, &mut report.notes);
     }
@@ -96,7 +101,7 @@ fn generate_csvs(opts: &Options, target: &Path) -> std::io::Result<Vec<(u64, Pat
     if opts.runs(Section::Upload) || opts.runs(Section::Ceilings) {
         sizes.extend(opts.sizes_mb());
     }
-    if opts.runs(Section::Queries) {
+    if opts.runs(Section::Queries) || opts.runs(Section::Explore) {
         sizes.extend(opts.query_sizes_mb());
     }
     let mut seen = std::collections::HashSet::new();

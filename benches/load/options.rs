@@ -21,6 +21,9 @@ pub enum Section {
     /// SQL queries over stored CSV and Parquet files beside DuckDB (opt-in: not run by
     /// default; sizes 200,1000 unless --sizes-mb, `--quick`: 10).
     Queries,
+    /// Pages of rows (first, middle, last, sorted, filtered, searched) and facets of the
+    /// generated CSV, as the page's Data tab asks for them (opt-in; sizes as for queries).
+    Explore,
     /// `file-service sync` of N small files from an edge to an empty hub, then again with
     /// nothing new (opt-in; counts from --sync-files).
     Sync,
@@ -37,7 +40,7 @@ pub struct Options {
     #[arg(long)]
     pub quick: bool,
 
-    /// Sections to run, comma separated (`queries` and `sync` only when named).
+    /// Sections to run, comma separated (`queries`, `explore` and `sync` only when named).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["upload", "active", "list", "ceilings", "services"])]
     pub sections: Vec<Section>,
 
@@ -108,7 +111,7 @@ impl Options {
             .unwrap_or_else(|| if self.quick { vec![10] } else { vec![10, 200, 1000] })
     }
 
-    /// Sizes of the queries section: --sizes-mb, else 200,1000 (`--quick`: 10).
+    /// Sizes of the queries and explore sections: --sizes-mb, else 200,1000 (`--quick`: 10).
     pub fn query_sizes_mb(&self) -> Vec<u64> {
         self.sizes_mb
             .clone()

@@ -28,7 +28,7 @@ use crate::server::{self, Server};
 use crate::upload::client;
 
 /// The section's own user (each section's server is fresh anyway).
-const QUERY_USER: i64 = 4;
+pub(crate) const QUERY_USER: i64 = 4;
 /// Warm runs of each query, file-service and DuckDB alike; the median is reported.
 const RUNS: usize = 3;
 /// The DuckDB the comparison runs, from PyPI, in `${XDG_CACHE_HOME:-~/.cache}/file-service/duckdb-venv`.
@@ -559,7 +559,7 @@ async fn query(http: &reqwest::Client, server: &Server, file: &str, sql: &str, l
 
 /// Uploads `path` as `file_name` (`filename` gives the format), streamed from disk.
 /// Returns the timing and the stored row count.
-async fn upload_file(
+pub(crate) async fn upload_file(
     http: &reqwest::Client,
     server: &Server,
     path: &Path,

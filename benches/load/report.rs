@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::ceilings::Ceiling;
+use crate::explore::ExploreSizeReport;
 use crate::hammer::LoadResult;
 use crate::list::ListResult;
 use crate::queries::QuerySizeReport;
@@ -21,6 +22,8 @@ pub struct Report {
     pub ceilings: Vec<Ceiling>,
     /// The opt-in `queries` section, one entry per CSV size.
     pub queries: Vec<QuerySizeReport>,
+    /// The opt-in `explore` section, one entry per CSV size.
+    pub explore: Vec<ExploreSizeReport>,
     /// The opt-in `sync` section, one entry per file count and hub.
     pub sync: Vec<SyncResult>,
     pub notes: Vec<String>,
@@ -62,6 +65,7 @@ impl Report {
             backends: Vec::new(),
             ceilings: Vec::new(),
             queries: Vec::new(),
+            explore: Vec::new(),
             sync: Vec::new(),
             notes: Vec::new(),
         }
@@ -98,6 +102,7 @@ impl Report {
         }
         self.ceilings_table(&mut out);
         crate::queries::markdown(&self.queries, &mut out);
+        crate::explore::markdown(&self.explore, &mut out);
         crate::sync::markdown(&self.sync, &mut out);
         self.targets_table(&mut out);
         for b in self.backends.iter().filter(|b| b.skipped.is_some()) {

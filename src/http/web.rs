@@ -56,6 +56,21 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../web/charts.js"),
     },
     Asset {
+        name: "grid.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/grid.js"),
+    },
+    Asset {
+        name: "explore.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/explore.js"),
+    },
+    Asset {
+        name: "sql.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/sql.js"),
+    },
+    Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("../web/app.css"),
@@ -152,6 +167,18 @@ mod tests {
         for name in referenced {
             assert!(ASSETS.iter().any(|a| a.name == name), "{name} is not embedded");
         }
+    }
+
+    #[test]
+    fn the_upload_picker_accepts_every_format_the_service_reads() {
+        let accept = INDEX
+            .body
+            .split("accept=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the file input has an accept attribute");
+        let listed: Vec<&str> = accept.split(',').map(|e| e.trim_start_matches('.')).collect();
+        assert_eq!(listed, *crate::formats::EXTENSIONS);
     }
 
     #[test]

@@ -99,6 +99,26 @@ export async function request(method, path, { json, signal } = {}) {
   return response;
 }
 
+/** Runs `call` again while the server answers 503 busy (its query slots are taken, often by
+ *  requests this page has just abandoned: a slot is held until the work stops), waiting
+ *  250 ms, then twice as long each time, six times at most; stops when `signal` aborts. */
+export async function retryBusy(call, signal) {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await call();
+    } catch (error) {
+      if (error.status !== 503 || attempt >= 6 || signal?.aborted) throw error;
+      await new Promise((resolve, reject) => {
+        const timer = setTimeout(resolve, 250 * 2 ** attempt);
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          reject(new DOMException('aborted', 'AbortError'));
+        }, { once: true });
+      });
+    }
+  }
+}
+
 export async function getJson(path, options) {
   return (await request('GET', path, options)).json();
 }

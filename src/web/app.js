@@ -1,10 +1,12 @@
-// The page: sign-in, uploads, the file list, a file's view, the session's active file, and
-// live updates from the change feed. Every user-provided string reaches the DOM through
+// The page: sign-in, uploads, the file list, a file's view (overview, data, SQL tabs), the
+// session's active file, and live updates from the change feed. Every user-provided string reaches the DOM through
 // textContent or a text node (the `el` helper), never as HTML.
 
 import * as api from './api.js';
 import { renderMarkdown } from './markdown.js';
 import { columnChart } from './charts.js';
+import { mountExplore } from './explore.js';
+import { mountSql } from './sql.js';
 
 const PAGE_SIZE = 50;
 const PREVIEW_ROWS = 50;
@@ -40,6 +42,11 @@ const state = {
   active: null,
   /** The file shown in the file view: its record, or null in the list view. */
   current: null,
+  /** The file view's tabs: the one shown and the mounted Data and SQL tabs. */
+  tab: 'overview',
+  tabs: {},
+  /** Changes of the active file made by this tab, so a slower read does not undo them. */
+  activeChanges: 0,
   listRequest: 0,
   feed: null,
   /** Ids of files this tab uploaded or deleted: their feed entries are no news. */
@@ -173,8 +180,11 @@ function setSession(id) {
   refreshActive();
 }
 
+/** Reads the session's active file; an answer that a newer change in this tab (an upload,
+ *  Make active) overtook is dropped. */
 async function refreshActive() {
   const session = state.session;
+  const known = state.activeChanges;
   let active = null;
   try {
     active = await api.getJson(`/files/active/${session}`);
@@ -184,7 +194,7 @@ async function refreshActive() {
       return;
     }
   }
-  if (session !== state.session) return;
+  if (session !== state.session || known !== state.activeChanges) return;
   state.active = active;
   renderActive();
 }
@@ -207,25 +217,30 @@ function renderActive() {
 
 // ---------- routing ----------
 
+/** `#/file/NAME?tab=…&…`: the file and its view's parameters. */
+function fileRoute() {
+  const match = /^#\/file\/([^?]+)(?:\?(.*))?$/.exec(location.hash);
+  if (!match) return null;
+  let name;
+  try {
+    name = decodeURIComponent(match[1]);
+  } catch {
+    name = match[1];
+  }
+  return { name, params: new URLSearchParams(match[2] || '') };
+}
+
 function route() {
   if (tokenProblem()) return;
-  const match = /^#\/file\/(.+)$/.exec(location.hash);
-  if (match) {
-    let name;
-    try {
-      name = decodeURIComponent(match[1]);
-    } catch {
-      name = match[1];
-    }
-    showFile(name);
-  } else {
-    showList();
-  }
+  const target = fileRoute();
+  if (target) showFile(target.name, target.params);
+  else showList();
 }
 
 // ---------- the list ----------
 
 function showList() {
+  stopTabs();
   state.current = null;
   $('file-view').hidden = true;
   $('file-view').replaceChildren();
@@ -385,6 +400,7 @@ async function uploadItem(item) {
     item.description.disabled = true;
     item.remove.disabled = false;
     state.active = record;
+    state.activeChanges += 1;
     renderActive();
     loadList();
   } catch (error) {
@@ -446,7 +462,19 @@ function setUpDropzone() {
 
 // ---------- one file ----------
 
-async function showFile(name) {
+function stopTabs() {
+  for (const tab of Object.values(state.tabs)) tab.stop();
+  state.tabs = {};
+}
+
+/** Shows a file's view; the same file again (a changed address) only changes its tab and
+ *  view, unless `reload`. */
+async function showFile(name, params = new URLSearchParams(), { reload = false } = {}) {
+  if (!reload && state.current?.file_name === name && $('file-tabs')) {
+    selectTab(params.get('tab'), params);
+    return;
+  }
+  stopTabs();
   $('list-view').hidden = true;
   const view = $('file-view');
   view.hidden = false;
@@ -466,6 +494,7 @@ async function showFile(name) {
   state.current = record;
   document.title = `${record.file_name} · file-service`;
   renderFile(record);
+  selectTab(params.get('tab'), params, { focus: false });
   const [profile, preview] = await Promise.allSettled([
     api.getJson(`${path}/profile`),
     api.getJson(`${path}/preview?rows=${PREVIEW_ROWS}`),
@@ -496,6 +525,14 @@ function renderFile(record) {
       el('button', { type: 'button', id: 'describe', text: 'Describe', 'aria-expanded': 'false', onclick: () => openEditor('describe') }),
       el('button', { type: 'button', id: 'delete', className: 'danger', text: 'Delete…', onclick: () => confirmDelete(record) })),
     el('div', { id: 'editor' }),
+    el('div', { className: 'tabs', role: 'tablist', id: 'file-tabs', 'aria-label': 'Views of the file' },
+      TABS.map(([key, label]) => el('button', {
+        type: 'button', role: 'tab', id: `tab-${key}`, 'aria-controls': `panel-${key}`, 'aria-selected': 'false', text: label,
+        onclick: () => selectTab(key, null),
+      }))),
+    el('div', { role: 'tabpanel', id: 'panel-data', 'aria-labelledby': 'tab-data', className: 'panel', hidden: true }),
+    el('div', { role: 'tabpanel', id: 'panel-sql', 'aria-labelledby': 'tab-sql', className: 'panel', hidden: true }),
+    el('div', { role: 'tabpanel', id: 'panel-overview', 'aria-labelledby': 'tab-overview', className: 'panel' },
     el('nav', { className: 'sections', 'aria-label': 'Sections' },
       el('a', { href: '#summary', text: 'Summary', onclick: jump }), ' · ',
       el('a', { href: '#profile', text: 'Profile', onclick: jump }), ' · ',
@@ -506,10 +543,63 @@ function renderFile(record) {
     el('section', { id: 'profile', 'aria-labelledby': 'profile-title' },
       el('h2', { id: 'profile-title', text: 'Profile' }), el('p', { className: 'muted', text: 'Loading…' })),
     el('section', { id: 'preview', 'aria-labelledby': 'preview-title' },
-      el('h2', { id: 'preview-title', text: 'Preview' }), el('p', { className: 'muted', text: 'Loading…' })),
+      el('h2', { id: 'preview-title', text: 'Preview' }), el('p', { className: 'muted', text: 'Loading…' }))),
   );
   renderActiveButton();
   title.focus({ preventScroll: true });
+}
+
+const TABS = [['overview', 'Overview'], ['data', 'Data'], ['sql', 'SQL']];
+
+/** The address of the file view: the file, its tab and that tab's view. */
+function writeAddress(tab, params) {
+  const record = state.current;
+  if (!record) return;
+  const all = new URLSearchParams();
+  if (tab !== 'overview') all.set('tab', tab);
+  for (const [key, value] of params || []) all.append(key, value);
+  const query = all.toString();
+  const hash = `${fileHref(record.file_name)}${query ? `?${query}` : ''}`;
+  // Replaced, not pushed: paging through a file does not fill the history.
+  if (location.hash !== hash) history.replaceState(null, '', hash);
+}
+
+/** Shows a tab; `params` (from the address) sets its view, null keeps the view it has. */
+function selectTab(requested, params, { focus = true } = {}) {
+  const record = state.current;
+  const tab = TABS.some(([key]) => key === requested) ? requested : 'overview';
+  state.tab = tab;
+  for (const [key] of TABS) {
+    const button = $(`tab-${key}`);
+    button.setAttribute('aria-selected', String(key === tab));
+    button.tabIndex = key === tab ? 0 : -1;
+    $(`panel-${key}`).hidden = key !== tab;
+  }
+  const save = (viewParams) => {
+    if (state.current === record && state.tab === tab) writeAddress(tab, viewParams);
+  };
+  const mounted = state.tabs[tab];
+  if (tab === 'overview') {
+    writeAddress(tab, null);
+  } else if (!mounted) {
+    const mount = tab === 'data' ? mountExplore : mountSql;
+    state.tabs[tab] = mount($(`panel-${tab}`), record, params || new URLSearchParams(), save);
+    if (!params) writeAddress(tab, state.tabs[tab].params?.());
+  } else if (params) {
+    mounted.apply(params);
+  } else {
+    writeAddress(tab, mounted.params?.());
+  }
+  if (focus && !params) $(`tab-${tab}`).focus();
+}
+
+/** Arrow keys move between tabs (the ARIA tabs pattern). */
+function onTabKey(event) {
+  const index = TABS.findIndex(([key]) => key === state.tab);
+  const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+  if (!step || !event.target.closest?.('#file-tabs')) return;
+  event.preventDefault();
+  selectTab(TABS[(index + step + TABS.length) % TABS.length][0], null);
 }
 
 /** In-page section links without touching the address's fragment (it holds the route). */
@@ -537,6 +627,7 @@ async function makeActive(record) {
   try {
     const response = await api.request('POST', `/files/active/${state.session}`, { json: { file_name: record.file_name } });
     state.active = await response.json();
+    state.activeChanges += 1;
     renderActive();
     toast(`“${record.file_name}” is now the active file of this session.`);
   } catch (error) {
@@ -595,7 +686,7 @@ function openEditor(kind) {
         location.hash = fileHref(updated.file_name);
       } else {
         toast('Description saved.');
-        showFile(updated.file_name);
+        showFile(updated.file_name, fileRoute()?.params, { reload: true });
       }
     } catch (error) {
       if (error.status !== 401) message.textContent = error.message;
@@ -739,7 +830,7 @@ function onChanges(changes) {
       } else if (file.file_name !== state.current.file_name) {
         location.hash = fileHref(file.file_name);
       } else if (Date.parse(file.updated_at) !== Date.parse(state.current.updated_at)) {
-        showFile(file.file_name);
+        showFile(file.file_name, fileRoute()?.params, { reload: true });
       }
     }
   }
@@ -810,6 +901,7 @@ function start() {
     }
   });
   setUpDropzone();
+  document.addEventListener('keydown', onTabKey);
   window.addEventListener('hashchange', () => {
     if (api.takeTokenFromFragment()) signedIn();
     else route();

@@ -146,10 +146,19 @@ export async function launchBrowser() {
 export async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true, ...options });
   const page = await context.newPage();
+  if (process.env.WEB_FROM_SOURCE) {
+    const { readFileSync } = await import('node:fs');
+    await page.route(/\/ui\/[\w.-]+\.(js|css)$/, (route) => {
+      const name = new URL(route.request().url()).pathname.slice(4);
+      route.fulfill({ body: readFileSync(join(repo, 'src/web', name), 'utf8'), contentType: name.endsWith('.css') ? 'text/css' : 'text/javascript' });
+    });
+  }
   page.problems = [];
   page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
+  // Statuses the page answers on purpose are not problems; 503 busy is one (the Data and SQL
+  // tabs try again while the server's query slots are taken).
   page.on('console', (message) => {
-    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|409|413|422)/.test(message.text())) {
+    if (message.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404|409|413|422|503)/.test(message.text())) {
       page.problems.push(`console error: ${message.text()}`);
     }
   });
