@@ -103,6 +103,29 @@ pub fn tombstone_of(record: &FileRecord, synced: Option<&SyncRecord>, here: &str
     })
 }
 
+/// A version history as both catalogs store it: a JSON list of revs.
+fn history_json(history: &[String]) -> String {
+    serde_json::to_string(history).expect("a list of strings serializes")
+}
+
+/// What the feed keeps of a change of `record`: its op, its origin, and for a delete the
+/// tombstone (the deleted version, as JSON). `here` is this instance's id.
+fn feed_entry(
+    record: &FileRecord,
+    op: ChangeOp,
+    tombstone: Option<&SyncRecord>,
+    here: &str,
+) -> Result<(&'static str, String, Option<String>)> {
+    Ok(match op {
+        ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
+        ChangeOp::Delete => {
+            let t = tombstone_of(record, tombstone, here);
+            let json = serde_json::to_string(&t).map_err(crate::error::Error::internal)?;
+            ("delete", t.origin, Some(json))
+        }
+    })
+}
+
 /// A lock held by [`Catalog::lock_user`]; dropping it releases the lock.
 pub type UserLock = Box<dyn Send>;
 

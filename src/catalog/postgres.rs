@@ -17,8 +17,8 @@ use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 use super::{
-    tombstone_of, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records, RenameIntent,
-    Unfinished, UserLock,
+    feed_entry, history_json, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records,
+    RenameIntent, Unfinished, UserLock,
 };
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
@@ -51,7 +51,7 @@ const LEGACY_ABANDONED_AFTER_SECONDS: f64 = 60.0;
 const SESSION_OPTIONS: &str =
     "-c statement_timeout=5000 -c lock_timeout=3000 -c idle_in_transaction_session_timeout=30000";
 
-/// The columns every record query selects (table alias `f`), in the order `record_at` reads them.
+/// The columns every record query selects (table alias `f`), read by name by `record_of`.
 macro_rules! columns {
     () => {
         "f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
@@ -402,32 +402,32 @@ fn is_name_taken(e: &postgres::Error) -> bool {
         && e.as_db_error().and_then(|d| d.constraint()) == Some("idx_files_user_filename")
 }
 
-/// Reads a record from the `columns!()` of `row`, starting at column `at`.
-fn record_at(row: &Row, at: usize) -> Result<FileRecord> {
+/// Reads a record from the `columns!()` of `row`, by column name.
+fn record_of(row: &Row) -> Result<FileRecord> {
     let read = || -> std::result::Result<FileRecord, postgres::Error> {
         Ok(FileRecord {
-            id: row.try_get(at)?,
-            user_id: row.try_get(at + 1)?,
-            file_name: row.try_get(at + 2)?,
-            storage_uri: row.try_get(at + 3)?,
-            storage_type: row.try_get(at + 4)?,
-            description: row.try_get(at + 5)?,
-            summary: row.try_get(at + 6)?,
-            format: row.try_get(at + 7)?,
-            size_bytes: row.try_get::<_, i64>(at + 8)? as u64,
-            sha256: row.try_get(at + 9)?,
-            row_count: row.try_get::<_, i64>(at + 10)? as u64,
-            column_count: row.try_get::<_, i64>(at + 11)? as u64,
-            profile_json: row.try_get(at + 12)?,
-            created_at: row.try_get::<_, DateTime<Utc>>(at + 13)?,
-            updated_at: row.try_get::<_, DateTime<Utc>>(at + 14)?,
-            rev: row.try_get(at + 16)?,
+            id: row.try_get("public_id")?,
+            user_id: row.try_get("user_id")?,
+            file_name: row.try_get("file_name")?,
+            storage_uri: row.try_get("storage_uri")?,
+            storage_type: row.try_get("storage_type")?,
+            description: row.try_get("description")?,
+            summary: row.try_get("summary")?,
+            format: row.try_get("format")?,
+            size_bytes: row.try_get::<_, i64>("size_bytes")? as u64,
+            sha256: row.try_get("sha256")?,
+            row_count: row.try_get::<_, i64>("row_count")? as u64,
+            column_count: row.try_get::<_, i64>("column_count")? as u64,
+            profile_json: row.try_get("profile")?,
+            created_at: row.try_get::<_, DateTime<Utc>>("created_at")?,
+            updated_at: row.try_get::<_, DateTime<Utc>>("updated_at")?,
+            rev: row.try_get("rev")?,
             rev_history: Vec::new(),
-            origin: row.try_get(at + 18)?,
+            origin: row.try_get("origin")?,
         })
     };
     let mut record = read().map_err(db_err)?;
-    let history: String = row.try_get(at + 17).map_err(db_err)?;
+    let history: String = row.try_get("rev_history").map_err(db_err)?;
     record.rev_history = serde_json::from_str(&history).map_err(Error::internal)?;
     Ok(record)
 }
@@ -480,10 +480,6 @@ impl PendingParams<'_> {
     }
 }
 
-fn history_json(history: &[String]) -> String {
-    serde_json::to_string(history).expect("a list of strings serializes")
-}
-
 /// Enters a change of `record` in the feed at the next sequence number, in the caller's
 /// transaction.
 fn record_change(
@@ -497,17 +493,7 @@ fn record_change(
     let row = tx.query_one(next_seq, &[]).map_err(db_err)?;
     let seq: i64 = row.try_get(0).map_err(db_err)?;
     let here: String = row.try_get(1).map_err(db_err)?;
-    let (op, origin, tombstone) = match op {
-        ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
-        ChangeOp::Delete => {
-            let t = tombstone_of(record, tombstone, &here);
-            (
-                "delete",
-                t.origin.clone(),
-                Some(serde_json::to_string(&t).map_err(Error::internal)?),
-            )
-        }
-    };
+    let (op, origin, tombstone) = feed_entry(record, op, tombstone, &here)?;
     tx.execute(insert, &[&record.id, &seq, &record.user_id, &op, &origin, &tombstone])
         .map_err(db_err)?;
     Ok(())
@@ -519,7 +505,7 @@ fn session_ids(rows: Vec<Row>) -> Result<Vec<Uuid>> {
 }
 
 fn pk_and_record(row: &Row) -> Result<(i64, FileRecord)> {
-    Ok((row.try_get(0).map_err(db_err)?, record_at(row, 1)?))
+    Ok((row.try_get("id").map_err(db_err)?, record_of(row)?))
 }
 
 /// Holds a per-user advisory lock on its own connection; dropping it unlocks.
@@ -683,7 +669,7 @@ impl Records for PostgresCatalog {
             .client
             .query(&list, &[&user, &prefix, &limit, &offset])
             .map_err(db_err)?;
-        let files = rows.iter().map(|r| record_at(r, 0)).collect::<Result<Vec<_>>>()?;
+        let files = rows.iter().map(|r| record_of(r)).collect::<Result<Vec<_>>>()?;
         // Without paging the page is the whole answer; count only when it may not be.
         let total = if query.limit.is_none() && query.offset == 0 {
             files.len() as u64
@@ -710,7 +696,7 @@ impl Records for PostgresCatalog {
         let mut conn = self.conn()?;
         let stmt = conn.statement(GET)?;
         let row = conn.client.query_opt(&stmt, &[&user, &file_name]).map_err(db_err)?;
-        row.map(|r| record_at(&r, 0)).transpose()
+        row.map(|r| record_of(&r)).transpose()
     }
 
     fn update_file(
@@ -734,7 +720,7 @@ impl Records for PostgresCatalog {
         let params: [&(dyn postgres::types::ToSql + Sync); 6] =
             [&pk, &new_name, &new_uri, &update.description, &new_rev(), &history];
         let record = match tx.query_one(&change, &params) {
-            Ok(row) => record_at(&row, 0)?,
+            Ok(row) => record_of(&row)?,
             Err(e) if is_name_taken(&e) => return Err(Error::name_taken(&new_name.unwrap_or_default())),
             Err(e) => return Err(db_err(e)),
         };
@@ -781,7 +767,7 @@ impl Records for PostgresCatalog {
         let mut conn = self.conn()?;
         let stmt = conn.statement(ALL_FILES)?;
         let rows = conn.client.query(&stmt, &[]).map_err(db_err)?;
-        rows.iter().map(|row| record_at(row, 0)).collect()
+        rows.iter().map(|row| record_of(row)).collect()
     }
 
     fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {
@@ -867,14 +853,14 @@ impl Records for PostgresCatalog {
         let mut conn = self.conn()?;
         let stmt = conn.statement(GET_BY_ID)?;
         let row = conn.client.query_opt(&stmt, &[&id]).map_err(db_err)?;
-        row.map(|r| record_at(&r, 0)).transpose()
+        row.map(|r| record_of(&r)).transpose()
     }
 
     fn find_by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>> {
         let mut conn = self.conn()?;
         let stmt = conn.statement(FIND_BY_SHA256)?;
         let row = conn.client.query_opt(&stmt, &[&sha256]).map_err(db_err)?;
-        row.map(|r| record_at(&r, 0)).transpose()
+        row.map(|r| record_of(&r)).transpose()
     }
 
     fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {
@@ -922,7 +908,7 @@ impl ActiveFiles for PostgresCatalog {
         let mut conn = self.conn()?;
         let stmt = conn.statement(GET_ACTIVE)?;
         let row = conn.client.query_opt(&stmt, &[&user, &session]).map_err(db_err)?;
-        row.map(|r| record_at(&r, 0)).transpose()
+        row.map(|r| record_of(&r)).transpose()
     }
 
     fn clear_active(&self, user: UserId, session: Uuid) -> Result<()> {
@@ -1003,7 +989,7 @@ impl ChangeFeed for PostgresCatalog {
                 Some(Change {
                     seq,
                     op: ChangeOp::Upsert,
-                    file: SyncRecord::from_record(&record_at(&row, 3)?, true),
+                    file: SyncRecord::from_record(&record_of(&row)?, true),
                 })
             } else {
                 None
@@ -1068,7 +1054,7 @@ impl Leases for PostgresCatalog {
             .query(&files, &[&self.holder, &all_others, &LEGACY_ABANDONED_AFTER_SECONDS])
             .map_err(db_err)?
         {
-            let record = record_at(&row, 0)?;
+            let record = record_of(&row)?;
             let state: String = row.try_get(15).map_err(db_err)?;
             out.push(if state == "pending" {
                 Unfinished::Upload(record)

@@ -10,8 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
 use super::{
-    tombstone_of, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records, RenameIntent,
-    Unfinished,
+    feed_entry, history_json, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records,
+    RenameIntent, Unfinished,
 };
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
@@ -28,7 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Rows from before leases (no holder) count as abandoned once this old.
 const LEGACY_ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// The columns every query selects, in the order `record_at` reads them.
+/// The columns every query selects, read by name by `record_of`.
 const COLUMNS: &str = "id, user_id, file_name, storage_uri, storage_type, description, summary, \
      format, size_bytes, sha256, row_count, column_count, profile, created_at, updated_at, state, rev, rev_history, origin";
 
@@ -137,45 +137,40 @@ fn is_unique_violation(err: &rusqlite::Error) -> bool {
             || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-/// Reads a record from the `COLUMNS` of `row`, starting at column `at` (queries that
-/// also select `pk` put it first).
-fn record_at(row: &Row<'_>, at: usize) -> rusqlite::Result<FileRecord> {
-    let conv = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+/// Reads a record from the `COLUMNS` of `row`, by column name.
+fn record_of(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
+    let conv = |column: &str, e: Box<dyn std::error::Error + Send + Sync>| {
+        let index = row.as_ref().column_index(column).unwrap_or_default();
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e)
     };
-    let id: String = row.get(at)?;
-    let history: String = row.get(at + 17)?;
-    let created: String = row.get(at + 13)?;
-    let updated: String = row.get(at + 14)?;
-    let time = |text: &str, i: usize| {
-        DateTime::parse_from_rfc3339(text)
+    let time = |column: &str| -> rusqlite::Result<DateTime<Utc>> {
+        let text: String = row.get(column)?;
+        DateTime::parse_from_rfc3339(&text)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| conv(i, Box::new(e)))
+            .map_err(|e| conv(column, Box::new(e)))
     };
+    let id: String = row.get("id")?;
+    let history: String = row.get("rev_history")?;
     Ok(FileRecord {
-        id: Uuid::parse_str(&id).map_err(|e| conv(at, Box::new(e)))?,
-        user_id: row.get(at + 1)?,
-        file_name: row.get(at + 2)?,
-        storage_uri: row.get(at + 3)?,
-        storage_type: row.get(at + 4)?,
-        description: row.get(at + 5)?,
-        summary: row.get(at + 6)?,
-        format: row.get(at + 7)?,
-        size_bytes: row.get::<_, i64>(at + 8)? as u64,
-        sha256: row.get(at + 9)?,
-        row_count: row.get::<_, i64>(at + 10)? as u64,
-        column_count: row.get::<_, i64>(at + 11)? as u64,
-        profile_json: row.get(at + 12)?,
-        created_at: time(&created, at + 13)?,
-        updated_at: time(&updated, at + 14)?,
-        rev: row.get(at + 16)?,
-        rev_history: serde_json::from_str(&history).map_err(|e| conv(at + 17, Box::new(e)))?,
-        origin: row.get(at + 18)?,
+        id: Uuid::parse_str(&id).map_err(|e| conv("id", Box::new(e)))?,
+        user_id: row.get("user_id")?,
+        file_name: row.get("file_name")?,
+        storage_uri: row.get("storage_uri")?,
+        storage_type: row.get("storage_type")?,
+        description: row.get("description")?,
+        summary: row.get("summary")?,
+        format: row.get("format")?,
+        size_bytes: row.get::<_, i64>("size_bytes")? as u64,
+        sha256: row.get("sha256")?,
+        row_count: row.get::<_, i64>("row_count")? as u64,
+        column_count: row.get::<_, i64>("column_count")? as u64,
+        profile_json: row.get("profile")?,
+        created_at: time("created_at")?,
+        updated_at: time("updated_at")?,
+        rev: row.get("rev")?,
+        rev_history: serde_json::from_str(&history).map_err(|e| conv("rev_history", Box::new(e)))?,
+        origin: row.get("origin")?,
     })
-}
-
-fn history_json(history: &[String]) -> String {
-    serde_json::to_string(history).expect("a list of strings serializes")
 }
 
 /// Enters a change of `record` in the feed at the next sequence number, in the caller's
@@ -185,17 +180,7 @@ fn record_change(conn: &Connection, record: &FileRecord, op: ChangeOp, tombstone
         .prepare_cached("UPDATE instance SET last_seq = last_seq + 1 RETURNING last_seq, instance_id")
         .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(db_err)?;
-    let (op, origin, tombstone) = match op {
-        ChangeOp::Upsert => ("upsert", record.origin.clone(), None),
-        ChangeOp::Delete => {
-            let t = tombstone_of(record, tombstone, &here);
-            (
-                "delete",
-                t.origin.clone(),
-                Some(serde_json::to_string(&t).map_err(Error::internal)?),
-            )
-        }
-    };
+    let (op, origin, tombstone) = feed_entry(record, op, tombstone, &here)?;
     conn.prepare_cached(
         "INSERT INTO changes (file_id, seq, user_id, op, origin, tombstone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (file_id) DO UPDATE SET seq = excluded.seq, user_id = excluded.user_id, op = excluded.op,
@@ -225,11 +210,11 @@ fn ready_by_id(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<(i64, Fil
 }
 
 fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
-    record_at(row, 0)
+    record_of(row)
 }
 
 fn pk_and_record(row: &Row<'_>) -> rusqlite::Result<(i64, FileRecord)> {
-    Ok((row.get(0)?, record_at(row, 1)?))
+    Ok((row.get("pk")?, record_of(row)?))
 }
 
 fn ready_by_name(conn: &Connection, user: UserId, name: &str) -> rusqlite::Result<Option<(i64, FileRecord)>> {
@@ -772,7 +757,7 @@ impl ChangeFeed for SqliteCatalog {
                 if row.get::<_, Option<String>>(3)?.is_none() {
                     return Ok((seq, None, None));
                 }
-                Ok((seq, Some(record_at(row, 3)?), None))
+                Ok((seq, Some(record_of(row)?), None))
             })
             .map_err(db_err)?;
         let mut page = FeedPage::new(since);
