@@ -20,7 +20,9 @@ pub struct FileRecord {
     pub storage_type: String,
     pub description: String,
     pub summary: String,
-    pub format: String,
+    /// The stored file's extension (`csv`, `xlsx`…), lower case: it names the format
+    /// and ends the stored object's name. The catalog's column is `format`.
+    pub extension: String,
     pub size_bytes: u64,
     pub sha256: String,
     pub row_count: u64,
@@ -71,7 +73,9 @@ pub struct SyncRecord {
     pub user_id: UserId,
     pub file_name: String,
     pub description: String,
-    pub format: String,
+    /// See [`FileRecord::extension`]; `format` on the wire.
+    #[serde(rename = "format")]
+    pub extension: String,
     pub size_bytes: u64,
     pub sha256: String,
     pub summary: String,
@@ -96,7 +100,7 @@ impl SyncRecord {
             user_id: r.user_id,
             file_name: r.file_name.clone(),
             description: r.description.clone(),
-            format: r.format.clone(),
+            extension: r.extension.clone(),
             size_bytes: r.size_bytes,
             sha256: r.sha256.clone(),
             summary: r.summary.clone(),
@@ -123,7 +127,7 @@ impl SyncRecord {
             storage_type,
             description: self.description.clone(),
             summary: self.summary.clone(),
-            format: self.format.clone(),
+            extension: self.extension.clone(),
             size_bytes: self.size_bytes,
             sha256: self.sha256.clone(),
             row_count: self.row_count,
@@ -172,7 +176,7 @@ impl FileRecord {
             id: self.id,
             size_bytes: self.size_bytes,
             sha256: &self.sha256,
-            format: &self.format,
+            format: &self.extension,
             row_count: self.row_count,
             column_count: self.column_count,
             created_at: self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),

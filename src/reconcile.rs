@@ -83,7 +83,7 @@ impl Reconciler {
         let records = self.service.all_files().await?;
         let by_object: HashMap<String, _> = records
             .iter()
-            .map(|r| (object_name(r.user_id, &r.file_name, &r.format), r))
+            .map(|r| (object_name(r.user_id, &r.file_name, &r.extension), r))
             .collect();
         let now = SystemTime::now();
         let present: HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();

@@ -19,7 +19,7 @@ fn record(user: i64, name: &str, sha: &str) -> FileRecord {
         storage_type: "local".into(),
         description: format!("about {name}"),
         summary: "The dataset has **1 rows** and **1 columns**.".into(),
-        format: "csv".into(),
+        extension: "csv".into(),
         size_bytes: 10,
         sha256: sha.to_string(),
         row_count: 1,

@@ -21,11 +21,11 @@ pub fn respond(record: &FileRecord, content: Content, request: &HeaderMap, head:
         &record.updated_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
     );
     set(headers, header::ACCEPT_RANGES, "bytes");
-    set(headers, header::CONTENT_TYPE, content_type(&record.format));
+    set(headers, header::CONTENT_TYPE, content_type(&record.extension));
     set(
         headers,
         header::CONTENT_DISPOSITION,
-        &content_disposition(&format!("{}.{}", record.file_name, record.format)),
+        &content_disposition(&format!("{}.{}", record.file_name, record.extension)),
     );
 
     if request

@@ -76,7 +76,10 @@ pub async fn list(
         .iter()
         .map(|f| {
             let description = if f.description.is_empty() {
-                format!("{} file, {} rows × {} columns", f.format, f.row_count, f.column_count)
+                format!(
+                    "{} file, {} rows × {} columns",
+                    f.extension, f.row_count, f.column_count
+                )
             } else {
                 f.description.clone()
             };

@@ -28,7 +28,7 @@ impl FileService {
     /// bytes even if the file is renamed or deleted meanwhile.
     pub async fn open_content(&self, user: UserId, file_name: &str) -> Result<(FileRecord, Content)> {
         let record = self.get_file(user, file_name).await?;
-        let object = object_name(user, &record.file_name, &record.format);
+        let object = object_name(user, &record.file_name, &record.extension);
         let file = self.with_storage(move |s| s.open(&object)).await?;
         // Between the lookup and the open, a rename may have moved the bytes and another
         // upload may have taken the name: serve only if the record is still the same.
@@ -75,11 +75,11 @@ impl FileService {
         }
         let _guard = self.lock_user(user).await?;
         let current = self.get_file(user, file_name).await?;
-        let old_object = object_name(user, &current.file_name, &current.format);
+        let old_object = object_name(user, &current.file_name, &current.extension);
         let new_object = new_name
             .as_ref()
             .filter(|n| **n != current.file_name)
-            .map(|n| object_name(user, n, &current.format));
+            .map(|n| object_name(user, n, &current.extension));
         let mut update = FileUpdate {
             rename: None,
             description,
@@ -92,7 +92,7 @@ impl FileService {
                 return Err(Error::name_taken(name));
             }
             let intent = self
-                .begin_rename(user, &current.file_name, name, &current.format)
+                .begin_rename(user, &current.file_name, name, &current.extension)
                 .await?;
             let (from, to) = (old_object.clone(), object.clone());
             if let Err(e) = self.with_storage(move |s| s.link(&from, &to)).await {
@@ -166,8 +166,8 @@ impl FileService {
             ));
         }
         let (record, content) = self.open_content(user, file_name).await?;
-        let format = Format::from_extension(&record.format)
-            .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
+        let format = Format::from_extension(&record.extension)
+            .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.extension)))?;
         let windows_1252 = record.profile_json.contains("\"encoding\":\"windows-1252\"");
         let table_sheet = serde_json::from_str::<analysis::Profile>(&record.profile_json)
             .ok()
@@ -262,7 +262,7 @@ impl FileService {
         };
         tracing::debug!(file = %record.id, sessions = sessions.len(), "deleting");
         stall_for_test("delete", file_name).await;
-        let object = object_name(user, &record.file_name, &record.format);
+        let object = object_name(user, &record.file_name, &record.extension);
         self.with_storage(move |s| s.delete(&object)).await?;
         let id = record.id;
         self.with_catalog(move |c| c.finish_delete(id)).await?;

@@ -376,8 +376,8 @@ pub(super) fn prepare(
         if cancel.is_cancelled() {
             return Err(QueryError::Cancelled);
         }
-        let format = Format::from_extension(&source.record.format).ok_or_else(|| {
-            QueryError::Unreadable(format!("the stored format {:?} has no reader", source.record.format))
+        let format = Format::from_extension(&source.record.extension).ok_or_else(|| {
+            QueryError::Unreadable(format!("the stored format {:?} has no reader", source.record.extension))
         })?;
         let profile: Profile = serde_json::from_str(&source.record.profile_json).map_err(|e| {
             QueryError::Internal(anyhow::anyhow!(

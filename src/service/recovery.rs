@@ -33,7 +33,8 @@ impl FileService {
             match unfinished {
                 Unfinished::Upload(r) => self.recover_upload(&r)?,
                 Unfinished::Delete(r) => {
-                    self.storage.delete(&object_name(r.user_id, &r.file_name, &r.format))?;
+                    self.storage
+                        .delete(&object_name(r.user_id, &r.file_name, &r.extension))?;
                     self.catalog.finish_delete(r.id)?;
                     tracing::info!(file = %r.file_name, user = r.user_id, "completed an interrupted delete");
                 }
@@ -47,7 +48,7 @@ impl FileService {
     }
 
     fn recover_upload(&self, r: &FileRecord) -> Result<()> {
-        let object = object_name(r.user_id, &r.file_name, &r.format);
+        let object = object_name(r.user_id, &r.file_name, &r.extension);
         // Keep the upload only if the bytes in place are exactly its bytes: a file that was
         // there before (never overwritten) is not ours.
         if self.storage_holds(&object, r)? {

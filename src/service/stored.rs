@@ -70,10 +70,10 @@ impl FileService {
     /// Re-reads a catalogued file whose bytes may have changed in storage. Returns the new
     /// record if the content changed, `None` if it is the same (only its time moved).
     pub async fn refresh_stored(&self, record: &FileRecord) -> Result<Option<FileRecord>> {
-        let format = Format::from_extension(&record.format)
-            .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.format)))?;
-        let object = object_name(record.user_id, &record.file_name, &record.format);
-        let (profile, size, sha256) = self.analyze_stored(&object, format, &record.format).await?;
+        let format = Format::from_extension(&record.extension)
+            .ok_or_else(|| Error::internal(format!("stored format {:?} has no reader", record.extension)))?;
+        let object = object_name(record.user_id, &record.file_name, &record.extension);
+        let (profile, size, sha256) = self.analyze_stored(&object, format, &record.extension).await?;
         if size == record.size_bytes && sha256 == record.sha256 {
             // Touched, not changed (or written by sync with its remote date): no new version.
             return Ok(None);
@@ -104,7 +104,7 @@ impl FileService {
     /// entries. Does nothing if the bytes are back or the record changed meanwhile.
     pub async fn forget_missing(&self, record: &FileRecord) -> Result<bool> {
         if self
-            .object_exists(&object_name(record.user_id, &record.file_name, &record.format))
+            .object_exists(&object_name(record.user_id, &record.file_name, &record.extension))
             .await?
         {
             return Ok(false);

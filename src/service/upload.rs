@@ -330,7 +330,7 @@ impl FileService {
                 return Err(e);
             }
         };
-        let object = object_name(user, &record.file_name, &record.format);
+        let object = object_name(user, &record.file_name, &record.extension);
         let (id, name) = (record.id, record.file_name.clone());
         let persisted = {
             let object = object.clone();
@@ -399,7 +399,7 @@ impl FileService {
             storage_type: self.storage.storage_type().to_string(),
             description,
             summary: profile.summary(),
-            format: extension,
+            extension,
             size_bytes,
             sha256,
             row_count: profile.row_count,

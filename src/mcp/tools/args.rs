@@ -95,7 +95,7 @@ impl FileInfo {
     pub(super) fn of(r: &FileRecord) -> FileInfo {
         FileInfo {
             name: r.file_name.clone(),
-            format: r.format.clone(),
+            format: r.extension.clone(),
             size_bytes: r.size_bytes,
             rows: r.row_count,
             columns: r.column_count,

@@ -135,7 +135,7 @@ impl FileService {
                 continue;
             }
             let remote = &change.file;
-            let object = object_name(remote.user_id, &remote.file_name, &remote.format);
+            let object = object_name(remote.user_id, &remote.file_name, &remote.extension);
             records.push(remote.to_record(self.storage.uri(&object), self.storage.storage_type().to_string()));
             by_id.insert(remote.id, change);
         }
@@ -147,7 +147,13 @@ impl FileService {
         let placing: Vec<(Uuid, String, String)> = records
             .iter()
             .filter(|r| reserved.contains(&r.id))
-            .map(|r| (r.id, r.sha256.clone(), object_name(r.user_id, &r.file_name, &r.format)))
+            .map(|r| {
+                (
+                    r.id,
+                    r.sha256.clone(),
+                    object_name(r.user_id, &r.file_name, &r.extension),
+                )
+            })
             .collect();
         let placed: Vec<(Uuid, String, Result<()>)> = self
             .with_storage(move |s| {
@@ -304,7 +310,7 @@ impl FileService {
         if !self.stage_content(&remote.sha256).await? {
             return Ok(Outcome::Deferred);
         }
-        let object = object_name(remote.user_id, &name, &remote.format);
+        let object = object_name(remote.user_id, &name, &remote.extension);
         let mut record = remote.to_record(self.storage.uri(&object), self.storage.storage_type().to_string());
         self.rename_here(&mut record, name).await?;
         let reserved = record.clone();
@@ -340,11 +346,14 @@ impl FileService {
             return Ok(Outcome::Deferred);
         }
         let user = local.user_id;
-        let old_object = object_name(user, &local.file_name, &local.format);
-        let new_object = object_name(user, &name, &remote.format);
+        let old_object = object_name(user, &local.file_name, &local.extension);
+        let new_object = object_name(user, &name, &remote.extension);
         let moved = new_object != old_object;
         let intent = if moved {
-            Some(self.begin_rename(user, &local.file_name, &name, &remote.format).await?)
+            Some(
+                self.begin_rename(user, &local.file_name, &name, &remote.extension)
+                    .await?,
+            )
         } else {
             None
         };
@@ -530,7 +539,7 @@ impl FileService {
         let Some(source) = self.with_catalog(move |c| c.find_by_sha256(&sha)).await? else {
             return Ok(false);
         };
-        let object = object_name(source.user_id, &source.file_name, &source.format);
+        let object = object_name(source.user_id, &source.file_name, &source.extension);
         let Some(content) = self.with_storage(move |s| s.open(&object)).await? else {
             return Ok(false);
         };
@@ -611,10 +620,10 @@ fn acceptable(r: &SyncRecord) -> Result<()> {
     if r.user_id <= 0 {
         return Err(Error::invalid("invalid_user", "user_id must be positive"));
     }
-    if Format::from_extension(&r.format).is_none() {
+    if Format::from_extension(&r.extension).is_none() {
         return Err(Error::invalid(
             "unsupported_extension",
-            format!("format {:?} is not supported", r.format),
+            format!("format {:?} is not supported", r.extension),
         ));
     }
     if r.rev.is_empty() {
@@ -634,7 +643,7 @@ mod tests {
             user_id: 1,
             file_name: name.into(),
             description: String::new(),
-            format: "csv".into(),
+            extension: "csv".into(),
             size_bytes: 0,
             sha256: "0".repeat(64),
             summary: String::new(),

@@ -130,7 +130,7 @@ impl FileService {
             .await?
             .filter(|r| user.is_none_or(|u| u == r.user_id))
             .ok_or_else(not_found)?;
-        let object = object_name(record.user_id, &record.file_name, &record.format);
+        let object = object_name(record.user_id, &record.file_name, &record.extension);
         let file = self
             .with_storage(move |s| s.open(&object))
             .await?
