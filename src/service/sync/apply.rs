@@ -1,6 +1,7 @@
 //! Applying another instance's changes: new files in batches, then updates, conflicts, renames and deletes one at a time.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -33,7 +34,23 @@ impl FileService {
     /// Applies a batch of `source`'s feed, oldest first, and records how far it got.
     /// `last_round`: the caller has read the whole feed, so names still held by other
     /// files are conflicts, not renames yet to come.
+    /// Runs to completion on its own task: a sync killed mid-request must not leave a
+    /// change half-applied (a reserved name, placed bytes) until this process restarts.
     pub async fn apply_changes(
+        self: &Arc<Self>,
+        source: &str,
+        checkpoint: i64,
+        last_round: bool,
+        changes: Vec<Change>,
+    ) -> Result<ApplyReport> {
+        let source = source.to_string();
+        self.to_completion(
+            move |s| async move { s.apply_changes_steps(&source, checkpoint, last_round, changes).await },
+        )
+        .await
+    }
+
+    async fn apply_changes_steps(
         &self,
         source: &str,
         checkpoint: i64,
