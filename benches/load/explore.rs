@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::runtime::Runtime;
 
 use crate::queries::{upload_file, QUERY_USER};
-use crate::report::load_avg;
+use crate::load_avg;
 use crate::server::{self, Server};
 use crate::upload::client;
 

@@ -8,6 +8,8 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
+
 use uuid::Uuid;
 
 use crate::error::Result;
@@ -236,6 +238,10 @@ pub trait Records {
 
     /// A visible record whose bytes hash to `sha256`, if any (to copy instead of download).
     fn find_by_sha256(&self, sha256: &str) -> Result<Option<FileRecord>>;
+
+    /// Which of `hashes` some visible record's bytes hash to, in one call (a sync asks
+    /// for hundreds at a time).
+    fn held_sha256s(&self, hashes: &[String]) -> Result<HashSet<String>>;
 
     /// Records that this process is about to store `from_name`'s bytes under `to_name`
     /// too; until [`Records::end_rename`], the storage watcher leaves both names alone.

@@ -5,7 +5,7 @@
 //! table. Every connection carries server-side timeouts, so a dead or stuck server turns
 //! into `Error::Unavailable` (503) instead of a hung request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -197,6 +197,7 @@ const FIND_BY_SHA256: &str = concat!(
     columns!(),
     " FROM files f WHERE f.sha256 = $1 AND f.state = 'ready' LIMIT 1"
 );
+const HELD_SHA256S: &str = "SELECT DISTINCT sha256 FROM files WHERE sha256 = ANY($1) AND state = 'ready'";
 const TOMBSTONE: &str = "SELECT tombstone FROM changes WHERE file_id = $1 AND op = 'delete'";
 // The counter row stays locked until commit: the next change on any replica waits, so
 // sequence numbers become visible in order.
@@ -861,6 +862,13 @@ impl Records for PostgresCatalog {
         let stmt = conn.statement(FIND_BY_SHA256)?;
         let row = conn.client.query_opt(&stmt, &[&sha256]).map_err(db_err)?;
         row.map(|r| record_of(&r)).transpose()
+    }
+
+    fn held_sha256s(&self, hashes: &[String]) -> Result<HashSet<String>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(HELD_SHA256S)?;
+        let rows = conn.client.query(&stmt, &[&hashes]).map_err(db_err)?;
+        rows.iter().map(|r| r.try_get::<_, String>(0).map_err(db_err)).collect()
     }
 
     fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {

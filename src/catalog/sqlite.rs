@@ -1,5 +1,6 @@
 //! The embedded catalog on SQLite (bundled, WAL mode) through an r2d2 pool.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -613,6 +614,20 @@ impl Records for SqliteCatalog {
         )
         .optional()
         .map_err(db_err)
+    }
+
+    fn held_sha256s(&self, hashes: &[String]) -> Result<HashSet<String>> {
+        let conn = self.conn()?;
+        let mut held = conn
+            .prepare_cached("SELECT 1 FROM files WHERE sha256 = ?1 AND state = 'ready' LIMIT 1")
+            .map_err(db_err)?;
+        let mut found = HashSet::new();
+        for sha256 in hashes {
+            if held.exists(params![sha256]).map_err(db_err)? {
+                found.insert(sha256.clone());
+            }
+        }
+        Ok(found)
     }
 
     fn begin_rename(&self, user: UserId, from_name: &str, to_name: &str, format: &str) -> Result<i64> {

@@ -1,5 +1,7 @@
 //! One contract, run against both catalog backends: SQLite in a temporary folder, and PostgreSQL on a fresh database when `TEST_DATABASE_URL` is given.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -84,6 +86,12 @@ fn contract(c: &dyn Catalog) {
     );
     assert_eq!(c.get_by_id(sales.id).unwrap().unwrap().profile_json, sales.profile_json);
     assert_eq!(c.find_by_sha256(&sales.sha256).unwrap().map(|r| r.id), Some(sales.id));
+    let unknown = "0".repeat(64);
+    assert_eq!(
+        c.held_sha256s(&[unknown.clone(), sales.sha256.clone(), unknown]).unwrap(),
+        HashSet::from([sales.sha256.clone()])
+    );
+    assert!(c.held_sha256s(&[]).unwrap().is_empty());
     let feed = c.changes(0, 100, Some(u), None).unwrap();
     assert_eq!(feed.changes.len(), 1, "{feed:?}");
     assert_eq!(

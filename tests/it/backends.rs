@@ -619,6 +619,9 @@ async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
         "requests were slow without Redis: {:?}",
         started.elapsed()
     );
+    // The log reaches the test through a pipe and a reader thread: wait for the line
+    // rather than race it.
+    server.wait_for_log("active-file cache failed").await;
     let logs = server.logs();
     assert_eq!(
         logs.matches("active-file cache failed").count(),
@@ -663,11 +666,7 @@ async fn redis_outage_falls_back_to_the_catalog_and_caching_resumes() {
         assert!(Instant::now() < deadline, "caching did not resume:\n{}", server.logs());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(
-        server.logs().contains("active-file cache is answering again"),
-        "{}",
-        server.logs()
-    );
+    server.wait_for_log("active-file cache is answering again").await;
     let (status, body) = readyz().await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{body}");
 }

@@ -146,25 +146,29 @@ impl FileService {
     }
 
     /// Which of these contents this instance holds neither staged nor in a stored file.
+    /// Which of `hashes` this instance holds neither as a visible file's bytes nor as a
+    /// staged content: one catalog call, then one storage call for the rest.
     pub async fn missing_contents(&self, hashes: Vec<String>) -> Result<Vec<String>> {
-        let mut missing = Vec::new();
-        for sha256 in hashes.into_iter().collect::<HashSet<_>>() {
-            check_sha256(&sha256)?;
-            if !self.holds_content(&sha256).await? {
-                missing.push(sha256);
-            }
+        let asked: Vec<String> = hashes.into_iter().collect::<HashSet<_>>().into_iter().collect();
+        for sha256 in &asked {
+            check_sha256(sha256)?;
         }
+        let lookup = asked.clone();
+        let held = self.with_catalog(move |c| c.held_sha256s(&lookup)).await?;
+        let unheld: Vec<String> = asked.into_iter().filter(|h| !held.contains(h)).collect();
+        let mut missing = self
+            .with_storage(move |s| {
+                let mut missing = Vec::new();
+                for sha256 in unheld {
+                    if !s.has_blob(&sha256)? {
+                        missing.push(sha256);
+                    }
+                }
+                Ok(missing)
+            })
+            .await?;
         missing.sort();
         Ok(missing)
-    }
-
-    async fn holds_content(&self, sha256: &str) -> Result<bool> {
-        let sha = sha256.to_string();
-        if self.with_storage(move |s| s.has_blob(&sha)).await? {
-            return Ok(true);
-        }
-        let sha = sha256.to_string();
-        Ok(self.with_catalog(move |c| c.find_by_sha256(&sha)).await?.is_some())
     }
 
     /// Receives the bytes of content `sha256` through the intake and stages them for the
