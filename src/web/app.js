@@ -7,6 +7,7 @@ import { renderMarkdown } from './markdown.js';
 import { columnChart } from './charts.js';
 import { mountExplore } from './explore.js';
 import { mountSql } from './sql.js';
+import { el } from './grid.js';
 
 const PAGE_SIZE = 50;
 const PREVIEW_ROWS = 50;
@@ -14,24 +15,6 @@ const SESSION_KEY = 'file-service.session';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const $ = (id) => document.getElementById(id);
-
-/** Builds an element: `attributes` are set as properties for `text`/`className`/`on…`,
- *  else as attributes; children are nodes or strings (which become text nodes). */
-function el(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'text') element.textContent = value;
-    else if (key === 'className') element.className = value;
-    else if (key.startsWith('on')) element.addEventListener(key.slice(2), value);
-    else element.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return element;
-}
 
 const state = {
   offset: 0,

@@ -682,17 +682,41 @@ impl World {
 async fn run_seed(seed: u64, instances: usize) {
     let started = Instant::now();
     let mut world = World::start(seed, instances).await;
-    for step in 0..STEPS {
-        world.step = step;
-        if world.rng.random_bool(0.3) {
-            world.sync_step().await;
-        } else {
-            world.operate().await;
+    let outcome = AssertUnwindSafe(async {
+        for step in 0..STEPS {
+            world.step = step;
+            if world.rng.random_bool(0.3) {
+                world.sync_step().await;
+            } else {
+                world.operate().await;
+            }
         }
+        world.step = STEPS;
+        world.converge().await;
+        world.check().await;
+    })
+    .catch_unwind()
+    .await;
+    if let Err(panic) = outcome {
+        // The servers' own account of a failure (a 500, a refused change) goes with them
+        // when they drop: print it first.
+        for (i, server) in world.servers.iter().enumerate() {
+            let logs = server.logs();
+            let problems: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("status=5"))
+                .collect();
+            let shown = &problems[problems.len().saturating_sub(40)..];
+            eprintln!(
+                "[seed {seed}] {}: {} warnings and errors, the last {}:\n{}",
+                label(i),
+                problems.len(),
+                shown.len(),
+                shown.join("\n")
+            );
+        }
+        std::panic::resume_unwind(panic);
     }
-    world.step = STEPS;
-    world.converge().await;
-    world.check().await;
     eprintln!(
         "[seed {seed}] {instances} instances: {:.1}s",
         started.elapsed().as_secs_f64()
