@@ -21,9 +21,10 @@ use crate::service::{Download, FileService, QueryTarget};
 struct QueryBody {
     sql: String,
     limit: Option<i64>,
+    offset: Option<i64>,
 }
 
-const BODY_SHAPE: &str = "{\"sql\": \"SELECT …\", \"limit\"?: 1000}";
+const BODY_SHAPE: &str = "{\"sql\": \"SELECT …\", \"limit\"?: 1000, \"offset\"?: 0}";
 
 /// Both query routes.
 pub(super) fn routes(service: Arc<FileService>, user: BoxedFilter<(UserId,)>) -> BoxedFilter<(Response,)> {
@@ -65,7 +66,13 @@ pub(super) fn routes(service: Arc<FileService>, user: BoxedFilter<(UserId,)>) ->
                         None => DEFAULT_LIMIT,
                         Some(n) => usize::try_from(n).unwrap_or(0),
                     };
-                    let answer = service.query(user, target, body.sql, limit).await?;
+                    let offset = match body.offset {
+                        None => 0,
+                        Some(n) => u64::try_from(n).map_err(|_| {
+                            Error::invalid("invalid_offset", format!("offset must be 0 or more, not {n}"))
+                        })?,
+                    };
+                    let answer = service.query(user, target, body.sql, limit, offset).await?;
                     Ok(json(StatusCode::OK, &answer))
                 }
                 .map_err_reject()

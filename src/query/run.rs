@@ -22,14 +22,14 @@ pub struct Table {
 /// The message a cancelled query's result callback fails with (see [`engine_error`]).
 const CANCELLED: &str = "the query was cancelled";
 
-/// Runs `sql` over `tables` and answers with its first `limit` rows.
-pub fn answer(sql: &str, tables: &[Table], limit: usize, cancel: &Cancel) -> Result<Answer, QueryError> {
+/// Runs `sql` over `tables` and answers with `limit` rows of its result from row `offset` on.
+pub fn answer(sql: &str, tables: &[Table], limit: usize, offset: u64, cancel: &Cancel) -> Result<Answer, QueryError> {
     let plan = plan(sql, tables, cancel)?;
     let schema = plan.clone().collect_schema().map_err(|e| engine_error(e, cancel))?;
     let rows = Arc::new(Mutex::new(Rows::new(&schema, limit)));
     let taken = rows.clone();
     // One row past the limit tells whether there were more.
-    let plan = plan.limit((limit + 1) as IdxSize);
+    let plan = plan.slice(i64::try_from(offset).unwrap_or(i64::MAX), (limit + 1) as IdxSize);
     let restart = rows.clone();
     run(
         plan,

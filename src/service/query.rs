@@ -44,8 +44,15 @@ pub(super) struct Source {
 
 impl FileService {
     /// Runs `sql` over the target file (the table `data`) and the caller's other files it
-    /// names, and answers with its first `limit` rows.
-    pub async fn query(&self, user: UserId, target: QueryTarget<'_>, sql: String, limit: usize) -> Result<Answer> {
+    /// names, and answers with `limit` rows of its result from row `offset` on.
+    pub async fn query(
+        &self,
+        user: UserId,
+        target: QueryTarget<'_>,
+        sql: String,
+        limit: usize,
+        offset: u64,
+    ) -> Result<Answer> {
         let started = Instant::now();
         let result = async {
             if !(1..=query::MAX_LIMIT).contains(&limit) {
@@ -64,7 +71,7 @@ impl FileService {
                 .with_deadline(&cancel, move || {
                     let _permit = permit;
                     let tables = prepare(&copies, sources, &work)?;
-                    query::answer(&sql, &tables, limit, &work)
+                    query::answer(&sql, &tables, limit, offset, &work)
                 })
                 .await?;
             metrics().query_rows.inc_by(answer.row_count as u64);

@@ -1,6 +1,7 @@
 // The SQL tab: a query over the file (table `data`) with POST /files/{name}/query, run with
 // Ctrl+Enter or the Run button, its result in the grid, the whole result as a download
-// (?format=), the file's columns at hand and recent queries remembered in this browser.
+// (?format=), pages of a long result (Previous/Next run it again with `offset`), the file's
+// columns at hand and recent queries remembered in this browser.
 
 import * as api from './api.js';
 import { el, renderGrid } from './grid.js';
@@ -8,8 +9,8 @@ import { FORMATS, saveResponse } from './explore.js';
 
 const RECENT_KEY = 'file-service.recent-sql';
 const RECENT_MAX = 10;
-/** Rows shown of a result; the download has them all. */
-const SHOWN_ROWS = 1000;
+/** Rows of a result a page shows; the download has them all. */
+const PAGE_ROWS = 1000;
 const RESERVED = new Set(['select', 'from', 'where', 'group', 'order', 'by', 'limit', 'and', 'or', 'not', 'null', 'as', 'on', 'join',
   'table', 'data', 'case', 'when', 'then', 'else', 'end', 'in', 'is', 'like', 'having', 'distinct', 'union', 'all', 'with', 'true', 'false',
   'date', 'time', 'timestamp', 'interval', 'offset', 'asc', 'desc', 'between', 'left', 'right', 'inner', 'outer', 'cross', 'natural', 'using']);
@@ -52,6 +53,11 @@ export function mountSql(container, record, params, save) {
   const error = el('pre', { className: 'notice sql-error', id: 'sql-error', role: 'alert', hidden: true });
   const status = el('p', { className: 'muted', id: 'sql-status', 'aria-live': 'polite' });
   const result = el('div', { className: 'table-wrap grid-wrap', id: 'sql-result' });
+  const previousButton = el('button', { type: 'button', id: 'sql-previous', text: '‹ Previous' });
+  const nextButton = el('button', { type: 'button', id: 'sql-next', text: 'Next ›' });
+  const pager = el('div', { className: 'pager', id: 'sql-pager', hidden: true }, previousButton, nextButton);
+  /** The query and the offset of the page on show (the pager re-runs that query). */
+  let shown = { sql: '', offset: 0 };
 
   container.replaceChildren(
     el('div', { className: 'sql-layout' },
@@ -65,6 +71,7 @@ export function mountSql(container, record, params, save) {
         el('h3', { text: 'Recent' }), recent)),
     error,
     status,
+    pager,
     result,
   );
 
@@ -95,8 +102,9 @@ export function mountSql(container, record, params, save) {
     error.textContent = err.message;
   }
 
-  async function run() {
-    const sql = editor.value.trim();
+  async function run(page = null) {
+    const sql = page ? page.sql : editor.value.trim();
+    const offset = page ? page.offset : 0;
     if (!sql) return;
     running?.abort();
     const controller = new AbortController();
@@ -104,25 +112,40 @@ export function mountSql(container, record, params, save) {
     error.hidden = true;
     status.textContent = 'Running…';
     runButton.disabled = true;
-    const next = new URLSearchParams();
-    next.set('sql', sql);
-    save(next);
+    previousButton.disabled = true;
+    nextButton.disabled = true;
+    if (!page) {
+      const next = new URLSearchParams();
+      next.set('sql', sql);
+      save(next);
+    }
     try {
       const response = await api.retryBusy(
-        () => api.request('POST', `${path}/query`, { json: { sql, limit: SHOWN_ROWS }, signal: controller.signal }),
+        () => api.request('POST', `${path}/query`, { json: { sql, limit: PAGE_ROWS, offset }, signal: controller.signal }),
         controller.signal,
       );
       const answer = await response.json();
       if (controller !== running) return;
-      remember(sql);
-      renderRecent();
-      renderGrid(result, answer, { caption: 'Query result', empty: 'The query returned no rows.' });
-      status.textContent = `${numberFormat.format(answer.row_count)} row${answer.row_count === 1 ? '' : 's'}${answer.truncated ? ` (the first ${numberFormat.format(SHOWN_ROWS)}; the download has them all)` : ''} · ${numberFormat.format(Math.round(answer.elapsed_ms))} ms`;
+      if (!page) {
+        remember(sql);
+        renderRecent();
+      }
+      shown = { sql, offset };
+      renderGrid(result, answer, { caption: 'Query result', firstRow: offset + 1, empty: offset ? 'No rows past this point.' : 'The query returned no rows.' });
+      const paged = offset > 0 || answer.truncated;
+      const rows = paged
+        ? `rows ${numberFormat.format(offset + 1)}–${numberFormat.format(offset + answer.row_count)}${answer.truncated ? ' (more follow; the download has them all)' : ' (the last)'}`
+        : `${numberFormat.format(answer.row_count)} row${answer.row_count === 1 ? '' : 's'}`;
+      status.textContent = `${rows} · ${numberFormat.format(Math.round(answer.elapsed_ms))} ms`;
+      pager.hidden = !paged;
+      previousButton.disabled = offset === 0;
+      nextButton.disabled = !answer.truncated;
     } catch (err) {
       if (err.name === 'AbortError' || controller !== running) return;
       if (err.status === 401) return;
       status.textContent = '';
       result.replaceChildren();
+      pager.hidden = true;
       showError(err);
     } finally {
       if (controller === running) runButton.disabled = false;
@@ -135,7 +158,9 @@ export function mountSql(container, record, params, save) {
       run();
     }
   });
-  runButton.addEventListener('click', run);
+  runButton.addEventListener('click', () => run());
+  previousButton.addEventListener('click', () => run({ sql: shown.sql, offset: Math.max(0, shown.offset - PAGE_ROWS) }));
+  nextButton.addEventListener('click', () => run({ sql: shown.sql, offset: shown.offset + PAGE_ROWS }));
   downloadButton.addEventListener('click', async () => {
     const sql = editor.value.trim();
     if (!sql) return;

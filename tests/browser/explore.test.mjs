@@ -354,6 +354,39 @@ describe('exploring a file in the page', () => {
     assert.equal(await page.inputValue('#sql-editor'), sql);
   });
 
+  it('pages through a long SQL result with Next and Previous', async () => {
+    await page.goto(`${server.base}/#/file/orders?tab=sql`);
+    const sql = 'SELECT id, region FROM data ORDER BY id DESC';
+    await page.fill('#sql-editor', sql);
+    await page.press('#sql-editor', 'Control+Enter');
+    const byId = [...orders].sort((a, b) => b.id - a.id);
+    const sqlStatus = () => page.textContent('#sql-status');
+    await until(async () => /^rows 1–1,000 \(more follow/.test(await sqlStatus()), 'the first page of the result');
+    let shown = await grid(page, '#sql-result');
+    assert.equal(shown.rows.length, 1000);
+    assert.deepEqual(shown.rows.map(([id]) => Number(id)), byId.slice(0, 1000).map((o) => o.id));
+    assert.equal(await page.isDisabled('#sql-previous'), true);
+
+    // The last page: Next four times, each a page further; then Next is off.
+    for (let k = 1; k < ROWS / 1000; k += 1) {
+      await page.click('#sql-next');
+      await until(async () => (await sqlStatus()).startsWith(`rows ${fmt(k * 1000 + 1)}–`), `page ${k + 1}`);
+    }
+    assert.match(await sqlStatus(), new RegExp(`^rows 4,001–${fmt(ROWS)} \\(the last\\)`));
+    shown = await grid(page, '#sql-result');
+    assert.deepEqual(shown.rows.map(([id]) => Number(id)), byId.slice(4000).map((o) => o.id));
+    assert.equal(shown.numbers[0], 4001);
+    assert.equal(await page.isDisabled('#sql-next'), true);
+    // Back one page: the rows before, as the API gives them with an offset.
+    await page.click('#sql-previous');
+    await until(async () => (await sqlStatus()).startsWith('rows 3,001–4,000'), 'the page before');
+    const api = await server.api('POST', '/files/orders/query', { json: { sql, limit: 1000, offset: 3000 } });
+    assert.equal(api.status, 200);
+    assert.equal(api.body.truncated, true);
+    assert.deepEqual((await grid(page, '#sql-result')).rows.map(([id, region]) => [Number(id), region]),
+      api.body.rows.map(([id, region]) => [id, region]));
+  });
+
   it('shows markup in cells as text, runs none of it, and marks cut cells', async () => {
     await page.goto(`${server.base}/#/file/markup?tab=data`);
     await showing(page, 'Rows 1–3 of 3');

@@ -259,7 +259,7 @@ impl FileMcp {
         let sql = format!("SELECT {select} FROM data LIMIT {} OFFSET {offset}", limit + 1);
         let answer = self
             .service
-            .query(user, QueryTarget::File(&record.file_name), sql, limit)
+            .query(user, QueryTarget::File(&record.file_name), sql, limit, 0)
             .await?;
         let (columns, rows, cut_by_chars, table) = fit_rows(answer, self.caps.max_chars);
         let returned = rows.len() as u64;
@@ -322,7 +322,7 @@ impl FileMcp {
         };
         let asked = bounded("limit", args.limit, self.caps.max_rows, usize::MAX)?;
         let limit = asked.min(self.caps.max_rows);
-        let answer = self.service.query(user, target, args.sql, limit).await?;
+        let answer = self.service.query(user, target, args.sql, limit, 0).await?;
         let more = answer.truncated;
         let elapsed_ms = answer.elapsed_ms;
         let (columns, rows, cut_by_chars, table) = fit_rows(answer, self.caps.max_chars);
