@@ -413,8 +413,11 @@ async fn hub_keeps_a_copy_of_the_edges_version(
 
 /// Concurrent descriptions of one file, the hub's the later: a push makes the hub keep
 /// the edge's version as a conflict copy. The edge then changes the file again before it
-/// pulls, so it meets a different conflict (its newer version against the hub's) and
-/// never makes that copy itself: the copy must still reach it, and both sides agree.
+/// pulls, so it meets a different conflict (its newer version against the hub's), which
+/// its newer version wins. Both sides agree on two files: the edge's newest version under
+/// the name and the hub's as a copy. The copy of the edge's first version is gone: the
+/// file that kept the name descends from it, so it is that file's past, not a change of
+/// its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conflict_copy_made_on_the_hub_reaches_the_edge_that_changed_the_file_again() {
     let (edge, hub, u, doc) = hub_keeps_a_copy_of_the_edges_version(11, "edge first").await;
@@ -440,10 +443,15 @@ async fn a_conflict_copy_made_on_the_hub_reaches_the_edge_that_changed_the_file_
         descriptions.contains(&&json!("hub")),
         "the hub's version is lost: {on_edge:?}"
     );
+    assert_eq!(on_edge.len(), 2, "one copy, the hub's version, beside the file: {on_edge:?}");
     assert!(on_edge
         .keys()
         .filter(|k| k.as_str() != "doc")
         .all(|k| k.starts_with("doc (conflict ")));
+    assert!(
+        !descriptions.contains(&&json!("edge first")),
+        "the copy of the edge's first version stayed beside the version made from it: {on_edge:?}"
+    );
 }
 
 /// Two files take the name `a`, the hub's the later. The edge pushes first, so the hub
@@ -500,4 +508,50 @@ async fn a_deleted_version_does_not_come_back_as_a_conflict_copy() {
         assert_eq!(files["doc"]["id"], doc["id"]);
         assert_eq!(files["doc"]["description"], "hub", "{}", server.base);
     }
+}
+
+/// Both sides hold one file: the copy of the edge's version, under its conflict name.
+async fn only_the_edges_version_as_a_copy_is_left(edge: &TestServer, hub: &TestServer, u: i64) {
+    sync(edge, hub, true, true).await;
+    sync(edge, hub, true, true).await;
+    let (on_edge, on_hub) = (by_name(edge, u).await, by_name(hub, u).await);
+    assert_eq!(
+        on_edge.keys().collect::<Vec<_>>(),
+        on_hub.keys().collect::<Vec<_>>(),
+        "edge and hub list different files"
+    );
+    assert_eq!(on_edge.len(), 1, "{on_edge:?}");
+    let (name, copy) = on_edge.iter().next().unwrap();
+    assert!(name.starts_with("doc (conflict "), "{on_edge:?}");
+    assert_eq!(copy["description"], "edge");
+    assert_same_record(copy, &on_hub[name], name);
+}
+
+/// The edge describes `doc`, the hub describes it later: a push makes the hub keep the
+/// edge's version as a conflict copy. The hub then deletes `doc` (its own, later version).
+/// The edge, pulling, meets a delete of a version concurrent with its own and later: its
+/// version lost that conflict, so the delete stands and the edge's version is the copy the
+/// hub already holds, not a second `doc` beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delete_of_the_version_that_won_a_conflict_leaves_the_copy_on_both_sides() {
+    let (edge, hub, u, _) = hub_keeps_a_copy_of_the_edges_version(41, "edge").await;
+    assert_eq!(hub.delete(u, "/files/doc").await.0, 200);
+    only_the_edges_version_as_a_copy_is_left(&edge, &hub, u).await;
+}
+
+/// As above, but the hub deletes its later version before the edge's concurrent one has
+/// reached it: whichever side hears of the conflict first, both end the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_earlier_change_meets_a_delete_as_the_conflicts_loser() {
+    let (edge, hub) = edge_and_hub().await;
+    let u = random_user();
+    upload(&edge, u, "doc", profile_csv(42)).await;
+    sync(&edge, &hub, true, true).await;
+    patch(&edge, u, "doc", json!({"description": "edge"})).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&hub, u, "doc", json!({"description": "hub"})).await;
+    assert_eq!(hub.delete(u, "/files/doc").await.0, 200);
+    let pushed = sync(&edge, &hub, false, true).await;
+    assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
+    only_the_edges_version_as_a_copy_is_left(&edge, &hub, u).await;
 }

@@ -234,10 +234,11 @@ impl FileService {
         }
         let id = remote.id;
         let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
+        let held_here = local.is_some();
         let outcome = match (change.op, local) {
             (ChangeOp::Delete, local) => {
                 let deleted = match local {
-                    Some(local) => Box::pin(self.apply_delete(remote, &local)).await,
+                    Some(local) => Box::pin(self.apply_delete(remote, &local, resolve_names)).await,
                     None => Ok(Outcome::Skipped),
                 };
                 match (deleted, Box::pin(self.delete_copies(remote)).await) {
@@ -256,6 +257,12 @@ impl FileService {
                 let tombstone = self.with_catalog(move |c| c.tombstone(id)).await?;
                 match tombstone {
                     Some(t) if t.knows(&remote.rev) => Ok(Outcome::Skipped), // deleted here after that version
+                    Some(t) if !remote.knows(&t.rev) && !later(remote, &t) => {
+                        // A concurrent version that loses to the deleted one: the deleted
+                        // version would have kept the file, so the remote one is its
+                        // conflict copy, and the file stays deleted.
+                        Box::pin(self.keep_as_copy(remote, resolve_names)).await
+                    }
                     Some(t) => {
                         // A change made elsewhere wins over the delete made here; the
                         // versions deleted here must not come back as conflict copies.
@@ -269,6 +276,13 @@ impl FileService {
                 }
             }
         };
+        let outcome = match outcome {
+            Ok(Outcome::Applied | Outcome::Conflict) if held_here && change.op == ChangeOp::Upsert => {
+                self.drop_superseded_copies(id).await;
+                outcome
+            }
+            other => other,
+        };
         match outcome {
             // A local change raced this one (a name taken meanwhile, a file renamed or
             // deleted under it): try again with the next batch.
@@ -281,13 +295,25 @@ impl FileService {
     }
 
     /// A delete of the version `remote` applies if the local one is that version or
-    /// older; a local change made since wins (and will travel back).
-    async fn apply_delete(&self, remote: &SyncRecord, local: &FileRecord) -> Result<Outcome> {
+    /// older; a local change made since wins (and will travel back). A local version
+    /// made concurrently with the deleted one meets it as a conflict would: if it is the
+    /// later, it keeps the file and the delete is void; if not, the deleted version would
+    /// have kept the file, so the delete applies and the local version survives as the
+    /// file's conflict copy (as it does where the delete was made, if it got there first).
+    async fn apply_delete(&self, remote: &SyncRecord, local: &FileRecord, resolve_names: bool) -> Result<Outcome> {
+        let mut outcome = Outcome::Applied;
         if !remote.knows(&local.rev) {
-            return Ok(Outcome::Skipped);
+            let local_version = SyncRecord::from_record(local, true);
+            if local.knows(&remote.rev) || later(&local_version, remote) {
+                return Ok(Outcome::Skipped);
+            }
+            match Box::pin(self.keep_as_copy(&local_version, resolve_names)).await? {
+                Outcome::Deferred => return Ok(Outcome::Deferred),
+                _ => outcome = Outcome::Conflict,
+            }
         }
         Box::pin(self.delete_file_steps(local.user_id, &local.file_name, Some(remote.clone()))).await?;
-        Ok(Outcome::Applied)
+        Ok(outcome)
     }
 
     /// A delete of a version also deletes the conflict copies of it and of its ancestors
@@ -315,6 +341,26 @@ impl FileService {
             deleted = true;
         }
         Ok(deleted)
+    }
+
+    /// The file `id` moved to a version (a newer one, or the winner of a conflict):
+    /// conflict copies of the versions it descends from, unchanged since they were made,
+    /// are its own past under another name, not a concurrent change, and are deleted here
+    /// (a delete made here, so it reaches the instances that hold the copy). Such a copy
+    /// is made when a version loses a conflict on one instance while its maker has
+    /// already changed it again: the newer version then beats the winner, and the copy
+    /// of its ancestor would stay beside it.
+    /// A copy that cannot be deleted now stays (it loses nothing) and is logged.
+    async fn drop_superseded_copies(&self, id: Uuid) {
+        let dropped = async {
+            if let Some(now) = self.with_catalog(move |c| c.get_by_id(id)).await? {
+                Box::pin(self.delete_copies(&SyncRecord::from_record(&now, false))).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = dropped.await {
+            tracing::warn!(file = %id, error = %e.detail(), "sync: a superseded conflict copy was kept");
+        }
     }
 
     /// A version we do not have, for a file we do not have: stored under its name, or
@@ -439,6 +485,22 @@ impl FileService {
         let local_version = SyncRecord::from_record(local, true);
         let remote_wins = later(remote, &local_version);
         let loser = if remote_wins { &local_version } else { remote };
+        if let Outcome::Deferred = Box::pin(self.keep_as_copy(loser, resolve_names)).await? {
+            return Ok(Outcome::Deferred);
+        }
+        if remote_wins {
+            if let Outcome::Deferred = Box::pin(self.fast_forward(local, remote, resolve_names)).await? {
+                return Ok(Outcome::Deferred);
+            }
+        }
+        Ok(Outcome::Conflict)
+    }
+
+    /// Keeps `loser`, a version that lost a conflict, as its file's conflict copy (unless
+    /// this instance holds that copy already). The copy's id is derived from the file's
+    /// id and the losing rev, so every instance that meets the same conflict makes the
+    /// same copy.
+    async fn keep_as_copy(&self, loser: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
         let mut copy = loser.clone();
         copy.id = Uuid::new_v5(&loser.id, loser.rev.as_bytes());
         copy.file_name = conflict_name(loser);
@@ -449,15 +511,17 @@ impl FileService {
         // changed the file again first, it meets another one.
         copy.origin = self.instance_id().await?;
         let copy_id = copy.id;
-        if self.with_catalog(move |c| c.get_by_id(copy_id)).await?.is_none() {
-            match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
-                Outcome::Deferred => return Ok(Outcome::Deferred),
-                _ => tracing::info!(file = %local.id, copy = %copy.file_name, "sync: conflict, both versions kept"),
-            }
+        if self.with_catalog(move |c| c.get_by_id(copy_id)).await?.is_some() {
+            return Ok(Outcome::Skipped);
         }
-        if remote_wins {
-            if let Outcome::Deferred = Box::pin(self.fast_forward(local, remote, resolve_names)).await? {
-                return Ok(Outcome::Deferred);
+        match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
+            Outcome::Deferred => return Ok(Outcome::Deferred),
+            _ => tracing::info!(file = %loser.id, copy = %copy.file_name, "sync: conflict, both versions kept"),
+        }
+        // Copies of the loser's own ancestors are its past: this copy supersedes them.
+        if let Some(parent) = parent_version(loser) {
+            if let Err(e) = Box::pin(self.delete_copies(&parent)).await {
+                tracing::warn!(file = %loser.id, error = %e.detail(), "sync: a superseded conflict copy was kept");
             }
         }
         Ok(Outcome::Conflict)
@@ -605,6 +669,16 @@ fn copy_verified(content: Content, upload: &mut dyn UploadSink, sha256: &str) ->
 /// Whether version `a` wins over `b`: later `updated_at`, then the larger rev.
 fn later(a: &SyncRecord, b: &SyncRecord) -> bool {
     (a.updated_at, &a.rev) > (b.updated_at, &b.rev)
+}
+
+/// The version `version` was made from, as far as its history tells.
+fn parent_version(version: &SyncRecord) -> Option<SyncRecord> {
+    let (rev, older) = version.rev_history.split_first()?;
+    Some(SyncRecord {
+        rev: rev.clone(),
+        rev_history: older.to_vec(),
+        ..version.clone()
+    })
 }
 
 /// What every conflict copy's name contains.
