@@ -45,6 +45,12 @@ pub struct Facets {
     pub facets: serde_json::Map<String, Json>,
 }
 
+/// The column of row positions a sorted page is found by (a name no header has: it
+/// starts with a control character).
+const POSITION: &str = "\u{1}position";
+/// The column giving each fetched row its place in the page.
+const RANK: &str = "\u{1}rank";
+
 /// A view's plan: the table filtered and searched (not yet sorted or narrowed).
 struct Filtered {
     plan: LazyFrame,
@@ -52,8 +58,14 @@ struct Filtered {
 }
 
 fn filtered(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
-    let mut plan = scan(table).map_err(|e| engine_error(e, cancel))?;
-    let schema = (*plan.collect_schema().map_err(|e| engine_error(e, cancel))?).clone();
+    filtered_plan(scan(table).map_err(|e| engine_error(e, cancel))?, spec, cancel)
+}
+
+/// The view's filters over `plan` (the table's scan, perhaps with extra columns such as
+/// row positions, which the filters do not see: `schema` is the table's).
+fn filtered_plan(mut plan: LazyFrame, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
+    let mut schema = (*plan.collect_schema().map_err(|e| engine_error(e, cancel))?).clone();
+    schema.shift_remove(POSITION);
     if let Some(text) = spec.filter.as_deref().filter(|t| !t.trim().is_empty()) {
         plan = plan.filter(filter::parse_where(text, &schema)?);
     }
@@ -63,33 +75,126 @@ fn filtered(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered,
     Ok(Filtered { plan, schema })
 }
 
+/// The view's sort keys, if it is sorted.
+fn sort_keys(spec: &ViewSpec, schema: &Schema) -> Result<Option<Vec<SortKey>>, QueryError> {
+    match spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(text) => Ok(Some(filter::parse_order_by(text, schema)?)),
+        None => Ok(None),
+    }
+}
+
+/// `plan` sorted by `keys`, then by `tiebreak` (ascending) if given; without one, rows
+/// that tie keep the file's order, so pages do not overlap.
+fn sorted(plan: LazyFrame, keys: &[SortKey], tiebreak: Option<&str>) -> LazyFrame {
+    let mut exprs: Vec<Expr> = keys.iter().map(|k| col(k.column.as_str())).collect();
+    let mut descending: Vec<bool> = keys.iter().map(|k| k.descending).collect();
+    let mut nulls_last: Vec<bool> = keys.iter().map(|k| k.nulls_last).collect();
+    if let Some(name) = tiebreak {
+        exprs.push(col(name));
+        descending.push(false);
+        nulls_last.push(true);
+    }
+    let options = SortMultipleOptions::default()
+        .with_order_descending_multi(descending)
+        .with_nulls_last_multi(nulls_last)
+        .with_maintain_order(tiebreak.is_none());
+    plan.sort_by_exprs(exprs, options)
+}
+
+/// The view's columns, as `columns=` names them (all when it is absent).
+fn chosen(spec: &ViewSpec, schema: &Schema) -> Result<Option<Vec<String>>, QueryError> {
+    match spec.columns.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(text) => Ok(Some(filter::parse_columns(text, schema)?)),
+        None => Ok(None),
+    }
+}
+
 /// The view sorted and narrowed to its columns.
 fn arranged(view: Filtered, spec: &ViewSpec) -> Result<LazyFrame, QueryError> {
     let mut plan = view.plan;
-    if let Some(text) = spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
-        let keys: Vec<SortKey> = filter::parse_order_by(text, &view.schema)?;
-        let options = SortMultipleOptions::default()
-            .with_order_descending_multi(keys.iter().map(|k| k.descending))
-            .with_nulls_last_multi(keys.iter().map(|k| k.nulls_last))
-            // Rows that tie keep the file's order, so pages do not overlap.
-            .with_maintain_order(true);
-        plan = plan.sort_by_exprs(keys.iter().map(|k| col(k.column.as_str())).collect::<Vec<_>>(), options);
+    if let Some(keys) = sort_keys(spec, &view.schema)? {
+        plan = sorted(plan, &keys, None);
     }
-    if let Some(text) = spec.columns.as_deref().filter(|t| !t.trim().is_empty()) {
-        let names = filter::parse_columns(text, &view.schema)?;
+    if let Some(names) = chosen(spec, &view.schema)? {
         plan = plan.select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>());
     }
     Ok(plan)
+}
+
+/// A sorted page's rows, read in two steps so that a sort moves only its keys: the
+/// positions of the page's rows in the table, found by sorting the filtered view's sort
+/// keys and positions (the rest of each row is not read), then those rows alone, joined
+/// to their positions and put in the page's order. Sorting whole rows gathered every
+/// column of every matching row to hand over one page.
+fn sorted_page_plan(
+    table: &Table,
+    spec: &ViewSpec,
+    keys: &[SortKey],
+    offset: u64,
+    limit: usize,
+    cancel: &Cancel,
+) -> Result<LazyFrame, QueryError> {
+    let positioned = || -> Result<LazyFrame, QueryError> {
+        Ok(scan(table).map_err(|e| engine_error(e, cancel))?.with_row_index(POSITION, None))
+    };
+    let view = filtered_plan(positioned()?, spec, cancel)?;
+    let schema = view.schema.clone();
+    let found = collect(
+        sorted(view.plan, keys, Some(POSITION))
+            .slice(
+                i64::try_from(offset).unwrap_or(i64::MAX),
+                IdxSize::try_from(limit).unwrap_or(IdxSize::MAX),
+            )
+            .select([col(POSITION)]),
+        cancel,
+    )?;
+    let positions = found
+        .column(POSITION)
+        .map_err(|e| engine_error(e, cancel))?
+        .as_materialized_series()
+        .clone();
+    let (first, last) = match (positions.min::<u64>(), positions.max::<u64>()) {
+        (Ok(Some(first)), Ok(Some(last))) => (first, last),
+        // No row on this page: the view's empty frame, with its columns.
+        _ => return Ok(arranged(filtered(table, spec, cancel)?, spec)?.slice(0, 0)),
+    };
+    let ranks = DataFrame::new(found.height(), vec![
+        positions.into_column(),
+        Column::new(RANK.into(), (0..found.height() as IdxSize).collect::<Vec<_>>()),
+    ])
+    .map_err(|e| engine_error(e, cancel))?;
+    let names: Vec<String> = match chosen(spec, &schema)? {
+        Some(names) => names,
+        None => schema.iter_names().map(|n| n.to_string()).collect(),
+    };
+    // Only the stretch of the table the positions fall in is read.
+    let rows = positioned()?
+        .slice(
+            i64::try_from(first).unwrap_or(i64::MAX),
+            IdxSize::try_from(last - first + 1).unwrap_or(IdxSize::MAX),
+        )
+        .join(
+            ranks.lazy(),
+            [col(POSITION)],
+            [col(POSITION)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .sort([RANK], SortMultipleOptions::default())
+        .select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>());
+    Ok(rows)
 }
 
 /// Rows `offset..offset + limit` of the view, and how many rows match it.
 pub fn page(table: &Table, spec: &ViewSpec, offset: u64, limit: usize, cancel: &Cancel) -> Result<Page, QueryError> {
     let view = filtered(table, spec, cancel)?;
     let total_rows = count(view.plan.clone(), cancel)?;
-    let plan = arranged(view, spec)?.slice(
-        i64::try_from(offset).unwrap_or(i64::MAX),
-        IdxSize::try_from(limit).unwrap_or(IdxSize::MAX),
-    );
+    let plan = match sort_keys(spec, &view.schema)? {
+        Some(keys) => sorted_page_plan(table, spec, &keys, offset, limit, cancel)?,
+        None => arranged(view, spec)?.slice(
+            i64::try_from(offset).unwrap_or(i64::MAX),
+            IdxSize::try_from(limit).unwrap_or(IdxSize::MAX),
+        ),
+    };
     let schema = plan.clone().collect_schema().map_err(|e| engine_error(e, cancel))?;
     let rows = Arc::new(Mutex::new(Rows::new(&schema, limit)));
     let taken = rows.clone();
@@ -151,20 +256,72 @@ pub fn facets(
         Some(text) => filter::parse_columns(text, &view.schema)?,
         None => view.schema.iter_names().map(|n| n.to_string()).collect(),
     };
-    let total_rows = count(view.plan.clone(), cancel)?;
+    let kinds: Vec<(String, FacetKind)> = names
+        .into_iter()
+        .map(|name| {
+            let dtype = view.schema.get(name.as_str()).cloned().unwrap_or(DataType::Null);
+            let kind = if matches!(dtype, DataType::Date | DataType::Datetime(..)) {
+                FacetKind::Dates
+            } else if dtype.is_primitive_numeric() {
+                FacetKind::Bins
+            } else {
+                FacetKind::Values
+            };
+            (name, kind)
+        })
+        .collect();
+    // One pass for the count and every range a date or number facet needs.
+    let mut measures = vec![len().cast(DataType::Int64).alias("n")];
+    for (i, (name, kind)) in kinds.iter().enumerate() {
+        match kind {
+            FacetKind::Dates => measures.extend([
+                col(name.as_str()).min().cast(DataType::Date).alias(format!("lo{i}")),
+                col(name.as_str()).max().cast(DataType::Date).alias(format!("hi{i}")),
+            ]),
+            FacetKind::Bins => measures.extend([
+                col(name.as_str()).cast(DataType::Float64).min().alias(format!("lo{i}")),
+                col(name.as_str()).cast(DataType::Float64).max().alias(format!("hi{i}")),
+                col(name.as_str()).null_count().cast(DataType::Int64).alias(format!("nulls{i}")),
+            ]),
+            FacetKind::Values => {}
+        }
+    }
+    let bounds = collect(view.plan.clone().select(measures), cancel)?;
+    let get = |c: &str| -> Option<AnyValue<'static>> {
+        bounds
+            .column(c)
+            .ok()
+            .and_then(|s| s.get(0).ok().map(|v| v.into_static()))
+    };
+    let total_rows = get("n").and_then(|v| v.extract::<u64>()).unwrap_or(0);
     let mut facets = serde_json::Map::new();
-    for name in names {
-        let dtype = view.schema.get(name.as_str()).cloned().unwrap_or(DataType::Null);
-        let facet = if matches!(dtype, DataType::Date | DataType::Datetime(..)) {
-            date_facet(&view.plan, &name, cancel)?
-        } else if dtype.is_primitive_numeric() {
-            number_facet(&view.plan, &name, limit, cancel)?
-        } else {
-            value_facet(&view.plan, &name, limit, total_rows, cancel)?
+    for (i, (name, kind)) in kinds.into_iter().enumerate() {
+        let facet = match kind {
+            FacetKind::Dates => {
+                let day = |c: String| match get(&c) {
+                    Some(AnyValue::Date(d)) => Some(d),
+                    _ => None,
+                };
+                date_facet(&view.plan, &name, day(format!("lo{i}")), day(format!("hi{i}")), cancel)?
+            }
+            FacetKind::Bins => {
+                let number = |c: String| get(&c).and_then(|v| v.extract::<f64>());
+                let nulls = number(format!("nulls{i}")).unwrap_or(0.0) as u64;
+                let range = number(format!("lo{i}")).zip(number(format!("hi{i}")));
+                number_facet(&view.plan, &name, limit, range, nulls, cancel)?
+            }
+            FacetKind::Values => value_facet(&view.plan, &name, limit, total_rows, cancel)?,
         };
         facets.insert(name, facet);
     }
     Ok(Facets { total_rows, facets })
+}
+
+/// How a column is faceted: its most frequent values, dates by period, numbers in bins.
+enum FacetKind {
+    Values,
+    Dates,
+    Bins,
 }
 
 /// The most frequent values with their counts, and how many rows hold another value.
@@ -188,22 +345,10 @@ fn value_facet(plan: &LazyFrame, name: &str, limit: usize, total: u64, cancel: &
 }
 
 /// Counts by year, month or day, whichever gives a readable number of periods for the
-/// range the view covers (over three years: years; over ninety days: months; else days).
-fn date_facet(plan: &LazyFrame, name: &str, cancel: &Cancel) -> Result<Json, QueryError> {
-    let bounds = collect(
-        plan.clone().select([
-            col(name).min().cast(DataType::Date).alias("lo"),
-            col(name).max().cast(DataType::Date).alias("hi"),
-        ]),
-        cancel,
-    )?;
-    let day = |c: &str| -> Option<i32> {
-        match bounds.column(c).ok()?.get(0).ok()? {
-            AnyValue::Date(d) => Some(d),
-            _ => None,
-        }
-    };
-    let span = match (day("lo"), day("hi")) {
+/// range the view covers (`lo..=hi`, days since 1970; over three years: years; over
+/// ninety days: months; else days).
+fn date_facet(plan: &LazyFrame, name: &str, lo: Option<i32>, hi: Option<i32>, cancel: &Cancel) -> Result<Json, QueryError> {
+    let span = match (lo, hi) {
         (Some(lo), Some(hi)) => hi - lo,
         _ => 0,
     };
@@ -224,27 +369,19 @@ fn date_facet(plan: &LazyFrame, name: &str, cancel: &Cancel) -> Result<Json, Que
     Ok(serde_json::json!({ "kind": "dates", "period": period, "values": value_counts(&counts)?, "other": 0 }))
 }
 
-/// A histogram of `bins` equal-width bins from the smallest value to the largest (the
-/// last bin includes its upper edge); missing values are counted apart, as `null`.
-fn number_facet(plan: &LazyFrame, name: &str, bins: usize, cancel: &Cancel) -> Result<Json, QueryError> {
+/// A histogram of `bins` equal-width bins from the smallest value to the largest
+/// (`range`; the last bin includes its upper edge); the `nulls` missing values are
+/// counted apart, as `null`.
+fn number_facet(
+    plan: &LazyFrame,
+    name: &str,
+    bins: usize,
+    range: Option<(f64, f64)>,
+    nulls: u64,
+    cancel: &Cancel,
+) -> Result<Json, QueryError> {
     let x = || col(name).cast(DataType::Float64);
-    let bounds = collect(
-        plan.clone().select([
-            x().min().alias("lo"),
-            x().max().alias("hi"),
-            col(name).null_count().cast(DataType::Int64).alias("nulls"),
-        ]),
-        cancel,
-    )?;
-    let get = |c: &str| {
-        bounds
-            .column(c)
-            .ok()
-            .and_then(|s| s.get(0).ok().map(|v| v.into_static()))
-    };
-    let as_f64 = |v: Option<AnyValue<'static>>| v.and_then(|v| v.extract::<f64>());
-    let nulls = as_f64(get("nulls")).unwrap_or(0.0) as u64;
-    let (Some(lo), Some(hi)) = (as_f64(get("lo")), as_f64(get("hi"))) else {
+    let Some((lo, hi)) = range else {
         let values = if nulls > 0 {
             vec![serde_json::json!({ "value": null, "count": nulls })]
         } else {

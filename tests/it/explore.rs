@@ -196,6 +196,21 @@ async fn pages_filters_sorts_and_search_agree_with_the_rows_on_every_format() {
         });
         let order: Vec<i64> = sorted.iter().map(|r| r.id).collect();
         all_ids(&server, name, &[("orderby", "\"unit price\" DESC, id")], &order).await;
+        // Rows that tie keep the file's order, page after page (a stable sort of the rows).
+        let mut by_region = rows();
+        by_region.sort_by(|a, b| match (a.region, b.region) {
+            (Some(x), Some(y)) => y.cmp(x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+        let order: Vec<i64> = by_region.iter().map(|r| r.id).collect();
+        all_ids(&server, name, &[("orderby", "region DESC")], &order).await;
+        // Sorted and filtered: the positions of the filtered rows, in the sort's order.
+        let mut cheap: Vec<&Row> = sorted.iter().filter(|r| r.price.is_some_and(|p| p < 10.0)).collect();
+        cheap.sort_by(|a, b| b.price.partial_cmp(&a.price).unwrap());
+        let order: Vec<i64> = cheap.iter().map(|r| r.id).collect();
+        all_ids(&server, name, &[("orderby", "\"unit price\" DESC"), ("where", "\"unit price\" < 10")], &order).await;
         // Nulls first when asked; a sort and a filter together.
         let (_, page) = view(
             &server,
