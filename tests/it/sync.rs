@@ -570,18 +570,22 @@ async fn a_sync_killed_during_a_large_file_resumes_and_converges() {
     assert_eq!(n(&again, "pushed", "applied"), 0, "{again}");
 }
 
-/// `name` is `<base> (conflict <origin8> <YYYY-MM-DD HH.MM.SS>)`.
+/// `name` is `<base> (conflict <origin8> <YYYY-MM-DD HH.MM.SS> <rev6>)`.
 pub(crate) fn is_conflict_name(name: &str, base: &str, origin8: &str) -> bool {
     let prefix = format!("{base} (conflict {origin8} ");
     let Some(date) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(')')) else {
         return false;
     };
-    let pattern = "dddd-dd-dd dd.dd.dd";
+    let pattern = "dddd-dd-dd dd.dd.dd hhhhhh";
     date.len() == pattern.len()
         && date
             .chars()
             .zip(pattern.chars())
-            .all(|(c, p)| if p == 'd' { c.is_ascii_digit() } else { c == p })
+            .all(|(c, p)| match p {
+                'd' => c.is_ascii_digit(),
+                'h' => c.is_ascii_hexdigit(),
+                _ => c == p,
+            })
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -53,8 +53,9 @@ use crate::sync_kinds::change_stored_content;
 /// Seeds run when neither `SYNC_SEED` nor `SYNC_SEEDS` is set: the first five, two that
 /// once left a conflict copy of a version the file that kept the name descends from (8
 /// with two instances, 892288065 with three), and one where a delete of a conflict's
-/// winner once left the loser both as the file and as its copy (342688631 with three).
-const SEEDS: [u64; 8] = [1, 2, 3, 4, 5, 8, 892_288_065, 342_688_631];
+/// winner once left the loser both as the file and as its copy (342688631 with three),
+/// and one where two versions got the same conflict name (489334321 with two).
+const SEEDS: [u64; 9] = [1, 2, 3, 4, 5, 8, 892_288_065, 342_688_631, 489_334_321];
 /// Operations and sync runs per seed.
 const STEPS: usize = 36;
 /// Final two-way rounds allowed before the instances must have settled.
@@ -699,13 +700,15 @@ async fn run_seed(seed: u64, instances: usize) {
     .catch_unwind()
     .await;
     if let Err(panic) = outcome {
-        // The servers' own account of a failure (a 500, a refused change) goes with them
-        // when they drop: print it first.
+        // The servers' own account of a failure (a 500, a refused or waiting change) goes
+        // with them when they drop: print it first.
         for (i, server) in world.servers.iter().enumerate() {
             let logs = server.logs();
             let problems: Vec<&str> = logs
                 .lines()
-                .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("status=5"))
+                .filter(|l| {
+                    l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("status=5") || l.contains("deferred")
+                })
                 .collect();
             let shown = &problems[problems.len().saturating_sub(40)..];
             eprintln!(

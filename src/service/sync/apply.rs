@@ -689,12 +689,15 @@ fn name_key(r: &SyncRecord) -> (UserId, String) {
     (r.user_id, r.file_name.to_lowercase())
 }
 
-/// `<name> (conflict <first 8 of its origin> <YYYY-MM-DD HH.MM.SS>)`, shortened to fit the
-/// name limits; the same on every instance for the same version.
+/// `<name> (conflict <first 8 of its origin> <YYYY-MM-DD HH.MM.SS> <first 6 of its rev>)`,
+/// shortened to fit the name limits; the same on every instance for the same version. The
+/// rev tells apart versions of one name made on one instance within the same second (a
+/// delete and re-create, a script): with the same name, one would wait on the other forever.
 fn conflict_name(version: &SyncRecord) -> String {
     let origin: String = version.origin.chars().take(8).collect();
+    let rev: String = version.rev.chars().take(6).collect();
     let suffix = format!(
-        "{CONFLICT_MARK}{origin} {})",
+        "{CONFLICT_MARK}{origin} {} {rev})",
         version.updated_at.format("%Y-%m-%d %H.%M.%S")
     );
     let mut stem = version.file_name.clone();
@@ -752,11 +755,14 @@ mod tests {
     #[test]
     fn conflict_names_are_valid_deterministic_and_fit() {
         let v = version("sales", "0123456789abcdef");
-        assert_eq!(conflict_name(&v), "sales (conflict 01234567 2026-11-28 10.15.30)");
+        assert_eq!(conflict_name(&v), "sales (conflict 01234567 2026-11-28 10.15.30 a)");
+        let mut w = v.clone();
+        w.rev = "9f3ab2c4".into();
+        assert_eq!(conflict_name(&w), "sales (conflict 01234567 2026-11-28 10.15.30 9f3ab2)");
         let long = version(&"x".repeat(128), "0123456789abcdef");
         let name = conflict_name(&long);
         assert!(validate_file_name(&name).is_ok(), "{name}");
-        assert!(name.ends_with("(conflict 01234567 2026-11-28 10.15.30)"));
+        assert!(name.ends_with("(conflict 01234567 2026-11-28 10.15.30 a)"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! from. A remote version that descends from ours replaces ours; one we descend from is
 //! old news; neither is a conflict, resolved the same way on both instances so that
 //! they converge without talking: the later `updated_at` (then the larger rev) keeps the
-//! file and its name, the other is kept as a copy named `<name> (conflict <origin> <date>)`
+//! file and its name, the other is kept as a copy named `<name> (conflict <origin> <date> <rev>)`
 //! with an id derived from the file's id and the losing rev (a file made by the instance
 //! that resolves the conflict: that is its origin). A delete applies only to the
 //! version it deleted (or older): a change made since wins.
