@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::runtime::Runtime;
 
-use crate::queries::{upload_file, QUERY_USER};
 use crate::load_avg;
+use crate::queries::{upload_file, QUERY_USER};
 use crate::server::{self, Server};
 use crate::upload::client;
 

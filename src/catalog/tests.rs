@@ -88,7 +88,8 @@ fn contract(c: &dyn Catalog) {
     assert_eq!(c.find_by_sha256(&sales.sha256).unwrap().map(|r| r.id), Some(sales.id));
     let unknown = "0".repeat(64);
     assert_eq!(
-        c.held_sha256s(&[unknown.clone(), sales.sha256.clone(), unknown]).unwrap(),
+        c.held_sha256s(&[unknown.clone(), sales.sha256.clone(), unknown])
+            .unwrap(),
         HashSet::from([sales.sha256.clone()])
     );
     assert!(c.held_sha256s(&[]).unwrap().is_empty());

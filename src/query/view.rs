@@ -45,12 +45,6 @@ pub struct Facets {
     pub facets: serde_json::Map<String, Json>,
 }
 
-/// The column of row positions a sorted page is found by (a name no header has: it
-/// starts with a control character).
-const POSITION: &str = "\u{1}position";
-/// The column giving each fetched row its place in the page.
-const RANK: &str = "\u{1}rank";
-
 /// A view's plan: the table filtered and searched (not yet sorted or narrowed).
 struct Filtered {
     plan: LazyFrame,
@@ -58,14 +52,8 @@ struct Filtered {
 }
 
 fn filtered(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
-    filtered_plan(scan(table).map_err(|e| engine_error(e, cancel))?, spec, cancel)
-}
-
-/// The view's filters over `plan` (the table's scan, perhaps with extra columns such as
-/// row positions, which the filters do not see: `schema` is the table's).
-fn filtered_plan(mut plan: LazyFrame, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
-    let mut schema = (*plan.collect_schema().map_err(|e| engine_error(e, cancel))?).clone();
-    schema.shift_remove(POSITION);
+    let mut plan = scan(table).map_err(|e| engine_error(e, cancel))?;
+    let schema = (*plan.collect_schema().map_err(|e| engine_error(e, cancel))?).clone();
     if let Some(text) = spec.filter.as_deref().filter(|t| !t.trim().is_empty()) {
         plan = plan.filter(filter::parse_where(text, &schema)?);
     }
@@ -75,126 +63,33 @@ fn filtered_plan(mut plan: LazyFrame, spec: &ViewSpec, cancel: &Cancel) -> Resul
     Ok(Filtered { plan, schema })
 }
 
-/// The view's sort keys, if it is sorted.
-fn sort_keys(spec: &ViewSpec, schema: &Schema) -> Result<Option<Vec<SortKey>>, QueryError> {
-    match spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
-        Some(text) => Ok(Some(filter::parse_order_by(text, schema)?)),
-        None => Ok(None),
-    }
-}
-
-/// `plan` sorted by `keys`, then by `tiebreak` (ascending) if given; without one, rows
-/// that tie keep the file's order, so pages do not overlap.
-fn sorted(plan: LazyFrame, keys: &[SortKey], tiebreak: Option<&str>) -> LazyFrame {
-    let mut exprs: Vec<Expr> = keys.iter().map(|k| col(k.column.as_str())).collect();
-    let mut descending: Vec<bool> = keys.iter().map(|k| k.descending).collect();
-    let mut nulls_last: Vec<bool> = keys.iter().map(|k| k.nulls_last).collect();
-    if let Some(name) = tiebreak {
-        exprs.push(col(name));
-        descending.push(false);
-        nulls_last.push(true);
-    }
-    let options = SortMultipleOptions::default()
-        .with_order_descending_multi(descending)
-        .with_nulls_last_multi(nulls_last)
-        .with_maintain_order(tiebreak.is_none());
-    plan.sort_by_exprs(exprs, options)
-}
-
-/// The view's columns, as `columns=` names them (all when it is absent).
-fn chosen(spec: &ViewSpec, schema: &Schema) -> Result<Option<Vec<String>>, QueryError> {
-    match spec.columns.as_deref().filter(|t| !t.trim().is_empty()) {
-        Some(text) => Ok(Some(filter::parse_columns(text, schema)?)),
-        None => Ok(None),
-    }
-}
-
 /// The view sorted and narrowed to its columns.
 fn arranged(view: Filtered, spec: &ViewSpec) -> Result<LazyFrame, QueryError> {
     let mut plan = view.plan;
-    if let Some(keys) = sort_keys(spec, &view.schema)? {
-        plan = sorted(plan, &keys, None);
+    if let Some(text) = spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
+        let keys: Vec<SortKey> = filter::parse_order_by(text, &view.schema)?;
+        let options = SortMultipleOptions::default()
+            .with_order_descending_multi(keys.iter().map(|k| k.descending))
+            .with_nulls_last_multi(keys.iter().map(|k| k.nulls_last))
+            // Rows that tie keep the file's order, so pages do not overlap.
+            .with_maintain_order(true);
+        plan = plan.sort_by_exprs(keys.iter().map(|k| col(k.column.as_str())).collect::<Vec<_>>(), options);
     }
-    if let Some(names) = chosen(spec, &view.schema)? {
+    if let Some(text) = spec.columns.as_deref().filter(|t| !t.trim().is_empty()) {
+        let names = filter::parse_columns(text, &view.schema)?;
         plan = plan.select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>());
     }
     Ok(plan)
-}
-
-/// A sorted page's rows, read in two steps so that a sort moves only its keys: the
-/// positions of the page's rows in the table, found by sorting the filtered view's sort
-/// keys and positions (the rest of each row is not read), then those rows alone, joined
-/// to their positions and put in the page's order. Sorting whole rows gathered every
-/// column of every matching row to hand over one page.
-fn sorted_page_plan(
-    table: &Table,
-    spec: &ViewSpec,
-    keys: &[SortKey],
-    offset: u64,
-    limit: usize,
-    cancel: &Cancel,
-) -> Result<LazyFrame, QueryError> {
-    let positioned = || -> Result<LazyFrame, QueryError> {
-        Ok(scan(table).map_err(|e| engine_error(e, cancel))?.with_row_index(POSITION, None))
-    };
-    let view = filtered_plan(positioned()?, spec, cancel)?;
-    let schema = view.schema.clone();
-    let found = collect(
-        sorted(view.plan, keys, Some(POSITION))
-            .slice(
-                i64::try_from(offset).unwrap_or(i64::MAX),
-                IdxSize::try_from(limit).unwrap_or(IdxSize::MAX),
-            )
-            .select([col(POSITION)]),
-        cancel,
-    )?;
-    let positions = found
-        .column(POSITION)
-        .map_err(|e| engine_error(e, cancel))?
-        .as_materialized_series()
-        .clone();
-    let (first, last) = match (positions.min::<u64>(), positions.max::<u64>()) {
-        (Ok(Some(first)), Ok(Some(last))) => (first, last),
-        // No row on this page: the view's empty frame, with its columns.
-        _ => return Ok(arranged(filtered(table, spec, cancel)?, spec)?.slice(0, 0)),
-    };
-    let ranks = DataFrame::new(found.height(), vec![
-        positions.into_column(),
-        Column::new(RANK.into(), (0..found.height() as IdxSize).collect::<Vec<_>>()),
-    ])
-    .map_err(|e| engine_error(e, cancel))?;
-    let names: Vec<String> = match chosen(spec, &schema)? {
-        Some(names) => names,
-        None => schema.iter_names().map(|n| n.to_string()).collect(),
-    };
-    // Only the stretch of the table the positions fall in is read.
-    let rows = positioned()?
-        .slice(
-            i64::try_from(first).unwrap_or(i64::MAX),
-            IdxSize::try_from(last - first + 1).unwrap_or(IdxSize::MAX),
-        )
-        .join(
-            ranks.lazy(),
-            [col(POSITION)],
-            [col(POSITION)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .sort([RANK], SortMultipleOptions::default())
-        .select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>());
-    Ok(rows)
 }
 
 /// Rows `offset..offset + limit` of the view, and how many rows match it.
 pub fn page(table: &Table, spec: &ViewSpec, offset: u64, limit: usize, cancel: &Cancel) -> Result<Page, QueryError> {
     let view = filtered(table, spec, cancel)?;
     let total_rows = count(view.plan.clone(), cancel)?;
-    let plan = match sort_keys(spec, &view.schema)? {
-        Some(keys) => sorted_page_plan(table, spec, &keys, offset, limit, cancel)?,
-        None => arranged(view, spec)?.slice(
-            i64::try_from(offset).unwrap_or(i64::MAX),
-            IdxSize::try_from(limit).unwrap_or(IdxSize::MAX),
-        ),
-    };
+    let plan = arranged(view, spec)?.slice(
+        i64::try_from(offset).unwrap_or(i64::MAX),
+        IdxSize::try_from(limit).unwrap_or(IdxSize::MAX),
+    );
     let schema = plan.clone().collect_schema().map_err(|e| engine_error(e, cancel))?;
     let rows = Arc::new(Mutex::new(Rows::new(&schema, limit)));
     let taken = rows.clone();
@@ -281,7 +176,10 @@ pub fn facets(
             FacetKind::Bins => measures.extend([
                 col(name.as_str()).cast(DataType::Float64).min().alias(format!("lo{i}")),
                 col(name.as_str()).cast(DataType::Float64).max().alias(format!("hi{i}")),
-                col(name.as_str()).null_count().cast(DataType::Int64).alias(format!("nulls{i}")),
+                col(name.as_str())
+                    .null_count()
+                    .cast(DataType::Int64)
+                    .alias(format!("nulls{i}")),
             ]),
             FacetKind::Values => {}
         }
@@ -347,7 +245,13 @@ fn value_facet(plan: &LazyFrame, name: &str, limit: usize, total: u64, cancel: &
 /// Counts by year, month or day, whichever gives a readable number of periods for the
 /// range the view covers (`lo..=hi`, days since 1970; over three years: years; over
 /// ninety days: months; else days).
-fn date_facet(plan: &LazyFrame, name: &str, lo: Option<i32>, hi: Option<i32>, cancel: &Cancel) -> Result<Json, QueryError> {
+fn date_facet(
+    plan: &LazyFrame,
+    name: &str,
+    lo: Option<i32>,
+    hi: Option<i32>,
+    cancel: &Cancel,
+) -> Result<Json, QueryError> {
     let span = match (lo, hi) {
         (Some(lo), Some(hi)) => hi - lo,
         _ => 0,

@@ -210,7 +210,13 @@ async fn pages_filters_sorts_and_search_agree_with_the_rows_on_every_format() {
         let mut cheap: Vec<&Row> = sorted.iter().filter(|r| r.price.is_some_and(|p| p < 10.0)).collect();
         cheap.sort_by(|a, b| b.price.partial_cmp(&a.price).unwrap());
         let order: Vec<i64> = cheap.iter().map(|r| r.id).collect();
-        all_ids(&server, name, &[("orderby", "\"unit price\" DESC"), ("where", "\"unit price\" < 10")], &order).await;
+        all_ids(
+            &server,
+            name,
+            &[("orderby", "\"unit price\" DESC"), ("where", "\"unit price\" < 10")],
+            &order,
+        )
+        .await;
         // Nulls first when asked; a sort and a filter together.
         let (_, page) = view(
             &server,

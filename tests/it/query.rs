@@ -256,14 +256,28 @@ async fn limit_and_truncated() {
     // truncated; past the end, no rows.
     let mut seen = Vec::new();
     for offset in (0..2_500).step_by(1_000) {
-        let (status, body) = query_body(&server, 1, "many", json!({ "sql": sql, "limit": 1000, "offset": offset })).await;
+        let (status, body) = query_body(
+            &server,
+            1,
+            "many",
+            json!({ "sql": sql, "limit": 1000, "offset": offset }),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["truncated"], json!(offset + 1000 < 2500), "offset {offset}: {body}");
+        assert_eq!(
+            body["truncated"],
+            json!(offset + 1000 < 2500),
+            "offset {offset}: {body}"
+        );
         seen.extend(body["rows"].as_array().unwrap().iter().map(|r| r[0].as_u64().unwrap()));
     }
     assert_eq!(seen, (0..2_500).collect::<Vec<u64>>());
     let (status, body) = query_body(&server, 1, "many", json!({ "sql": sql, "offset": 2_500 })).await;
-    assert_eq!((status, body["row_count"].as_u64(), body["truncated"].as_bool()), (200, Some(0), Some(false)), "{body}");
+    assert_eq!(
+        (status, body["row_count"].as_u64(), body["truncated"].as_bool()),
+        (200, Some(0), Some(false)),
+        "{body}"
+    );
     let answer = query_body(&server, 1, "many", json!({ "sql": sql, "offset": -1 })).await;
     error_detail(&answer, 422, "invalid_offset", "offset -1");
 }

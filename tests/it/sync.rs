@@ -578,14 +578,11 @@ pub(crate) fn is_conflict_name(name: &str, base: &str, origin8: &str) -> bool {
     };
     let pattern = "dddd-dd-dd dd.dd.dd hhhhhh";
     date.len() == pattern.len()
-        && date
-            .chars()
-            .zip(pattern.chars())
-            .all(|(c, p)| match p {
-                'd' => c.is_ascii_digit(),
-                'h' => c.is_ascii_hexdigit(),
-                _ => c == p,
-            })
+        && date.chars().zip(pattern.chars()).all(|(c, p)| match p {
+            'd' => c.is_ascii_digit(),
+            'h' => c.is_ascii_hexdigit(),
+            _ => c == p,
+        })
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -443,7 +443,11 @@ async fn a_conflict_copy_made_on_the_hub_reaches_the_edge_that_changed_the_file_
         descriptions.contains(&&json!("hub")),
         "the hub's version is lost: {on_edge:?}"
     );
-    assert_eq!(on_edge.len(), 2, "one copy, the hub's version, beside the file: {on_edge:?}");
+    assert_eq!(
+        on_edge.len(),
+        2,
+        "one copy, the hub's version, beside the file: {on_edge:?}"
+    );
     assert!(on_edge
         .keys()
         .filter(|k| k.as_str() != "doc")

@@ -27,6 +27,7 @@ use crate::model::{FileRecord, UserId};
 use crate::storage::{object_name, Content};
 
 mod apply;
+mod copies;
 
 /// Longest long-poll of the change feed.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
