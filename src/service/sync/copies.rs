@@ -39,7 +39,7 @@ impl FileService {
     /// same copy.
     pub(super) async fn keep_as_copy(&self, loser: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
         let mut copy = loser.clone();
-        copy.id = Uuid::new_v5(&loser.id, loser.rev.as_bytes());
+        copy.id = copy_id(loser.id, &loser.rev);
         copy.file_name = conflict_name(loser);
         // The copy is a file made here, so its origin is this instance (its name still
         // names the instance whose version it keeps). With the loser's origin, a copy
@@ -74,7 +74,7 @@ impl FileService {
         let here = self.instance_id().await?;
         let mut deleted = false;
         for rev in std::iter::once(&tombstone.rev).chain(tombstone.rev_history.iter()) {
-            let id = Uuid::new_v5(&tombstone.id, rev.as_bytes());
+            let id = copy_id(tombstone.id, rev);
             let Some(copy) = self.with_catalog(move |c| c.get_by_id(id)).await? else {
                 continue;
             };
@@ -121,7 +121,7 @@ impl FileService {
         let here = self.instance_id().await?;
         for rev in std::iter::once(&tombstone.rev).chain(tombstone.rev_history.iter()) {
             let mut copy = tombstone.clone();
-            copy.id = Uuid::new_v5(&tombstone.id, rev.as_bytes());
+            copy.id = copy_id(tombstone.id, rev);
             copy.file_name = conflict_name(&SyncRecord {
                 rev: rev.clone(),
                 ..tombstone.clone()
@@ -134,6 +134,11 @@ impl FileService {
         self.feed_changed();
         Ok(())
     }
+}
+
+/// The id of the conflict copy of file `file` at version `rev`: the same on every instance.
+fn copy_id(file: Uuid, rev: &str) -> Uuid {
+    Uuid::new_v5(&file, rev.as_bytes())
 }
 
 /// Whether version `a` wins over `b`: later `updated_at`, then the larger rev.
