@@ -200,6 +200,7 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
         max_concurrent_analyses: config.max_concurrent_analyses,
         max_concurrent_uploads: config.max_concurrent_uploads,
         upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_seconds),
+        upload_expires: Duration::from_secs(config.upload_expires_seconds),
         max_concurrent_queries: config.max_concurrent_queries,
         query_timeout: Duration::from_secs(config.query_timeout_seconds),
     };

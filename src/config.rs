@@ -39,6 +39,8 @@ pub struct Config {
     pub header_read_timeout_seconds: u64,
     /// An upload that sends nothing for this long is cut off (408).
     pub upload_idle_timeout_seconds: u64,
+    /// A resumable (tus) upload not continued for this long is removed with its bytes.
+    pub upload_expires_seconds: u64,
     /// After SIGTERM/SIGINT, in-flight requests get this long to finish.
     pub shutdown_grace_seconds: u64,
     /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
@@ -237,6 +239,9 @@ impl Config {
         let upload_idle_timeout_seconds = src
             .parse("upload_idle_timeout_seconds", 60u64, "a whole number of seconds")?
             .max(1);
+        let upload_expires_seconds = src
+            .parse("upload_expires_seconds", 86_400u64, "a whole number of seconds")?
+            .max(1);
         let shutdown_grace_seconds = src.parse("shutdown_grace_seconds", 30u64, "a whole number of seconds")?;
         let query_timeout_seconds = src.parse("query_timeout_seconds", 30u64, "a whole number of seconds")?;
         if query_timeout_seconds == 0 {
@@ -313,6 +318,7 @@ impl Config {
             max_concurrent_uploads,
             header_read_timeout_seconds,
             upload_idle_timeout_seconds,
+            upload_expires_seconds,
             shutdown_grace_seconds,
             cors_allowed_origins,
             lease_seconds,

@@ -34,6 +34,27 @@ pub enum Error {
     /// The client stopped sending in the middle of a request.
     #[error("{0}")]
     Timeout(String),
+    /// A request the protocol itself refuses (a resumable upload's headers that are
+    /// missing or malformed), as opposed to content that is not acceptable (`Invalid`).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// A resumable upload's request speaks a protocol version this server does not.
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The resumable upload is at another offset than the request said.
+    #[error("{0}")]
+    OffsetMismatch(String),
+    /// Another request (here or on a replica) is writing to this resumable upload.
+    #[error("{0}")]
+    Locked(String),
+    /// The resumable upload expired: nothing of it is kept.
+    #[error("{0}")]
+    Expired(String),
+    /// The bytes sent do not have the checksum the request gave; they were not kept.
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// A bug or an unexpected backend failure; the detail is logged, not shown.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -78,6 +99,13 @@ impl Error {
             Error::Busy(_) => "busy",
             Error::Timeout(_) => "timeout",
             Error::InsufficientStorage(_) => "insufficient_storage",
+            Error::BadRequest { code, .. } => code,
+            Error::UnsupportedVersion(_) => "unsupported_tus_version",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::OffsetMismatch(_) => "offset_mismatch",
+            Error::Locked(_) => "upload_locked",
+            Error::Expired(_) => "upload_expired",
+            Error::ChecksumMismatch(_) => "checksum_mismatch",
             Error::Internal(_) => "internal",
         }
     }

@@ -132,7 +132,7 @@ fn feed_entry(
 pub type UserLock = Box<dyn Send>;
 
 /// The catalog of one deployment: every role below, migrations and health.
-pub trait Catalog: Records + ActiveFiles + ChangeFeed + Leases + Send + Sync + 'static {
+pub trait Catalog: Records + ActiveFiles + ChangeFeed + Leases + ResumableUploads + Send + Sync + 'static {
     /// Applies pending migrations; safe to call from several processes at once.
     fn migrate(&self) -> Result<()>;
 
@@ -307,4 +307,104 @@ pub trait Leases {
     /// SQLite catalog at server start, when no other process can be working on it). Each
     /// piece is taken by one process only; the caller must complete or undo it.
     fn claim_abandoned(&self, all_others: bool) -> Result<Vec<Unfinished>>;
+}
+
+/// Where a resumable upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResumableState {
+    /// Taking bytes; `offset` of `length` have arrived.
+    Receiving,
+    /// Every byte arrived; the file is being analyzed and committed.
+    Completing,
+    /// Committed: the file's record has the upload's id.
+    Done,
+    /// Every byte arrived but the file was refused; `error` says why.
+    Failed,
+}
+
+impl ResumableState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumableState::Receiving => "receiving",
+            ResumableState::Completing => "completing",
+            ResumableState::Done => "done",
+            ResumableState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<ResumableState> {
+        Ok(match text {
+            "receiving" => ResumableState::Receiving,
+            "completing" => ResumableState::Completing,
+            "done" => ResumableState::Done,
+            "failed" => ResumableState::Failed,
+            other => return Err(crate::error::Error::internal(format!("unknown resumable upload state {other:?}"))),
+        })
+    }
+}
+
+/// A resumable (tus) upload as the catalog keeps it: the file's fields announced at
+/// creation, and the stored parts that hold the bytes received so far, in order.
+#[derive(Debug, Clone)]
+pub struct ResumableUpload {
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub file_name: String,
+    pub session_id: Uuid,
+    pub description: String,
+    /// The uploaded file's own name (its extension gives the format).
+    pub filename: String,
+    /// `Upload-Metadata` as the client sent it, given back on `HEAD`.
+    pub metadata: String,
+    pub length: u64,
+    pub offset: u64,
+    pub parts: Vec<String>,
+    pub state: ResumableState,
+    /// Why a failed upload's file was refused, as JSON (`status`, `code`, `detail`).
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Resumable uploads: their rows, and which process may write to each.
+///
+/// One request at a time writes to an upload: it holds the row (its `holder` is this
+/// process) from the first byte until its bytes are recorded, and a row whose holder's
+/// lease has ended is free again (see [`Leases`]).
+pub trait ResumableUploads {
+    /// Records a new upload (receiving, nothing held). `Error::Conflict` when another
+    /// unfinished upload of the user has its name.
+    fn create_resumable(&self, upload: &ResumableUpload) -> Result<()>;
+
+    fn get_resumable(&self, id: Uuid) -> Result<Option<ResumableUpload>>;
+
+    /// Holds a receiving upload for this process if no live process holds it (this one
+    /// included). Returns whether it is now held.
+    fn hold_resumable(&self, id: Uuid) -> Result<bool>;
+
+    /// Records that a part arrived: the held upload, still at `from_offset`, moves to
+    /// `upload.offset` with `upload.parts` and `upload.expires_at`; with every byte there
+    /// it becomes completing (still held), else it is let go. Returns false (nothing
+    /// changed) if this process no longer holds it or it was removed.
+    fn record_part(&self, upload: &ResumableUpload, from_offset: u64) -> Result<bool>;
+
+    /// Lets go of an upload this process holds, if it is still receiving.
+    fn release_resumable(&self, id: Uuid) -> Result<()>;
+
+    /// Ends a completing upload: done, or failed with `error`; its parts are forgotten.
+    fn finish_resumable(&self, id: Uuid, error: Option<&str>) -> Result<()>;
+
+    /// Removes an upload that is not completing, held or not (a request writing to it
+    /// finds it gone when it records its part). Returns it; `None` if there is none
+    /// or it is completing.
+    fn remove_resumable(&self, id: Uuid) -> Result<Option<ResumableUpload>>;
+
+    /// Removes and returns the uploads past their expiry that no live process holds.
+    fn remove_expired_resumables(&self) -> Result<Vec<ResumableUpload>>;
+
+    /// Lets go of receiving uploads held by processes whose lease has ended (with
+    /// `all_others`, by any other process), and takes over the completing ones, which
+    /// are returned for this process to complete.
+    fn claim_abandoned_resumables(&self, all_others: bool) -> Result<Vec<ResumableUpload>>;
 }

@@ -5,6 +5,8 @@
 //! table. Every connection carries server-side timeouts, so a dead or stuck server turns
 //! into `Error::Unavailable` (503) instead of a hung request.
 
+mod resumable;
+
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../schema/postgres/0005_sync_origins_and_indexes.sql"),
     ),
+    (6, include_str!("../../schema/postgres/0006_resumable_uploads.sql")),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together

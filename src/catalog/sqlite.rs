@@ -1,5 +1,7 @@
 //! The embedded catalog on SQLite (bundled, WAL mode) through an r2d2 pool.
 
+mod resumable;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../schema/sqlite/0003_leases.sql")),
     (4, include_str!("../../schema/sqlite/0004_s3_storage.sql")),
     (5, include_str!("../../schema/sqlite/0005_sync_origins_and_indexes.sql")),
+    (6, include_str!("../../schema/sqlite/0006_resumable_uploads.sql")),
 ];
 
 /// Rows from before leases (no holder) count as abandoned once this old.

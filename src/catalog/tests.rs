@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::postgres::PostgresCatalog;
 use super::sqlite::SqliteCatalog;
-use super::{Catalog, ChangeOp, Leases};
+use super::{Catalog, ChangeOp, Leases, ResumableState, ResumableUpload};
 use crate::error::Error;
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery};
 
@@ -256,6 +256,85 @@ fn contract(c: &dyn Catalog) {
     assert_eq!(c.checkpoint("elsewhere").unwrap(), 0);
     c.set_checkpoint("elsewhere", 42).unwrap();
     assert_eq!(c.checkpoint("elsewhere").unwrap(), 42);
+
+    resumable_contract(c);
+}
+
+fn resumable(user: i64, name: &str, length: u64) -> ResumableUpload {
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
+    ResumableUpload {
+        id: Uuid::new_v4(),
+        user_id: user,
+        file_name: name.to_string(),
+        session_id: Uuid::new_v4(),
+        description: "parts".into(),
+        filename: "parts.csv".into(),
+        metadata: "filename cGFydHMuY3N2".into(),
+        length,
+        offset: 0,
+        parts: Vec::new(),
+        state: ResumableState::Receiving,
+        error: None,
+        created_at: now,
+        expires_at: now + chrono::TimeDelta::hours(1),
+    }
+}
+
+fn resumable_contract(c: &dyn Catalog) {
+    c.renew_lease(std::time::Duration::from_secs(30)).unwrap();
+    let mut up = resumable(7, "big", 10);
+    c.create_resumable(&up).unwrap();
+    // An unfinished upload claims its name among the user's unfinished uploads only.
+    let err = c.create_resumable(&resumable(7, "big", 5)).unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    c.create_resumable(&resumable(8, "big", 5)).unwrap();
+    let read = c.get_resumable(up.id).unwrap().unwrap();
+    assert_eq!((read.offset, read.length, read.state), (0, 10, ResumableState::Receiving));
+    assert_eq!((read.metadata.as_str(), read.created_at), (up.metadata.as_str(), up.created_at));
+
+    // One holder at a time, this process included; a part is recorded only by the holder
+    // and only from the offset it started at.
+    assert!(c.hold_resumable(up.id).unwrap());
+    assert!(!c.hold_resumable(up.id).unwrap());
+    up.offset = 4;
+    up.parts = vec!["p0".into()];
+    assert!(!c.record_part(&up, 1).unwrap(), "from the wrong offset");
+    assert!(c.record_part(&up, 0).unwrap());
+    assert!(!c.record_part(&up, 0).unwrap(), "recording let go of the upload");
+    let read = c.get_resumable(up.id).unwrap().unwrap();
+    assert_eq!((read.offset, read.parts.clone()), (4, vec!["p0".to_string()]));
+    assert!(c.hold_resumable(up.id).unwrap());
+    c.release_resumable(up.id).unwrap();
+    // The last part makes it completing, still held; it cannot be removed then.
+    assert!(c.hold_resumable(up.id).unwrap());
+    up.offset = 10;
+    up.parts.push("p4".into());
+    assert!(c.record_part(&up, 4).unwrap());
+    assert_eq!(c.get_resumable(up.id).unwrap().unwrap().state, ResumableState::Completing);
+    assert!(c.remove_resumable(up.id).unwrap().is_none());
+    // A live holder's completion is not taken over, unless every other process's is.
+    assert!(c.claim_abandoned_resumables(false).unwrap().is_empty());
+    c.finish_resumable(up.id, Some(r#"{"code":"unreadable_file","detail":"no"}"#)).unwrap();
+    let read = c.get_resumable(up.id).unwrap().unwrap();
+    assert_eq!(read.state, ResumableState::Failed);
+    assert!(read.parts.is_empty() && read.error.as_deref().unwrap().contains("unreadable_file"));
+    // Finished: its name is free again; forgetting it returns it.
+    c.create_resumable(&resumable(7, "big", 3)).unwrap();
+    assert_eq!(c.remove_resumable(up.id).unwrap().unwrap().id, up.id);
+    assert!(c.get_resumable(up.id).unwrap().is_none());
+
+    // Expired uploads are removed unless a live process holds them.
+    let mut old = resumable(9, "old", 10);
+    old.expires_at = Utc::now() - chrono::TimeDelta::seconds(5);
+    c.create_resumable(&old).unwrap();
+    let mut held = resumable(9, "held", 10);
+    held.expires_at = old.expires_at;
+    c.create_resumable(&held).unwrap();
+    assert!(c.hold_resumable(held.id).unwrap());
+    let expired: Vec<Uuid> = c.remove_expired_resumables().unwrap().iter().map(|u| u.id).collect();
+    assert_eq!(expired, vec![old.id]);
+    c.release_resumable(held.id).unwrap();
+    assert_eq!(c.remove_expired_resumables().unwrap().len(), 1);
 }
 
 #[test]

@@ -24,6 +24,14 @@ fn status(err: &Error) -> StatusCode {
         Error::Unavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+        Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        Error::UnsupportedVersion(_) => StatusCode::PRECONDITION_FAILED,
+        Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::OffsetMismatch(_) => StatusCode::CONFLICT,
+        Error::Locked(_) => StatusCode::LOCKED,
+        Error::Expired(_) => StatusCode::GONE,
+        // tus's own status for a checksum that does not match.
+        Error::ChecksumMismatch(_) => StatusCode::from_u16(460).expect("a valid status"),
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -11,11 +11,14 @@ mod ops;
 mod query;
 pub mod server;
 mod sync;
+mod tus;
 mod upload;
 pub mod web;
 
 use std::sync::Arc;
 
+use bytes::Buf;
+use futures_util::StreamExt;
 use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
@@ -53,6 +56,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/files/active/{session}"),
     ("DELETE", "/api/v1/files/active/{session}"),
     ("POST", "/api/v1/files/active/{session}/query"),
+    ("OPTIONS", "/api/v1/uploads/"),
+    ("POST", "/api/v1/uploads/"),
+    ("HEAD", "/api/v1/uploads/{id}"),
+    ("PATCH", "/api/v1/uploads/{id}"),
+    ("DELETE", "/api/v1/uploads/{id}"),
+    ("GET", "/api/v1/uploads/{id}"),
     ("GET", "/api/v1/changes"),
     ("GET", "/api/v1/sync/files/{id}/content"),
     ("GET", "/api/v1/sync/checkpoints/{source}"),
@@ -92,6 +101,8 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "files", _, "rows"] => "/api/v1/files/{file_name}/rows",
         ["api", "v1", "files", _, "facets"] => "/api/v1/files/{file_name}/facets",
         ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
+        ["api", "v1", "uploads"] => "/api/v1/uploads/",
+        ["api", "v1", "uploads", _] => "/api/v1/uploads/{id}",
         ["api", "v1", "changes"] => "/api/v1/changes",
         ["api", "v1", "sync", "files", _, "content"] => "/api/v1/sync/files/{id}/content",
         ["api", "v1", "sync", "checkpoints", _] => "/api/v1/sync/checkpoints/{source}",
@@ -129,6 +140,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .map(Some)
         .or(warp::any().map(|| None))
         .unify();
+    let auth_for_tus = auth.clone();
     let principal = authorization.and_then(move |header: Option<header::HeaderValue>| {
         let auth = auth.clone();
         async move {
@@ -142,12 +154,14 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     // until type checking takes minutes.
     let principal = principal.boxed();
     let sync = sync::routes(service.clone(), principal.clone());
+    let resumable = tus::routes(service.clone(), auth_for_tus);
     let user = principal.map(|p: Principal| p.user).boxed();
     let api = first_of(vec![
         files::routes(service.clone(), user.clone()),
         query::routes(service.clone(), user.clone()),
         explore::routes(service.clone(), user),
         sync,
+        resumable,
         ops::routes(service),
         web::routes(),
     ]);
@@ -156,7 +170,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     }
     let cors = warp::cors()
         .allow_origins(cors_origins.iter().map(String::as_str))
-        .allow_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+        .allow_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
         .allow_headers([
             "authorization",
             "content-type",
@@ -164,6 +178,16 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
             "if-none-match",
             "if-range",
             "x-request-id",
+            // tus
+            "tus-resumable",
+            "upload-length",
+            "upload-offset",
+            "upload-metadata",
+            "upload-checksum",
+            "upload-defer-length",
+            "upload-concat",
+            "x-http-method-override",
+            "x-requested-with",
         ])
         .expose_headers([
             "etag",
@@ -172,6 +196,17 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
             "x-total-count",
             "x-request-id",
             "retry-after",
+            // tus
+            "location",
+            "tus-resumable",
+            "tus-version",
+            "tus-extension",
+            "tus-max-size",
+            "tus-checksum-algorithm",
+            "upload-offset",
+            "upload-length",
+            "upload-metadata",
+            "upload-expires",
         ])
         .max_age(600);
     api.with(cors)
@@ -179,6 +214,25 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         .recover(recover)
         .unify()
         .boxed()
+}
+
+/// A request body as it arrives, chunk by chunk.
+pub(crate) type BodyChunks = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Send>>;
+
+pub(crate) fn body_chunks() -> impl Filter<Extract = (BodyChunks,), Error = Rejection> + Clone {
+    warp::body::stream().map(into_chunks)
+}
+
+fn into_chunks<S, B>(body: S) -> BodyChunks
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(body.map(|chunk| {
+        chunk
+            .map(|mut buf| buf.copy_to_bytes(buf.remaining()))
+            .map_err(|e| Error::invalid("invalid_body", format!("reading the body failed: {e}")))
+    }))
 }
 
 fn json_body() -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {

@@ -3,16 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Buf;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
+use warp::{Filter, Reply};
 
-use super::{decode, download, json, parse_json, MapErrReject};
+use super::{body_chunks, decode, download, json, parse_json, BodyChunks, MapErrReject};
 use crate::auth::Principal;
 use crate::catalog::Change;
 use crate::error::Error;
@@ -156,24 +154,6 @@ pub fn routes(service: Arc<FileService>, principal: BoxedFilter<(Principal,)>) -
     ])
 }
 
-/// A request body as it arrives, chunk by chunk.
-type BodyChunks = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Send>>;
-
-fn body_chunks() -> impl Filter<Extract = (BodyChunks,), Error = Rejection> + Clone {
-    warp::body::stream().map(into_chunks)
-}
-
-fn into_chunks<S, B>(body: S) -> BodyChunks
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + 'static,
-    B: Buf,
-{
-    Box::pin(body.map(|chunk| {
-        chunk
-            .map(|mut buf| buf.copy_to_bytes(buf.remaining()))
-            .map_err(|e| Error::invalid("invalid_body", format!("reading the body failed: {e}")))
-    }))
-}
 
 /// The query of `GET /changes`.
 struct FeedQuery {

@@ -11,6 +11,7 @@ mod files;
 mod listing;
 mod query;
 mod recovery;
+pub mod resumable;
 mod stored;
 pub mod sync;
 mod upload;
@@ -50,6 +51,8 @@ pub struct Limits {
     pub max_concurrent_uploads: usize,
     /// An upload that sends nothing for this long is cut off.
     pub upload_idle_timeout: Duration,
+    /// A resumable upload not continued for this long is removed.
+    pub upload_expires: Duration,
     pub max_concurrent_queries: usize,
     /// A query running longer is stopped.
     pub query_timeout: Duration,
@@ -94,6 +97,9 @@ pub struct FileService {
     queries: Arc<Semaphore>,
     /// The columnar copies queries read.
     copies: Arc<crate::query::ColumnarCache>,
+    /// Resumable uploads a stopped process left completing, taken over by the periodic
+    /// pass and waiting to be committed here.
+    stalled_completions: std::sync::Mutex<Vec<crate::catalog::ResumableUpload>>,
 }
 
 impl FileService {
@@ -121,6 +127,7 @@ impl FileService {
             listings: listing::new_cache(),
             queries,
             copies: Arc::new(copies),
+            stalled_completions: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -167,6 +174,11 @@ impl FileService {
         })?;
         metrics().uploads_in_progress.inc();
         Ok(UploadPermit { _permit: permit })
+    }
+
+    /// The largest file accepted (`MAX_UPLOAD_BYTES`).
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.limits.max_upload_bytes
     }
 
     pub fn catalog(&self) -> &Arc<dyn Catalog> {

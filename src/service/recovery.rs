@@ -1,5 +1,5 @@
 //! Crash recovery: this process's lease in the catalog, and finishing or undoing the work
-//! (uploads, renames, deletes) that a process left half-done when it died.
+//! (uploads, renames, deletes, resumable uploads) that a process left half-done when it died.
 //!
 //! Every pending upload, delete and rename names the process doing it (its holder). A
 //! process renews its lease every third of the lease period while it lives; a pass that
@@ -44,7 +44,7 @@ impl FileService {
         if count > 0 {
             self.feed_changed();
         }
-        Ok(count)
+        Ok(count + self.recover_resumables(all_others)?)
     }
 
     fn recover_upload(&self, r: &FileRecord) -> Result<()> {
@@ -118,10 +118,12 @@ pub async fn run(service: Arc<FileService>, lease: Duration) {
         let step = match renewed {
             Ok(()) => {
                 let recovering = service.clone();
-                tokio::task::spawn_blocking(move || recovering.recover(false))
+                let recovered = tokio::task::spawn_blocking(move || recovering.recover(false))
                     .await
                     .map_err(crate::error::Error::internal)
-                    .and_then(|r| r)
+                    .and_then(|r| r);
+                service.complete_stalled().await;
+                recovered
             }
             Err(e) => Err(e),
         };

@@ -34,15 +34,17 @@ pub enum FormPart {
 
 /// The text fields of an upload form, as received (any may be missing).
 #[derive(Debug, Default)]
-struct UploadFields {
-    file_name: Option<String>,
-    session_id: Option<String>,
-    description: Option<String>,
+pub(super) struct UploadFields {
+    pub file_name: Option<String>,
+    pub session_id: Option<String>,
+    pub description: Option<String>,
+    /// The id the file's record takes (a resumable upload's own); new if `None`.
+    pub record_id: Option<Uuid>,
 }
 
 /// An upload's bytes, complete, on their way into storage (a temporary file of the folder,
 /// or parts sent to the bucket), not yet visible under any name.
-struct ReceivedFile {
+pub(super) struct ReceivedFile {
     upload: Box<dyn UploadSink>,
     format: Format,
     extension: String,
@@ -107,7 +109,7 @@ impl FileService {
     /// intake. On any error nothing of the upload is left.
     ///
     /// [`Storage::begin_upload`]: crate::storage::Storage::begin_upload
-    async fn receive_file<S>(&self, filename: Option<&str>, chunks: S) -> Result<ReceivedFile>
+    pub(super) async fn receive_file<S>(&self, filename: Option<&str>, chunks: S) -> Result<ReceivedFile>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
@@ -137,7 +139,8 @@ impl FileService {
             });
             AnalysisTap { to_analysis, analysis }
         });
-        let (upload, arrived) = self.take_in(chunks, upload, tap, "file").await?;
+        let limit = SizeLimit::upload(self.limits.max_upload_bytes, "file");
+        let Taken { upload, arrived, .. } = self.take_in(chunks, upload, tap, &limit).await?;
         // A cut-off or oversized upload, or a failed write, explains a failed analysis
         // of what arrived: `take_in` reports those first.
         let checked = arrived.and_then(|arrived| {
@@ -174,38 +177,46 @@ impl FileService {
         })
     }
 
-    /// The intake every byte that arrives goes through (an upload's file, a sync blob):
-    /// streams `chunks` into `upload` while counting and hashing them, and hands each
-    /// chunk to `tap`'s analysis if there is one. Memory stays at a few chunks (and, to a
-    /// bucket, a few parts) whatever the size; more than `MAX_UPLOAD_BYTES` is refused as
-    /// soon as it is seen, and a sender quiet for the idle timeout is cut off. Waits for
-    /// the writer (and the analysis) even on error, and gives the upload back unfinished
-    /// with what arrived or why not: the caller finishes or discards it.
+    /// The intake every byte that arrives goes through (an upload's file, a sync blob, a
+    /// part of a resumable upload): streams `chunks` into `upload` while counting and
+    /// hashing them, and hands each chunk to `tap`'s analysis if there is one. Memory
+    /// stays at a few chunks (and, to a bucket, a few parts) whatever the size; more than
+    /// `limit` allows is refused as soon as it is seen, and a sender quiet for the idle
+    /// timeout is cut off. Waits for the writer (and the analysis) even on error, and
+    /// gives the upload back unfinished with what arrived or why not, and how many bytes
+    /// it holds either way: the caller finishes or discards it.
     pub(super) async fn take_in<S>(
         &self,
         mut chunks: S,
         upload: Box<dyn UploadSink>,
         tap: Option<AnalysisTap>,
-        what: &str,
-    ) -> Result<(Box<dyn UploadSink>, Result<Arrived>)>
+        limit: &SizeLimit,
+    ) -> Result<Taken>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
         let (to_analysis, analysis) = tap.map(|t| (t.to_analysis, t.analysis)).unzip();
+        let with_sha1 = limit.sha1;
         // The blocking writer takes chunks from a short queue, so receiving the next chunk
         // overlaps with writing and hashing the previous one. It hands the upload back
         // even when writing failed; it does not finish it: if this request is dropped
         // half-way (the channel closes all the same), the upload it returns to no one is
         // dropped, which aborts it.
-        type Written = (Box<dyn UploadSink>, Result<String>);
+        type Written = (Box<dyn UploadSink>, u64, Result<Digests>);
         let (tx, mut rx) = mpsc::channel::<Bytes>(4);
         let writer = tokio::task::spawn_blocking(move || -> Written {
             let mut upload = upload;
             let mut hasher = Sha256::new();
+            let mut sha1 = with_sha1.then(sha1::Sha1::new);
+            let mut kept = 0u64;
             let written = (|| {
                 while let Some(chunk) = rx.blocking_recv() {
                     upload.write(&chunk)?;
+                    kept += chunk.len() as u64;
                     hasher.update(&chunk);
+                    if let Some(sha1) = &mut sha1 {
+                        sha1.update(&chunk);
+                    }
                     if let Some(to_analysis) = &to_analysis {
                         // A closed channel means the analysis already failed; it reports why.
                         let _ = to_analysis.blocking_send(Ok(chunk));
@@ -213,9 +224,13 @@ impl FileService {
                 }
                 Ok(())
             })();
-            (upload, written.map(|()| hex::encode(hasher.finalize())))
+            let digests = written.map(|()| Digests {
+                sha256: hasher.finalize().to_vec(),
+                sha1: sha1.map(|h| h.finalize().to_vec()),
+            });
+            (upload, kept, digests)
         });
-        let max = self.limits.max_upload_bytes;
+        let max = limit.max;
         let idle = self.limits.upload_idle_timeout;
         let mut size = 0u64;
         let mut analysis = analysis;
@@ -244,9 +259,7 @@ impl FileService {
                 size += chunk.len() as u64;
                 metrics().uploaded_bytes.inc_by(chunk.len() as u64);
                 if size > max {
-                    return Err(Error::PayloadTooLarge(format!(
-                        "the {what} is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
-                    )));
+                    return Err(Error::PayloadTooLarge(limit.refusal.clone()));
                 }
                 if tx.send(chunk).await.is_err() {
                     break; // the writer failed; its error is reported below
@@ -256,14 +269,21 @@ impl FileService {
         }
         .await;
         drop(tx);
-        let (upload, written) = writer.await?;
+        let (upload, kept, written) = writer.await?;
         let profile = match (ended_early, analysis) {
             (Some(ended), _) => Some(ended?),
             (None, Some(handle)) => Some(handle.await?),
             (None, None) => None,
         };
-        let arrived = received.and(written).map(|sha256| Arrived { size, sha256, profile });
-        Ok((upload, arrived))
+        // What the writer holds is only worth keeping if it wrote it all without error.
+        let kept = if written.is_ok() { kept } else { 0 };
+        let arrived = received.and(written).map(|digests| Arrived {
+            size,
+            sha256: hex::encode(&digests.sha256),
+            sha1: digests.sha1,
+            profile,
+        });
+        Ok(Taken { upload, kept, arrived })
     }
 
     /// Abandons a received upload and waits until nothing of it is left (a failure to
@@ -279,7 +299,7 @@ impl FileService {
     /// Validates the form, analyzes the received file, records it, moves its bytes into
     /// place and makes it the session's active file. All or nothing: on any error no
     /// record, no stored file and no active entry remain.
-    async fn store_upload(
+    pub(super) async fn store_upload(
         self: &Arc<Self>,
         user: UserId,
         fields: UploadFields,
@@ -314,9 +334,10 @@ impl FileService {
                     self.analyze(path, format, &extension).await?
                 }
             };
-            let record = self
+            let mut record = self
                 .new_record(user, file_name, description, extension, &profile, size_bytes, sha256)
                 .await?;
+            record.id = fields.record_id.unwrap_or(record.id);
             // Reserve the name first: the unique index decides between concurrent uploads.
             let reserved = record.clone();
             self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
@@ -421,16 +442,52 @@ pub(super) struct AnalysisTap {
     analysis: tokio::task::JoinHandle<std::result::Result<analysis::Profile, FormatError>>,
 }
 
+/// How much the intake takes of one stream, and which hashes it makes besides SHA-256.
+pub(super) struct SizeLimit {
+    pub max: u64,
+    /// The 413's detail when more arrives.
+    pub refusal: String,
+    /// Also hash the bytes with SHA-1 (the checksum tus clients send).
+    pub sha1: bool,
+}
+
+impl SizeLimit {
+    /// At most `MAX_UPLOAD_BYTES` of `what` (a file, a sync content).
+    pub fn upload(max: u64, what: &str) -> SizeLimit {
+        SizeLimit {
+            max,
+            refusal: format!("the {what} is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"),
+            sha1: false,
+        }
+    }
+}
+
+/// The upload back from the intake, with how many bytes it holds and what arrived.
+pub(super) struct Taken {
+    pub upload: Box<dyn UploadSink>,
+    /// Bytes written to the upload without error (kept even when the stream failed
+    /// later: a resumable upload keeps what arrived before a cut).
+    pub kept: u64,
+    pub arrived: Result<Arrived>,
+}
+
+struct Digests {
+    sha256: Vec<u8>,
+    sha1: Option<Vec<u8>>,
+}
+
 /// What the intake took in: every byte written (not yet finished), counted and hashed.
 pub(super) struct Arrived {
     pub size: u64,
     pub sha256: String,
+    /// When asked for ([`SizeLimit::sha1`]).
+    pub sha1: Option<Vec<u8>>,
     /// The tap's analysis, if there was one: it may have found the bytes unreadable.
     pub profile: Option<std::result::Result<analysis::Profile, FormatError>>,
 }
 
 /// The format of an upload, from the extension of the uploaded part's filename.
-fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
+pub(super) fn upload_format(filename: Option<&str>) -> Result<(Format, String)> {
     let filename = filename.ok_or_else(|| {
         Error::invalid(
             "missing_filename",

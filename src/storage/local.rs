@@ -51,9 +51,17 @@ impl LocalStorage {
         self.root.join(format!("{BLOB_PREFIX}{sha256}"))
     }
 
+    fn part_path(&self, part: &str) -> PathBuf {
+        super::check_part_name(part);
+        self.root.join(format!("{}{part}", super::PART_PREFIX))
+    }
+
     /// Moves a complete temporary file to `object`, never over an existing file.
     pub(super) fn persist(&self, upload: NamedTempFile, object: &str) -> Result<()> {
-        let target = self.path(object);
+        self.persist_to(upload, self.path(object))
+    }
+
+    fn persist_to(&self, upload: NamedTempFile, target: PathBuf) -> Result<()> {
         match upload.persist_noclobber(&target) {
             Ok(_) => self.sync_dir(),
             Err(e) if e.error.kind() == ErrorKind::AlreadyExists => Err(occupied(&target)),
@@ -113,6 +121,12 @@ impl UploadSink for LocalUpload {
             Error::Internal(anyhow::Error::new(e.error).context(format!("cannot stage {}", target.display())))
         })?;
         storage.sync_dir()
+    }
+
+    fn keep_as_part(self: Box<Self>, part: &str) -> Result<()> {
+        let LocalUpload { temp, storage } = *self;
+        let target = storage.part_path(part);
+        storage.persist_to(temp, target)
     }
 
     fn discard(self: Box<Self>) -> Result<()> {
@@ -274,6 +288,39 @@ impl Storage for LocalStorage {
                 anyhow::Error::new(e).context(format!("cannot remove staged bytes {sha256}")),
             )),
         }
+    }
+
+    fn open_part(&self, part: &str) -> Result<Option<Content>> {
+        match std::fs::File::open(self.part_path(part)) {
+            Ok(f) => Ok(Some(Content::File(f))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot open part {part}")))),
+        }
+    }
+
+    fn remove_parts(&self, prefix: &str) -> Result<usize> {
+        super::check_part_name(prefix);
+        let prefix = format!("{}{prefix}", super::PART_PREFIX);
+        let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::Internal(
+                        anyhow::Error::new(e).context(format!("cannot remove {}", entry.path().display())),
+                    ))
+                }
+            }
+        }
+        if removed > 0 {
+            self.sync_dir()?;
+        }
+        Ok(removed)
     }
 
     fn sweep_temporaries(&self, exclusive: bool) -> Result<usize> {

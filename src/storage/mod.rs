@@ -67,6 +67,18 @@ pub fn stalls_for_test(step: &str, name: &str) -> bool {
     stalls.iter().any(|s| s.split_once(':') == Some((step, name)))
 }
 
+/// Parts of resumable uploads are stored as `.part-{name}`: hidden like temporary files.
+pub const PART_PREFIX: &str = ".part-";
+
+/// A part's name is made by the service of hex digits and dashes (an upload id, an
+/// offset, a token); anything else is a bug, refused before it reaches a path or key.
+pub fn check_part_name(name: &str) {
+    assert!(
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+        "not a part name: {name:?}"
+    );
+}
+
 /// A stored object as listed by [`Storage::list`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredObject {
@@ -125,6 +137,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Forgets the staged bytes of `sha256` (no error if there are none).
     fn remove_blob(&self, sha256: &str) -> Result<()>;
 
+    /// Opens part `part` of a resumable upload ([`UploadSink::keep_as_part`]); `None` if
+    /// it is not there.
+    fn open_part(&self, part: &str) -> Result<Option<Content>>;
+
+    /// Removes every part whose name starts with `prefix` (all of one resumable upload's,
+    /// whichever request or process wrote them). Returns how many.
+    fn remove_parts(&self, prefix: &str) -> Result<usize>;
+
     /// Removes what interrupted work left: temporary files no process holds and staged
     /// sync bytes. With `exclusive` (no other process can be using this storage) all of
     /// them; otherwise only those old enough that no work in progress, here or on a
@@ -168,6 +188,11 @@ pub trait UploadSink: Send {
     /// bytes before the change that uses them), replacing a staged copy. On any error
     /// nothing of the upload is left.
     fn stage(self: Box<Self>, sha256: &str) -> Result<()>;
+
+    /// Keeps the finished upload as part `part` of a resumable upload: hidden from
+    /// listings, never overwriting (names are made unique by the caller; see
+    /// [`check_part_name`]). On any error nothing of the upload is left.
+    fn keep_as_part(self: Box<Self>, part: &str) -> Result<()>;
 
     /// Abandons the upload and removes everything it left (a local file, the parts sent).
     fn discard(self: Box<Self>) -> Result<()>;

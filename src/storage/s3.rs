@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::chunks::ChunkReader;
 use super::local::LocalStorage;
-use super::{Content, Storage, StoredObject, UploadSink, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
+use super::{Content, Storage, StoredObject, UploadSink, PART_PREFIX, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 
@@ -358,6 +358,26 @@ impl Storage for S3Storage {
         self.block_on(self.delete_key(&self.blob_key(sha256)))
     }
 
+    fn open_part(&self, part: &str) -> Result<Option<Content>> {
+        super::check_part_name(part);
+        self.open(&format!("{PART_PREFIX}{part}"))
+    }
+
+    fn remove_parts(&self, prefix: &str) -> Result<usize> {
+        super::check_part_name(prefix);
+        let prefix = format!("{PART_PREFIX}{prefix}");
+        self.block_on(async {
+            let mut removed = 0;
+            for (name, meta) in self.list_names().await? {
+                if name.starts_with(&prefix) {
+                    self.delete_key(&meta.location).await?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
     fn sweep_temporaries(&self, exclusive: bool) -> Result<usize> {
         let mut removed = self.spool.sweep_temporaries(exclusive)?;
         let now = SystemTime::now();
@@ -614,6 +634,11 @@ impl UploadSink for S3Upload {
             }
         }
         stored
+    }
+
+    fn keep_as_part(self: Box<Self>, part: &str) -> Result<()> {
+        super::check_part_name(part);
+        self.persist(&format!("{PART_PREFIX}{part}"))
     }
 
     fn discard(mut self: Box<Self>) -> Result<()> {

@@ -1,5 +1,5 @@
 // The public HTTP API (/api/v1) as the page uses it: the tab's bearer token, JSON calls,
-// uploads with progress, and errors carrying the server's `detail`.
+// resumable uploads with progress (tus), and errors carrying the server's `detail`.
 
 const TOKEN_KEY = 'file-service.token';
 
@@ -123,42 +123,83 @@ export async function getJson(path, options) {
   return (await request('GET', path, options)).json();
 }
 
-/** Uploads one file (multipart, as the API takes it) and reports progress as a fraction
- *  of the body sent. XMLHttpRequest, because fetch cannot report upload progress. */
-export function upload({ file, name, description, session }, onProgress) {
+/** Uploads one file through the tus endpoint with tus-js-client (served from the binary,
+ *  `window.tus`), so a cut connection or a reload loses nothing: the client retries, and a
+ *  new upload of the same file under the same name and session goes on from the server's
+ *  offset. Reports progress as a fraction of the bytes sent and resolves with the file's
+ *  record once the server has committed it. `control.cancel()` stops the upload and
+ *  removes what the server had of it. */
+export function upload({ file, name, description, session }, onProgress, control = {}) {
   return new Promise((resolve, reject) => {
-    const form = new FormData();
-    form.append('file_name', name);
-    form.append('session_id', session);
-    form.append('description', description);
-    form.append('file', file, file.name);
-    const xhr = new XMLHttpRequest();
-    xhr.open('POST', '/api/v1/files/');
-    xhr.setRequestHeader('Authorization', `Bearer ${token()}`);
-    xhr.responseType = 'text';
-    xhr.upload.onprogress = (event) => {
-      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
-    };
-    xhr.onload = () => {
-      let body = null;
+    let cancelled = false;
+    const tusUpload = new window.tus.Upload(file, {
+      endpoint: '/api/v1/uploads/',
+      headers: { Authorization: `Bearer ${token()}` },
+      metadata: { file_name: name, session_id: session, description, filename: file.name },
+      retryDelays: [0, 1000, 3000, 5000, 10000],
+      removeFingerprintOnSuccess: true,
+      // A previous upload is resumed only for the same file, name and session.
+      fingerprint: async (f) => ['file-service', f.name, f.size, f.lastModified, name, session].join('/'),
+      onProgress: (sent, total) => {
+        if (total > 0) onProgress(sent / total);
+      },
+      // Retry what a retry can fix: a cut connection, a busy or restarting server, another
+      // request still holding the upload, an offset the server moved on from.
+      onShouldRetry: (err) => {
+        const status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+        if (status === 0 || status === 423 || status === 503 || status === 502 || status === 504) return true;
+        return status === 409 && tusErrorBody(err)?.code === 'offset_mismatch';
+      },
+      onError: (err) => {
+        if (!cancelled) reject(tusError(err));
+      },
+      onSuccess: async () => {
+        try {
+          const id = tusUpload.url.split('/').pop();
+          const status = await getJson(`/uploads/${encodeURIComponent(id)}`);
+          if (status.state === 'done' && status.file) resolve(status.file);
+          else reject(new ApiError(0, status.error?.detail || `the upload ended ${status.state}`, status.error?.code));
+        } catch (error) {
+          reject(error);
+        }
+      },
+    });
+    control.cancel = async () => {
+      cancelled = true;
       try {
-        body = JSON.parse(xhr.responseText);
-      } catch {
-        // Not JSON: described by the status below.
+        await tusUpload.abort(true);
+      } finally {
+        reject(new ApiError(0, 'the upload was cancelled', 'aborted'));
       }
-      if (xhr.status >= 200 && xhr.status < 300) {
-        resolve(body);
-        return;
-      }
-      const detail = body && typeof body.detail === 'string' ? body.detail : `${xhr.status} ${xhr.statusText}`;
-      const error = new ApiError(xhr.status, detail, body && body.code);
-      if (xhr.status === 401) onUnauthorized(error);
-      reject(error);
     };
-    xhr.onerror = () => reject(new ApiError(0, 'the upload was cut off; is file-service still running?', 'network'));
-    xhr.onabort = () => reject(new ApiError(0, 'the upload was cancelled', 'aborted'));
-    xhr.send(form);
+    tusUpload
+      .findPreviousUploads()
+      .then((previous) => {
+        if (previous.length) tusUpload.resumeFromPreviousUpload(previous[0]);
+        tusUpload.start();
+      })
+      .catch((err) => reject(tusError(err)));
   });
+}
+
+function tusErrorBody(err) {
+  try {
+    return JSON.parse(err.originalResponse.getBody());
+  } catch {
+    return null;
+  }
+}
+
+/** A tus-js-client error as an ApiError with the server's words. */
+function tusError(err) {
+  const response = err && err.originalResponse;
+  if (!response) return new ApiError(0, 'the upload was cut off; is file-service still running?', 'network');
+  const status = response.getStatus();
+  const body = tusErrorBody(err);
+  const detail = body && typeof body.detail === 'string' ? body.detail : `${status}`;
+  const error = new ApiError(status, detail, body && body.code);
+  if (status === 401) onUnauthorized(error);
+  return error;
 }
 
 /** The sequence number of the newest change the caller can see, found with the public

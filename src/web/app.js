@@ -361,6 +361,9 @@ async function uploadItem(item) {
   item.remove.disabled = true;
   item.progress.value = 0;
   item.message.textContent = 'Uploading…';
+  const control = {};
+  const cancel = el('button', { type: 'button', text: 'Cancel', 'aria-label': `Cancel the upload of ${item.file.name}`, onclick: () => control.cancel?.() });
+  item.button.after(cancel);
   try {
     const record = await api.upload(
       { file: item.file, name: item.name.value.trim(), description: item.description.value, session: state.session },
@@ -368,7 +371,9 @@ async function uploadItem(item) {
         item.progress.value = Math.round(fraction * 100);
         if (fraction >= 1) item.message.textContent = 'Sent; the server is summarizing it…';
       },
+      control,
     );
+    cancel.remove();
     state.own.add(record.id);
     item.status = 'done';
     item.progress.value = 100;
@@ -387,6 +392,7 @@ async function uploadItem(item) {
     renderActive();
     loadList();
   } catch (error) {
+    cancel.remove();
     item.status = 'failed';
     // An empty bar: a full one would read as success.
     item.progress.value = 0;
@@ -395,6 +401,7 @@ async function uploadItem(item) {
     item.button.textContent = 'Try again';
     item.remove.disabled = false;
     const why = {
+      0: error.code === 'aborted' ? 'Cancelled' : 'Cut off',
       409: 'Name taken',
       413: 'Too large',
       422: 'Refused',

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use uuid::Uuid;
 
+use super::upload::{SizeLimit, Taken};
 use super::FileService;
 use crate::catalog::Change;
 use crate::error::{Error, Result};
@@ -181,7 +182,8 @@ impl FileService {
         check_sha256(sha256)?;
         let label = format!("sync content {sha256}");
         let upload = self.with_storage(move |s| s.begin_upload(false, &label)).await?;
-        let (upload, arrived) = self.take_in(chunks, upload, None, "content").await?;
+        let limit = SizeLimit::upload(self.limits.max_upload_bytes, "content");
+        let Taken { upload, arrived, .. } = self.take_in(chunks, upload, None, &limit).await?;
         let checked = arrived.and_then(|arrived| match arrived.sha256 == sha256 {
             true => Ok(arrived.size),
             false => Err(Error::invalid(
