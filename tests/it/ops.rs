@@ -127,7 +127,7 @@ async fn routes_the_router_serves(server: &TestServer, templates: &BTreeSet<Stri
             .replace("{source}", &new_session())
             .replace("{sha256}", &"0".repeat(64))
             .replace("{asset}", "app.js");
-        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
             ensure_file().await;
             let resp = server
                 .client
