@@ -4,6 +4,7 @@ cannot generate by itself.
 - `format: file-name`: 1-128 characters (at most 200 bytes) of letters of any script,
   digits, space and `_ - . ( )`, not starting with `.` or a space. JSON Schema's
   ECMA-262 patterns cannot say "letters of any script" the same way in every engine.
+- A tus request's body (`application/offset+octet-stream`): any bytes.
 - The upload's `file` part (`encoding.contentType` text/csv or text/tab-separated-values):
   a real table, so a schema-valid upload is one the server can take.
 """
@@ -52,4 +53,7 @@ def tables(draw, delimiter: str) -> bytes:
 
 
 schemathesis.openapi.media_type("text/csv", tables(","))
+# A tus PATCH's body: any bytes, sent as they are.
+schemathesis.openapi.media_type("application/offset+octet-stream", st.binary(max_size=4096))
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 schemathesis.openapi.media_type("text/tab-separated-values", tables("\t"))
