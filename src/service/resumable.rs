@@ -111,7 +111,9 @@ impl FileService {
         if !self.with_catalog(move |c| c.record_part(&complete, 0)).await? {
             return Err(Error::internal("a new empty resumable upload could not be completed"));
         }
-        self.complete_resumable(upload.clone()).await?;
+        let complete = upload.clone();
+        self.to_completion(move |s| async move { s.complete_resumable(complete).await })
+            .await?;
         self.resumable(user, id).await
     }
 
@@ -149,6 +151,9 @@ impl FileService {
     /// records it. A request cut off keeps what arrived (unless it carried a checksum,
     /// which then cannot be checked). When the last byte arrives the file is committed
     /// before this returns. Returns the upload as it now is.
+    ///
+    /// Runs on its own task: a client that goes away drops the request, and what arrived
+    /// must still be kept and the upload let go.
     pub async fn append_resumable<S>(
         self: &Arc<Self>,
         user: UserId,
@@ -158,7 +163,22 @@ impl FileService {
         chunks: S,
     ) -> Result<ResumableUpload>
     where
-        S: Stream<Item = Result<Bytes>> + Unpin,
+        S: Stream<Item = Result<Bytes>> + Unpin + Send + 'static,
+    {
+        self.to_completion(move |s| async move { s.append(user, id, offset, checksum, chunks).await })
+            .await
+    }
+
+    async fn append<S>(
+        self: &Arc<Self>,
+        user: UserId,
+        id: Uuid,
+        offset: u64,
+        checksum: Option<Checksum>,
+        chunks: S,
+    ) -> Result<ResumableUpload>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin + Send,
     {
         let _permit = self.upload_permit()?;
         check_receiving(&self.resumable(user, id).await?, offset)?;
@@ -181,10 +201,7 @@ impl FileService {
         }
         let upload = appended?;
         if upload.state == ResumableState::Completing {
-            let completed = upload.clone();
-            let service = self.clone();
-            // Committed even if the client hangs up meanwhile.
-            tokio::spawn(async move { service.complete_resumable(completed).await }).await??;
+            self.complete_resumable(upload).await?;
             return self.resumable(user, id).await;
         }
         Ok(upload)
