@@ -163,6 +163,14 @@ where
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let mcp = mcp.filter(|_| req.uri().path() == "/mcp");
+    // A refusal may come before the body is read; the connection then cannot carry
+    // another request, and the client must be told so rather than find out by a reset.
+    let sends_body = req.headers().get(http::header::TRANSFER_ENCODING).is_some()
+        || req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
     let context = RequestContext::default();
     let (response, context) = REQUEST
         .scope(context, async move {
@@ -191,6 +199,11 @@ where
         if let Ok(value) = http::HeaderValue::from_str(&super::allowed_methods(route).join(", ")) {
             response.headers_mut().insert(http::header::ALLOW, value);
         }
+    }
+    if sends_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -369,7 +369,11 @@ async function uploadItem(item) {
       { file: item.file, name: item.name.value.trim(), description: item.description.value, session: state.session },
       (fraction) => {
         item.progress.value = Math.round(fraction * 100);
-        if (fraction >= 1) item.message.textContent = 'Sent; the server is summarizing it…';
+        if (fraction >= 1) {
+          item.message.textContent = 'Sent; the server is summarizing it…';
+          // Every byte is there: the server is committing the file, which cannot be undone.
+          cancel.remove();
+        }
       },
       control,
     );

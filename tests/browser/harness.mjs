@@ -150,7 +150,9 @@ export async function newPage(browser, options = {}) {
     const { readFileSync } = await import('node:fs');
     await page.route(/\/ui\/[\w.-]+\.(js|css)$/, (route) => {
       const name = new URL(route.request().url()).pathname.slice(4);
-      route.fulfill({ body: readFileSync(join(repo, 'src/web', name), 'utf8'), contentType: name.endsWith('.css') ? 'text/css' : 'text/javascript' });
+      // Vendored scripts (tus-js-client) are served at /ui/ from src/web/vendor/.
+      const source = existsSync(join(repo, 'src/web', name)) ? join(repo, 'src/web', name) : join(repo, 'src/web/vendor', name);
+      route.fulfill({ body: readFileSync(source, 'utf8'), contentType: name.endsWith('.css') ? 'text/css' : 'text/javascript' });
     });
   }
   page.problems = [];

@@ -19,6 +19,8 @@ mod spectrum;
 mod sync;
 mod sync_convergence;
 mod sync_kinds;
+mod sync_resume;
+mod tus;
 mod uploads;
 mod watch;
 mod web;
