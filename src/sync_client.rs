@@ -23,6 +23,8 @@ const PAGE: u32 = 500;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Contents streamed from source to destination at once.
 const BLOBS_IN_FLIGHT: usize = 4;
+/// A content's send gives up after this many cuts in a row that got no further.
+const MAX_PIECE_FAILURES: u32 = 20;
 /// How long one feed request waits for news in `--watch` mode.
 const WATCH_WAIT_SECONDS: u64 = 30;
 
@@ -143,6 +145,12 @@ impl Endpoint {
         Ok(missing.missing)
     }
 
+    /// How much of content `sha256` this instance has (see `GET /sync/blobs/{sha256}`).
+    async fn content_progress(&self, sha256: &str) -> anyhow::Result<crate::service::sync::ContentProgress> {
+        let request = self.client.get(self.url(&format!("/sync/blobs/{sha256}")));
+        Ok(self.send(request, "asking how much of a content arrived").await?.json().await?)
+    }
+
     async fn apply(&self, batch: &Batch<'_>) -> anyhow::Result<ApplyReport> {
         let request = self.client.post(self.url("/sync/apply")).json(batch);
         Ok(self.send(request, "applying changes").await?.json().await?)
@@ -246,7 +254,10 @@ async fn send_missing_contents(source: &Endpoint, dest: &Endpoint, changes: &[Ch
     Ok((sizes.len() as u64, sizes.iter().sum()))
 }
 
-/// Streams one content from `source` to `dest`; `None` if the source no longer has it.
+/// Streams one content from `source` to `dest`, in pieces that survive cut connections:
+/// each try sends from where `dest` says the content got (`Content-Range`), reading the
+/// source from there too (`Range`), so a cut on either side costs only the bytes in
+/// flight. Returns the bytes sent; `None` if the source no longer has the content.
 async fn send_content(
     source: &Endpoint,
     dest: &Endpoint,
@@ -254,33 +265,124 @@ async fn send_content(
     sha256: &str,
 ) -> anyhow::Result<Option<u64>> {
     let id = change.file.id;
-    let download = source
+    let size = change.file.size_bytes;
+    let mut sent = 0u64;
+    let mut failures = 0u32;
+    let mut offset = 0u64;
+    loop {
+        match send_piece(source, dest, id, sha256, size, offset).await {
+            Ok(Piece::Staged(bytes)) => return Ok(Some(sent + bytes)),
+            Ok(Piece::Gone) => return Ok(None),
+            Err(PieceError::Fatal(e)) => return Err(e),
+            Err(PieceError::Cut(e)) => {
+                failures += 1;
+                if failures > MAX_PIECE_FAILURES {
+                    return Err(e.context(format!("sending file {id}: cut off {failures} times")));
+                }
+                tracing::info!(file = %id, error = %e, failures, "content cut off; going on from where it got");
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.min(8)))).await;
+                // Where the destination got, however much of this try reached it.
+                match dest.content_progress(sha256).await {
+                    Ok(progress) if progress.staged => return Ok(Some(sent)),
+                    Ok(progress) => {
+                        if progress.offset > offset {
+                            failures = 0; // it got further: only cuts in a row count
+                        }
+                        sent += progress.offset.saturating_sub(offset);
+                        offset = progress.offset;
+                    }
+                    Err(e) => tracing::info!(file = %id, error = %e, "cannot ask the destination how far it got"),
+                }
+            }
+        }
+    }
+}
+
+/// A try at sending a content from byte `offset` ended.
+enum Piece {
+    /// Staged at the destination, after this many bytes of this try.
+    Staged(u64),
+    /// The source no longer has this content (changed or deleted: a later change carries it).
+    Gone,
+}
+
+enum PieceError {
+    /// The connection to either side failed: worth going on.
+    Cut(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+/// Sends the content's bytes from `offset` to its end as one piece.
+async fn send_piece(
+    source: &Endpoint,
+    dest: &Endpoint,
+    id: uuid::Uuid,
+    sha256: &str,
+    size: u64,
+    offset: u64,
+) -> Result<Piece, PieceError> {
+    let mut download = source
         .client
         .get(source.url(&format!("/sync/files/{id}/content")))
-        .bearer_auth(&source.token)
+        .bearer_auth(&source.token);
+    if offset > 0 {
+        download = download.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+    }
+    let download = download
         .send()
         .await
-        .with_context(|| format!("downloading file {id}: cannot reach {}", source.base))?;
-    if !download.status().is_success() {
-        // Changed or deleted since the feed was read: a later change carries it.
-        tracing::info!(file = %id, status = %download.status(), "content no longer available at the source");
-        return Ok(None);
+        .with_context(|| format!("downloading file {id}: cannot reach {}", source.base))
+        .map_err(PieceError::Cut)?;
+    let status = download.status();
+    if status.is_server_error() {
+        return Err(PieceError::Cut(anyhow::anyhow!("downloading file {id}: {} answered {status}", source.base)));
     }
-    let size = download.content_length().unwrap_or(change.file.size_bytes);
+    let partial = status == reqwest::StatusCode::PARTIAL_CONTENT;
+    if !status.is_success() || (offset > 0 && !partial) {
+        // Changed or deleted since the feed was read (a range past a new, shorter
+        // content, or a whole new content instead of the range).
+        tracing::info!(file = %id, %status, "content no longer available at the source");
+        return Ok(Piece::Gone);
+    }
+    let length = size - offset;
     let body = reqwest::Body::wrap_stream(download.bytes_stream());
-    let upload = dest
+    let mut upload = dest
         .client
         .put(dest.url(&format!("/sync/blobs/{sha256}")))
-        .header(reqwest::header::CONTENT_LENGTH, size)
-        .body(body);
-    match dest.send(upload, "sending file content").await {
-        Ok(_) => Ok(Some(size)),
+        .bearer_auth(&dest.token)
+        .header(reqwest::header::CONTENT_LENGTH, length);
+    if size > 0 {
+        upload = upload.header(
+            reqwest::header::CONTENT_RANGE,
+            format!("bytes {offset}-{}/{size}", size - 1),
+        );
+    }
+    let response = upload
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("sending file {id}: the connection to {} or {} was cut", source.base, dest.base))
+        .map_err(PieceError::Cut)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Piece::Staged(length));
+    }
+    let detail = response.text().await.unwrap_or_default();
+    match status.as_u16() {
         // The source's bytes changed under the download: a later change carries them.
-        Err(e) if e.to_string().contains("422") => {
-            tracing::info!(file = %id, error = %e, "content skipped");
-            Ok(None)
+        422 => {
+            tracing::info!(file = %id, %detail, "content skipped");
+            Ok(Piece::Gone)
         }
-        Err(e) => Err(e),
+        // Another try got further meanwhile, or a server was busy: ask where it got.
+        409 | 423 | 408 | 500..=599 => Err(PieceError::Cut(anyhow::anyhow!(
+            "sending file {id}: {} answered {status}: {detail}",
+            dest.base
+        ))),
+        _ => Err(PieceError::Fatal(anyhow::anyhow!(
+            "sending file content: {} answered {status}: {detail}",
+            dest.base
+        ))),
     }
 }
 

@@ -67,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/sync/checkpoints/{source}"),
     ("POST", "/api/v1/sync/missing"),
     ("PUT", "/api/v1/sync/blobs/{sha256}"),
+    ("GET", "/api/v1/sync/blobs/{sha256}"),
     ("POST", "/api/v1/sync/apply"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

@@ -14,7 +14,7 @@ use super::{body_chunks, decode, download, json, parse_json, BodyChunks, MapErrR
 use crate::auth::Principal;
 use crate::catalog::Change;
 use crate::error::Error;
-use crate::service::sync::DEFAULT_LIMIT;
+use crate::service::sync::{ContentRange, DEFAULT_LIMIT};
 use crate::service::FileService;
 
 /// Largest body of `POST /sync/apply` (a batch of records with their profiles).
@@ -104,17 +104,40 @@ pub fn routes(service: Arc<FileService>, principal: BoxedFilter<(Principal,)>) -
         .and(warp::put())
         .and(principal.clone())
         .and(with_service.clone())
+        .and(warp::header::optional::<String>("content-range"))
         .and(body_chunks())
         .and_then(
-            |sha256: String, who: Principal, service: Arc<FileService>, chunks: BodyChunks| {
+            |sha256: String, who: Principal, service: Arc<FileService>, range: Option<String>, chunks: BodyChunks| {
                 async move {
                     who.require_replicate()?;
-                    service.receive_content(&decode(&sha256), chunks).await?;
-                    Ok::<_, Error>(StatusCode::NO_CONTENT.into_response())
+                    let sha256 = decode(&sha256);
+                    let Some(range) = range else {
+                        service.receive_content(&sha256, chunks).await?;
+                        return Ok::<_, Error>(StatusCode::NO_CONTENT.into_response());
+                    };
+                    let progress = service
+                        .receive_content_piece(&sha256, parse_content_range(&range)?, chunks)
+                        .await?;
+                    let mut response = StatusCode::NO_CONTENT.into_response();
+                    response.headers_mut().insert("upload-offset", progress.offset.into());
+                    Ok(response)
                 }
                 .map_err_reject()
             },
         );
+
+    let content_progress = warp::path!("api" / "v1" / "sync" / "blobs" / String)
+        .and(warp::get())
+        .and(principal.clone())
+        .and(with_service.clone())
+        .and_then(|sha256: String, who: Principal, service: Arc<FileService>| {
+            async move {
+                who.require_replicate()?;
+                let progress = service.content_progress(&decode(&sha256)).await?;
+                Ok::<_, Error>(json(StatusCode::OK, &progress))
+            }
+            .map_err_reject()
+        });
 
     let apply = warp::path!("api" / "v1" / "sync" / "apply")
         .and(warp::post())
@@ -150,6 +173,7 @@ pub fn routes(service: Arc<FileService>, principal: BoxedFilter<(Principal,)>) -
         checkpoint.boxed(),
         missing.boxed(),
         put_content.boxed(),
+        content_progress.boxed(),
         apply.boxed(),
     ])
 }
@@ -204,4 +228,23 @@ impl FeedQuery {
         }
         Ok(query)
     }
+}
+
+/// `Content-Range: bytes START-END/TOTAL` of a piece of a sync content.
+fn parse_content_range(raw: &str) -> Result<ContentRange, Error> {
+    let invalid = || {
+        Error::BadRequest {
+            code: "invalid_content_range",
+            detail: format!("Content-Range {raw:?} is not `bytes START-END/TOTAL`"),
+        }
+    };
+    let spec = raw.trim().strip_prefix("bytes ").ok_or_else(invalid)?;
+    let (span, total) = spec.split_once('/').ok_or_else(invalid)?;
+    let (start, end) = span.split_once('-').ok_or_else(invalid)?;
+    let parse = |v: &str| v.trim().parse::<u64>().map_err(|_| invalid());
+    let (start, end, total) = (parse(start)?, parse(end)?, parse(total)?);
+    if start > end || end >= total {
+        return Err(invalid());
+    }
+    Ok(ContentRange { start, total })
 }

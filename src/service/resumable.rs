@@ -269,7 +269,7 @@ impl FileService {
     }
 
     /// Makes a finished sink's bytes the stored part `part`.
-    async fn keep_part(&self, sink: Box<dyn UploadSink>, part: String) -> Result<()> {
+    pub(super) async fn keep_part(&self, sink: Box<dyn UploadSink>, part: String) -> Result<()> {
         self.with_storage(move |_| {
             let mut sink = sink;
             sink.finish()?;
@@ -327,7 +327,7 @@ impl FileService {
     }
 
     /// The stored parts' bytes in order, as a stream (read on the blocking pool).
-    fn read_parts(&self, parts: Vec<String>) -> impl Stream<Item = Result<Bytes>> + Unpin {
+    pub(super) fn read_parts(&self, parts: Vec<String>) -> impl Stream<Item = Result<Bytes>> + Unpin {
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
         let storage = self.storage.clone();
         tokio::task::spawn_blocking(move || {

@@ -323,6 +323,21 @@ impl Storage for LocalStorage {
         Ok(removed)
     }
 
+    fn list_parts(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        super::check_part_name(prefix);
+        let full = format!("{}{prefix}", super::PART_PREFIX);
+        let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let size = entry.metadata().ok()?.len();
+                name.starts_with(&full)
+                    .then(|| (name[super::PART_PREFIX.len()..].to_string(), size))
+            })
+            .collect())
+    }
+
     fn sweep_temporaries(&self, exclusive: bool) -> Result<usize> {
         let old_enough = |entry: &std::fs::DirEntry, age: std::time::Duration| {
             exclusive
@@ -335,7 +350,7 @@ impl Storage for LocalStorage {
         let entries = std::fs::read_dir(&self.root).with_context(|| format!("cannot list {}", self.root.display()))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(BLOB_PREFIX) {
+            if name.starts_with(BLOB_PREFIX) || super::is_partial_content(&name) {
                 if old_enough(&entry, super::STAGED_BYTES_KEPT_FOR) && std::fs::remove_file(entry.path()).is_ok() {
                     removed += 1;
                 }

@@ -79,6 +79,14 @@ pub fn check_part_name(name: &str) {
     );
 }
 
+/// Whether a stored name is a part of a sync content sent in pieces (`.part-{sha256}-…`):
+/// kept, like staged bytes, for [`STAGED_BYTES_KEPT_FOR`] for the send to go on.
+pub fn is_partial_content(name: &str) -> bool {
+    name.strip_prefix(PART_PREFIX)
+        .and_then(|rest| rest.split('-').next())
+        .is_some_and(|head| head.len() == 64 && head.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A stored object as listed by [`Storage::list`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredObject {
@@ -144,6 +152,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes every part whose name starts with `prefix` (all of one resumable upload's,
     /// whichever request or process wrote them). Returns how many.
     fn remove_parts(&self, prefix: &str) -> Result<usize>;
+
+    /// The parts whose name starts with `prefix`, as (name, size), in no order.
+    fn list_parts(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
 
     /// Removes what interrupted work left: temporary files no process holds and staged
     /// sync bytes. With `exclusive` (no other process can be using this storage) all of

@@ -378,6 +378,17 @@ impl Storage for S3Storage {
         })
     }
 
+    fn list_parts(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        super::check_part_name(prefix);
+        let full = format!("{PART_PREFIX}{prefix}");
+        let listed = self.block_on(self.list_names())?;
+        Ok(listed
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&full))
+            .map(|(name, meta)| (name[PART_PREFIX.len()..].to_string(), meta.size))
+            .collect())
+    }
+
     fn sweep_temporaries(&self, exclusive: bool) -> Result<usize> {
         let mut removed = self.spool.sweep_temporaries(exclusive)?;
         let now = SystemTime::now();
@@ -391,7 +402,8 @@ impl Storage for S3Storage {
             let mut removed = 0;
             for (name, meta) in self.list_names().await? {
                 let leftover = (name.starts_with(TEMP_PREFIX) && old_enough(&meta, STALE_TEMPORARY_AGE))
-                    || (name.starts_with(BLOB_PREFIX) && old_enough(&meta, STAGED_BYTES_KEPT_FOR));
+                    || ((name.starts_with(BLOB_PREFIX) || super::is_partial_content(&name))
+                        && old_enough(&meta, STAGED_BYTES_KEPT_FOR));
                 if leftover && self.delete_key(&meta.location).await.is_ok() {
                     removed += 1;
                 }

@@ -29,6 +29,8 @@ use crate::storage::{object_name, Content};
 
 mod apply;
 mod copies;
+mod pieces;
+pub use pieces::{ContentProgress, ContentRange};
 
 /// Longest long-poll of the change feed.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
