@@ -23,6 +23,8 @@ const PAGE: u32 = 500;
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Contents streamed from source to destination at once.
 const BLOBS_IN_FLIGHT: usize = 4;
+/// Contents up to this size are sent whole; larger ones in pieces that resume.
+const WHOLE_CONTENT_MAX_BYTES: u64 = 8 << 20;
 /// A content's send gives up after this many cuts in a row that got no further.
 const MAX_PIECE_FAILURES: u32 = 20;
 /// How long one feed request waits for news in `--watch` mode.
@@ -351,7 +353,9 @@ async fn send_piece(
         .put(dest.url(&format!("/sync/blobs/{sha256}")))
         .bearer_auth(&dest.token)
         .header(reqwest::header::CONTENT_LENGTH, length);
-    if size > 0 {
+    // Small contents go whole: a cut costs little, and a piece costs the destination a
+    // stored part to write, read back and remove.
+    if size > WHOLE_CONTENT_MAX_BYTES || offset > 0 {
         upload = upload.header(
             reqwest::header::CONTENT_RANGE,
             format!("bytes {offset}-{}/{size}", size - 1),

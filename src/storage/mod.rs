@@ -67,7 +67,9 @@ pub fn stalls_for_test(step: &str, name: &str) -> bool {
     stalls.iter().any(|s| s.split_once(':') == Some((step, name)))
 }
 
-/// Parts of resumable uploads are stored as `.part-{name}`: hidden like temporary files.
+/// Parts of resumable uploads and of sync contents sent in pieces are hidden like
+/// temporary files: `.part-{name}` in a folder (a bucket keeps them in a folder of their
+/// owner's, see `s3.rs`).
 pub const PART_PREFIX: &str = ".part-";
 
 /// A part's name is made by the service of hex digits and dashes (an upload id, an

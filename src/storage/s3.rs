@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 use super::chunks::ChunkReader;
 use super::local::LocalStorage;
-use super::{Content, Storage, StoredObject, UploadSink, PART_PREFIX, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
+use super::{Content, Storage, StoredObject, UploadSink, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
 
@@ -50,6 +50,9 @@ const INLINE_MAX: u64 = 1 << 20;
 const TEMP_PREFIX: &str = ".upload-";
 /// Staged sync bytes, named by their SHA-256.
 const BLOB_PREFIX: &str = ".blob-";
+/// Parts of resumable uploads and of sync contents sent in pieces, in one folder per owner
+/// (an upload id, a content's SHA-256): `.parts/{owner}/{offset}-{token}`.
+const PARTS_FOLDER: &str = ".parts";
 /// Written by the readiness probe: proves the bucket is there and takes writes.
 const PROBE: &str = ".readyz";
 
@@ -153,6 +156,35 @@ impl Client {
         Path::from_iter(parts)
     }
 
+    /// The key of part `part` (`{owner}-{rest}`): `.parts/{owner}/{rest}` under the
+    /// prefix, so one owner's parts are listed without listing the bucket.
+    fn part_key(&self, part: &str) -> Path {
+        super::check_part_name(part);
+        let (owner, rest) = part.split_once('-').unwrap_or((part, ""));
+        let mut parts: Vec<object_store::path::PathPart<'_>> = Vec::new();
+        parts.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
+        parts.extend([PARTS_FOLDER.into(), owner.into(), rest.into()]);
+        Path::from_iter(parts)
+    }
+
+    /// Every part whose name starts with `prefix`, as (name, meta).
+    async fn list_parts_of(&self, prefix: &str) -> Result<Vec<(String, object_store::ObjectMeta)>> {
+        super::check_part_name(prefix);
+        let (owner, rest) = prefix.split_once('-').unwrap_or((prefix, ""));
+        let mut folder: Vec<object_store::path::PathPart<'_>> = Vec::new();
+        folder.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
+        folder.extend([PARTS_FOLDER.into(), owner.into()]);
+        let folder = Path::from_iter(folder);
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|meta| {
+                let file = meta.location.filename()?.to_string();
+                file.starts_with(rest).then(|| (format!("{owner}-{file}"), meta))
+            })
+            .collect())
+    }
+
     fn blob_key(&self, sha256: &str) -> Path {
         assert!(
             sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -232,6 +264,36 @@ impl Client {
     }
 }
 
+impl S3Storage {
+    /// Opens the object at `key`; `None` if it is not there.
+    fn open_key(&self, key: Path) -> Result<Option<Content>> {
+        self.block_on(async {
+            let Some(meta) = self.head(&key).await? else {
+                return Ok(None);
+            };
+            let mut remote = RemoteObject {
+                store: self.store.clone(),
+                key: key.clone(),
+                size: meta.size,
+                e_tag: meta.e_tag.clone(),
+                inline: None,
+                runtime: self.handle.clone(),
+                spool: self.spool.local_folder().map(FsPath::to_path_buf),
+            };
+            if meta.size <= INLINE_MAX {
+                match self.store.get_opts(&key, remote.pinned(None)).await {
+                    Ok(result) => remote.inline = Some(result.bytes().await?),
+                    Err(object_store::Error::NotFound { .. }) | Err(object_store::Error::Precondition { .. }) => {
+                        return Ok(None)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(Some(Content::Remote(remote)))
+        })
+    }
+}
+
 impl Drop for S3Storage {
     fn drop(&mut self) {
         // Never blocks: the storage may be dropped on an async thread.
@@ -279,31 +341,7 @@ impl Storage for S3Storage {
     }
 
     fn open(&self, object: &str) -> Result<Option<Content>> {
-        let key = self.key(object);
-        self.block_on(async {
-            let Some(meta) = self.head(&key).await? else {
-                return Ok(None);
-            };
-            let mut remote = RemoteObject {
-                store: self.store.clone(),
-                key: key.clone(),
-                size: meta.size,
-                e_tag: meta.e_tag.clone(),
-                inline: None,
-                runtime: self.handle.clone(),
-                spool: self.spool.local_folder().map(FsPath::to_path_buf),
-            };
-            if meta.size <= INLINE_MAX {
-                match self.store.get_opts(&key, remote.pinned(None)).await {
-                    Ok(result) => remote.inline = Some(result.bytes().await?),
-                    Err(object_store::Error::NotFound { .. }) | Err(object_store::Error::Precondition { .. }) => {
-                        return Ok(None)
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(Some(Content::Remote(remote)))
-        })
+        self.open_key(self.key(object))
     }
 
     fn delete(&self, object: &str) -> Result<()> {
@@ -359,34 +397,22 @@ impl Storage for S3Storage {
     }
 
     fn open_part(&self, part: &str) -> Result<Option<Content>> {
-        super::check_part_name(part);
-        self.open(&format!("{PART_PREFIX}{part}"))
+        self.open_key(self.part_key(part))
     }
 
     fn remove_parts(&self, prefix: &str) -> Result<usize> {
-        super::check_part_name(prefix);
-        let prefix = format!("{PART_PREFIX}{prefix}");
         self.block_on(async {
-            let mut removed = 0;
-            for (name, meta) in self.list_names().await? {
-                if name.starts_with(&prefix) {
-                    self.delete_key(&meta.location).await?;
-                    removed += 1;
-                }
+            let listed = self.list_parts_of(prefix).await?;
+            for (_, meta) in &listed {
+                self.delete_key(&meta.location).await?;
             }
-            Ok(removed)
+            Ok(listed.len())
         })
     }
 
     fn list_parts(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        super::check_part_name(prefix);
-        let full = format!("{PART_PREFIX}{prefix}");
-        let listed = self.block_on(self.list_names())?;
-        Ok(listed
-            .into_iter()
-            .filter(|(name, _)| name.starts_with(&full))
-            .map(|(name, meta)| (name[PART_PREFIX.len()..].to_string(), meta.size))
-            .collect())
+        let listed = self.block_on(self.list_parts_of(prefix))?;
+        Ok(listed.into_iter().map(|(name, meta)| (name, meta.size)).collect())
     }
 
     fn sweep_temporaries(&self, exclusive: bool) -> Result<usize> {
@@ -402,9 +428,25 @@ impl Storage for S3Storage {
             let mut removed = 0;
             for (name, meta) in self.list_names().await? {
                 let leftover = (name.starts_with(TEMP_PREFIX) && old_enough(&meta, STALE_TEMPORARY_AGE))
-                    || ((name.starts_with(BLOB_PREFIX) || super::is_partial_content(&name))
-                        && old_enough(&meta, STAGED_BYTES_KEPT_FOR));
+                    || (name.starts_with(BLOB_PREFIX) && old_enough(&meta, STAGED_BYTES_KEPT_FOR));
                 if leftover && self.delete_key(&meta.location).await.is_ok() {
+                    removed += 1;
+                }
+            }
+            // Pieces of sync contents (owned by a SHA-256) are kept like staged bytes;
+            // parts of resumable uploads are their uploads' to remove.
+            let mut folder: Vec<object_store::path::PathPart<'_>> = Vec::new();
+            folder.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
+            folder.push(PARTS_FOLDER.into());
+            let folder = Path::from_iter(folder);
+            let pieces: Vec<object_store::ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
+            for meta in pieces {
+                let owner = meta.location.parts().rev().nth(1).map(|p| p.as_ref().to_string());
+                let name = format!("{}{}-", super::PART_PREFIX, owner.unwrap_or_default());
+                if super::is_partial_content(&name)
+                    && old_enough(&meta, STAGED_BYTES_KEPT_FOR)
+                    && self.delete_key(&meta.location).await.is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -456,6 +498,28 @@ struct S3Upload {
 }
 
 impl S3Upload {
+    /// Gives the finished upload the key `target` (never over an existing object);
+    /// `object` names it in errors and faults. On any error nothing of it is left.
+    fn persist_at(mut self: Box<Self>, target: Path, object: &str) -> Result<()> {
+        self.finish()?;
+        let handle = self.client.handle.clone();
+        let stored = handle.block_on(async {
+            if self.multipart.is_none() {
+                self.put_whole(&target, Some(object)).await
+            } else {
+                // Under the key of its own first: the multipart upload must never become
+                // visible under a name that is taken.
+                self.complete_and_copy(&target, Some(object)).await
+            }
+        });
+        if stored.is_err() {
+            if let Err(e) = handle.block_on(self.abort()) {
+                tracing::warn!(error = %e.detail(), "could not abort a multipart upload");
+            }
+        }
+        stored
+    }
+
     /// Sends the part filled so far (starting the multipart upload with the first one),
     /// after waiting until fewer than [`PARTS_IN_FLIGHT`] parts are still being sent.
     fn send_part(&mut self) -> Result<()> {
@@ -608,25 +672,9 @@ impl UploadSink for S3Upload {
         self.local.as_ref().map(NamedTempFile::path)
     }
 
-    fn persist(mut self: Box<Self>, object: &str) -> Result<()> {
-        self.finish()?;
+    fn persist(self: Box<Self>, object: &str) -> Result<()> {
         let target = self.client.key(object);
-        let handle = self.client.handle.clone();
-        let stored = handle.block_on(async {
-            if self.multipart.is_none() {
-                self.put_whole(&target, Some(object)).await
-            } else {
-                // Under the key of its own first: the multipart upload must never become
-                // visible under a name that is taken.
-                self.complete_and_copy(&target, Some(object)).await
-            }
-        });
-        if stored.is_err() {
-            if let Err(e) = handle.block_on(self.abort()) {
-                tracing::warn!(error = %e.detail(), "could not abort a multipart upload");
-            }
-        }
-        stored
+        self.persist_at(target, object)
     }
 
     fn stage(mut self: Box<Self>, sha256: &str) -> Result<()> {
@@ -649,8 +697,8 @@ impl UploadSink for S3Upload {
     }
 
     fn keep_as_part(self: Box<Self>, part: &str) -> Result<()> {
-        super::check_part_name(part);
-        self.persist(&format!("{PART_PREFIX}{part}"))
+        let target = self.client.part_key(part);
+        self.persist_at(target, part)
     }
 
     fn discard(mut self: Box<Self>) -> Result<()> {
