@@ -128,8 +128,8 @@ impl Report {
         if rows.is_empty() {
             return;
         }
-        out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | server CPU (s) | idle RSS (MiB) | peak RSS (MiB) | download (s) | peak RSS after download (MiB) | rows | status |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | server CPU (s) | idle RSS (MiB) | peak RSS (MiB) | download (s) | peak RSS after download (MiB) | tus, one PATCH (s) | tus, 8 MiB PATCHes (s) | rows | status |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
         for (b, u) in rows {
             let status = match &u.error {
                 None => u.status.to_string(),
@@ -142,9 +142,11 @@ impl Report {
                 .peak_rss_after_download_mib
                 .map(|m| format!("{m:.1}"))
                 .unwrap_or_else(|| "—".into());
+            let tus = u.tus_s.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into());
+            let tus_chunked = u.tus_chunked_s.map(|s| format!("{s:.3}")).unwrap_or_else(|| "—".into());
             let _ = writeln!(
                 out,
-                "| {} | {} MB | {:.3} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                "| {} | {} MB | {:.3} | {:.0} | {} | {:.2} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
                 b.name,
                 u.size_mb,
                 u.seconds,
@@ -155,6 +157,8 @@ impl Report {
                 u.peak_rss_mib,
                 download,
                 after,
+                tus,
+                tus_chunked,
                 rows,
                 status
             );

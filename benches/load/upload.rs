@@ -37,6 +37,11 @@ pub struct UploadResult {
     pub download_s: Option<f64>,
     /// Peak RSS after the download.
     pub peak_rss_after_download_mib: Option<f64>,
+    /// The same file through tus (`/api/v1/uploads/`) in one PATCH, from the creation to
+    /// the last PATCH's 204 (the file committed, as the multipart upload's 201).
+    pub tus_s: Option<f64>,
+    /// The same through tus in PATCHes of 8 MiB, as a client on a bad link would send it.
+    pub tus_chunked_s: Option<f64>,
 }
 
 /// Uploads `csv` as user `user` to a running server and reads its VmHWM right after.
@@ -60,6 +65,7 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
     };
     let mut download_s = None;
     let mut peak_rss_after_download_mib = None;
+    let (mut tus_s, mut tus_chunked_s) = (None, None);
     if status == 201 {
         match download(server, user, size_mb, bytes).await {
             Ok(s) => {
@@ -67,6 +73,13 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
                 peak_rss_after_download_mib = Some(server.peak_rss_mib());
             }
             Err(e) => error = Some(e),
+        }
+        for (chunk, slot) in [(None, &mut tus_s), (Some(TUS_CHUNK), &mut tus_chunked_s)] {
+            let name = format!("load-{size_mb}MB-tus-{}", chunk.unwrap_or(bytes));
+            match tus_upload(server, user, csv, &name, bytes, chunk).await {
+                Ok(s) => *slot = Some(s),
+                Err(e) => error = Some(e),
+            }
         }
     }
     UploadResult {
@@ -83,7 +96,81 @@ pub async fn upload(server: &Server, user: i64, csv: &Path, size_mb: u64, idle_r
         error,
         download_s,
         peak_rss_after_download_mib,
+        tus_s,
+        tus_chunked_s,
     }
+}
+
+/// PATCH size of the chunked tus upload.
+const TUS_CHUNK: u64 = 8 << 20;
+
+/// Uploads `csv` through tus as `name`: a creation, then PATCHes of `chunk` bytes (the
+/// whole file in one without), each streamed from disk. The seconds from the creation to
+/// the last PATCH's answer, which comes once the file is committed.
+async fn tus_upload(
+    server: &Server,
+    user: i64,
+    csv: &Path,
+    name: &str,
+    bytes: u64,
+    chunk: Option<u64>,
+) -> Result<f64, String> {
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let metadata = format!(
+        "file_name {},session_id {},description {},filename {}",
+        b64(name),
+        b64(&uuid::Uuid::new_v4().to_string()),
+        b64("generated CSV through tus"),
+        b64("load.csv")
+    );
+    let token = server::token(user);
+    let started = Instant::now();
+    let created = client()
+        .post(server.url("/uploads/"))
+        .bearer_auth(&token)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", bytes)
+        .header("Upload-Metadata", metadata)
+        .send()
+        .await
+        .map_err(|e| format!("tus creation: {e}"))?;
+    if created.status() != 201 {
+        return Err(format!("tus creation: status {}", created.status()));
+    }
+    let location = created
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("tus creation: no Location")?
+        .to_string();
+    let url = format!("{}{location}", server.url("").trim_end_matches("/api/v1"));
+    let mut offset = 0u64;
+    while offset < bytes {
+        let len = chunk.unwrap_or(bytes).min(bytes - offset);
+        let mut file = tokio::fs::File::open(csv).await.map_err(|e| e.to_string())?;
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = reqwest::Body::wrap_stream(file_chunks(file.take(len), Arc::new(Mutex::new(None))));
+        let resp = client()
+            .patch(&url)
+            .bearer_auth(&token)
+            .header("Tus-Resumable", "1.0.0")
+            .header("Upload-Offset", offset)
+            .header("Content-Type", "application/offset+octet-stream")
+            .header("Content-Length", len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("tus PATCH at {offset}: {e}"))?;
+        if resp.status() != 204 {
+            let status = resp.status();
+            return Err(format!("tus PATCH at {offset}: status {status}: {}", resp.text().await.unwrap_or_default()));
+        }
+        offset += len;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Downloads the uploaded file whole, dropping its bytes; the seconds it took.
@@ -145,8 +232,8 @@ async fn send(
 }
 
 /// The file as a stream of chunks; notes the instant the last one was read.
-fn file_chunks(
-    file: tokio::fs::File,
+fn file_chunks<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    file: R,
     sent_at: Arc<Mutex<Option<Instant>>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     futures_util::stream::unfold((file, sent_at), |(mut file, sent_at)| async move {
