@@ -49,6 +49,9 @@ pub enum Error {
     /// Another request (here or on a replica) is writing to this resumable upload.
     #[error("{0}")]
     Locked(String),
+    /// The user's own unfinished resumable upload `id` holds the name.
+    #[error("{detail}")]
+    UploadInProgress { id: uuid::Uuid, detail: String },
     /// The resumable upload expired: nothing of it is kept.
     #[error("{0}")]
     Expired(String),
@@ -104,6 +107,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::OffsetMismatch(_) => "offset_mismatch",
             Error::Locked(_) => "upload_locked",
+            Error::UploadInProgress { .. } => "upload_in_progress",
             Error::Expired(_) => "upload_expired",
             Error::ChecksumMismatch(_) => "checksum_mismatch",
             Error::Internal(_) => "internal",

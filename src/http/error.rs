@@ -27,7 +27,7 @@ fn status(err: &Error) -> StatusCode {
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
         Error::UnsupportedVersion(_) => StatusCode::PRECONDITION_FAILED,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Error::OffsetMismatch(_) => StatusCode::CONFLICT,
+        Error::OffsetMismatch(_) | Error::UploadInProgress { .. } => StatusCode::CONFLICT,
         Error::Locked(_) => StatusCode::LOCKED,
         Error::Expired(_) => StatusCode::GONE,
         // tus's own status for a checksum that does not match.
@@ -58,7 +58,12 @@ pub fn error_response(err: &Error) -> Response {
     if let Error::Internal(cause) = err {
         tracing::error!(error = ?cause, "request failed");
     }
-    let body = serde_json::json!({ "detail": err.detail(), "code": err.code() });
+    let mut body = serde_json::json!({ "detail": err.detail(), "code": err.code() });
+    if let Error::UploadInProgress { id, .. } = err {
+        // The upload holding the name, to go on with it or terminate it. Not a Location:
+        // a tus client would take that for an upload made for it, and write into it.
+        body["upload"] = format!("/api/v1/uploads/{}", id.simple()).into();
+    }
     let mut response = json(status(err), &body);
     match err {
         Error::Unauthorized(_) => {

@@ -190,10 +190,13 @@ async fn on_upload(id: &str, request: TusRequest, service: &Arc<FileService>, au
 fn tus_answer(result: Result<Response>) -> Response {
     let mut response = result.unwrap_or_else(|e| {
         let mut response = error_response(&e);
-        if matches!(e, Error::UnsupportedVersion(_)) {
-            response
-                .headers_mut()
-                .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+        match &e {
+            Error::UnsupportedVersion(_) => {
+                response
+                    .headers_mut()
+                    .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+            }
+            _ => {}
         }
         response
     });

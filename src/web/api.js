@@ -198,8 +198,26 @@ function tusError(err) {
   const body = tusErrorBody(err);
   const detail = body && typeof body.detail === 'string' ? body.detail : `${status}`;
   const error = new ApiError(status, detail, body && body.code);
+  // An unfinished upload holding the name: where it is, to terminate it.
+  if (error.code === 'upload_in_progress') error.upload = (body && body.upload) || '';
   if (status === 401) onUnauthorized(error);
   return error;
+}
+
+/** Terminates an unfinished upload (its address, as `upload_in_progress` gives it): every
+ *  byte of it is removed and its name is free again. */
+export async function terminateUpload(address) {
+  const id = address.split('/').pop();
+  let response;
+  try {
+    response = await fetch(`/api/v1/uploads/${encodeURIComponent(id)}`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${token()}`, 'Tus-Resumable': '1.0.0' },
+    });
+  } catch {
+    throw new ApiError(0, 'the server does not answer; is file-service still running?', 'network');
+  }
+  if (!response.ok && response.status !== 404) throw await errorOf(response);
 }
 
 /** The sequence number of the newest change the caller can see, found with the public

@@ -406,12 +406,28 @@ async function uploadItem(item) {
     item.remove.disabled = false;
     const why = {
       0: error.code === 'aborted' ? 'Cancelled' : 'Cut off',
-      409: 'Name taken',
+      409: error.code === 'upload_in_progress' ? 'Unfinished upload' : 'Name taken',
       413: 'Too large',
       422: 'Refused',
       503: 'Server busy, try again',
     }[error.status] || 'Failed';
     item.message.textContent = `${why}: ${error.message}`;
+    if (error.code === 'upload_in_progress' && error.upload) {
+      // An earlier upload of this name never finished (cancelled before the server
+      // answered, or left by a reload): offer to discard it and send this file instead.
+      item.message.append(' ', el('button', {
+        type: 'button',
+        text: 'Discard the unfinished upload and send this file',
+        onclick: async () => {
+          try {
+            await api.terminateUpload(error.upload);
+            uploadItem(item);
+          } catch (e) {
+            item.message.textContent = `Failed: ${e.message}`;
+          }
+        },
+      }));
+    }
   }
 }
 

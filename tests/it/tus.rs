@@ -891,7 +891,7 @@ async fn refused_creations_leave_no_upload_and_no_name_taken() {
             "a name an unfinished upload has",
             vec![len("10"), md(full("pending"))],
             409,
-            "conflict",
+            "upload_in_progress",
         ),
     ];
     let stored_before = server.stored_files();
@@ -903,6 +903,10 @@ async fn refused_creations_leave_no_upload_and_no_name_taken() {
             "{what}: code {:?}, expected {codes:?}: {answer:?}",
             answer.code()
         );
+        if answer.code() == "upload_in_progress" {
+            // Which upload holds the name, to go on with it or terminate it.
+            assert_eq!(answer.body["upload"], pending.path.as_str(), "{what}: {answer:?}");
+        }
         assert!(
             answer.header("location").is_none(),
             "{what}: no upload is made: {answer:?}"

@@ -492,7 +492,9 @@ def test_terminating_an_upload_removes_it_and_frees_the_name():
     rival = client().uploader(file_stream=io.BytesIO(b"a\n1\n"), metadata=meta(name))
     with pytest.raises(TusCommunicationError) as failure:
         rival.upload()
-    assert failure.value.status_code == 409 and error_of(failure.value)["code"] == "conflict"
+    assert failure.value.status_code == 409 and error_of(failure.value)["code"] == "upload_in_progress"
+    # The refusal says which upload holds the name, to go on with it or terminate it.
+    assert error_of(failure.value)["upload"].rsplit("/", 1)[1] == uuid.UUID(uid).hex
 
     r = tus_raw("DELETE", up.url)
     assert r.status_code == 204, r.text

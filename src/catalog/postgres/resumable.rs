@@ -25,6 +25,8 @@ macro_rules! live_holders {
 const CREATE: &str = "INSERT INTO resumable_uploads (id, user_id, file_name, session_id, description, filename,
          metadata, length, offset_bytes, parts, state, created_at, expires_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'receiving', $11, $12)";
+const NAME_HOLDER: &str = "SELECT id FROM resumable_uploads
+     WHERE user_id = $1 AND file_name = $2 AND state IN ('receiving', 'completing')";
 const GET: &str = concat!("SELECT ", columns!(), " FROM resumable_uploads WHERE id = $1");
 const HOLD: &str = concat!(
     "UPDATE resumable_uploads SET holder = $1
@@ -120,10 +122,22 @@ impl ResumableUploads for PostgresCatalog {
         );
         match inserted {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(Error::Conflict(format!(
-                "an unfinished upload named {:?} is already in progress for this user",
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                let stmt = conn.statement(NAME_HOLDER)?;
+                let holder = conn.client.query_opt(&stmt, &[&u.user_id, &u.file_name]).map_err(db_err)?;
+                let id = match holder {
+                    Some(row) => row.try_get(0).map_err(db_err)?,
+                    None => u.id,
+                };
+                Err(Error::UploadInProgress {
+                    id,
+                    detail: format!(
+                "an unfinished upload named {:?} is already in progress for this user (upload {id}): \
+                 go on with it, or terminate it (DELETE /api/v1/uploads/{id}) to start again",
                 u.file_name
-            ))),
+            ),
+                })
+            }
             Err(e) => Err(db_err(e)),
         }
     }

@@ -87,10 +87,27 @@ impl ResumableUploads for SqliteCatalog {
         );
         match inserted {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Error::Conflict(format!(
-                "an unfinished upload named {:?} is already in progress for this user",
+            Err(e) if is_unique_violation(&e) => {
+                let holder: Option<String> = self
+                    .conn()?
+                    .query_row(
+                        "SELECT id FROM resumable_uploads
+                         WHERE user_id = ?1 AND file_name = ?2 AND state IN ('receiving', 'completing')",
+                        params![u.user_id, u.file_name],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err)?;
+                let id = holder.and_then(|id| Uuid::parse_str(&id).ok()).unwrap_or(u.id);
+                Err(Error::UploadInProgress {
+                    id,
+                    detail: format!(
+                "an unfinished upload named {:?} is already in progress for this user (upload {id}): \
+                 go on with it, or terminate it (DELETE /api/v1/uploads/{id}) to start again",
                 u.file_name
-            ))),
+            ),
+                })
+            }
             Err(e) => Err(db_err(e)),
         }
     }
