@@ -78,6 +78,18 @@ impl Error {
         Error::Conflict(format!("a file named {name:?} already exists for this user"))
     }
 
+    /// The 409 for a name the user's own unfinished resumable upload `id` holds (said the
+    /// same by every catalog).
+    pub fn upload_in_progress(id: uuid::Uuid, name: &str) -> Self {
+        Error::UploadInProgress {
+            id,
+            detail: format!(
+                "an unfinished upload named {name:?} is already in progress for this user (upload {id}): \
+                 go on with it, or terminate it (DELETE /api/v1/uploads/{id}) to start again"
+            ),
+        }
+    }
+
     /// The 507 for bytes that did not fit in the storage (ENOSPC or EDQUOT).
     pub fn storage_full() -> Self {
         Error::InsufficientStorage(

@@ -150,7 +150,11 @@ impl Endpoint {
     /// How much of content `sha256` this instance has (see `GET /sync/blobs/{sha256}`).
     async fn content_progress(&self, sha256: &str) -> anyhow::Result<crate::service::sync::ContentProgress> {
         let request = self.client.get(self.url(&format!("/sync/blobs/{sha256}")));
-        Ok(self.send(request, "asking how much of a content arrived").await?.json().await?)
+        Ok(self
+            .send(request, "asking how much of a content arrived")
+            .await?
+            .json()
+            .await?)
     }
 
     async fn apply(&self, batch: &Batch<'_>) -> anyhow::Result<ApplyReport> {
@@ -337,7 +341,10 @@ async fn send_piece(
         .map_err(PieceError::Cut)?;
     let status = download.status();
     if status.is_server_error() {
-        return Err(PieceError::Cut(anyhow::anyhow!("downloading file {id}: {} answered {status}", source.base)));
+        return Err(PieceError::Cut(anyhow::anyhow!(
+            "downloading file {id}: {} answered {status}",
+            source.base
+        )));
     }
     let partial = status == reqwest::StatusCode::PARTIAL_CONTENT;
     if !status.is_success() || (offset > 0 && !partial) {
@@ -365,7 +372,12 @@ async fn send_piece(
         .body(body)
         .send()
         .await
-        .with_context(|| format!("sending file {id}: the connection to {} or {} was cut", source.base, dest.base))
+        .with_context(|| {
+            format!(
+                "sending file {id}: the connection to {} or {} was cut",
+                source.base, dest.base
+            )
+        })
         .map_err(PieceError::Cut)?;
     let status = response.status();
     if status.is_success() {

@@ -129,7 +129,9 @@ impl Report {
             return;
         }
         out.push_str("| backend | CSV | upload + summary (s) | MB/s | body sent at (s) | server CPU (s) | idle RSS (MiB) | peak RSS (MiB) | download (s) | peak RSS after download (MiB) | tus, one PATCH (s) | tus, 8 MiB PATCHes (s) | rows | status |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        out.push_str(
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        );
         for (b, u) in rows {
             let status = match &u.error {
                 None => u.status.to_string(),

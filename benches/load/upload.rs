@@ -166,7 +166,10 @@ async fn tus_upload(
             .map_err(|e| format!("tus PATCH at {offset}: {e}"))?;
         if resp.status() != 204 {
             let status = resp.status();
-            return Err(format!("tus PATCH at {offset}: status {status}: {}", resp.text().await.unwrap_or_default()));
+            return Err(format!(
+                "tus PATCH at {offset}: status {status}: {}",
+                resp.text().await.unwrap_or_default()
+            ));
         }
         offset += len;
     }

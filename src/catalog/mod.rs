@@ -339,7 +339,11 @@ impl ResumableState {
             "completing" => ResumableState::Completing,
             "done" => ResumableState::Done,
             "failed" => ResumableState::Failed,
-            other => return Err(crate::error::Error::internal(format!("unknown resumable upload state {other:?}"))),
+            other => {
+                return Err(crate::error::Error::internal(format!(
+                    "unknown resumable upload state {other:?}"
+                )))
+            }
         })
     }
 }

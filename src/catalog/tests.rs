@@ -286,11 +286,20 @@ fn resumable_contract(c: &dyn Catalog) {
     c.create_resumable(&up).unwrap();
     // An unfinished upload claims its name among the user's unfinished uploads only.
     let err = c.create_resumable(&resumable(7, "big", 5)).unwrap_err();
-    assert!(matches!(err, Error::UploadInProgress { id, .. } if id == up.id), "{err}");
+    assert!(
+        matches!(err, Error::UploadInProgress { id, .. } if id == up.id),
+        "{err}"
+    );
     c.create_resumable(&resumable(8, "big", 5)).unwrap();
     let read = c.get_resumable(up.id).unwrap().unwrap();
-    assert_eq!((read.offset, read.length, read.state), (0, 10, ResumableState::Receiving));
-    assert_eq!((read.metadata.as_str(), read.created_at), (up.metadata.as_str(), up.created_at));
+    assert_eq!(
+        (read.offset, read.length, read.state),
+        (0, 10, ResumableState::Receiving)
+    );
+    assert_eq!(
+        (read.metadata.as_str(), read.created_at),
+        (up.metadata.as_str(), up.created_at)
+    );
 
     // One holder at a time, this process included; a part is recorded only by the holder
     // and only from the offset it started at.
@@ -310,11 +319,15 @@ fn resumable_contract(c: &dyn Catalog) {
     up.offset = 10;
     up.parts.push("p4".into());
     assert!(c.record_part(&up, 4).unwrap());
-    assert_eq!(c.get_resumable(up.id).unwrap().unwrap().state, ResumableState::Completing);
+    assert_eq!(
+        c.get_resumable(up.id).unwrap().unwrap().state,
+        ResumableState::Completing
+    );
     assert!(c.remove_resumable(up.id).unwrap().is_none());
     // A live holder's completion is not taken over, unless every other process's is.
     assert!(c.claim_abandoned_resumables(false).unwrap().is_empty());
-    c.finish_resumable(up.id, Some(r#"{"code":"unreadable_file","detail":"no"}"#)).unwrap();
+    c.finish_resumable(up.id, Some(r#"{"code":"unreadable_file","detail":"no"}"#))
+        .unwrap();
     let read = c.get_resumable(up.id).unwrap().unwrap();
     assert_eq!(read.state, ResumableState::Failed);
     assert!(read.parts.is_empty() && read.error.as_deref().unwrap().contains("unreadable_file"));

@@ -52,22 +52,29 @@ pub(super) fn routes(service: Arc<FileService>, auth: Arc<Auth>) -> BoxedFilter<
         .boxed();
     let (with_service, with_auth) = {
         let (service, auth) = (service.clone(), auth.clone());
-        (warp::any().map(move || service.clone()), warp::any().map(move || auth.clone()))
+        (
+            warp::any().map(move || service.clone()),
+            warp::any().map(move || auth.clone()),
+        )
     };
     let base = warp::path!("api" / "v1" / "uploads")
         .and(request.clone())
         .and(with_service.clone())
         .and(with_auth.clone())
-        .then(|request: TusRequest, service: Arc<FileService>, auth: Arc<Auth>| async move {
-            tus_answer(on_base(request, &service, &auth).await)
-        });
+        .then(
+            |request: TusRequest, service: Arc<FileService>, auth: Arc<Auth>| async move {
+                tus_answer(on_base(request, &service, &auth).await)
+            },
+        );
     let one = warp::path!("api" / "v1" / "uploads" / String)
         .and(request)
         .and(with_service)
         .and(with_auth)
-        .then(|id: String, request: TusRequest, service: Arc<FileService>, auth: Arc<Auth>| async move {
-            tus_answer(on_upload(&id, request, &service, &auth).await)
-        });
+        .then(
+            |id: String, request: TusRequest, service: Arc<FileService>, auth: Arc<Auth>| async move {
+                tus_answer(on_upload(&id, request, &service, &auth).await)
+            },
+        );
     base.or(one).unify().boxed()
 }
 
@@ -114,7 +121,10 @@ async fn create(user: UserId, request: TusRequest, service: &Arc<FileService>) -
     let checksum = if carries_bytes { parse_checksum(headers)? } else { None };
     let upload = service.create_resumable(user, length, metadata, fields).await?;
     let upload = if carries_bytes {
-        match service.append_resumable(user, upload.id, 0, checksum, request.body).await {
+        match service
+            .append_resumable(user, upload.id, 0, checksum, request.body)
+            .await
+        {
             Ok(upload) => upload,
             Err(e) => {
                 let now = service.resumable(user, upload.id).await?;
@@ -132,9 +142,10 @@ async fn create(user: UserId, request: TusRequest, service: &Arc<FileService>) -
     };
     let mut response = with_upload_headers(empty(StatusCode::CREATED), &upload);
     let location = format!("/api/v1/uploads/{}", upload.id.simple());
-    response
-        .headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_str(&location).map_err(Error::internal)?);
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).map_err(Error::internal)?,
+    );
     Ok(response)
 }
 
@@ -176,7 +187,9 @@ async fn on_upload(id: &str, request: TusRequest, service: &Arc<FileService>, au
             }
             let offset = number_header(&request.headers, "upload-offset", "invalid_upload_offset")?;
             let checksum = parse_checksum(&request.headers)?;
-            let upload = service.append_resumable(user, id, offset, checksum, request.body).await?;
+            let upload = service
+                .append_resumable(user, id, offset, checksum, request.body)
+                .await?;
             Ok(with_upload_headers(empty(StatusCode::NO_CONTENT), &upload))
         }
         _ => {
@@ -239,7 +252,11 @@ fn status_json(upload: &ResumableUpload, file: Option<&crate::model::FileRecord>
     if let Some(file) = file {
         body["file"] = serde_json::to_value(file.to_read()).unwrap_or_default();
     }
-    if let Some(error) = upload.error.as_deref().and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok()) {
+    if let Some(error) = upload
+        .error
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+    {
         body["error"] = error;
     }
     body
@@ -274,7 +291,9 @@ fn method_not_allowed(allowed: &'static str) -> Response {
         "code": "method_not_allowed",
     });
     let mut response = super::json(StatusCode::METHOD_NOT_ALLOWED, &body);
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
     response
 }
 
@@ -331,7 +350,9 @@ fn parse_metadata(raw: &str) -> Result<ResumableFields> {
         let key = words.next().unwrap_or_default();
         let encoded = words.next().unwrap_or_default();
         if words.next().is_some() {
-            return Err(invalid(format!("Upload-Metadata pair {pair:?} is not `key base64-value`")));
+            return Err(invalid(format!(
+                "Upload-Metadata pair {pair:?} is not `key base64-value`"
+            )));
         }
         if !seen.insert(key.to_string()) {
             return Err(invalid(format!("Upload-Metadata has the key {key:?} twice")));
@@ -378,7 +399,10 @@ fn parse_checksum(headers: &HeaderMap) -> Result<Option<Checksum>> {
         }
     };
     if digest.len() != size {
-        return Err(unsupported(format!("a {algorithm} digest is {size} bytes, not {}", digest.len())));
+        return Err(unsupported(format!(
+            "a {algorithm} digest is {size} bytes, not {}",
+            digest.len()
+        )));
     }
     Ok(Some(checksum))
 }
@@ -418,7 +442,11 @@ mod tests {
         assert!(matches!(parse_checksum(&headers), Ok(Some(Checksum::Sha1(d))) if d == [7u8; 20]));
         for bad in [format!("md5 {sha1}"), format!("sha256 {sha1}"), "sha1".to_string()] {
             headers.insert("upload-checksum", bad.parse().unwrap());
-            assert_eq!(parse_checksum(&headers).unwrap_err().code(), "unsupported_checksum", "{bad}");
+            assert_eq!(
+                parse_checksum(&headers).unwrap_err().code(),
+                "unsupported_checksum",
+                "{bad}"
+            );
         }
     }
 }

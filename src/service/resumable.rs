@@ -63,9 +63,9 @@ impl FileService {
             )));
         }
         let required = |field: &Option<String>, name: &str| {
-            field.clone().ok_or_else(|| {
-                Error::invalid("missing_field", format!("Upload-Metadata has no `{name}`"))
-            })
+            field
+                .clone()
+                .ok_or_else(|| Error::invalid("missing_field", format!("Upload-Metadata has no `{name}`")))
         };
         let file_name = validate_file_name(&required(&fields.file_name, "file_name")?)?.to_string();
         let session_id = parse_session_id(&required(&fields.session_id, "session_id")?)?;
@@ -121,9 +121,11 @@ impl FileService {
     /// it is past its expiry (the periodic pass removes it soon).
     pub async fn resumable(&self, user: UserId, id: Uuid) -> Result<ResumableUpload> {
         let upload = self.with_catalog(move |c| c.get_resumable(id)).await?;
-        let upload = upload
-            .filter(|u| u.user_id == user)
-            .ok_or_else(|| Error::NotFound(format!("no upload {id}: it never existed, was terminated or has expired")))?;
+        let upload = upload.filter(|u| u.user_id == user).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no upload {id}: it never existed, was terminated or has expired"
+            ))
+        })?;
         if upload.expires_at <= Utc::now() && upload.state != ResumableState::Completing {
             return Err(Error::Expired(format!(
                 "upload {id} expired at {}; nothing of it is kept: start a new upload",
@@ -208,7 +210,12 @@ impl FileService {
     }
 
     /// The bytes of one request into a part of the held `upload`, recorded.
-    async fn append_held<S>(&self, mut upload: ResumableUpload, checksum: Option<Checksum>, chunks: S) -> Result<ResumableUpload>
+    async fn append_held<S>(
+        &self,
+        mut upload: ResumableUpload,
+        checksum: Option<Checksum>,
+        chunks: S,
+    ) -> Result<ResumableUpload>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
@@ -223,7 +230,11 @@ impl FileService {
         };
         let label = format!("resumable upload {}", upload.id);
         let sink = self.with_storage(move |s| s.begin_upload(false, &label)).await?;
-        let Taken { upload: sink, kept, arrived } = self.take_in(chunks, sink, None, &limit).await?;
+        let Taken {
+            upload: sink,
+            kept,
+            arrived,
+        } = self.take_in(chunks, sink, None, &limit).await?;
         // What to keep of the bytes that arrived, and what to answer.
         let (keep, outcome) = match (arrived, &checksum) {
             (Ok(arrived), Some(expected)) if !checksum_matches(expected, &arrived) => (
@@ -244,7 +255,11 @@ impl FileService {
             return outcome.map(|()| upload);
         }
         let from = upload.offset;
-        let part = format!("{}-{from:020}-{}", upload.id.simple(), &Uuid::new_v4().simple().to_string()[..8]);
+        let part = format!(
+            "{}-{from:020}-{}",
+            upload.id.simple(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
         self.keep_part(sink, part.clone()).await?;
         upload.offset = from + kept;
         upload.parts.push(part.clone());
@@ -297,11 +312,14 @@ impl FileService {
         let outcome = match &committed {
             Ok(_) => Some(None),
             Err(e) if retryable(e) => None,
-            Err(e) => Some(Some(serde_json::json!({ "code": e.code(), "detail": e.detail() }).to_string())),
+            Err(e) => Some(Some(
+                serde_json::json!({ "code": e.code(), "detail": e.detail() }).to_string(),
+            )),
         };
         match outcome {
             Some(error) => {
-                self.with_catalog(move |c| c.finish_resumable(id, error.as_deref())).await?;
+                self.with_catalog(move |c| c.finish_resumable(id, error.as_deref()))
+                    .await?;
                 let prefix = id.simple().to_string();
                 if let Err(e) = self.with_storage(move |s| s.remove_parts(&prefix)).await {
                     tracing::warn!(error = %e.detail(), %id, "could not remove a finished upload's parts");
@@ -322,7 +340,9 @@ impl FileService {
             description: Some(upload.description.clone()),
             record_id: Some(upload.id),
         };
-        let file = self.receive_file(Some(&upload.filename), self.read_parts(upload.parts.clone())).await?;
+        let file = self
+            .receive_file(Some(&upload.filename), self.read_parts(upload.parts.clone()))
+            .await?;
         self.store_upload(upload.user_id, fields, file).await
     }
 
@@ -367,7 +387,11 @@ impl FileService {
         let upload = self.with_catalog(move |c| c.get_resumable(id)).await?;
         match upload {
             Some(u) if u.user_id == user => {}
-            _ => return Err(Error::NotFound(format!("no upload {id}: it never existed, was terminated or has expired"))),
+            _ => {
+                return Err(Error::NotFound(format!(
+                    "no upload {id}: it never existed, was terminated or has expired"
+                )))
+            }
         }
         if self.with_catalog(move |c| c.remove_resumable(id)).await?.is_none() {
             return Err(Error::Locked(format!(
@@ -417,7 +441,9 @@ impl FileService {
             let (id, name) = (upload.id, upload.file_name.clone());
             match self.complete_resumable(upload).await {
                 Ok(_) => tracing::info!(%id, file = %name, "completed a resumable upload a stopped process left"),
-                Err(e) => tracing::warn!(%id, file = %name, error = %e.detail(), "a resumable upload a stopped process left was not committed"),
+                Err(e) => {
+                    tracing::warn!(%id, file = %name, error = %e.detail(), "a resumable upload a stopped process left was not committed")
+                }
             }
         }
     }

@@ -294,7 +294,9 @@ impl Storage for LocalStorage {
         match std::fs::File::open(self.part_path(part)) {
             Ok(f) => Ok(Some(Content::File(f))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::Internal(anyhow::Error::new(e).context(format!("cannot open part {part}")))),
+            Err(e) => Err(Error::Internal(
+                anyhow::Error::new(e).context(format!("cannot open part {part}")),
+            )),
         }
     }
 

@@ -124,19 +124,15 @@ impl ResumableUploads for PostgresCatalog {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 let stmt = conn.statement(NAME_HOLDER)?;
-                let holder = conn.client.query_opt(&stmt, &[&u.user_id, &u.file_name]).map_err(db_err)?;
+                let holder = conn
+                    .client
+                    .query_opt(&stmt, &[&u.user_id, &u.file_name])
+                    .map_err(db_err)?;
                 let id = match holder {
                     Some(row) => row.try_get(0).map_err(db_err)?,
                     None => u.id,
                 };
-                Err(Error::UploadInProgress {
-                    id,
-                    detail: format!(
-                "an unfinished upload named {:?} is already in progress for this user (upload {id}): \
-                 go on with it, or terminate it (DELETE /api/v1/uploads/{id}) to start again",
-                u.file_name
-            ),
-                })
+                Err(Error::upload_in_progress(id, &u.file_name))
             }
             Err(e) => Err(db_err(e)),
         }

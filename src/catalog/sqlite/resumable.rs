@@ -25,7 +25,8 @@ fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
 }
 
 fn parse_uuid(text: &str) -> rusqlite::Result<Uuid> {
-    Uuid::parse_str(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    Uuid::parse_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// Reads an upload from the [`COLUMNS`] of `row`, by column name.
@@ -99,14 +100,7 @@ impl ResumableUploads for SqliteCatalog {
                     .optional()
                     .map_err(db_err)?;
                 let id = holder.and_then(|id| Uuid::parse_str(&id).ok()).unwrap_or(u.id);
-                Err(Error::UploadInProgress {
-                    id,
-                    detail: format!(
-                "an unfinished upload named {:?} is already in progress for this user (upload {id}): \
-                 go on with it, or terminate it (DELETE /api/v1/uploads/{id}) to start again",
-                u.file_name
-            ),
-                })
+                Err(Error::upload_in_progress(id, &u.file_name))
             }
             Err(e) => Err(db_err(e)),
         }
@@ -227,7 +221,9 @@ impl ResumableUploads for SqliteCatalog {
                      RETURNING {COLUMNS}"
                 ))
                 .map_err(db_err)?;
-            let rows = stmt.query_map(params![self.holder, all_others, now], upload_of).map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![self.holder, all_others, now], upload_of)
+                .map_err(db_err)?;
             uploads(rows)?
         };
         tx.commit().map_err(db_err)?;

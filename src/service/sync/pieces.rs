@@ -88,17 +88,28 @@ impl FileService {
         let remaining = range.total - range.start;
         let limit = SizeLimit {
             max: remaining,
-            refusal: format!("the piece goes past the content's {} bytes; nothing of it was kept", range.total),
+            refusal: format!(
+                "the piece goes past the content's {} bytes; nothing of it was kept",
+                range.total
+            ),
             sha1: false,
         };
-        let Taken { upload: sink, kept, arrived } = self.take_in(chunks, sink, None, &limit).await?;
+        let Taken {
+            upload: sink,
+            kept,
+            arrived,
+        } = self.take_in(chunks, sink, None, &limit).await?;
         // Cut off: what arrived is kept for the next send; too long: nothing is.
         if kept == 0 || matches!(arrived, Err(Error::PayloadTooLarge(_))) {
             self.discard_upload(sink).await;
             arrived?;
             return Ok(ContentProgress { staged: false, offset });
         }
-        let part = format!("{sha256}-{:020}-{}", range.start, &Uuid::new_v4().simple().to_string()[..8]);
+        let part = format!(
+            "{sha256}-{:020}-{}",
+            range.start,
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
         self.keep_part(sink, part.clone()).await?;
         let offset = range.start + kept;
         if offset < range.total {
@@ -113,7 +124,10 @@ impl FileService {
             tracing::warn!(error = %e.detail(), "could not remove the pieces of a staged content; the periodic sweep does");
         }
         staged?;
-        Ok(ContentProgress { staged: true, offset: 0 })
+        Ok(ContentProgress {
+            staged: true,
+            offset: 0,
+        })
     }
 
     /// The pieces of `sha256` that follow one another from byte 0, and where they end.
@@ -145,7 +159,9 @@ impl FileService {
         let label = format!("sync content {sha256}");
         let sink = self.with_storage(move |s| s.begin_upload(false, &label)).await?;
         let limit = SizeLimit::upload(self.limits.max_upload_bytes, "content");
-        let Taken { upload: sink, arrived, .. } = self.take_in(self.read_parts(parts), sink, None, &limit).await?;
+        let Taken {
+            upload: sink, arrived, ..
+        } = self.take_in(self.read_parts(parts), sink, None, &limit).await?;
         let checked = arrived.and_then(|arrived| match arrived.sha256 == sha256 {
             true => Ok(()),
             false => Err(Error::invalid(
