@@ -1,7 +1,9 @@
 // Uploads through the page's tus client (tus-js-client, window.tus) against the real
-// server: a committed upload, a reload mid-upload then resume, Cancel, and a refusal at
-// creation shown in the server's words. Uploads are slowed with Chromium's own network
-// emulation (DevTools protocol), so "mid-upload" is a real moment, not a guess.
+// server: a committed upload, a reload mid-upload then resume, Cancel, a refusal at
+// creation shown in the server's words, and a Cancel before the creation is answered (the
+// name held by that unfinished upload, discarded from the page). Uploads are slowed with
+// Chromium's own network emulation (DevTools protocol), so "mid-upload" is a real moment,
+// not a guess.
 // Run: CARGO_TARGET_DIR=… node --test upload.test.mjs (after cargo build).
 
 import { describe, it, before, after } from 'node:test';
@@ -29,13 +31,14 @@ function csvOf(bytes, seed = 0) {
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 /** Slows this page's uploads to `bytesPerSecond` (-1: no limit) with Chromium's network
- *  emulation; downloads (the page, the API's answers) are not slowed. */
-async function throttleUploads(page, bytesPerSecond) {
+ *  emulation, answers reaching the page `latency` ms late; downloads (the page, the API's
+ *  answers) are not slowed. */
+async function throttleUploads(page, bytesPerSecond, latency = 0) {
   page.cdp ??= await page.context().newCDPSession(page);
   await page.cdp.send('Network.enable');
   await page.cdp.send('Network.emulateNetworkConditions', {
     offline: false,
-    latency: 0,
+    latency,
     downloadThroughput: -1,
     uploadThroughput: bytesPerSecond,
   });
@@ -95,6 +98,18 @@ function hiddenInStorage(server) {
     }
   }
   return found;
+}
+
+/** A UUID without its hyphens, lower case, to compare the spellings the API uses. */
+const bare = (id) => id.toLowerCase().replace(/-/g, '');
+
+/** How many tus creations the server has answered with `status`, from its /metrics. */
+async function creationsAnswered(server, status) {
+  const text = await (await fetch(`${server.base}/metrics`)).text();
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('file_service_http_requests_total{') && l.includes('method="POST"') && l.includes('route="/api/v1/uploads/"') && l.includes(`status="${status}"`));
+  return line ? Number(line.split(' ').pop()) : 0;
 }
 
 /** A UUID in both spellings, to find it in stored names. */
@@ -343,6 +358,111 @@ describe('uploads through tus in the web page', () => {
     assert.deepEqual(await storedUploads(page), []);
     assert.equal((await server.api('GET', '/files/taken')).body.size_bytes, 8);
     assert.equal(await item.locator('button', { hasText: 'Try again' }).isEnabled(), true);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+
+  it('a Cancel before the creation is answered leaves the name held; the page discards that upload and sends the file', { timeout: 90_000 }, async () => {
+    const csv = csvOf(200_000, 5);
+    const page = await signedIn();
+    const session = await page.inputValue('#session');
+    const tus = watchTus(page);
+    const failed = [];
+    const deletes = [];
+    page.on('requestfailed', (request) => {
+      if (request.method() === 'POST' && /^\/api\/v1\/uploads\/?$/.test(new URL(request.url()).pathname)) failed.push(request.failure()?.errorText);
+    });
+    page.on('response', (response) => {
+      if (response.request().method() === 'DELETE' && new URL(response.url()).pathname.startsWith('/api/v1/uploads/')) {
+        deletes.push({ id: new URL(response.url()).pathname.split('/').pop(), status: response.status() });
+      }
+    });
+    await page.setInputFiles('#file-input', [{ name: 'early.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) }]);
+    const item = page.locator('#queue-items > li').last();
+    assert.equal(await item.getByLabel('Name').inputValue(), 'early');
+    const message = item.locator('.message');
+
+    // Answers reach the page 6 s late: the server creates the upload at once, the page
+    // hears of it 6 s later, and the Cancel lands in between.
+    const answeredBefore = await creationsAnswered(server, 201);
+    await throttleUploads(page, -1, 6_000);
+    const clicked = Date.now();
+    await item.locator('button', { hasText: 'Upload' }).click();
+    await until(async () => (await creationsAnswered(server, 201)) > answeredBefore, 'the server to answer the creation', 5_000);
+    assert.ok(Date.now() - clicked < 5_000, 'the creation was answered before the emulated latency ran out');
+    assert.equal(tus.creations.length, 1, 'one tus creation');
+    assert.deepEqual(tus.created, [], 'the page has not heard the answer yet');
+    assert.equal(await message.textContent(), 'Uploading…');
+    await item.getByRole('button', { name: 'Cancel the upload of early.csv' }).click();
+    await until(async () => /^Cancelled: /.test(await message.textContent()), 'the Cancelled message', 15_000);
+    await throttleUploads(page, -1, 0);
+    await until(async () => failed.length > 0, 'the creation request to be given up', 5_000);
+    assert.deepEqual(failed, ['net::ERR_ABORTED']);
+    assert.deepEqual(tus.created, [], 'the page never got the creation\'s answer');
+    assert.equal(tus.patches.length, 0, 'no byte sent');
+    assert.deepEqual(await storedUploads(page), [], 'nothing to resume: the page never learnt the upload\'s address');
+
+    // The server holds an unfinished upload of that name: a tus creation of it is refused
+    // with the address of the held upload, which is there, empty and still receiving.
+    const b64 = (text) => Buffer.from(text).toString('base64');
+    const size = Buffer.byteLength(csv);
+    const raw = await fetch(`${server.base}/api/v1/uploads/`, {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${await server.token()}`,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Length': String(size),
+        'Upload-Metadata': `file_name ${b64('early')},session_id ${b64(session)},description ${b64('')},filename ${b64('early.csv')}`,
+      },
+    });
+    const refusal = await raw.json();
+    assert.equal(raw.status, 409, JSON.stringify(refusal));
+    assert.equal(raw.headers.get('location'), null, 'no Location: a tus client would write into it');
+    assert.equal(refusal.code, 'upload_in_progress');
+    assert.match(refusal.upload, /^\/api\/v1\/uploads\/[0-9a-f-]{32,36}$/);
+    const heldId = refusal.upload.split('/').pop();
+    const held = await uploadStatus(heldId);
+    assert.equal(held.status, 200, JSON.stringify(held.body));
+    assert.equal(held.body.state, 'receiving');
+    assert.equal(held.body.offset, 0);
+    assert.equal(held.body.length, size);
+    assert.equal(held.body.file_name, 'early');
+    assert.equal((await server.api('GET', '/files/early')).status, 404);
+
+    // Try again: refused in the server's words, with the offer to discard the held upload.
+    await item.locator('button', { hasText: 'Try again' }).click();
+    await until(async () => /^[A-Z][a-z ]+: /.test(await message.textContent()), 'the refusal', 30_000);
+    const discard = message.getByRole('button', { name: 'Discard the unfinished upload and send this file' });
+    await discard.waitFor({ timeout: 5_000 });
+    assert.equal(await message.evaluate((m) => m.firstChild.textContent), `Unfinished upload: ${refusal.detail}`);
+    assert.ok(refusal.detail.includes(heldId.replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, '$1-$2-$3-$4-$5')), refusal.detail);
+    assert.equal(tus.creations.length, 2, 'the second try made a creation');
+    assert.deepEqual(tus.created, []);
+    assert.equal(tus.patches.length, 0);
+    assert.equal(await item.locator('button', { hasText: 'Try again' }).isEnabled(), true);
+
+    // Discard: the held upload is terminated and the file sent as a new upload.
+    await discard.click();
+    await until(async () => /^(Uploaded as|[A-Z][a-z ]+: )/.test(await message.textContent()), 'the upload after the discard to end', 60_000);
+    assert.match(await message.textContent(), /^Uploaded as early · \d[\d,]* × 3 · active in this session$/);
+    assert.deepEqual(deletes, [{ id: heldId, status: 204 }]);
+    assert.equal(tus.creations.length, 3);
+    assert.equal(tus.created.length, 1);
+    const [newId] = tus.created;
+    assert.notEqual(bare(newId), bare(heldId), 'a new upload, not the held one');
+    const record = await server.api('GET', '/files/early');
+    assert.equal(record.status, 200, JSON.stringify(record.body));
+    assert.equal(record.body.sha256, sha256(Buffer.from(csv)));
+    assert.equal(record.body.size_bytes, size);
+    assert.equal(bare(record.body.id), bare(newId), 'the file is the new upload');
+    assert.equal((await uploadStatus(heldId)).status, 404, 'the held upload is gone');
+    assert.equal((await uploadStatus(newId)).body.state, 'done');
+    assert.ok(
+      !Object.keys(hiddenInStorage(server)).some((n) => spellings(heldId).some((s) => n.includes(s))),
+      'no stored part of the held upload',
+    );
+    assert.deepEqual(await storedUploads(page), []);
+    await page.locator('#files tbody td.name a', { hasText: /^early$/ }).waitFor({ timeout: 15_000 });
     assert.deepEqual(page.problems, []);
     await page.context().close();
   });

@@ -85,7 +85,12 @@ impl CuttingProxy {
                 });
             }
         });
-        CuttingProxy { url, moved, cut, accept }
+        CuttingProxy {
+            url,
+            moved,
+            cut,
+            accept,
+        }
     }
 
     fn moved(&self) -> u64 {
@@ -119,11 +124,24 @@ fn big_csv(size: usize) -> (Vec<u8>, String) {
 async fn sync_through(edge: &TestServer, proxy: &CuttingProxy, push: bool) -> Value {
     let token = replicate_token();
     let way = if push { "--to" } else { "--from" };
-    let args = ["sync", way, proxy.url.as_str(), "--token", token.as_str(), "--local", edge.base.as_str(), "--json"];
+    let args = [
+        "sync",
+        way,
+        proxy.url.as_str(),
+        "--token",
+        token.as_str(),
+        "--local",
+        edge.base.as_str(),
+        "--json",
+    ];
     let started = Instant::now();
     let report = edge.run_cli_json(&args, SYNC_TIMEOUT).await;
-    eprintln!("sync {way}: {:.2}s, {} cuts, {} bytes through the proxy, report {report}",
-        started.elapsed().as_secs_f64(), proxy.cuts(), proxy.moved());
+    eprintln!(
+        "sync {way}: {:.2}s, {} cuts, {} bytes through the proxy, report {report}",
+        started.elapsed().as_secs_f64(),
+        proxy.cuts(),
+        proxy.moved()
+    );
     report
 }
 
@@ -239,7 +257,10 @@ async fn pieces_of_a_content_go_on_only_from_where_they_stopped() {
     assert!(pieces_left(&server).is_empty(), "{:?}", pieces_left(&server));
     // Right bytes in two pieces: staged.
     assert_eq!(put(0, 200_000, bytes[..200_000].to_vec()).await.status(), 204);
-    assert_eq!(put(200_000, total as usize, bytes[200_000..].to_vec()).await.status(), 204);
+    assert_eq!(
+        put(200_000, total as usize, bytes[200_000..].to_vec()).await.status(),
+        204
+    );
     assert_eq!(progress().await, serde_json::json!({"staged": true, "offset": 0}));
     assert!(
         pieces_left(&server).iter().all(|n| n.starts_with(".blob-")),
