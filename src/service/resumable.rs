@@ -104,11 +104,12 @@ impl FileService {
         if length > 0 {
             return Ok(upload);
         }
+        // No bytes to wait for: it is complete at once (recording it at its length makes
+        // it completing, held by this process).
         let id = upload.id;
         self.with_catalog(move |c| c.hold_resumable(id)).await?;
-        let mut complete = upload.clone();
-        complete.state = ResumableState::Completing;
-        if !self.with_catalog(move |c| c.record_part(&complete, 0)).await? {
+        let recorded = upload.clone();
+        if !self.with_catalog(move |c| c.record_part(&recorded, 0)).await? {
             return Err(Error::internal("a new empty resumable upload could not be completed"));
         }
         let complete = upload.clone();
