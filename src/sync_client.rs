@@ -24,7 +24,7 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Contents streamed from source to destination at once.
 const BLOBS_IN_FLIGHT: usize = 4;
 /// Contents up to this size are sent whole; larger ones in pieces that resume.
-const WHOLE_CONTENT_MAX_BYTES: u64 = 8 << 20;
+const WHOLE_CONTENT_MAX_BYTES: u64 = 1 << 20;
 /// A content's send gives up after this many cuts in a row that got no further.
 const MAX_PIECE_FAILURES: u32 = 20;
 /// How long one feed request waits for news in `--watch` mode.
