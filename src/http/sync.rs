@@ -231,9 +231,11 @@ impl FeedQuery {
 
 /// `Content-Range: bytes START-END/TOTAL` of a piece of a sync content.
 fn parse_content_range(raw: &str) -> Result<ContentRange, Error> {
-    let invalid = || Error::BadRequest {
-        code: "invalid_content_range",
-        detail: format!("Content-Range {raw:?} is not `bytes START-END/TOTAL`"),
+    let invalid = || {
+        Error::invalid(
+            "invalid_content_range",
+            format!("Content-Range {raw:?} is not `bytes START-END/TOTAL`"),
+        )
     };
     let spec = raw.trim().strip_prefix("bytes ").ok_or_else(invalid)?;
     let (span, total) = spec.split_once('/').ok_or_else(invalid)?;

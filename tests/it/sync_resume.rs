@@ -247,7 +247,7 @@ async fn pieces_of_a_content_go_on_only_from_where_they_stopped() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.status(), 422);
     // The rest, but wrong bytes: the whole does not hash to the content's SHA-256.
     let mut wrong = bytes[100_000..].to_vec();
     wrong[0] ^= 1;
