@@ -354,6 +354,13 @@ async fn send_piece(
         return Ok(Piece::Gone);
     }
     let length = size - offset;
+    // A content of another length than the change says was written over the stored file
+    // after the feed was read (its catalog entry may not show it yet): sending it under
+    // this change's length would fail on every try.
+    if download.content_length().is_some_and(|served| served != length) {
+        tracing::info!(file = %id, expected = length, served = ?download.content_length(), "content changed at the source since the feed was read");
+        return Ok(Piece::Gone);
+    }
     let body = reqwest::Body::wrap_stream(download.bytes_stream());
     let mut upload = dest
         .client
