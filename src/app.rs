@@ -16,6 +16,7 @@ use crate::catalog::sqlite::SqliteCatalog;
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, DatabaseUrl};
 use crate::http::server::ServerOptions;
+use crate::ratelimit::{memory::MemoryBudget, redis::RedisBudget, RequestBudget};
 use crate::reconcile::Reconciler;
 use crate::service::{FileService, Limits};
 use crate::storage::local::LocalStorage;
@@ -52,7 +53,43 @@ pub fn auth(config: &Config) -> Result<Auth, StartupError> {
     if let Some(path) = created {
         tracing::info!(path = %path.display(), "SECRET_KEY is not set: generated a random secret (owner-only file); set SECRET_KEY to share one with other services");
     }
-    Ok(Auth::new(&secret, config.algorithm))
+    let auth = Auth::new(&secret, config.algorithm);
+    match &config.identity_provider {
+        None => Ok(auth),
+        Some(provider) => {
+            tracing::info!(
+                jwks_url = provider.jwks_url.as_deref().unwrap_or("(OpenID discovery)"),
+                issuer = provider.issuer.as_deref().unwrap_or("(not checked)"),
+                audience = %provider.audience,
+                user_claim = %provider.user_claim,
+                "tokens from the identity provider are accepted beside the local secret's"
+            );
+            auth.with_identity_provider(provider.clone()).map_err(|e| {
+                key_error(
+                    if provider.jwks_url.is_some() {
+                        "JWT_JWKS_URL"
+                    } else {
+                        "JWT_ISSUER"
+                    },
+                    e,
+                )
+            })
+        }
+    }
+}
+
+/// Counts each user's requests when `RATE_LIMIT_PER_MINUTE` is set: in Redis when
+/// `REDIS_URL` is (replicas then share one budget per user), else in this process.
+fn with_request_budget(auth: Auth, config: &Config) -> Result<Auth, StartupError> {
+    let Some(limit) = config.rate_limit_per_minute else {
+        return Ok(auth);
+    };
+    let budget: Arc<dyn RequestBudget> = match &config.redis_url {
+        Some(url) => Arc::new(RedisBudget::open(url, limit).map_err(|e| key_error("REDIS_URL", e))?),
+        None => Arc::new(MemoryBudget::new(limit)),
+    };
+    tracing::info!(budget = %budget.describe(), "requests are limited per user");
+    Ok(auth.with_request_budget(budget))
 }
 
 /// Opens the catalog named by `DATABASE_URL` (without migrating it). Blocking: a
@@ -231,7 +268,7 @@ async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StartupError>
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish within the grace
 /// period. Returns the service so the caller can clean up once the runtime has stopped.
 pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
-    let auth = Arc::new(auth(&config)?);
+    let auth = Arc::new(with_request_budget(auth(&config)?, &config)?);
     let service = build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.bind_addr)
         .await

@@ -24,6 +24,8 @@ pub struct Config {
     /// `None`: use (or create) the generated secret in `data_dir`.
     pub secret_key: Option<String>,
     pub algorithm: Algorithm,
+    /// Tokens from an identity provider, accepted beside the local secret's.
+    pub identity_provider: Option<IdentityProviderConfig>,
     pub data_dir: PathBuf,
     /// The storage folder; with an S3 `storage`, only uploads in progress are kept here.
     pub local_storage_path: PathBuf,
@@ -59,6 +61,24 @@ pub struct Config {
     pub mcp_max_rows: usize,
     /// Characters in one MCP tool result (its structured content, and its text).
     pub mcp_max_chars: usize,
+    /// Requests one user may make in any minute; `None`: no limit.
+    pub rate_limit_per_minute: Option<u64>,
+}
+
+/// `JWT_JWKS_URL` / `JWT_ISSUER` and the claims their tokens must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityProviderConfig {
+    /// The key set's address; `None`: found by OpenID discovery under `issuer`.
+    pub jwks_url: Option<String>,
+    /// The `iss` tokens must carry; `None` (only with a `jwks_url`): not checked.
+    pub issuer: Option<String>,
+    /// The `aud` tokens must carry: without it, a token the provider issued to any other
+    /// application would be taken.
+    pub audience: String,
+    /// The claim holding the user id (a positive integer).
+    pub user_claim: String,
+    /// Unknown `kid`s fetch the key set again at most this often.
+    pub min_refresh: std::time::Duration,
 }
 
 /// `STORAGE_URL=s3://bucket/prefix` and its `S3_*`/`AWS_*` settings.
@@ -157,6 +177,50 @@ impl Source {
     }
 }
 
+fn parse_identity_provider(src: &Source) -> Result<Option<IdentityProviderConfig>, ConfigError> {
+    let http_url = |key: &str| -> Result<Option<String>, ConfigError> {
+        match src.get(key)? {
+            None => Ok(None),
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => Ok(Some(url.trim().to_string())),
+            Some(url) => Err(config_error(
+                &env_name(key),
+                format!("{url:?} is not an http:// or https:// URL"),
+            )),
+        }
+    };
+    let jwks_url = http_url("jwt_jwks_url")?;
+    let issuer = http_url("jwt_issuer")?;
+    let audience = src.get("jwt_audience")?.map(|a| a.trim().to_string());
+    if jwks_url.is_none() && issuer.is_none() {
+        if audience.is_some() {
+            return Err(config_error(
+                "JWT_AUDIENCE",
+                "is set but no identity provider is: set JWT_JWKS_URL or JWT_ISSUER too",
+            ));
+        }
+        return Ok(None);
+    }
+    let Some(audience) = audience.filter(|a| !a.is_empty()) else {
+        return Err(config_error(
+            "JWT_AUDIENCE",
+            "is required with JWT_JWKS_URL or JWT_ISSUER: the `aud` this service's tokens carry (without it, tokens the provider issued to other applications would be taken)",
+        ));
+    };
+    let user_claim = src
+        .get("jwt_user_claim")?
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "sub".into());
+    let min_refresh = src.parse("jwt_jwks_min_refresh_seconds", 60u64, "a whole number of seconds")?;
+    Ok(Some(IdentityProviderConfig {
+        jwks_url,
+        issuer,
+        audience,
+        user_claim,
+        min_refresh: std::time::Duration::from_secs(min_refresh),
+    }))
+}
+
 fn env_name(key: &str) -> String {
     key.replace('.', "_").to_ascii_uppercase()
 }
@@ -217,6 +281,7 @@ impl Config {
                 "is shorter than 16 bytes; use e.g. `openssl rand -hex 32`",
             ));
         }
+        let identity_provider = parse_identity_provider(&src)?;
         let local_storage_path = src
             .get("local_storage_path")?
             .map(PathBuf::from)
@@ -260,6 +325,10 @@ impl Config {
         if mcp_max_chars < 2_000 {
             return Err(config_error("MCP_MAX_CHARS", "must be at least 2000"));
         }
+        let rate_limit_per_minute = match src.parse("rate_limit_per_minute", 0u64, "a whole number of requests")? {
+            0 => None,
+            limit => Some(limit),
+        };
         let lease_seconds = src.parse("lease_seconds", 15u64, "a whole number of seconds")?;
         if lease_seconds < 2 {
             return Err(config_error("LEASE_SECONDS", "must be at least 2"));
@@ -309,6 +378,7 @@ impl Config {
             redis_url,
             secret_key,
             algorithm,
+            identity_provider,
             data_dir,
             local_storage_path,
             s3,
@@ -328,6 +398,7 @@ impl Config {
             query_cache_max_bytes,
             mcp_max_rows,
             mcp_max_chars,
+            rate_limit_per_minute,
         })
     }
 }
@@ -556,5 +627,42 @@ mod tests {
             let err = load("", &[env]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
         }
+    }
+
+    #[test]
+    fn an_identity_provider_needs_an_audience_and_http_addresses() {
+        assert!(load("", &[]).unwrap().identity_provider.is_none());
+        let idp = load(
+            "",
+            &[
+                ("JWT_ISSUER", "https://id.example.com/realms/x"),
+                ("JWT_AUDIENCE", "files"),
+            ],
+        )
+        .unwrap()
+        .identity_provider
+        .unwrap();
+        assert_eq!(idp.jwks_url, None);
+        assert_eq!(idp.user_claim, "sub");
+        assert_eq!(idp.min_refresh, std::time::Duration::from_secs(60));
+        let err = load("", &[("JWT_JWKS_URL", "https://id.example.com/jwks")]).unwrap_err();
+        assert_eq!(err.key, "JWT_AUDIENCE", "{err}");
+        let err = load("", &[("JWT_AUDIENCE", "files")]).unwrap_err();
+        assert_eq!(err.key, "JWT_AUDIENCE", "{err}");
+        let err = load(
+            "",
+            &[("JWT_JWKS_URL", "id.example.com/jwks"), ("JWT_AUDIENCE", "files")],
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "JWT_JWKS_URL", "{err}");
+        let idp = load(
+            "jwt_jwks_url = \"http://127.0.0.1:9/jwks\"\njwt_audience = \"files\"\njwt_user_claim = \"uid\"\n",
+            &[("JWT_JWKS_MIN_REFRESH_SECONDS", "1")],
+        )
+        .unwrap()
+        .identity_provider
+        .unwrap();
+        assert_eq!(idp.user_claim, "uid");
+        assert_eq!(idp.min_refresh, std::time::Duration::from_secs(1));
     }
 }

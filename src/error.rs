@@ -58,6 +58,12 @@ pub enum Error {
     /// The bytes sent do not have the checksum the request gave; they were not kept.
     #[error("{0}")]
     ChecksumMismatch(String),
+    /// The caller has used up its request budget for now.
+    #[error("{detail}")]
+    TooManyRequests {
+        retry_after: std::time::Duration,
+        detail: String,
+    },
     /// A bug or an unexpected backend failure; the detail is logged, not shown.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -122,6 +128,7 @@ impl Error {
             Error::UploadInProgress { .. } => "upload_in_progress",
             Error::Expired(_) => "upload_expired",
             Error::ChecksumMismatch(_) => "checksum_mismatch",
+            Error::TooManyRequests { .. } => "rate_limited",
             Error::Internal(_) => "internal",
         }
     }

@@ -32,6 +32,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod model;
 pub mod query;
+pub mod ratelimit;
 pub mod reconcile;
 pub mod service;
 pub mod storage;

@@ -1,21 +1,31 @@
-//! Bearer-token authentication: validates JWTs (HS256/384/512), extracts the user id from `sub`, and mints tokens for local use.
+//! Bearer-token authentication: validates JWTs signed with the local secret (HS256/384/512) or by an identity provider, extracts the user id, and mints tokens for local use.
+
+mod provider;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::config::IdentityProviderConfig;
 use crate::error::{Error, Result};
 use crate::model::UserId;
+use crate::ratelimit::{Admission, RequestBudget};
+use provider::IdentityProvider;
 
-/// Validates and mints tokens with one secret and one algorithm.
+/// Validates and mints tokens with one secret and one algorithm, and validates an
+/// identity provider's tokens when one is configured.
 #[derive(Clone)]
 pub struct Auth {
     algorithm: Algorithm,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    provider: Option<Arc<IdentityProvider>>,
+    /// Each user's requests a minute (`RATE_LIMIT_PER_MINUTE`); `None`: unlimited.
+    budget: Option<Arc<dyn RequestBudget>>,
 }
 
 #[derive(Deserialize)]
@@ -82,16 +92,50 @@ impl Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            provider: None,
+            budget: None,
         }
     }
 
+    /// Counts each caller's requests against `budget` (see [`Auth::admit`]).
+    pub fn with_request_budget(mut self, budget: Arc<dyn RequestBudget>) -> Auth {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Who a request with this `Authorization` header speaks for, if its token is valid
+    /// and its user has budget left for one more request. Replication tokens (other
+    /// instances syncing) are not counted: a sync is many requests by design.
+    pub async fn admit(&self, header: Option<&str>) -> Result<Principal> {
+        let principal = self.principal_from_header(header).await?;
+        if let Some(budget) = self.budget.as_ref().filter(|_| !principal.replicate) {
+            if let Admission::Refused { retry_after } = budget.take(principal.user).await {
+                return Err(Error::TooManyRequests {
+                    retry_after,
+                    detail: format!(
+                        "too many requests: this user's budget is used up for now; retry in {} s",
+                        retry_after.as_secs().max(1)
+                    ),
+                });
+            }
+        }
+        Ok(principal)
+    }
+
+    /// Also takes tokens an identity provider signed (asymmetric algorithms only); those
+    /// signed with the local secret stay valid.
+    pub fn with_identity_provider(mut self, config: IdentityProviderConfig) -> std::result::Result<Auth, String> {
+        self.provider = Some(Arc::new(IdentityProvider::new(config)?));
+        Ok(self)
+    }
+
     /// The user id of a valid `Authorization` header value.
-    pub fn user_from_header(&self, header: Option<&str>) -> Result<UserId> {
-        self.principal_from_header(header).map(|p| p.user)
+    pub async fn user_from_header(&self, header: Option<&str>) -> Result<UserId> {
+        self.principal_from_header(header).await.map(|p| p.user)
     }
 
     /// Who a valid `Authorization` header value speaks for.
-    pub fn principal_from_header(&self, header: Option<&str>) -> Result<Principal> {
+    pub async fn principal_from_header(&self, header: Option<&str>) -> Result<Principal> {
         let header = header.ok_or_else(|| {
             Error::Unauthorized("missing Authorization header; send `Authorization: Bearer <token>`".into())
         })?;
@@ -101,14 +145,37 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthorized("Authorization header is not `Bearer <token>`".into()))?;
-        self.principal_from_token(token)
+        self.principal_from_token(token).await
     }
 
-    pub fn user_from_token(&self, token: &str) -> Result<UserId> {
-        self.principal_from_token(token).map(|p| p.user)
+    pub async fn user_from_token(&self, token: &str) -> Result<UserId> {
+        self.principal_from_token(token).await.map(|p| p.user)
     }
 
-    pub fn principal_from_token(&self, token: &str) -> Result<Principal> {
+    pub async fn principal_from_token(&self, token: &str) -> Result<Principal> {
+        if let Some(provider) = &self.provider {
+            // A header that does not parse (`alg: none` among them) falls through to the
+            // local check, which refuses it with the usual words.
+            if let Ok(header) = jsonwebtoken::decode_header(token) {
+                if provider::is_provider_algorithm(header.alg) {
+                    let claims = provider.verify(token, &header).await?;
+                    let claim = provider.user_claim();
+                    let user = claims.get(claim).and_then(parse_sub).ok_or_else(|| {
+                        Error::Unauthorized(format!(
+                            "token `{claim}` is not a positive integer user id (JWT_USER_CLAIM names the claim that holds it)"
+                        ))
+                    })?;
+                    // Replication rights come only from the local secret: a provider's
+                    // token is always an ordinary user's.
+                    return Ok(Principal { user, replicate: false });
+                }
+            }
+        }
+        self.principal_from_local_token(token)
+    }
+
+    /// Who a token signed with the local secret speaks for.
+    fn principal_from_local_token(&self, token: &str) -> Result<Principal> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             Error::Unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "token has expired".to_string(),
@@ -215,16 +282,22 @@ mod tests {
         assert_eq!(parse_sub(&serde_json::json!(1.5)), None);
     }
 
-    #[test]
-    fn minted_tokens_validate_and_others_do_not() {
+    #[tokio::test]
+    async fn minted_tokens_validate_and_others_do_not() {
         let auth = Auth::new(b"0123456789abcdef0123", Algorithm::HS256);
         let token = auth.mint(5, 60);
-        assert_eq!(auth.user_from_header(Some(&format!("Bearer {token}"))).unwrap(), 5);
+        assert_eq!(
+            auth.user_from_header(Some(&format!("Bearer {token}"))).await.unwrap(),
+            5
+        );
         let other = Auth::new(b"another-secret-of-20b", Algorithm::HS256);
-        assert!(other.user_from_token(&token).is_err());
+        assert!(other.principal_from_local_token(&token).is_err());
         let hs512 = Auth::new(b"0123456789abcdef0123", Algorithm::HS512);
-        assert!(hs512.user_from_token(&token).is_err(), "algorithm mismatch must fail");
-        assert!(auth.user_from_header(None).is_err());
-        assert!(auth.user_from_header(Some(&token)).is_err(), "no Bearer prefix");
+        assert!(
+            hs512.principal_from_local_token(&token).is_err(),
+            "algorithm mismatch must fail"
+        );
+        assert!(auth.user_from_header(None).await.is_err());
+        assert!(auth.user_from_header(Some(&token)).await.is_err(), "no Bearer prefix");
     }
 }

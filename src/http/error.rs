@@ -32,6 +32,7 @@ fn status(err: &Error) -> StatusCode {
         Error::Expired(_) => StatusCode::GONE,
         // tus's own status for a checksum that does not match.
         Error::ChecksumMismatch(_) => StatusCode::from_u16(460).expect("a valid status"),
+        Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -75,6 +76,12 @@ pub fn error_response(err: &Error) -> Response {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        Error::TooManyRequests { retry_after, .. } => {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_after.as_secs().max(1)),
+            );
         }
         _ => {}
     }

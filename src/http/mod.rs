@@ -146,7 +146,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
         let auth = auth.clone();
         async move {
             let text = header.as_ref().map(|h| h.to_str().unwrap_or("<not text>"));
-            let principal = auth.principal_from_header(text).map_err(warp::reject::custom)?;
+            let principal = auth.admit(text).await.map_err(warp::reject::custom)?;
             server::record_user(principal.user);
             Ok::<_, Rejection>(principal)
         }

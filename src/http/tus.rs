@@ -91,7 +91,7 @@ async fn on_base(request: TusRequest, service: &Arc<FileService>, auth: &Auth) -
             Ok(response)
         }
         Method::POST => {
-            let user = authenticate(&request.headers, auth)?;
+            let user = authenticate(&request.headers, auth).await?;
             check_version(&request.headers)?;
             create(user, request, service).await
         }
@@ -157,7 +157,7 @@ async fn on_upload(id: &str, request: TusRequest, service: &Arc<FileService>, au
     ) {
         return Ok(method_not_allowed("HEAD, PATCH, DELETE, GET"));
     }
-    let user = authenticate(&request.headers, auth)?;
+    let user = authenticate(&request.headers, auth).await?;
     let id = uuid::Uuid::parse_str(id).map_err(|_| Error::NotFound(format!("no upload {id:?}: not an upload id")))?;
     if request.method == Method::GET {
         let upload = service.resumable(user, id).await?;
@@ -262,11 +262,11 @@ fn status_json(upload: &ResumableUpload, file: Option<&crate::model::FileRecord>
     body
 }
 
-fn authenticate(headers: &HeaderMap, auth: &Auth) -> Result<UserId> {
+async fn authenticate(headers: &HeaderMap, auth: &Auth) -> Result<UserId> {
     let header = headers
         .get(header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or("<not text>"));
-    let principal = auth.principal_from_header(header)?;
+    let principal = auth.admit(header).await?;
     super::server::record_user(principal.user);
     Ok(principal.user)
 }

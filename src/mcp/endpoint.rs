@@ -82,7 +82,7 @@ impl Endpoint {
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(|h| h.to_str().unwrap_or("<not text>"));
-        let principal = self.auth.principal_from_header(header)?;
+        let principal = self.auth.admit(header).await?;
         crate::http::server::record_user(principal.user);
         req.extensions_mut().insert(Caller(principal.user));
         Ok(self.http.handle(req).await)

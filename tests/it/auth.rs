@@ -155,7 +155,7 @@ async fn generated_secret_is_kept_owner_only_and_shared_with_token() {
     let second = run(&["token", "--user", "1"]);
     let token = String::from_utf8(second.stdout).unwrap();
     let auth = file_service::auth::Auth::new(secret.trim().as_bytes(), Algorithm::HS256);
-    assert_eq!(auth.user_from_token(token.trim()).unwrap(), 1);
+    assert_eq!(auth.user_from_token(token.trim()).await.unwrap(), 1);
 }
 
 #[test]

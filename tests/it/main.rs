@@ -11,6 +11,8 @@ mod faults;
 mod file_api;
 mod formats;
 mod harness;
+mod idp;
+mod limits;
 mod ops;
 mod query;
 mod recovery;
