@@ -11,6 +11,7 @@ mod faults;
 mod file_api;
 mod formats;
 mod harness;
+mod links;
 mod ops;
 mod query;
 mod recovery;
