@@ -45,11 +45,12 @@ impl FileService {
         if count > 0 {
             self.feed_changed();
         }
+        let resolved = count + self.recover_resumables(all_others)?;
         let links = self.remove_expired_links()?;
         if links > 0 {
             tracing::info!(count = links, "removed expired share links");
         }
-        Ok(count + self.recover_resumables(all_others)?)
+        Ok(resolved)
     }
 
     fn recover_upload(&self, r: &FileRecord) -> Result<()> {
