@@ -55,6 +55,10 @@ pub enum Error {
     /// The resumable upload expired: nothing of it is kept.
     #[error("{0}")]
     Expired(String),
+    /// What the request names existed but is no longer served (a share link expired or
+    /// used up, or its file's content changed since it was made). `code` says which.
+    #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
     /// The bytes sent do not have the checksum the request gave; they were not kept.
     #[error("{0}")]
     ChecksumMismatch(String),
@@ -127,6 +131,7 @@ impl Error {
             Error::Locked(_) => "upload_locked",
             Error::UploadInProgress { .. } => "upload_in_progress",
             Error::Expired(_) => "upload_expired",
+            Error::Gone { code, .. } => code,
             Error::ChecksumMismatch(_) => "checksum_mismatch",
             Error::TooManyRequests { .. } => "rate_limited",
             Error::Internal(_) => "internal",

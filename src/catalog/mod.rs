@@ -132,7 +132,9 @@ fn feed_entry(
 pub type UserLock = Box<dyn Send>;
 
 /// The catalog of one deployment: every role below, migrations and health.
-pub trait Catalog: Records + ActiveFiles + ChangeFeed + Leases + ResumableUploads + Send + Sync + 'static {
+pub trait Catalog:
+    Records + ActiveFiles + ChangeFeed + Leases + ResumableUploads + ShareLinks + Send + Sync + 'static
+{
     /// Applies pending migrations; safe to call from several processes at once.
     fn migrate(&self) -> Result<()>;
 
@@ -411,4 +413,48 @@ pub trait ResumableUploads {
     /// `all_others`, by any other process), and takes over the completing ones, which
     /// are returned for this process to complete.
     fn claim_abandoned_resumables(&self, all_others: bool) -> Result<Vec<ResumableUpload>>;
+}
+
+/// A share link as the catalog keeps it: never its secret, only the secret's SHA-256.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareLink {
+    pub id: Uuid,
+    /// The file's id (links follow a file through renames).
+    pub file_id: Uuid,
+    pub user_id: UserId,
+    /// The file's content when the link was made: the link serves that content only.
+    pub sha256: String,
+    /// `None`: as many downloads as the link's lifetime allows.
+    pub max_downloads: Option<u64>,
+    /// Downloads counted so far (see [`ShareLinks::count_share_download`]).
+    pub downloads: u64,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Share links of files. A file's links go with its row when it is deleted, and a link
+/// is found by its secret only while its file is visible.
+pub trait ShareLinks {
+    /// Records `link` (its `downloads` are ignored: a new link has none) under the hash of
+    /// its secret, if its user's file `link.file_id` is visible and still has the content
+    /// `link.sha256`. Returns whether it was recorded.
+    fn create_share_link(&self, link: &ShareLink, secret_sha256: &str) -> Result<bool>;
+
+    /// The links of the user's file, oldest first.
+    fn share_links(&self, user: UserId, file_id: Uuid) -> Result<Vec<ShareLink>>;
+
+    /// Removes the link `id` of the user's file. Returns whether there was one.
+    fn revoke_share_link(&self, user: UserId, file_id: Uuid, id: Uuid) -> Result<bool>;
+
+    /// The link whose secret hashes to `secret_sha256`, with its file's visible record
+    /// (without its profile); `None` if there is no such link or the file is not visible.
+    fn share_link_by_secret(&self, secret_sha256: &str) -> Result<Option<(ShareLink, FileRecord)>>;
+
+    /// Counts one download of link `id` if it has not expired and has downloads left, in
+    /// one statement: concurrent downloads (on any replica) never count past
+    /// `max_downloads`. Returns whether it was counted.
+    fn count_share_download(&self, id: Uuid) -> Result<bool>;
+
+    /// Removes the links that expired before `before`. Returns how many.
+    fn remove_expired_share_links(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize>;
 }

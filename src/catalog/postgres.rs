@@ -5,6 +5,7 @@
 //! table. Every connection carries server-side timeouts, so a dead or stuck server turns
 //! into `Error::Unavailable` (503) instead of a hung request.
 
+mod links;
 mod resumable;
 
 use std::collections::{HashMap, HashSet};
@@ -36,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../schema/postgres/0005_sync_origins_and_indexes.sql"),
     ),
     (6, include_str!("../../schema/postgres/0006_resumable_uploads.sql")),
+    (7, include_str!("../../schema/postgres/0007_share_links.sql")),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together

@@ -1,5 +1,6 @@
 //! The embedded catalog on SQLite (bundled, WAL mode) through an r2d2 pool.
 
+mod links;
 mod resumable;
 
 use std::collections::HashSet;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../schema/sqlite/0004_s3_storage.sql")),
     (5, include_str!("../../schema/sqlite/0005_sync_origins_and_indexes.sql")),
     (6, include_str!("../../schema/sqlite/0006_resumable_uploads.sql")),
+    (7, include_str!("../../schema/sqlite/0007_share_links.sql")),
 ];
 
 /// Rows from before leases (no holder) count as abandoned once this old.

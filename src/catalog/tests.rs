@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::postgres::PostgresCatalog;
 use super::sqlite::SqliteCatalog;
-use super::{Catalog, ChangeOp, Leases, ResumableState, ResumableUpload};
+use super::{Catalog, ChangeOp, Leases, ResumableState, ResumableUpload, ShareLink};
 use crate::error::Error;
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery};
 
@@ -258,6 +258,7 @@ fn contract(c: &dyn Catalog) {
     assert_eq!(c.checkpoint("elsewhere").unwrap(), 42);
 
     resumable_contract(c);
+    share_links_contract(c);
 }
 
 fn resumable(user: i64, name: &str, length: u64) -> ResumableUpload {
@@ -348,6 +349,92 @@ fn resumable_contract(c: &dyn Catalog) {
     assert_eq!(expired, vec![old.id]);
     c.release_resumable(held.id).unwrap();
     assert_eq!(c.remove_expired_resumables().unwrap().len(), 1);
+}
+
+fn share_link(file: &FileRecord, max_downloads: Option<u64>, expires_in: chrono::TimeDelta) -> ShareLink {
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
+    ShareLink {
+        id: Uuid::new_v4(),
+        file_id: file.id,
+        user_id: file.user_id,
+        sha256: file.sha256.clone(),
+        max_downloads,
+        downloads: 0,
+        created_at: now,
+        expires_at: now + expires_in,
+    }
+}
+
+fn share_links_contract(c: &dyn Catalog) {
+    let hour = chrono::TimeDelta::hours(1);
+    let file = add(c, 11, "shared", None);
+    let link = share_link(&file, Some(2), hour);
+    assert!(c.create_share_link(&link, &"1".repeat(64)).unwrap());
+    // Only for the owner's visible file, and only with the content it has now.
+    assert!(!c
+        .create_share_link(
+            &ShareLink {
+                user_id: 12,
+                ..share_link(&file, None, hour)
+            },
+            &"2".repeat(64)
+        )
+        .unwrap());
+    let stale = ShareLink {
+        sha256: "f".repeat(64),
+        ..share_link(&file, None, hour)
+    };
+    assert!(!c.create_share_link(&stale, &"3".repeat(64)).unwrap());
+    let unlimited = share_link(&file, None, hour);
+    assert!(c.create_share_link(&unlimited, &"4".repeat(64)).unwrap());
+    // Oldest first; two made in the same millisecond may come in either order.
+    let mut listed = c.share_links(11, file.id).unwrap();
+    listed.sort_by_key(|l| l.id);
+    let mut made = vec![link.clone(), unlimited.clone()];
+    made.sort_by_key(|l| l.id);
+    assert_eq!(listed, made);
+    assert!(
+        c.share_links(12, file.id).unwrap().is_empty(),
+        "users never see each other's links"
+    );
+
+    // Found by its secret's hash, with its file.
+    let (found, record) = c.share_link_by_secret(&"1".repeat(64)).unwrap().unwrap();
+    assert_eq!(
+        (found, record.id, record.sha256),
+        (link.clone(), file.id, file.sha256.clone())
+    );
+    assert!(c.share_link_by_secret(&"9".repeat(64)).unwrap().is_none());
+
+    // Counted up to its maximum, never past it.
+    assert!(c.count_share_download(link.id).unwrap());
+    assert!(c.count_share_download(link.id).unwrap());
+    assert!(!c.count_share_download(link.id).unwrap());
+    assert_eq!(c.share_link_by_secret(&"1".repeat(64)).unwrap().unwrap().0.downloads, 2);
+    assert!(c.count_share_download(unlimited.id).unwrap());
+    // An expired link counts nothing, and goes with the expired ones.
+    let expired = share_link(&file, None, -chrono::TimeDelta::seconds(5));
+    assert!(c.create_share_link(&expired, &"5".repeat(64)).unwrap());
+    assert!(!c.count_share_download(expired.id).unwrap());
+    assert_eq!(c.remove_expired_share_links(Utc::now()).unwrap(), 1);
+    assert_eq!(c.share_links(11, file.id).unwrap().len(), 2);
+
+    // Revoked: gone, once.
+    assert!(!c.revoke_share_link(12, file.id, link.id).unwrap());
+    assert!(c.revoke_share_link(11, file.id, link.id).unwrap());
+    assert!(!c.revoke_share_link(11, file.id, link.id).unwrap());
+    assert!(c.share_link_by_secret(&"1".repeat(64)).unwrap().is_none());
+
+    // A file being deleted serves no link; deleted, it takes its links with it.
+    let (deleted, _) = c.begin_delete(11, "shared", None).unwrap().unwrap();
+    assert!(c.share_link_by_secret(&"4".repeat(64)).unwrap().is_none());
+    c.finish_delete(deleted.id).unwrap();
+    assert!(c.share_links(11, file.id).unwrap().is_empty());
+    // Its secret may be used by a new link of another file (nothing of the old one is left).
+    let again = add(c, 11, "shared", None);
+    assert!(c
+        .create_share_link(&share_link(&again, None, hour), &"4".repeat(64))
+        .unwrap());
 }
 
 #[test]

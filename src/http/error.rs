@@ -29,7 +29,7 @@ fn status(err: &Error) -> StatusCode {
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::OffsetMismatch(_) | Error::UploadInProgress { .. } => StatusCode::CONFLICT,
         Error::Locked(_) => StatusCode::LOCKED,
-        Error::Expired(_) => StatusCode::GONE,
+        Error::Expired(_) | Error::Gone { .. } => StatusCode::GONE,
         // tus's own status for a checksum that does not match.
         Error::ChecksumMismatch(_) => StatusCode::from_u16(460).expect("a valid status"),
         Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

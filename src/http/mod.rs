@@ -7,6 +7,7 @@ mod download;
 mod error;
 mod explore;
 mod files;
+mod links;
 mod ops;
 mod query;
 pub mod server;
@@ -52,6 +53,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/files/{file_name}/query"),
     ("GET", "/api/v1/files/{file_name}/rows"),
     ("GET", "/api/v1/files/{file_name}/facets"),
+    ("POST", "/api/v1/files/{file_name}/links"),
+    ("GET", "/api/v1/files/{file_name}/links"),
+    ("DELETE", "/api/v1/files/{file_name}/links/{id}"),
+    ("GET", "/api/v1/links/{secret}"),
+    ("HEAD", "/api/v1/links/{secret}"),
     ("GET", "/api/v1/files/active/{session}"),
     ("POST", "/api/v1/files/active/{session}"),
     ("DELETE", "/api/v1/files/active/{session}"),
@@ -101,6 +107,9 @@ pub fn route_template(path: &str) -> &'static str {
         ["api", "v1", "files", _, "query"] => "/api/v1/files/{file_name}/query",
         ["api", "v1", "files", _, "rows"] => "/api/v1/files/{file_name}/rows",
         ["api", "v1", "files", _, "facets"] => "/api/v1/files/{file_name}/facets",
+        ["api", "v1", "files", _, "links"] => "/api/v1/files/{file_name}/links",
+        ["api", "v1", "files", _, "links", _] => "/api/v1/files/{file_name}/links/{id}",
+        ["api", "v1", "links", _] => "/api/v1/links/{secret}",
         ["api", "v1", "files", _] => "/api/v1/files/{file_name}",
         ["api", "v1", "uploads"] => "/api/v1/uploads/",
         ["api", "v1", "uploads", _] => "/api/v1/uploads/{id}",
@@ -160,6 +169,7 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     let api = first_of(vec![
         files::routes(service.clone(), user.clone()),
         query::routes(service.clone(), user.clone()),
+        links::routes(service.clone(), user.clone()),
         explore::routes(service.clone(), user),
         sync,
         resumable,

@@ -70,6 +70,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/sql.js"),
     },
+    Asset {
+        name: "share.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../web/share.js"),
+    },
     // tus-js-client's browser build (npm tus-js-client 4.3.1, dist/tus.min.js, MIT; its
     // license beside it): the page's resumable uploads. It sets `window.tus`.
     Asset {

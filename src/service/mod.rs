@@ -1,4 +1,4 @@
-//! The business rules of the service: upload, list, activate, look up the active file and delete, over the catalog, cache and storage.
+//! The business rules of the service: upload, list, activate, look up the active file, share and delete, over the catalog, cache and storage.
 //!
 //! `sync` holds the rules of replication between instances (the change feed, applying
 //! another instance's changes, conflicts). HTTP handlers only translate requests into
@@ -8,6 +8,7 @@
 
 pub mod explore;
 mod files;
+pub mod links;
 mod listing;
 mod query;
 mod recovery;

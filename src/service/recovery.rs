@@ -20,7 +20,8 @@ use crate::storage::object_name;
 
 impl FileService {
     /// Takes over and resolves abandoned work (see the module doc); with `all_others`,
-    /// every other process's work. Blocking. Returns how many pieces were resolved.
+    /// every other process's work. Also removes long-expired share links. Blocking.
+    /// Returns how many pieces of work were resolved.
     pub fn recover(&self, all_others: bool) -> Result<usize> {
         // `all_others`: no other process can be using the storage either.
         let swept = self.storage.sweep_temporaries(all_others)?;
@@ -44,7 +45,12 @@ impl FileService {
         if count > 0 {
             self.feed_changed();
         }
-        Ok(count + self.recover_resumables(all_others)?)
+        let resolved = count + self.recover_resumables(all_others)?;
+        let links = self.remove_expired_links()?;
+        if links > 0 {
+            tracing::info!(count = links, "removed expired share links");
+        }
+        Ok(resolved)
     }
 
     fn recover_upload(&self, r: &FileRecord) -> Result<()> {

@@ -7,6 +7,7 @@ import { renderMarkdown } from './markdown.js';
 import { columnChart } from './charts.js';
 import { mountExplore } from './explore.js';
 import { mountSql } from './sql.js';
+import { mountShare } from './share.js';
 import { el } from './grid.js';
 
 const PAGE_SIZE = 50;
@@ -533,6 +534,7 @@ function renderFile(record) {
       el('button', { type: 'button', id: 'download', text: 'Download', onclick: () => download(record) }),
       el('button', { type: 'button', id: 'rename', text: 'Rename', 'aria-expanded': 'false', onclick: () => openEditor('rename') }),
       el('button', { type: 'button', id: 'describe', text: 'Describe', 'aria-expanded': 'false', onclick: () => openEditor('describe') }),
+      el('button', { type: 'button', id: 'share', text: 'Share…', 'aria-expanded': 'false', onclick: () => openShare(record) }),
       el('button', { type: 'button', id: 'delete', className: 'danger', text: 'Delete…', onclick: () => confirmDelete(record) })),
     el('div', { id: 'editor' }),
     el('div', { className: 'tabs', role: 'tablist', id: 'file-tabs', 'aria-label': 'Views of the file' },
@@ -659,6 +661,21 @@ async function download(record) {
   }
 }
 
+/** The buttons that open a panel in `#editor`, one at a time. */
+const EDITORS = ['rename', 'describe', 'share'];
+
+/** The share panel: make, copy, list and revoke the file's share links. */
+function openShare(record) {
+  const editor = $('editor');
+  const close = () => {
+    editor.replaceChildren();
+    for (const id of EDITORS) $(id)?.setAttribute('aria-expanded', 'false');
+    $('share')?.focus();
+  };
+  mountShare(editor, record, { toast, formatDate, onClose: close });
+  for (const id of EDITORS) $(id)?.setAttribute('aria-expanded', String(id === 'share'));
+}
+
 function openEditor(kind) {
   const record = state.current;
   const editor = $('editor');
@@ -670,7 +687,7 @@ function openEditor(kind) {
   const message = el('p', { className: 'message error-text', id: 'edit-message', 'aria-live': 'polite' });
   const close = () => {
     editor.replaceChildren();
-    for (const id of ['rename', 'describe']) $(id)?.setAttribute('aria-expanded', 'false');
+    for (const id of EDITORS) $(id)?.setAttribute('aria-expanded', 'false');
     $(kind)?.focus();
   };
   const form = el(
@@ -703,7 +720,7 @@ function openEditor(kind) {
     }
   }
   editor.replaceChildren(form);
-  for (const id of ['rename', 'describe']) $(id)?.setAttribute('aria-expanded', String(id === kind));
+  for (const id of EDITORS) $(id)?.setAttribute('aria-expanded', String(id === kind));
   field.focus();
   if (isRename) field.select();
 }

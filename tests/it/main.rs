@@ -13,6 +13,7 @@ mod formats;
 mod harness;
 mod idp;
 mod limits;
+mod links;
 mod ops;
 mod query;
 mod recovery;

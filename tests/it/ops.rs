@@ -120,7 +120,25 @@ async fn routes_the_router_serves(server: &TestServer, templates: &BTreeSet<Stri
     };
     let mut served = BTreeSet::new();
     for template in templates {
+        // A share link's address is its secret: one of file x's, made just before use.
+        let secret = if template.contains("{secret}") {
+            ensure_file().await;
+            let resp = server
+                .client
+                .post(server.url("/files/x/links"))
+                .bearer_auth(server.token(1))
+                .json(&serde_json::json!({ "expires_in": 600 }))
+                .send()
+                .await
+                .unwrap();
+            let (status, link) = status_json(resp).await;
+            assert_eq!(status, 201, "{link}");
+            link["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+        } else {
+            String::new()
+        };
         let path = template
+            .replace("{secret}", &secret)
             .replace("{file_name}", "x")
             .replace("{session}", &session)
             .replace("{id}", &id)

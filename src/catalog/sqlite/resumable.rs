@@ -14,17 +14,17 @@ const COLUMNS: &str = "id, user_id, file_name, session_id, description, filename
 /// Holders whose lease is still running at `?now`.
 const LIVE_HOLDERS: &str = "SELECT holder FROM leases WHERE expires_at > ?";
 
-fn time(t: &DateTime<Utc>) -> String {
+pub(super) fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn parse_time(text: &str) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-fn parse_uuid(text: &str) -> rusqlite::Result<Uuid> {
+pub(super) fn parse_uuid(text: &str) -> rusqlite::Result<Uuid> {
     Uuid::parse_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
