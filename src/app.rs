@@ -145,6 +145,10 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
             .catalog()
             .renew_lease(lease)
             .context("taking a lease in the catalog")?;
+        // Before recovery and the watcher look for objects under their names.
+        setup
+            .upgrade_stored_keys(false)
+            .context("moving objects of an earlier release to their names' keys")?;
         setup
             .recover(all_others)
             .context("recovering interrupted uploads, renames and deletes")?;
@@ -161,13 +165,28 @@ pub async fn build(config: &Config) -> Result<Arc<FileService>, StartupError> {
 pub async fn reconcile(config: &Config, dry_run: bool) -> Result<crate::reconcile::Report, StartupError> {
     let service = open(config).await?;
     let lease = if dry_run {
+        // Objects still under an earlier release's keys would all look missing.
+        let setup = service.clone();
+        let pending = tokio::task::spawn_blocking(move || setup.upgrade_stored_keys(true))
+            .await
+            .context("startup task")?
+            .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))?;
+        if pending > 0 {
+            return Err(StartupError::Other(anyhow::anyhow!(
+                "{pending} objects are still under the percent-encoded keys of an earlier release; \
+                 start the server or run `reconcile` without --dry-run once to move them to their names' keys"
+            )));
+        }
         None
     } else {
         let setup = service.clone();
-        tokio::task::spawn_blocking(move || setup.catalog().migrate())
-            .await
-            .context("migration task")?
-            .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))?;
+        tokio::task::spawn_blocking(move || {
+            setup.catalog().migrate()?;
+            setup.upgrade_stored_keys(false)
+        })
+        .await
+        .context("migration task")?
+        .map_err(|e| StartupError::Other(anyhow::anyhow!("{}", e.detail())))?;
         Some(tokio::spawn(crate::service::run_recovery(
             service.clone(),
             Duration::from_secs(config.lease_seconds),

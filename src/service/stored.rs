@@ -1,4 +1,4 @@
-//! The service's side of reconciling the catalog with the stored objects: listing them, adopting files that appeared, refreshing changed ones, forgetting missing ones.
+//! The service's side of reconciling the catalog with the stored objects: listing them, adopting files that appeared, refreshing changed ones, forgetting missing ones, moving objects of an earlier key layout.
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +22,19 @@ impl FileService {
 
     pub async fn all_files(&self) -> Result<Vec<FileRecord>> {
         self.with_catalog(|c| c.all_files()).await
+    }
+
+    /// Moves the objects an earlier release stored under other keys to their names' keys
+    /// (see [`crate::storage::Storage::upgrade_keys`]), given every name the catalog
+    /// holds. Blocking; at startup, before anything compares the storage with the catalog.
+    pub fn upgrade_stored_keys(&self, dry_run: bool) -> Result<usize> {
+        let names: Vec<String> = self
+            .catalog
+            .all_files()?
+            .iter()
+            .map(|r| object_name(r.user_id, &r.file_name, &r.extension))
+            .collect();
+        self.storage.upgrade_keys(&names, dry_run)
     }
 
     pub async fn name_claimed(&self, user: UserId, file_name: &str) -> Result<bool> {

@@ -173,6 +173,16 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The local folder holding the objects, for the watcher; `None` for remote stores.
     fn local_folder(&self) -> Option<&Path>;
+
+    /// Moves objects an earlier release stored under another key than their name's to
+    /// their name's key (a bucket's percent-encoded keys, see `s3.rs`); `names` are the
+    /// stored names the catalog holds. Runs once per storage, before anything compares it
+    /// with the catalog (a pass would find those objects missing). With `dry_run` nothing
+    /// moves. Returns how many objects were (or would be) moved. A folder's names always
+    /// were the names: nothing to do.
+    fn upgrade_keys(&self, _names: &[String], _dry_run: bool) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// An upload's bytes on their way into storage, written as they arrive. Every method

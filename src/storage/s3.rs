@@ -1,5 +1,12 @@
 //! The S3 storage backend: objects `{prefix}/{user_id}_{file_name}.{ext}` in a bucket of any S3-compatible server, with `s3://` URIs.
 //!
+//! A key is the name exactly as written, in UTF-8 (`1_données été.csv`), never
+//! percent-encoded: the `storage_uri` names the real key, and another tool's object is
+//! listed under its real key (a literal `%C3` in it stays `%C3`). `object_store`'s
+//! `Path::from`/`PathPart::from` would percent-encode non-ASCII bytes and `%`, so keys are
+//! built with the validating `PathPart::parse` and listed keys read raw. Releases before
+//! this one did percent-encode: [`Storage::upgrade_keys`] moves their objects once.
+//!
 //! Uploads stream to the bucket while they arrive ([`S3Upload`]): the bytes fill parts of
 //! 8 MiB; once more than one part has arrived, a multipart upload starts under a temporary
 //! key no other upload can use (`.upload-{uuid}`) and takes each full part as it fills, at
@@ -25,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
-use object_store::path::Path;
+use object_store::path::{Path, PathPart};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
     PutPayload, RetryConfig,
@@ -55,6 +62,10 @@ const BLOB_PREFIX: &str = ".blob-";
 const PARTS_FOLDER: &str = ".parts";
 /// Written by the readiness probe: proves the bucket is there and takes writes.
 const PROBE: &str = ".readyz";
+/// Written once every object an earlier release stored under a percent-encoded key has
+/// been moved to its name's key (see [`Storage::upgrade_keys`]): from then on a key
+/// with `%` in it is another tool's, never one to move.
+const UTF8_KEYS_MARKER: &str = ".keys-utf8";
 
 /// The bucket's client and layout, shared by the storage and its uploads in progress.
 #[derive(Clone)]
@@ -63,6 +74,8 @@ pub struct Client {
     bucket: String,
     /// Key prefix without a trailing slash; empty for the bucket's root.
     prefix: String,
+    /// The prefix as a key, exactly as configured (empty: the bucket's root).
+    root: Path,
     /// The storage's own runtime (see the module doc).
     handle: tokio::runtime::Handle,
 }
@@ -113,11 +126,14 @@ impl S3Storage {
             builder = builder.with_token(token);
         }
         let store = Arc::new(builder.build()?);
+        let root = Path::parse(&config.prefix)
+            .map_err(|e| anyhow::anyhow!("the prefix {:?} cannot be a key: {e}", config.prefix))?;
         let storage = S3Storage {
             client: Client {
                 store,
                 bucket: config.bucket.clone(),
                 prefix: config.prefix.clone(),
+                root,
                 handle: runtime.handle().clone(),
             },
             endpoint: config.endpoint.clone().unwrap_or_else(|| "AWS".into()),
@@ -147,13 +163,37 @@ impl std::ops::Deref for S3Storage {
 }
 
 impl Client {
-    /// The key of `name` under the prefix.
+    /// The key of `segments` under the prefix, each exactly as written (UTF-8, never
+    /// percent-encoded); empty segments are skipped. A segment that cannot be part of a
+    /// key (a `/`, an ASCII control character, `.` or `..`) is a bug: every name reaching
+    /// here is a validated file name, a name listed from the bucket, or one of ours.
+    fn key_of(&self, segments: &[&str]) -> Path {
+        let mut key = self.root.clone();
+        key.extend(
+            segments.iter().filter(|s| !s.is_empty()).map(|segment| {
+                PathPart::parse(segment).unwrap_or_else(|e| panic!("unsafe object name {segment:?}: {e}"))
+            }),
+        );
+        key
+    }
+
+    /// The key of `name` under the prefix: the name as written.
     fn key(&self, name: &str) -> Path {
-        assert!(!name.contains('/'), "unsafe object name {name:?}");
-        let mut parts: Vec<object_store::path::PathPart<'_>> = Vec::new();
-        parts.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
-        parts.push(name.into());
-        Path::from_iter(parts)
+        assert!(!name.is_empty() && !name.contains('/'), "unsafe object name {name:?}");
+        self.key_of(&[name])
+    }
+
+    /// The key releases before this one gave `name`: the prefix's segments and the name
+    /// percent-encoded by `PathPart::from` (non-ASCII bytes, `%` and a few other ASCII
+    /// characters).
+    fn legacy_key(&self, name: &str) -> Path {
+        Path::from_iter(self.prefix.split('/').filter(|p| !p.is_empty()).chain([name]))
+    }
+
+    /// The prefix as releases before this one encoded it (the same unless it has
+    /// characters `PathPart::from` encodes).
+    fn legacy_root(&self) -> Path {
+        Path::from_iter(self.prefix.split('/').filter(|p| !p.is_empty()))
     }
 
     /// The key of part `part` (`{owner}-{rest}`): `.parts/{owner}/{rest}` under the
@@ -161,20 +201,14 @@ impl Client {
     fn part_key(&self, part: &str) -> Path {
         super::check_part_name(part);
         let (owner, rest) = part.split_once('-').unwrap_or((part, ""));
-        let mut parts: Vec<object_store::path::PathPart<'_>> = Vec::new();
-        parts.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
-        parts.extend([PARTS_FOLDER.into(), owner.into(), rest.into()]);
-        Path::from_iter(parts)
+        self.key_of(&[PARTS_FOLDER, owner, rest])
     }
 
     /// Every part whose name starts with `prefix`, as (name, meta).
     async fn list_parts_of(&self, prefix: &str) -> Result<Vec<(String, object_store::ObjectMeta)>> {
         super::check_part_name(prefix);
         let (owner, rest) = prefix.split_once('-').unwrap_or((prefix, ""));
-        let mut folder: Vec<object_store::path::PathPart<'_>> = Vec::new();
-        folder.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
-        folder.extend([PARTS_FOLDER.into(), owner.into()]);
-        let folder = Path::from_iter(folder);
+        let folder = self.key_of(&[PARTS_FOLDER, owner]);
         let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
         Ok(metas
             .into_iter()
@@ -193,23 +227,13 @@ impl Client {
         self.key(&format!("{BLOB_PREFIX}{sha256}"))
     }
 
-    fn prefix_path(&self) -> Option<Path> {
-        (!self.prefix.is_empty()).then(|| Path::from_iter(self.prefix.split('/').filter(|p| !p.is_empty())))
-    }
-
-    /// The name of a listed key directly under the prefix; `None` for deeper keys.
-    fn name_of(&self, location: &Path) -> Option<String> {
-        let depth = self.prefix.split('/').filter(|p| !p.is_empty()).count();
-        let parts: Vec<_> = location.parts().collect();
-        if parts.len() != depth + 1 {
-            return None;
-        }
-        let raw = parts[depth].as_ref();
-        Some(
-            percent_encoding::percent_decode_str(raw)
-                .decode_utf8_lossy()
-                .into_owned(),
-        )
+    /// The name of a listed key directly under `root`, as the key has it (a listed key is
+    /// never decoded: `%C3` in another tool's key is three characters of its name);
+    /// `None` for deeper keys.
+    fn name_under(root: &Path, location: &Path) -> Option<String> {
+        let mut rest = location.prefix_match(root)?;
+        let name = rest.next()?;
+        rest.next().is_none().then(|| name.as_ref().to_string())
     }
 
     fn uri_of(&self, name: &str) -> String {
@@ -253,14 +277,76 @@ impl Client {
         }
     }
 
+    /// Every key directly under `root` (the prefix, or the prefix as an earlier release
+    /// encoded it), with its name. Listed with a delimiter: keys in deeper folders (the
+    /// parts, another tool's) are neither fetched nor read.
+    async fn list_names_under(&self, root: &Path) -> Result<Vec<(String, object_store::ObjectMeta)>> {
+        let listed = self
+            .store
+            .list_with_delimiter((!root.is_root()).then_some(root))
+            .await?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|meta| Self::name_under(root, &meta.location).map(|name| (name, meta)))
+            .collect())
+    }
+
     /// Every key directly under the prefix, with its name.
     async fn list_names(&self) -> Result<Vec<(String, object_store::ObjectMeta)>> {
-        let prefix = self.prefix_path();
-        let metas: Vec<object_store::ObjectMeta> = self.store.list(prefix.as_ref()).try_collect().await?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|meta| self.name_of(&meta.location).map(|name| (name, meta)))
-            .collect())
+        self.list_names_under(&self.root).await
+    }
+
+    /// The SHA-256 of the object at `key`; `None` if it is not there.
+    async fn sha256_of(&self, key: &Path) -> Result<Option<Vec<u8>>> {
+        use sha2::Digest;
+        let result = match self.store.get(key).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let mut chunks = result.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            hasher.update(&chunk?);
+        }
+        Ok(Some(hasher.finalize().to_vec()))
+    }
+
+    /// Moves one object of an earlier release from its percent-encoded key `old` to its
+    /// name's key `new`: a copy that never overwrites, then the old key deleted. A crash
+    /// in between leaves both; the next run (or a replica doing the same at once) finds
+    /// the copy there and deletes the old key only if both hold the same bytes. Returns
+    /// whether the object is now under `new` alone; `false` when `new` holds other bytes
+    /// (another tool's object took the name): both are then kept, with a warning.
+    async fn move_legacy(&self, old: &Path, new: &Path) -> Result<bool> {
+        match self.store.copy_if_not_exists(old, new).await {
+            Ok(()) => {}
+            // Moved meanwhile, by a replica upgrading at the same time.
+            Err(object_store::Error::NotFound { .. }) => return Ok(self.head(old).await?.is_none()),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
+                let same = match (self.head(old).await?, self.head(new).await?) {
+                    (None, _) => return Ok(true),
+                    (Some(o), Some(n)) if o.size == n.size => match self.sha256_of(old).await? {
+                        None => return Ok(true),
+                        Some(sum) => self.sha256_of(new).await?.is_some_and(|other| other == sum),
+                    },
+                    _ => false,
+                };
+                if !same {
+                    tracing::warn!(
+                        old = %old,
+                        new = %new,
+                        "an object of an earlier release could not move to its name's key, which holds other \
+                         bytes; both are kept: compare them and delete the one not wanted"
+                    );
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.delete_key(old).await?;
+        Ok(true)
     }
 }
 
@@ -366,7 +452,7 @@ impl Storage for S3Storage {
     }
 
     fn stat(&self, object: &str) -> Result<Option<StoredObject>> {
-        if object.starts_with('.') || object.contains('/') {
+        if object.is_empty() || object.starts_with('.') || object.contains('/') {
             return Ok(None);
         }
         let meta = self.block_on(self.head(&self.key(object)))?;
@@ -435,10 +521,7 @@ impl Storage for S3Storage {
             }
             // Pieces of sync contents (owned by a SHA-256) are kept like staged bytes;
             // parts of resumable uploads are their uploads' to remove.
-            let mut folder: Vec<object_store::path::PathPart<'_>> = Vec::new();
-            folder.extend(self.prefix.split('/').filter(|p| !p.is_empty()).map(Into::into));
-            folder.push(PARTS_FOLDER.into());
-            let folder = Path::from_iter(folder);
+            let folder = self.key_of(&[PARTS_FOLDER]);
             let pieces: Vec<object_store::ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
             for meta in pieces {
                 let owner = meta.location.parts().rev().nth(1).map(|p| p.as_ref().to_string());
@@ -476,6 +559,57 @@ impl Storage for S3Storage {
 
     fn local_folder(&self) -> Option<&FsPath> {
         None
+    }
+
+    /// Releases before this one stored `{user}_données.csv` under the key
+    /// `{user}_donn%C3%A9es.csv`. Which keys are theirs is known from the catalog, not
+    /// guessed from the keys: a key is moved only if it is exactly the encoded form of a
+    /// catalogued name (another tool's key with a literal `%C3` in it is left alone).
+    /// Once done, the marker says so, and it is never run again: from then on an encoded
+    /// form in the bucket can only be another tool's object. Each move is a copy that
+    /// never overwrites, then a delete (see `move_legacy`): run again after a crash, or
+    /// by two replicas at once, it finishes what is left and loses nothing.
+    fn upgrade_keys(&self, names: &[String], dry_run: bool) -> Result<usize> {
+        self.block_on(async {
+            let marker = self.key(UTF8_KEYS_MARKER);
+            if self.head(&marker).await?.is_some() {
+                return Ok(0);
+            }
+            let legacy: std::collections::HashSet<Path> = self
+                .list_names_under(&self.legacy_root())
+                .await?
+                .into_iter()
+                .map(|(_, meta)| meta.location)
+                .collect();
+            let moves: Vec<(Path, Path)> = names
+                .iter()
+                .map(|name| (self.legacy_key(name), self.key(name)))
+                .filter(|(old, new)| old != new && legacy.contains(old))
+                .collect();
+            if dry_run {
+                return Ok(moves.len());
+            }
+            let mut moved = 0;
+            for (old, new) in &moves {
+                if self.move_legacy(old, new).await? {
+                    tracing::info!(old = %old, new = %new, "moved an object to its name's key");
+                    moved += 1;
+                }
+            }
+            let note = "Every object of file-service here is under its name as written (UTF-8); \
+                        the percent-encoded keys of earlier releases have been moved.\n";
+            self.store
+                .put(&marker, PutPayload::from_static(note.as_bytes()))
+                .await?;
+            if !moves.is_empty() {
+                tracing::info!(
+                    moved,
+                    kept = moves.len() - moved,
+                    "objects of an earlier release moved to their names' keys"
+                );
+            }
+            Ok(moved)
+        })
     }
 }
 
@@ -844,5 +978,66 @@ impl From<object_store::Error> for Error {
             }
             other => Error::Unavailable(format!("the storage bucket is not answering as it should: {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(prefix: &str) -> (Client, tokio::runtime::Runtime) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let store = AmazonS3Builder::new()
+            .with_bucket_name("files")
+            .with_region("us-east-1")
+            .build()
+            .unwrap();
+        let client = Client {
+            store: Arc::new(store),
+            bucket: "files".into(),
+            prefix: prefix.into(),
+            root: Path::parse(prefix).unwrap(),
+            handle: runtime.handle().clone(),
+        };
+        (client, runtime)
+    }
+
+    #[test]
+    fn keys_are_names_as_written() {
+        let (c, _runtime) = client("team/a");
+        for name in ["1_données été.csv", "1_数据 表.csv", "1_100% sure.csv", "1_a%C3b.csv"] {
+            assert_eq!(c.key(name).as_ref(), format!("team/a/{name}"));
+            assert_eq!(c.uri_of(name), format!("s3://files/team/a/{name}"));
+            // A listed key gives back the name unchanged, `%` and all.
+            let listed = Path::parse(format!("team/a/{name}")).unwrap();
+            assert_eq!(Client::name_under(&c.root, &listed).as_deref(), Some(name));
+        }
+        assert_eq!(c.part_key("ab12-0-ff").as_ref(), "team/a/.parts/ab12/0-ff");
+        assert_eq!(c.part_key("ab12").as_ref(), "team/a/.parts/ab12");
+        let deeper = Path::parse("team/a/.parts/ab12/0-ff").unwrap();
+        assert_eq!(Client::name_under(&c.root, &deeper), None);
+        let elsewhere = Path::parse("team/ab/1_x.csv").unwrap();
+        assert_eq!(Client::name_under(&c.root, &elsewhere), None);
+        let (root, _runtime) = client("");
+        assert_eq!(root.key("1_été.csv").as_ref(), "1_été.csv");
+        let listed = Path::parse("1_été.csv").unwrap();
+        assert_eq!(Client::name_under(&root.root, &listed).as_deref(), Some("1_été.csv"));
+    }
+
+    #[test]
+    fn the_earlier_layout_percent_encoded_names_and_prefix() {
+        let (c, _runtime) = client("équipe/a");
+        assert_eq!(
+            c.legacy_key("1_données été.csv").as_ref(),
+            "%C3%A9quipe/a/1_donn%C3%A9es %C3%A9t%C3%A9.csv"
+        );
+        assert_eq!(c.legacy_root().as_ref(), "%C3%A9quipe/a");
+        // Plain ASCII names were the same then: nothing to move.
+        assert_eq!(
+            c.legacy_key("1_sales (v2).csv"),
+            Path::parse("%C3%A9quipe/a/1_sales (v2).csv").unwrap()
+        );
+        let (c, _runtime) = client("team");
+        assert_eq!(c.legacy_key("1_plain.csv"), c.key("1_plain.csv"));
     }
 }

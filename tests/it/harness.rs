@@ -791,8 +791,9 @@ impl Bucket {
             .expect("an S3 client for the test bucket")
     }
 
+    /// The key `{prefix}/{name}`, exactly as written (never percent-encoded).
     fn path(&self, name: &str) -> object_store::path::Path {
-        object_store::path::Path::from(format!("{}/{name}", self.prefix))
+        object_store::path::Path::parse(format!("{}/{name}", self.prefix)).expect("a legal key")
     }
 
     /// Runs `f` on a runtime of its own, off the test's runtime.
@@ -810,11 +811,12 @@ impl Bucket {
         })
     }
 
-    /// Every key under the prefix (relative to it), the server's readiness probe aside.
+    /// Every key under the prefix (relative to it), exactly as the bucket has it; the
+    /// server's readiness probe and key-layout marker aside.
     pub fn list(&self) -> Vec<String> {
         use futures_util::TryStreamExt;
         use object_store::ObjectStore;
-        let prefix = object_store::path::Path::from(self.prefix.as_str());
+        let prefix = object_store::path::Path::parse(self.prefix.as_str()).expect("a legal prefix");
         let depth = prefix.parts().count();
         let metas: Vec<object_store::ObjectMeta> =
             self.run(move |s| async move { s.list(Some(&prefix)).try_collect().await.expect("list the bucket") });
@@ -828,12 +830,7 @@ impl Bucket {
                     .collect::<Vec<_>>()
                     .join("/")
             })
-            .map(|n| {
-                percent_encoding::percent_decode_str(&n)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .filter(|n| n != ".readyz")
+            .filter(|n| n != ".readyz" && n != ".keys-utf8")
             .collect();
         names.sort();
         names

@@ -1,6 +1,7 @@
 //! The S3 backend against a real S3 server (`TEST_S3_ENDPOINT`, `TEST_S3_BUCKET`): replicas
 //! on separate machines' folders sharing one bucket, uploads cut off or killed half-way
-//! leaving no object, objects written by other tools catalogued, a bad bucket at startup.
+//! leaving no object, objects written by other tools catalogued, a bad bucket at startup,
+//! keys that are the names as written, and a bucket of an earlier release upgraded.
 //!
 //! The whole HTTP suite also runs on this backend (`TEST_STACK=postgres-redis-s3`).
 
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{get_content, new_session, require_service, sales_csv, sha256_hex, Bucket, Stack, TestServer};
+use crate::harness::{
+    enc, get_content, new_session, require_service, sales_csv, sha256_hex, Bucket, Stack, TestServer,
+};
 
 /// A server on PostgreSQL + Redis + a fresh prefix of the test bucket.
 async fn s3_server(env: &[(&str, &str)]) -> TestServer {
@@ -463,4 +466,274 @@ async fn a_streamed_upload_refused_with_409_leaves_nothing() {
     assert_eq!(bucket.get("1_mine.csv").unwrap(), sales_csv().as_bytes());
     assert_eq!(pending_multipart_uploads(&bucket).await, 0, "log:\n{}", server.logs());
     assert_eq!(crate::harness::list_dir(&server.storage_dir()), Vec::<String>::new());
+}
+
+// ----- keys are the names as written -----
+
+/// A small CSV whose bytes say which file it is.
+fn csv_of(name: &str) -> Vec<u8> {
+    format!("id,name\n1,{name}\n2,{name} again\n").into_bytes()
+}
+
+/// Waits (at most 30 s) until user `user` has a file `name`; returns its record.
+async fn wait_for_file(server: &TestServer, user: i64, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = server.get(user, &format!("/files/{}", enc(name))).await;
+        if status == 200 {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name:?} not catalogued; log:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn uri(bucket: &Bucket, key: &str) -> String {
+    format!("s3://{}/{}/{key}", bucket.bucket, bucket.prefix)
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn keys_are_the_names_as_written_and_other_tools_keys_are_read_as_they_are() {
+    let server = s3_server(&[]).await;
+    let bucket = b_bucket(&server).clone();
+    let session = new_session();
+    for name in ["données été", "数据 表", "with some spaces"] {
+        let (status, record) = server.upload(1, name, &session, "f.csv", csv_of(name)).await;
+        assert_eq!(status, 201, "{record}");
+        // The URI names the real key.
+        assert_eq!(
+            record["storage_uri"],
+            uri(&bucket, &format!("1_{name}.csv")),
+            "{record}"
+        );
+        assert_eq!(download(&server, 1, name, None).await, (200, csv_of(name)));
+    }
+    // `%` is not a character of file names: it only comes from other tools' keys.
+    let (status, body) = server.upload(1, "100% sure", &session, "f.csv", sales_csv()).await;
+    assert_eq!(status, 422, "{body}");
+    // The keys are the names in UTF-8, nothing percent-encoded.
+    assert_eq!(
+        bucket.list(),
+        ["1_données été.csv", "1_with some spaces.csv", "1_数据 表.csv"]
+    );
+    // A rename gives the object its new name as written too.
+    let resp = server
+        .client
+        .patch(server.url(&format!("/files/{}", enc("données été"))))
+        .bearer_auth(server.token(1))
+        .json(&serde_json::json!({"file_name": "été 2024"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_, record) = server.get(1, &format!("/files/{}", enc("été 2024"))).await;
+    assert_eq!(record["storage_uri"], uri(&bucket, "1_été 2024.csv"), "{record}");
+    assert_eq!(bucket.get("1_été 2024.csv"), Some(csv_of("données été")));
+    assert_eq!(
+        download(&server, 1, "été 2024", None).await,
+        (200, csv_of("données été"))
+    );
+
+    // Another tool's objects under any key: found under their real keys. A valid name is
+    // catalogued as it is written; keys with `%` are left alone as they are (no key is
+    // taken for its percent-decoded form).
+    for key in ["2_résumé 年.csv", "2_100% sure.csv", "2_a%C3b.csv", "2_a%C3%A9.csv"] {
+        bucket.put(key, csv_of(key));
+    }
+    let record = wait_for_file(&server, 2, "résumé 年").await;
+    assert_eq!(record["storage_uri"], uri(&bucket, "2_résumé 年.csv"), "{record}");
+    assert_eq!(
+        download(&server, 2, "résumé 年", None).await,
+        (200, csv_of("2_résumé 年.csv"))
+    );
+    assert_eq!(server.get(2, &format!("/files/{}", enc("aé"))).await.0, 404);
+    let (_, listed) = server.get(2, "/files/").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["résumé 年"], "{listed}");
+    let out = server
+        .cli(&["reconcile", "--dry-run"])
+        .env("WATCH_SETTLE_MS", "0")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for key in ["2_100% sure.csv", "2_a%C3b.csv", "2_a%C3%A9.csv"] {
+        assert!(stdout.contains(&format!("ignored: {key}: ")), "{key}:\n{stdout}");
+        assert_eq!(bucket.get(key), Some(csv_of(key)));
+    }
+    assert!(!stdout.contains("would"), "{stdout}");
+    let mut keys = bucket.list();
+    keys.retain(|k| k.starts_with("2_"));
+    assert_eq!(
+        keys,
+        ["2_100% sure.csv", "2_a%C3%A9.csv", "2_a%C3b.csv", "2_résumé 年.csv"]
+    );
+}
+
+/// Files as an earlier release stored them: uploaded, then each object moved to the key
+/// that release gave it (its name percent-encoded), and the marker of the upgrade
+/// removed. With `half_way`, the first file is left under both keys, as an upgrade killed
+/// between its copy and its delete leaves it.
+fn as_an_earlier_release_left_it(bucket: &Bucket, files: &[(&str, &str)], half_way: bool) {
+    for (i, (name, old)) in files.iter().enumerate() {
+        let new = format!("1_{name}.csv");
+        if new == *old {
+            continue;
+        }
+        let bytes = bucket.get(&new).unwrap_or_else(|| panic!("{new} is not in the bucket"));
+        bucket.put(old, bytes);
+        if !(half_way && i == 0) {
+            bucket.delete(&new);
+        }
+    }
+    bucket.delete(".keys-utf8");
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn a_bucket_of_an_earlier_release_keeps_working_after_the_upgrade() {
+    let _ = require_service("TEST_S3_ENDPOINT", "an upgrade");
+    let bucket = Bucket::fresh("an upgrade");
+    let mut server = sqlite_s3_server(&bucket, &[]).await;
+    let session = new_session();
+    let files = [
+        ("数据 表", "1_%E6%95%B0%E6%8D%AE %E8%A1%A8.csv"),
+        ("données été", "1_donn%C3%A9es %C3%A9t%C3%A9.csv"),
+        ("plain", "1_plain.csv"),
+    ];
+    for (name, _) in files {
+        let (status, record) = server.upload(1, name, &session, "f.csv", csv_of(name)).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    server.stop();
+    as_an_earlier_release_left_it(&bucket, &files, true);
+    // Other tools' keys with `%` in them that are no catalogued name's encoded form.
+    bucket.put("1_x%C3%A9.csv", csv_of("x"));
+    bucket.put("1_donn%C3%A9es.txt", b"notes".to_vec());
+    let mut before = vec![
+        "1_%E6%95%B0%E6%8D%AE %E8%A1%A8.csv",
+        "1_donn%C3%A9es %C3%A9t%C3%A9.csv",
+        "1_donn%C3%A9es.txt",
+        "1_plain.csv",
+        "1_x%C3%A9.csv",
+        "1_数据 表.csv",
+    ];
+    before.sort();
+    assert_eq!(bucket.list(), before);
+
+    // A dry run cannot say what a pass would do before the objects have moved.
+    let out = server.cli(&["reconcile", "--dry-run"]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("2 objects are still under the percent-encoded keys"),
+        "{stderr}"
+    );
+
+    // The upgrade moves the earlier release's objects to their names, finishing the one
+    // cut off half-way; other tools' keys stay as they are.
+    server.restart();
+    let mut after = vec![
+        "1_donn%C3%A9es.txt",
+        "1_données été.csv",
+        "1_plain.csv",
+        "1_x%C3%A9.csv",
+        "1_数据 表.csv",
+    ];
+    after.sort();
+    assert_eq!(bucket.list(), after, "log:\n{}", server.logs());
+    assert!(bucket.get(".keys-utf8").is_some());
+    for (name, _) in files {
+        assert_eq!(download(&server, 1, name, None).await, (200, csv_of(name)), "{name}");
+        let (_, record) = server.get(1, &format!("/files/{}", enc(name))).await;
+        assert_eq!(
+            record["storage_uri"],
+            uri(&bucket, &format!("1_{name}.csv")),
+            "{record}"
+        );
+    }
+    assert!(
+        server.logs().contains("objects of an earlier release moved"),
+        "{}",
+        server.logs()
+    );
+
+    // Once: after the upgrade an encoded form is another tool's object, never moved.
+    bucket.put("1_donn%C3%A9es %C3%A9t%C3%A9.csv", csv_of("another tool's"));
+    server.restart();
+    assert_eq!(server.logs().matches("objects of an earlier release moved").count(), 1);
+    assert_eq!(
+        bucket.get("1_donn%C3%A9es %C3%A9t%C3%A9.csv"),
+        Some(csv_of("another tool's"))
+    );
+    assert_eq!(
+        download(&server, 1, "données été", None).await,
+        (200, csv_of("données été"))
+    );
+    // Nothing lost in all this: every file still there, nothing else catalogued.
+    let (_, listed) = server.get(1, "/files/").await;
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn two_replicas_upgrading_one_bucket_at_once_lose_nothing() {
+    let mut a = s3_server(&[]).await;
+    let bucket = b_bucket(&a).clone();
+    let session = new_session();
+    let names: Vec<String> = (0..8).map(|i| format!("été {i}")).collect();
+    let olds: Vec<String> = (0..8).map(|i| format!("1_%C3%A9t%C3%A9 {i}.csv")).collect();
+    for name in &names {
+        let (status, record) = a.upload(1, name, &session, "f.csv", csv_of(name)).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    a.stop();
+    let files: Vec<(&str, &str)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(olds.iter().map(String::as_str))
+        .collect();
+    as_an_earlier_release_left_it(&bucket, &files, false);
+    let mut before = olds.clone();
+    before.sort();
+    assert_eq!(bucket.list(), before);
+
+    // Another machine (its own folders), starting at the same moment.
+    let other_machine = tempfile::tempdir().unwrap();
+    let data = other_machine.path().join("data");
+    let mut b = a.replica_prepared(&[
+        ("DATA_DIR", data.to_str().unwrap()),
+        ("LOCAL_STORAGE_PATH", data.join("spool").to_str().unwrap()),
+    ]);
+    a.launch();
+    b.launch();
+    a.wait_listening();
+    b.wait_listening();
+    let mut after: Vec<String> = names.iter().map(|n| format!("1_{n}.csv")).collect();
+    after.sort();
+    assert_eq!(bucket.list(), after, "log a:\n{}\nlog b:\n{}", a.logs(), b.logs());
+    for name in &names {
+        assert_eq!(download(&a, 1, name, None).await, (200, csv_of(name)), "{name}");
+        assert_eq!(download(&b, 1, name, None).await, (200, csv_of(name)), "{name}");
+    }
+    for log in [a.logs(), b.logs()] {
+        assert!(!log.contains("both are kept"), "{log}");
+    }
+    let (_, listed) = b.get(1, "/files/").await;
+    assert_eq!(listed.as_array().unwrap().len(), names.len(), "{listed}");
 }
