@@ -85,18 +85,65 @@ pub fn search(text: &str, schema: &Schema) -> Result<Expr, QueryError> {
         .unwrap_or_else(|| lit(false)))
 }
 
-/// The columns of `columns=` (comma-separated names, as the header has them).
+/// The columns of `columns=`: comma-separated names as the header has them; a name
+/// holding a comma or a double quote is written in double quotes, a quote in it doubled
+/// (`"net, after tax",region`), as in CSV and SQL.
 pub fn parse_columns(text: &str, schema: &Schema) -> Result<Vec<String>, QueryError> {
-    let names: Vec<String> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
+    if text.len() > MAX_TEXT {
+        return Err(too_long("columns"));
+    }
+    let names: Vec<String> = split_names(text)?
+        .iter()
         .map(|n| resolve(n, schema))
         .collect::<Result<_, _>>()?;
     if names.is_empty() {
         return Err(QueryError::Invalid("columns names no column".into()));
     }
     Ok(names)
+}
+
+/// The names of a comma-separated list, quoted ones unquoted; unquoted names are trimmed
+/// and empty ones dropped.
+fn split_names(text: &str) -> Result<Vec<String>, QueryError> {
+    let mut names = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next_if_eq(&'"').is_some() {
+            let mut name = String::new();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.next_if_eq(&'"').is_some() => name.push('"'),
+                    Some('"') => break,
+                    Some(c) => name.push(c),
+                    None => {
+                        return Err(QueryError::Invalid(format!(
+                            "columns has a quoted name without its closing quote: {text:?}"
+                        )))
+                    }
+                }
+            }
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+            if !matches!(chars.peek(), None | Some(',')) {
+                return Err(QueryError::Invalid(format!(
+                    "columns has text after the quoted name {name:?}; separate names with commas"
+                )));
+            }
+            names.push(name);
+        } else {
+            let mut name = String::new();
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                name.push(c);
+            }
+            let name = name.trim();
+            if !name.is_empty() {
+                names.push(name.to_string());
+            }
+        }
+        if chars.next().is_none() {
+            return Ok(names);
+        }
+    }
 }
 
 fn parse<T>(
@@ -401,6 +448,16 @@ fn not_allowed(what: &str) -> QueryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_lists_take_quoted_names_with_commas_and_quotes() {
+        let names = |t: &str| split_names(t).unwrap();
+        assert_eq!(names("a, b ,,c"), ["a", "b", "c"]);
+        assert_eq!(names(r#""net, after tax",region"#), ["net, after tax", "region"]);
+        assert_eq!(names(r#" "say ""hi""" , "x""#), [r#"say "hi""#, "x"]);
+        assert!(split_names(r#""open"#).is_err());
+        assert!(split_names(r#""a"b"#).is_err());
+    }
 
     fn schema() -> Schema {
         Schema::from_iter([

@@ -138,9 +138,30 @@ export function viewFromParams(params) {
     orderby,
     sort: parseOrderBy(orderby),
     q: params.get('q') || '',
-    columns: params.get('columns') ? params.get('columns').split(',').filter(Boolean) : null,
+    columns: params.get('columns') ? splitColumns(params.get('columns')) : null,
     facets: params.get('facets') !== '0',
   };
+}
+
+/**
+ * A `columns=` list: names joined by commas, a name with a comma, a double quote or
+ * spaces at its ends in double quotes (a quote in it doubled), as the API reads it.
+ */
+export function joinColumns(names) {
+  return names.map((n) => (/[",]|^\s|\s$/.test(n) ? `"${n.replaceAll('"', '""')}"` : n)).join(',');
+}
+
+/** The names of a `columns=` list (the inverse of joinColumns). */
+export function splitColumns(text) {
+  const names = [];
+  const pattern = /\s*(?:"((?:[^"]|"")*)"\s*|([^,]*))(,|$)/gy;
+  let match;
+  while (pattern.lastIndex < text.length && (match = pattern.exec(text)) !== null) {
+    const name = match[1] !== undefined ? match[1].replaceAll('""', '"') : match[2].trim();
+    if (name || match[1] !== undefined) names.push(name);
+    if (match[3] === '') break;
+  }
+  return names;
 }
 
 /** The view's state as address parameters (defaults left out). */
@@ -152,7 +173,7 @@ export function paramsFromView(view) {
   const orderby = view.sort ? orderByText(view.sort) : view.orderby;
   if (orderby) params.set('orderby', orderby);
   if (view.q) params.set('q', view.q);
-  if (view.columns) params.set('columns', view.columns.join(','));
+  if (view.columns) params.set('columns', joinColumns(view.columns));
   if (!view.facets) params.set('facets', '0');
   return params;
 }

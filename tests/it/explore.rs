@@ -480,3 +480,34 @@ async fn injection_and_other_users_files_are_refused_or_harmless() {
     let no_token = server.client.get(server.url("/files/sales/rows")).send().await.unwrap();
     assert_eq!(status_json(no_token).await.0, 401);
 }
+
+#[tokio::test]
+async fn column_names_with_commas_and_quotes_are_chosen_in_double_quotes() {
+    let server = TestServer::start().await;
+    let body = "id,\"net, after tax\",\"say \"\"hi\"\"\",region\n1,2.5,x,north\n2,3.5,y,south\n";
+    upload(&server, 1, "odd", "odd.csv", body.as_bytes().to_vec()).await;
+    let chosen = r#""net, after tax", "say ""hi""",region"#;
+    let (status, page) = view(&server, 1, "odd", "rows", &[("columns", chosen)]).await;
+    assert_eq!(status, 200, "{page}");
+    let names: Vec<&str> = page["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["net, after tax", "say \"hi\"", "region"], "{page}");
+    let (status, facets) = view(&server, 1, "odd", "facets", &[("columns", chosen)]).await;
+    assert_eq!(status, 200, "{facets}");
+    assert!(facets["facets"].get("say \"hi\"").is_some(), "{facets}");
+    for (bad, says) in [
+        (r#""net, after tax"#, "closing quote"),
+        (r#""region"x"#, "after the quoted name"),
+    ] {
+        let (status, body) = view(&server, 1, "odd", "rows", &[("columns", bad)]).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains(says), "{bad}: {body}");
+    }
+    // Unquoted, a name with a comma is two names, and the answer says which is unknown.
+    let (status, body) = view(&server, 1, "odd", "rows", &[("columns", "net, after tax")]).await;
+    assert_eq!(status, 422, "{body}");
+}
