@@ -39,18 +39,26 @@ pub async fn run_bridge(url: &str, token: &str) -> anyhow::Result<()> {
                     ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),
                     _ => None,
                 };
-                // Sent concurrently: a long tool call does not hold up the next message.
                 let send = Transport::<RoleClient>::send(&mut remote, message);
+                // A notification is sent before the next message is read: the transport
+                // takes a message when its send is first polled, so concurrent sends may
+                // reach it out of order, and `initialized` must follow `initialize` and
+                // precede every other message (the transport fails otherwise).
+                if id.is_none() {
+                    if let Err(e) = send.await {
+                        tracing::warn!(error = %describe(&e), "MCP bridge: could not forward a notification");
+                    }
+                    continue;
+                }
+                // Requests are sent concurrently: a long tool call does not hold up the next.
                 let failed = failed_tx.clone();
                 let url = url.to_string();
                 sending.spawn(async move {
                     if let Err(e) = send.await {
                         let cause = describe(&e);
                         tracing::warn!(error = %cause, "MCP bridge: could not forward a message");
-                        if let Some(id) = id {
-                            let detail = format!("file-service at {url} did not take the request: {cause}");
-                            let _ = failed.send(ServerJsonRpcMessage::error(ErrorData::internal_error(detail, None), Some(id)));
-                        }
+                        let detail = format!("file-service at {url} did not take the request: {cause}");
+                        let _ = failed.send(ServerJsonRpcMessage::error(ErrorData::internal_error(detail, None), id));
                     }
                 });
             }
