@@ -236,7 +236,6 @@ impl FileService {
         }
         let id = remote.id;
         let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
-        let held_here = local.is_some();
         let outcome = match (change.op, local) {
             (ChangeOp::Delete, local) => {
                 let deleted = match local {
@@ -278,8 +277,11 @@ impl FileService {
                 }
             }
         };
+        // Whether the version moved a file held here or brought back one deleted here (or
+        // never seen), copies of its past held here go: a copy may be made, or arrive,
+        // before the version that descends from it does.
         let outcome = match outcome {
-            Ok(Outcome::Applied | Outcome::Conflict) if held_here && change.op == ChangeOp::Upsert => {
+            Ok(Outcome::Applied | Outcome::Conflict) if change.op == ChangeOp::Upsert => {
                 self.drop_superseded_copies(id).await;
                 outcome
             }
