@@ -583,3 +583,39 @@ async fn a_version_that_beats_a_delete_drops_the_copy_of_its_own_past() {
     }
     assert_same_record(&by_name(&edge, u).await["doc"], &by_name(&hub, u).await["doc"], "doc");
 }
+
+/// The hub describes `doc`, the edge describes it later and pulls: the edge keeps its
+/// version and the hub's as a conflict copy, which the user deletes on the edge. The edge
+/// then changes `doc` again and pushes: the hub meets the same conflict itself after it
+/// has heard of the copy's delete (a delete of a file it never held). The copy stays
+/// deleted on both sides.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_copy_deleted_before_the_other_side_meets_the_conflict_stays_deleted() {
+    let (edge, hub) = edge_and_hub().await;
+    let u = random_user();
+    let doc = upload(&edge, u, "doc", profile_csv(44)).await;
+    sync(&edge, &hub, true, true).await;
+    patch(&hub, u, "doc", json!({"description": "hub"})).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&edge, u, "doc", json!({"description": "edge"})).await;
+    let pulled = sync(&edge, &hub, true, false).await;
+    assert_eq!(n(&pulled, "pulled", "conflicts"), 1, "{pulled}");
+    let copy = by_name(&edge, u)
+        .await
+        .into_keys()
+        .find(|k| k.starts_with("doc (conflict "))
+        .expect("the edge keeps the hub's version as a copy");
+    assert_eq!(edge.delete(u, &format!("/files/{}", enc(&copy))).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&edge, u, "doc", json!({"description": "edge again"})).await;
+    sync(&edge, &hub, false, true).await;
+
+    sync(&edge, &hub, true, true).await;
+    sync(&edge, &hub, true, true).await;
+    for server in [&edge, &hub] {
+        let files = by_name(server, u).await;
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["doc"], "{}: {files:?}", server.base);
+        assert_eq!(files["doc"]["id"], doc["id"]);
+        assert_eq!(files["doc"]["description"], "edge again", "{}", server.base);
+    }
+}

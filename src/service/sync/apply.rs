@@ -240,7 +240,7 @@ impl FileService {
             (ChangeOp::Delete, local) => {
                 let deleted = match local {
                     Some(local) => Box::pin(self.apply_delete(remote, &local, resolve_names)).await,
-                    None => Ok(Outcome::Skipped),
+                    None => self.note_delete(remote).await,
                 };
                 match (deleted, Box::pin(self.delete_copies(remote)).await) {
                     (Ok(Outcome::Skipped), Ok(true)) => Ok(Outcome::Applied),
@@ -296,6 +296,18 @@ impl FileService {
             }
             other => other,
         }
+    }
+
+    /// A delete of a file not held here is still entered in this instance's feed, unless
+    /// the feed knows the file already: the deleted version must not come back here (as a
+    /// conflict copy this instance makes itself when it meets the same conflict, or from
+    /// a third instance), and the delete travels on to the instances this one feeds.
+    async fn note_delete(&self, remote: &SyncRecord) -> Result<Outcome> {
+        let tombstone = remote.clone();
+        if self.with_catalog(move |c| c.record_delete(&tombstone)).await? {
+            self.feed_changed();
+        }
+        Ok(Outcome::Skipped)
     }
 
     /// A delete of the version `remote` applies if the local one is that version or
