@@ -54,8 +54,23 @@ use crate::sync_kinds::change_stored_content;
 /// once left a conflict copy of a version the file that kept the name descends from (8
 /// with two instances, 892288065 with three), and one where a delete of a conflict's
 /// winner once left the loser both as the file and as its copy (342688631 with three),
-/// and one where two versions got the same conflict name (489334321 with two).
-const SEEDS: [u64; 9] = [1, 2, 3, 4, 5, 8, 892_288_065, 342_688_631, 489_334_321];
+/// one where two versions got the same conflict name (489334321 with two), one where a
+/// version that beat a delete came back without dropping the copy of its own past
+/// (315556328 with three), and one where a conflict copy deleted on the hub was made again
+/// there when the hub met the same conflict again (742816138 with two).
+const SEEDS: [u64; 11] = [
+    1,
+    2,
+    3,
+    4,
+    5,
+    8,
+    892_288_065,
+    342_688_631,
+    489_334_321,
+    315_556_328,
+    742_816_138,
+];
 /// Operations and sync runs per seed.
 const STEPS: usize = 36;
 /// Final two-way rounds allowed before the instances must have settled.

@@ -559,3 +559,63 @@ async fn a_concurrent_earlier_change_meets_a_delete_as_the_conflicts_loser() {
     assert_eq!(n(&pushed, "pushed", "conflicts"), 1, "{pushed}");
     only_the_edges_version_as_a_copy_is_left(&edge, &hub, u).await;
 }
+
+/// The hub keeps the edge's version as a conflict copy, then deletes `doc` (its own, later
+/// version). The edge, which has not heard of either, changes `doc` again, later than the
+/// delete, and pushes: that change beats the delete, so the hub takes `doc` back as the
+/// edge's newest version, which descends from the copy's. The copy is that version's past
+/// and goes on both sides, although the hub no longer held the file when the version came.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_beats_a_delete_drops_the_copy_of_its_own_past() {
+    let (edge, hub, u, doc) = hub_keeps_a_copy_of_the_edges_version(43, "edge first").await;
+    assert_eq!(hub.delete(u, "/files/doc").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&edge, u, "doc", json!({"description": "edge second"})).await;
+    sync(&edge, &hub, false, true).await;
+
+    sync(&edge, &hub, true, true).await;
+    sync(&edge, &hub, true, true).await;
+    for server in [&edge, &hub] {
+        let files = by_name(server, u).await;
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["doc"], "{}: {files:?}", server.base);
+        assert_eq!(files["doc"]["id"], doc["id"]);
+        assert_eq!(files["doc"]["description"], "edge second", "{}", server.base);
+    }
+    assert_same_record(&by_name(&edge, u).await["doc"], &by_name(&hub, u).await["doc"], "doc");
+}
+
+/// The hub describes `doc`, the edge describes it later and pulls: the edge keeps its
+/// version and the hub's as a conflict copy, which the user deletes on the edge. The edge
+/// then changes `doc` again and pushes: the hub meets the same conflict itself after it
+/// has heard of the copy's delete (a delete of a file it never held). The copy stays
+/// deleted on both sides.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_copy_deleted_before_the_other_side_meets_the_conflict_stays_deleted() {
+    let (edge, hub) = edge_and_hub().await;
+    let u = random_user();
+    let doc = upload(&edge, u, "doc", profile_csv(44)).await;
+    sync(&edge, &hub, true, true).await;
+    patch(&hub, u, "doc", json!({"description": "hub"})).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&edge, u, "doc", json!({"description": "edge"})).await;
+    let pulled = sync(&edge, &hub, true, false).await;
+    assert_eq!(n(&pulled, "pulled", "conflicts"), 1, "{pulled}");
+    let copy = by_name(&edge, u)
+        .await
+        .into_keys()
+        .find(|k| k.starts_with("doc (conflict "))
+        .expect("the edge keeps the hub's version as a copy");
+    assert_eq!(edge.delete(u, &format!("/files/{}", enc(&copy))).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    patch(&edge, u, "doc", json!({"description": "edge again"})).await;
+    sync(&edge, &hub, false, true).await;
+
+    sync(&edge, &hub, true, true).await;
+    sync(&edge, &hub, true, true).await;
+    for server in [&edge, &hub] {
+        let files = by_name(server, u).await;
+        assert_eq!(files.keys().collect::<Vec<_>>(), ["doc"], "{}: {files:?}", server.base);
+        assert_eq!(files["doc"]["id"], doc["id"]);
+        assert_eq!(files["doc"]["description"], "edge again", "{}", server.base);
+    }
+}

@@ -236,12 +236,11 @@ impl FileService {
         }
         let id = remote.id;
         let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
-        let held_here = local.is_some();
         let outcome = match (change.op, local) {
             (ChangeOp::Delete, local) => {
                 let deleted = match local {
                     Some(local) => Box::pin(self.apply_delete(remote, &local, resolve_names)).await,
-                    None => Ok(Outcome::Skipped),
+                    None => self.note_delete(remote).await,
                 };
                 match (deleted, Box::pin(self.delete_copies(remote)).await) {
                     (Ok(Outcome::Skipped), Ok(true)) => Ok(Outcome::Applied),
@@ -278,8 +277,11 @@ impl FileService {
                 }
             }
         };
+        // Whether the version moved a file held here or brought back one deleted here (or
+        // never seen), copies of its past held here go: a copy may be made, or arrive,
+        // before the version that descends from it does.
         let outcome = match outcome {
-            Ok(Outcome::Applied | Outcome::Conflict) if held_here && change.op == ChangeOp::Upsert => {
+            Ok(Outcome::Applied | Outcome::Conflict) if change.op == ChangeOp::Upsert => {
                 self.drop_superseded_copies(id).await;
                 outcome
             }
@@ -294,6 +296,18 @@ impl FileService {
             }
             other => other,
         }
+    }
+
+    /// A delete of a file not held here is still entered in this instance's feed, unless
+    /// the feed knows the file already: the deleted version must not come back here (as a
+    /// conflict copy this instance makes itself when it meets the same conflict, or from
+    /// a third instance), and the delete travels on to the instances this one feeds.
+    async fn note_delete(&self, remote: &SyncRecord) -> Result<Outcome> {
+        let tombstone = remote.clone();
+        if self.with_catalog(move |c| c.record_delete(&tombstone)).await? {
+            self.feed_changed();
+        }
+        Ok(Outcome::Skipped)
     }
 
     /// A delete of the version `remote` applies if the local one is that version or

@@ -34,9 +34,14 @@ impl FileService {
     }
 
     /// Keeps `loser`, a version that lost a conflict, as its file's conflict copy (unless
-    /// this instance holds that copy already). The copy's id is derived from the file's
-    /// id and the losing rev, so every instance that meets the same conflict makes the
-    /// same copy.
+    /// this instance holds that copy already, or deleted it). The copy's id is derived
+    /// from the file's id and the losing rev, so every instance that meets the same
+    /// conflict makes the same copy.
+    /// A copy deleted here at that version or later stays deleted, as any deleted version
+    /// does (a delete beats the version it deleted): this instance may meet the same
+    /// conflict again (a change that waited and is retried, a delete of the winner while
+    /// the loser is still the file here), and every other instance refuses the copy for
+    /// the same delete.
     pub(super) async fn keep_as_copy(&self, loser: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
         let mut copy = loser.clone();
         copy.id = copy_id(loser.id, &loser.rev);
@@ -50,6 +55,11 @@ impl FileService {
         let copy_id = copy.id;
         if self.with_catalog(move |c| c.get_by_id(copy_id)).await?.is_some() {
             return Ok(Outcome::Skipped);
+        }
+        if let Some(deleted) = self.with_catalog(move |c| c.tombstone(copy_id)).await? {
+            if deleted.knows(&loser.rev) {
+                return Ok(Outcome::Skipped);
+            }
         }
         match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
             Outcome::Deferred => return Ok(Outcome::Deferred),
