@@ -375,6 +375,9 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                             "{label}: {} changes ({} applied, {} already known, {} conflicts kept both, {} refused, {} waiting); {} files' bytes sent ({} bytes)",
                             r.changes, r.applied, r.skipped, r.conflicts, r.rejected, r.waiting, r.blobs, r.bytes
                         ))?;
+                        for reason in &r.rejections {
+                            say(format_args!("{label}: refused {reason}"))?;
+                        }
                     }
                 }
                 say(format_args!("took {:.2} s", report.seconds))?;

@@ -20,7 +20,7 @@ mod upload;
 
 pub use query::{Download, QueryTarget};
 pub use recovery::run as run_recovery;
-pub use sync::{ApplyReport, ChangePage};
+pub use sync::{ApplyReport, ChangePage, Rejection};
 pub use upload::FormPart;
 
 use std::sync::atomic::{AtomicBool, Ordering};

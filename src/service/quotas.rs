@@ -52,9 +52,16 @@ pub fn set_quota(
 impl FileService {
     /// Refuses (`Error::QuotaExceeded`) an upload of `bytes` bytes for `user` that cannot
     /// fit now, before any of them is stored; `None` when the length is not known yet
-    /// (any file takes at least a byte). Unlimited users cost no catalog call beyond the
-    /// override's.
+    /// (any file takes at least a byte).
     pub(super) async fn precheck_quota(&self, user: UserId, bytes: Option<u64>) -> Result<()> {
+        self.check_quota_now(user, bytes.unwrap_or(1), 1).await
+    }
+
+    /// Refuses adding `files` files and `bytes` bytes to what `user` has now if it would
+    /// pass their limits. Not a reservation: only [`FileService::reserve_within_quota`]
+    /// cannot be passed by concurrent requests. Unlimited users cost only the override's
+    /// read.
+    pub(super) async fn check_quota_now(&self, user: UserId, bytes: u64, files: u64) -> Result<()> {
         let defaults = self.limits.quota;
         let (limits, usage) = self
             .with_catalog(move |c| {
@@ -65,7 +72,25 @@ impl FileService {
                 Ok((limits, c.quota_usage(user)?))
             })
             .await?;
-        usage.check(limits, bytes.unwrap_or(1), 1)
+        usage.check(limits, bytes, files)
+    }
+
+    /// Which of `users` have a limit in effect.
+    pub(super) async fn users_with_quota(&self, users: Vec<UserId>) -> Result<std::collections::HashSet<UserId>> {
+        let defaults = self.limits.quota;
+        if defaults != QuotaLimits::default() {
+            return Ok(users.into_iter().collect());
+        }
+        self.with_catalog(move |c| {
+            let mut limited = std::collections::HashSet::new();
+            for user in users {
+                if c.quota_override(user)?.apply(defaults) != QuotaLimits::default() {
+                    limited.insert(user);
+                }
+            }
+            Ok(limited)
+        })
+        .await
     }
 
     /// Reserves an upload's name if it fits the user's quota (see
