@@ -314,3 +314,28 @@ async fn parallel_uploads_on_two_replicas_never_pass_the_byte_quota() {
     let quota = (sales_csv().len() * 7 / 2).to_string();
     race(&[("QUOTA_BYTES", quota.as_str())], 10, 3).await;
 }
+
+// ----- sync -----
+
+#[tokio::test]
+async fn a_hub_refuses_synced_files_past_a_quota_and_the_report_says_why() {
+    let edge = TestServer::start_on(Stack::Sqlite, None, None, &[]).await;
+    let hub = TestServer::start_with(&[("QUOTA_FILES", "2")]).await;
+    let user = crate::sync::random_user();
+    let session = new_session();
+    for name in ["one", "two", "three"] {
+        assert_eq!(edge.upload(user, name, &session, &format!("{name}.csv"), sales_csv()).await.0, 201);
+    }
+    let args = crate::sync::sync_args(&edge, &hub, false, true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = edge.run_cli_json(&args, crate::sync::SYNC_TIMEOUT).await;
+    let pushed = &report["pushed"];
+    assert_eq!((pushed["applied"].as_u64(), pushed["rejected"].as_u64()), (Some(2), Some(1)), "{report}");
+    let reasons = pushed["rejections"].as_array().unwrap_or_else(|| panic!("reasons in {report}"));
+    assert_eq!(reasons.len(), 1, "{report}");
+    let reason = reasons[0].as_str().unwrap();
+    assert!(reason.contains("quota_exceeded") && reason.contains("files"), "{reason}");
+    assert_eq!(listed(&hub, user).await, 2);
+    assert_eq!(listed(&edge, user).await, 3, "the edge keeps its files");
+    nothing_half_stored(&hub).await;
+}
