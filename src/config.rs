@@ -548,7 +548,11 @@ mod tests {
         assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (500, 50_000));
         let c = load("mcp_max_rows = 20", &[("MCP_MAX_CHARS", "4000")]).unwrap();
         assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (20, 4000));
-        assert_eq!((c.quota_bytes, c.quota_files), (None, None), "quotas are unlimited by default");
+        assert_eq!(
+            (c.quota_bytes, c.quota_files),
+            (None, None),
+            "quotas are unlimited by default"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use file_service::app::{self, StartupError};
 use file_service::catalog::QuotaSetting;
 use file_service::config::Config;
-use file_service::service::quotas;
 use file_service::formats::{self, Format};
+use file_service::service::quotas;
 use file_service::sync_client::{self, Endpoint};
 
 #[derive(Parser)]

@@ -133,16 +133,7 @@ pub type UserLock = Box<dyn Send>;
 
 /// The catalog of one deployment: every role below, migrations and health.
 pub trait Catalog:
-    Records
-    + ActiveFiles
-    + ChangeFeed
-    + Leases
-    + ResumableUploads
-    + ShareLinks
-    + Quotas
-    + Send
-    + Sync
-    + 'static
+    Records + ActiveFiles + ChangeFeed + Leases + ResumableUploads + ShareLinks + Quotas + Send + Sync + 'static
 {
     /// Applies pending migrations; safe to call from several processes at once.
     fn migrate(&self) -> Result<()>;
@@ -467,7 +458,6 @@ pub trait ShareLinks {
     /// Removes the links that expired before `before`. Returns how many.
     fn remove_expired_share_links(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize>;
 }
-
 
 /// A user's limits in effect: `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -496,7 +496,10 @@ fn quotas_contract(c: &dyn Catalog) {
     let mut big = record(u, "q5", &"e".repeat(64));
     big.size_bytes = 1;
     let refused = c.reserve_within_quota(&big, defaults);
-    assert!(matches!(refused, Err(Error::QuotaExceeded(_))), "30 of 30 bytes: {refused:?}");
+    assert!(
+        matches!(refused, Err(Error::QuotaExceeded(_))),
+        "30 of 30 bytes: {refused:?}"
+    );
     // Other users are not affected by this user's override.
     let elsewhere = record(u + 1, "q5", &"e".repeat(64));
     c.reserve_within_quota(&elsewhere, defaults).unwrap();

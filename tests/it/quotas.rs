@@ -12,7 +12,11 @@ use crate::harness::{eventually, local_folder_stack, new_session, require_servic
 
 /// The stored files that are not hidden (temporary files of uploads in progress are).
 fn visible_stored(server: &TestServer) -> Vec<String> {
-    let mut files: Vec<String> = server.stored_files().into_iter().filter(|f| !f.starts_with('.')).collect();
+    let mut files: Vec<String> = server
+        .stored_files()
+        .into_iter()
+        .filter(|f| !f.starts_with('.'))
+        .collect();
     files.sort();
     files
 }
@@ -47,7 +51,9 @@ async fn uploads_past_the_file_quota_are_refused_and_keep_nothing() {
     let server = TestServer::start_with(&[("QUOTA_FILES", "2")]).await;
     let session = new_session();
     for name in ["one", "two"] {
-        let (status, body) = server.upload(1, name, &session, &format!("{name}.csv"), sales_csv()).await;
+        let (status, body) = server
+            .upload(1, name, &session, &format!("{name}.csv"), sales_csv())
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let stored = visible_stored(&server);
@@ -58,7 +64,10 @@ async fn uploads_past_the_file_quota_are_refused_and_keep_nothing() {
     nothing_half_stored(&server).await;
     assert_eq!(visible_stored(&server), stored, "a refused upload leaves no bytes");
     // The quota is per user.
-    assert_eq!(server.upload(2, "three", &session, "three.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        server.upload(2, "three", &session, "three.csv", sales_csv()).await.0,
+        201
+    );
     // Deleting a file makes room again.
     assert_eq!(server.delete(1, "/files/one").await.0, 200);
     let (status, body) = server.upload(1, "three", &session, "three.csv", sales_csv()).await;
@@ -73,7 +82,13 @@ async fn uploads_past_the_byte_quota_are_refused_at_commit() {
     let server = TestServer::start_with(&[("QUOTA_BYTES", quota.as_str())]).await;
     let session = new_session();
     for name in ["one", "two"] {
-        assert_eq!(server.upload(1, name, &session, &format!("{name}.csv"), sales_csv()).await.0, 201);
+        assert_eq!(
+            server
+                .upload(1, name, &session, &format!("{name}.csv"), sales_csv())
+                .await
+                .0,
+            201
+        );
     }
     // The length of a multipart file is not known up front: the bytes arrive, then the
     // upload is refused when it would be reserved, and they are removed.
@@ -94,7 +109,10 @@ async fn a_rename_is_never_refused() {
     // count: a user at both limits may still rename.
     let size = sales_csv().len().to_string();
     let server = TestServer::start_with(&[("QUOTA_FILES", "1"), ("QUOTA_BYTES", size.as_str())]).await;
-    assert_eq!(server.upload(1, "old", &new_session(), "old.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        server.upload(1, "old", &new_session(), "old.csv", sales_csv()).await.0,
+        201
+    );
     let resp = server
         .client
         .patch(server.url("/files/old"))
@@ -117,8 +135,15 @@ async fn quota_set_overrides_the_default_and_quota_show_reports_usage() {
         .run_cli_json(&["quota", "show", "--user", "7"], Duration::from_secs(30))
         .await;
     assert_eq!(shown["user"], 7);
-    assert_eq!(shown["limits"], serde_json::json!({"bytes": null, "files": 5}), "{shown}");
-    assert_eq!(shown["override"], serde_json::json!({"bytes": "default", "files": "default"}));
+    assert_eq!(
+        shown["limits"],
+        serde_json::json!({"bytes": null, "files": 5}),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["override"],
+        serde_json::json!({"bytes": "default", "files": "default"})
+    );
     assert_eq!(
         shown["usage"],
         serde_json::json!({"bytes": sales_csv().len(), "files": 1}),
@@ -141,9 +166,15 @@ async fn quota_set_overrides_the_default_and_quota_show_reports_usage() {
 
     // Back to the configured default, one limit at a time.
     let set = server
-        .run_cli_json(&["quota", "set", "--user", "7", "--files", "default"], Duration::from_secs(30))
+        .run_cli_json(
+            &["quota", "set", "--user", "7", "--files", "default"],
+            Duration::from_secs(30),
+        )
         .await;
-    assert_eq!(set["override"], serde_json::json!({"bytes": "unlimited", "files": "default"}));
+    assert_eq!(
+        set["override"],
+        serde_json::json!({"bytes": "unlimited", "files": "default"})
+    );
     assert_eq!(server.upload(7, "two", &session, "two.csv", sales_csv()).await.0, 201);
 
     // Bad values are refused by the command line.
@@ -188,10 +219,7 @@ async fn tus_create(server: &TestServer, user: i64, name: &str, length: usize) -
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_string());
+    let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_string());
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null), location)
 }
@@ -236,7 +264,11 @@ async fn a_resumable_upload_is_refused_at_creation_and_checked_again_at_completi
         (status, resp.json::<Value>().await.unwrap())
     };
     assert_eq!(status, 200);
-    assert_eq!((state["state"].as_str(), state["error"]["code"].as_str()), (Some("failed"), Some("quota_exceeded")), "{state}");
+    assert_eq!(
+        (state["state"].as_str(), state["error"]["code"].as_str()),
+        (Some("failed"), Some("quota_exceeded")),
+        "{state}"
+    );
     assert_eq!(server.get(1, "/files/second").await.0, 404);
     assert_eq!(listed(&server, 1).await, 1);
     nothing_half_stored(&server).await;
@@ -252,7 +284,13 @@ async fn files_dropped_in_storage_are_catalogued_past_the_quota_and_block_the_ne
     }
     let server = TestServer::start_with(&[("QUOTA_FILES", "1"), ("WATCH_SETTLE_MS", "200")]).await;
     let session = new_session();
-    assert_eq!(server.upload(1, "uploaded", &session, "uploaded.csv", sales_csv()).await.0, 201);
+    assert_eq!(
+        server
+            .upload(1, "uploaded", &session, "uploaded.csv", sales_csv())
+            .await
+            .0,
+        201
+    );
     // Dropped in: catalogued anyway, over the limit.
     std::fs::write(server.storage_dir().join("1_dropped.csv"), sales_csv()).unwrap();
     eventually(15, "the dropped file catalogued", || async {
@@ -270,7 +308,45 @@ async fn files_dropped_in_storage_are_catalogued_past_the_quota_and_block_the_ne
     assert_eq!(server.upload(1, "next", &session, "next.csv", sales_csv()).await.0, 201);
 }
 
-// ----- replicas -----
+// ----- races -----
+
+/// Uploads raced on `servers` (in turn) for one user: exactly `allowed` pass, the others
+/// are quota refusals, and every server lists the same files.
+async fn race_on(servers: &[&TestServer], uploads: usize, allowed: usize) {
+    let user = rand::random::<u32>() as i64 + 1_000_000;
+    let session = new_session();
+    let answers = futures_util::future::join_all((0..uploads).map(|i| {
+        let (server, session) = (servers[i % servers.len()], session.clone());
+        async move {
+            let name = format!("race{i}");
+            server
+                .upload(user, &name, &session, &format!("{name}.csv"), sales_csv())
+                .await
+        }
+    }))
+    .await;
+    let passed = answers.iter().filter(|(status, _)| *status == 201).count();
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
+        assert_quota_refusal(*status, body);
+    }
+    assert_eq!(passed, allowed, "{answers:?}");
+    for server in servers {
+        assert_eq!(listed(server, user).await, allowed);
+    }
+    nothing_half_stored(servers[0]).await;
+    assert_eq!(
+        visible_stored(servers[0]).len(),
+        allowed,
+        "{:?}",
+        visible_stored(servers[0])
+    );
+}
+
+#[tokio::test]
+async fn parallel_uploads_on_one_server_never_pass_the_quota() {
+    let server = TestServer::start_with(&[("QUOTA_FILES", "3")]).await;
+    race_on(&[&server], 10, 3).await;
+}
 
 /// Uploads raced on two replicas sharing PostgreSQL (and Redis): exactly as many as the
 /// quota allows pass, whichever replica takes them.
@@ -280,26 +356,7 @@ async fn race(env: &[(&str, &str)], uploads: usize, allowed: usize) {
     let redis = require_service("TEST_REDIS_URL", test);
     let a = TestServer::start_on(Stack::PostgresRedis, Some(&admin), Some(&redis), env).await;
     let b = a.replica(&[]).await;
-    let user = rand::random::<u32>() as i64 + 1_000_000;
-    let session = new_session();
-    let answers = futures_util::future::join_all((0..uploads).map(|i| {
-        let (server, session) = (if i % 2 == 0 { &a } else { &b }, session.clone());
-        async move {
-            let name = format!("race{i}");
-            server.upload(user, &name, &session, &format!("{name}.csv"), sales_csv()).await
-        }
-    }))
-    .await;
-    let passed = answers.iter().filter(|(status, _)| *status == 201).count();
-    for (status, body) in answers.iter().filter(|(status, _)| *status != 201) {
-        assert_quota_refusal(*status, body);
-    }
-    assert_eq!(passed, allowed, "{answers:?}");
-    for server in [&a, &b] {
-        assert_eq!(listed(server, user).await, allowed);
-    }
-    nothing_half_stored(&a).await;
-    assert_eq!(visible_stored(&a).len(), allowed, "{:?}", visible_stored(&a));
+    race_on(&[&a, &b], uploads, allowed).await;
 }
 
 #[tokio::test]
@@ -324,17 +381,31 @@ async fn a_hub_refuses_synced_files_past_a_quota_and_the_report_says_why() {
     let user = crate::sync::random_user();
     let session = new_session();
     for name in ["one", "two", "three"] {
-        assert_eq!(edge.upload(user, name, &session, &format!("{name}.csv"), sales_csv()).await.0, 201);
+        assert_eq!(
+            edge.upload(user, name, &session, &format!("{name}.csv"), sales_csv())
+                .await
+                .0,
+            201
+        );
     }
     let args = crate::sync::sync_args(&edge, &hub, false, true);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let report = edge.run_cli_json(&args, crate::sync::SYNC_TIMEOUT).await;
     let pushed = &report["pushed"];
-    assert_eq!((pushed["applied"].as_u64(), pushed["rejected"].as_u64()), (Some(2), Some(1)), "{report}");
-    let reasons = pushed["rejections"].as_array().unwrap_or_else(|| panic!("reasons in {report}"));
+    assert_eq!(
+        (pushed["applied"].as_u64(), pushed["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{report}"
+    );
+    let reasons = pushed["rejections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("reasons in {report}"));
     assert_eq!(reasons.len(), 1, "{report}");
     let reason = reasons[0].as_str().unwrap();
-    assert!(reason.contains("quota_exceeded") && reason.contains("files"), "{reason}");
+    assert!(
+        reason.contains("quota_exceeded") && reason.contains("files"),
+        "{reason}"
+    );
     assert_eq!(listed(&hub, user).await, 2);
     assert_eq!(listed(&edge, user).await, 3, "the edge keeps its files");
     nothing_half_stored(&hub).await;

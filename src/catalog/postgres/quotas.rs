@@ -88,7 +88,11 @@ impl Quotas for PostgresCatalog {
     fn reserve_within_quota(&self, r: &FileRecord, defaults: QuotaLimits) -> Result<()> {
         let mut conn = self.conn()?;
         let insert = conn.statement(INSERT_PENDING)?;
-        let stmts = [conn.statement(QUOTA_LOCK)?, conn.statement(OVERRIDE)?, conn.statement(USAGE)?];
+        let stmts = [
+            conn.statement(QUOTA_LOCK)?,
+            conn.statement(OVERRIDE)?,
+            conn.statement(USAGE)?,
+        ];
         let mut tx = conn.client.transaction().map_err(db_err)?;
         // Under the lock, every reservation of this user (on any replica) that committed
         // before it is counted, and none commits between this count and this insert.
