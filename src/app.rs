@@ -259,6 +259,7 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
         upload_expires: Duration::from_secs(config.upload_expires_seconds),
         max_concurrent_queries: config.max_concurrent_queries,
         query_timeout: Duration::from_secs(config.query_timeout_seconds),
+        quota: quota_defaults(config),
     };
     let copies_dir = config.data_dir.join("query-tables");
     let copies = crate::query::ColumnarCache::new(copies_dir.clone(), config.query_cache_max_bytes)
@@ -286,6 +287,14 @@ async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, StartupError>
 
 /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish within the grace
 /// period. Returns the service so the caller can clean up once the runtime has stopped.
+/// Every user's quota unless `file-service quota set` overrides it.
+pub fn quota_defaults(config: &Config) -> crate::catalog::QuotaLimits {
+    crate::catalog::QuotaLimits {
+        bytes: config.quota_bytes,
+        files: config.quota_files,
+    }
+}
+
 pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
     let auth = Arc::new(with_request_budget(auth(&config)?, &config)?);
     let service = build(&config).await?;

@@ -63,6 +63,10 @@ pub struct Config {
     pub mcp_max_chars: usize,
     /// Requests one user may make in any minute; `None`: no limit.
     pub rate_limit_per_minute: Option<u64>,
+    /// Each user's quota unless `file-service quota set` overrides it: stored bytes and
+    /// files; `None`: no limit.
+    pub quota_bytes: Option<u64>,
+    pub quota_files: Option<u64>,
 }
 
 /// `JWT_JWKS_URL` / `JWT_ISSUER` and the claims their tokens must carry.
@@ -329,6 +333,9 @@ impl Config {
             0 => None,
             limit => Some(limit),
         };
+        // 0 (the default) is no limit, as for the rate limit.
+        let quota_bytes = Some(src.parse("quota_bytes", 0u64, "a whole number of bytes")?).filter(|&n| n > 0);
+        let quota_files = Some(src.parse("quota_files", 0u64, "a whole number of files")?).filter(|&n| n > 0);
         let lease_seconds = src.parse("lease_seconds", 15u64, "a whole number of seconds")?;
         if lease_seconds < 2 {
             return Err(config_error("LEASE_SECONDS", "must be at least 2"));
@@ -399,6 +406,8 @@ impl Config {
             mcp_max_rows,
             mcp_max_chars,
             rate_limit_per_minute,
+            quota_bytes,
+            quota_files,
         })
     }
 }
@@ -539,6 +548,20 @@ mod tests {
         assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (500, 50_000));
         let c = load("mcp_max_rows = 20", &[("MCP_MAX_CHARS", "4000")]).unwrap();
         assert_eq!((c.mcp_max_rows, c.mcp_max_chars), (20, 4000));
+        assert_eq!(
+            (c.quota_bytes, c.quota_files),
+            (None, None),
+            "quotas are unlimited by default"
+        );
+    }
+
+    #[test]
+    fn quotas_come_from_quota_bytes_and_quota_files() {
+        let c = load("quota_bytes = 1000", &[("QUOTA_FILES", "3")]).unwrap();
+        assert_eq!((c.quota_bytes, c.quota_files), (Some(1000), Some(3)));
+        let c = load("quota_bytes = 0", &[]).unwrap();
+        assert_eq!(c.quota_bytes, None, "0 is no limit");
+        assert!(load("", &[("QUOTA_BYTES", "1GB")]).is_err());
     }
 
     #[test]

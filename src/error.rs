@@ -68,6 +68,9 @@ pub enum Error {
         retry_after: std::time::Duration,
         detail: String,
     },
+    /// The user's quota (stored bytes or file count) has no room for this: nothing was kept.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A bug or an unexpected backend failure; the detail is logged, not shown.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -134,6 +137,7 @@ impl Error {
             Error::Gone { code, .. } => code,
             Error::ChecksumMismatch(_) => "checksum_mismatch",
             Error::TooManyRequests { .. } => "rate_limited",
+            Error::QuotaExceeded(_) => "quota_exceeded",
             Error::Internal(_) => "internal",
         }
     }

@@ -1,4 +1,4 @@
-//! The `file-service` command: `serve` (default), `token`, `open`, `mcp`, `migrate`, `reconcile`, `check`, `summarize`, `sync`.
+//! The `file-service` command: `serve` (default), `token`, `open`, `mcp`, `migrate`, `reconcile`, `check`, `summarize`, `sync`, `quota`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use file_service::app::{self, StartupError};
+use file_service::catalog::QuotaSetting;
 use file_service::config::Config;
 use file_service::formats::{self, Format};
+use file_service::service::quotas;
 use file_service::sync_client::{self, Endpoint};
 
 #[derive(Parser)]
@@ -109,6 +111,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per-user quotas: `set` a user's limits (overriding QUOTA_BYTES and QUOTA_FILES),
+    /// `show` them with the user's usage (JSON). Works on the catalog directly.
+    Quota {
+        #[command(subcommand)]
+        action: QuotaCommand,
+    },
     /// Print the summary of a dataset file without a server.
     Summarize {
         file: PathBuf,
@@ -116,6 +124,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Set a user's limits; a limit not given is left as it is. Files already stored are
+    /// kept when a limit is lowered below them: the user's next uploads are refused.
+    Set {
+        /// The user id, a positive integer.
+        #[arg(long)]
+        user: i64,
+        /// Stored bytes: a whole number, `unlimited`, or `default` (QUOTA_BYTES).
+        #[arg(long, value_parser = parse_quota_setting)]
+        bytes: Option<QuotaSetting>,
+        /// Files: a whole number, `unlimited`, or `default` (QUOTA_FILES).
+        #[arg(long, value_parser = parse_quota_setting)]
+        files: Option<QuotaSetting>,
+    },
+    /// Print a user's limits in effect, their override and their usage, as JSON.
+    Show {
+        /// The user id, a positive integer.
+        #[arg(long)]
+        user: i64,
+    },
+}
+
+fn parse_quota_setting(raw: &str) -> Result<QuotaSetting, String> {
+    match raw.trim() {
+        "default" => Ok(QuotaSetting::Default),
+        "unlimited" => Ok(QuotaSetting::Unlimited),
+        n => n
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n <= i64::MAX as u64)
+            .map(QuotaSetting::Limit)
+            .ok_or_else(|| format!("{raw:?}: give a whole number, `unlimited` or `default`")),
+    }
 }
 
 fn parse_duration(raw: &str) -> Result<u64, String> {
@@ -331,10 +375,37 @@ fn run(cli: Cli) -> Result<(), StartupError> {
                             "{label}: {} changes ({} applied, {} already known, {} conflicts kept both, {} refused, {} waiting); {} files' bytes sent ({} bytes)",
                             r.changes, r.applied, r.skipped, r.conflicts, r.rejected, r.waiting, r.blobs, r.bytes
                         ))?;
+                        for reason in &r.rejections {
+                            say(format_args!("{label}: refused {reason}"))?;
+                        }
                     }
                 }
                 say(format_args!("took {:.2} s", report.seconds))?;
             }
+            Ok(())
+        }
+        Command::Quota { action } => {
+            let user = match &action {
+                QuotaCommand::Set { user, .. } | QuotaCommand::Show { user } => *user,
+            };
+            if user <= 0 {
+                return Err(StartupError::Other(anyhow::anyhow!(
+                    "--user must be a positive integer"
+                )));
+            }
+            let catalog = app::open_catalog(&config)?;
+            let other = |e: file_service::error::Error| StartupError::Other(e.into());
+            catalog.migrate().map_err(other)?;
+            if let QuotaCommand::Set { bytes, files, .. } = action {
+                if bytes.is_none() && files.is_none() {
+                    return Err(StartupError::Other(anyhow::anyhow!(
+                        "say what to set: --bytes and/or --files"
+                    )));
+                }
+                quotas::set_quota(&*catalog, user, bytes, files).map_err(other)?;
+            }
+            let report = quotas::quota_report(&*catalog, user, app::quota_defaults(&config)).map_err(other)?;
+            say(serde_json::to_string(&report).map_err(|e| StartupError::Other(e.into()))?)?;
             Ok(())
         }
         Command::Summarize { .. } => unreachable!("handled above"),

@@ -27,6 +27,9 @@ const BLOBS_IN_FLIGHT: usize = 4;
 const WHOLE_CONTENT_MAX_BYTES: u64 = 1 << 20;
 /// A content's send gives up after this many cuts in a row that got no further.
 const MAX_PIECE_FAILURES: u32 = 20;
+/// The most refusal reasons one direction's report keeps.
+const MAX_REASONS: usize = 100;
+
 /// How long one feed request waits for news in `--watch` mode.
 const WATCH_WAIT_SECONDS: u64 = 30;
 
@@ -47,6 +50,10 @@ pub struct DirectionReport {
     pub skipped: u64,
     pub conflicts: u64,
     pub rejected: u64,
+    /// Why the destination refused each rejected change (e.g. a user's quota), at most
+    /// [`MAX_REASONS`] of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<String>,
     /// Contents sent, and their bytes.
     pub blobs: u64,
     pub bytes: u64,
@@ -216,6 +223,14 @@ pub async fn transfer(source: &Endpoint, dest: &Endpoint, watch: bool) -> anyhow
             report.skipped += applied.skipped;
             report.conflicts += applied.conflicts;
             report.rejected += applied.rejected;
+            for r in applied.rejections {
+                if report.rejections.len() < MAX_REASONS {
+                    report.rejections.push(format!(
+                        "change {} (user {}, {:?}): {} ({})",
+                        r.seq, r.user_id, r.file_name, r.detail, r.code
+                    ));
+                }
+            }
             let deferred: HashSet<i64> = applied.deferred.into_iter().collect();
             waiting = changes.into_iter().filter(|c| deferred.contains(&c.seq)).collect();
         }

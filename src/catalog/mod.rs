@@ -133,7 +133,7 @@ pub type UserLock = Box<dyn Send>;
 
 /// The catalog of one deployment: every role below, migrations and health.
 pub trait Catalog:
-    Records + ActiveFiles + ChangeFeed + Leases + ResumableUploads + ShareLinks + Send + Sync + 'static
+    Records + ActiveFiles + ChangeFeed + Leases + ResumableUploads + ShareLinks + Quotas + Send + Sync + 'static
 {
     /// Applies pending migrations; safe to call from several processes at once.
     fn migrate(&self) -> Result<()>;
@@ -457,4 +457,128 @@ pub trait ShareLinks {
 
     /// Removes the links that expired before `before`. Returns how many.
     fn remove_expired_share_links(&self, before: chrono::DateTime<chrono::Utc>) -> Result<usize>;
+}
+
+/// A user's limits in effect: `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QuotaLimits {
+    pub bytes: Option<u64>,
+    pub files: Option<u64>,
+}
+
+/// One limit of a user's override.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QuotaSetting {
+    /// The configured default (`QUOTA_BYTES`, `QUOTA_FILES`).
+    #[default]
+    Default,
+    Unlimited,
+    Limit(u64),
+}
+
+impl QuotaSetting {
+    /// How a catalog column keeps it: NULL for the default, -1 for no limit.
+    pub fn to_column(self) -> Option<i64> {
+        match self {
+            QuotaSetting::Default => None,
+            QuotaSetting::Unlimited => Some(-1),
+            QuotaSetting::Limit(n) => Some(n.min(i64::MAX as u64) as i64),
+        }
+    }
+
+    pub fn from_column(column: Option<i64>) -> QuotaSetting {
+        match column {
+            None => QuotaSetting::Default,
+            Some(n) if n < 0 => QuotaSetting::Unlimited,
+            Some(n) => QuotaSetting::Limit(n as u64),
+        }
+    }
+
+    fn apply(self, default: Option<u64>) -> Option<u64> {
+        match self {
+            QuotaSetting::Default => default,
+            QuotaSetting::Unlimited => None,
+            QuotaSetting::Limit(n) => Some(n),
+        }
+    }
+}
+
+impl serde::Serialize for QuotaSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            QuotaSetting::Default => s.serialize_str("default"),
+            QuotaSetting::Unlimited => s.serialize_str("unlimited"),
+            QuotaSetting::Limit(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+/// What `file-service quota set` recorded for a user; both `Default` when nothing was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QuotaOverride {
+    pub bytes: QuotaSetting,
+    pub files: QuotaSetting,
+}
+
+impl QuotaOverride {
+    /// The limits in effect for a user with this override, given the configured defaults.
+    pub fn apply(&self, defaults: QuotaLimits) -> QuotaLimits {
+        QuotaLimits {
+            bytes: self.bytes.apply(defaults.bytes),
+            files: self.files.apply(defaults.files),
+        }
+    }
+}
+
+/// What counts against a user's quota: their visible files and the uploads reserved in
+/// the catalog but not yet committed (files being deleted no longer count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QuotaUsage {
+    pub bytes: u64,
+    pub files: u64,
+}
+
+impl QuotaUsage {
+    /// Refuses (`Error::QuotaExceeded`) adding `files` files of `bytes` bytes to this
+    /// usage when it would pass `limits`. The one wording of every refusal.
+    pub fn check(&self, limits: QuotaLimits, bytes: u64, files: u64) -> Result<()> {
+        if let Some(max) = limits.files {
+            if self.files.saturating_add(files) > max {
+                return Err(crate::error::Error::QuotaExceeded(format!(
+                    "the file-count quota is reached: this user has {} of {max} files; delete some to make room",
+                    self.files
+                )));
+            }
+        }
+        if let Some(max) = limits.bytes {
+            if self.bytes.saturating_add(bytes) > max {
+                return Err(crate::error::Error::QuotaExceeded(format!(
+                    "the storage quota would be exceeded: this user stores {} of {max} bytes and this file adds {bytes}; \
+                     delete some files to make room",
+                    self.bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-user quotas: the overrides set by `file-service quota set`, what counts against
+/// them, and reserving an upload only while it fits.
+pub trait Quotas {
+    /// The user's override (both `Default` when none was set).
+    fn quota_override(&self, user: UserId) -> Result<QuotaOverride>;
+
+    /// Records the user's override; one of all `Default` removes it.
+    fn set_quota_override(&self, user: UserId, quota: &QuotaOverride) -> Result<()>;
+
+    /// The user's usage: visible files and reserved uploads.
+    fn quota_usage(&self, user: UserId) -> Result<QuotaUsage>;
+
+    /// Reserves an upload like [`Records::reserve_upload`], if it fits the user's limits
+    /// (their override applied to `defaults`) with everything else the user has and
+    /// reserves; else `Error::QuotaExceeded` and nothing is reserved. The check and the
+    /// reservation are one transaction under a per-user lock that every process sharing
+    /// the catalog takes, so concurrent uploads (on any replica) cannot both pass a limit.
+    fn reserve_within_quota(&self, record: &FileRecord, defaults: QuotaLimits) -> Result<()>;
 }

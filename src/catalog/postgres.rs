@@ -6,6 +6,7 @@
 //! into `Error::Unavailable` (503) instead of a hung request.
 
 mod links;
+mod quotas;
 mod resumable;
 
 use std::collections::{HashMap, HashSet};
@@ -38,6 +39,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (6, include_str!("../../schema/postgres/0006_resumable_uploads.sql")),
     (7, include_str!("../../schema/postgres/0007_share_links.sql")),
+    (8, include_str!("../../schema/postgres/0008_quotas.sql")),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together

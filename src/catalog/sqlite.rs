@@ -1,6 +1,7 @@
 //! The embedded catalog on SQLite (bundled, WAL mode) through an r2d2 pool.
 
 mod links;
+mod quotas;
 mod resumable;
 
 use std::collections::HashSet;
@@ -29,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../schema/sqlite/0005_sync_origins_and_indexes.sql")),
     (6, include_str!("../../schema/sqlite/0006_resumable_uploads.sql")),
     (7, include_str!("../../schema/sqlite/0007_share_links.sql")),
+    (8, include_str!("../../schema/sqlite/0008_quotas.sql")),
 ];
 
 /// Rows from before leases (no holder) count as abandoned once this old.

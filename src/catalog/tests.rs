@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use super::postgres::PostgresCatalog;
 use super::sqlite::SqliteCatalog;
-use super::{Catalog, ChangeOp, Leases, ResumableState, ResumableUpload, ShareLink};
+use super::{
+    Catalog, ChangeOp, Leases, QuotaLimits, QuotaOverride, QuotaSetting, QuotaUsage, ResumableState, ResumableUpload,
+    ShareLink,
+};
 use crate::error::Error;
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery};
 
@@ -259,6 +262,7 @@ fn contract(c: &dyn Catalog) {
 
     resumable_contract(c);
     share_links_contract(c);
+    quotas_contract(c);
 }
 
 fn resumable(user: i64, name: &str, length: u64) -> ResumableUpload {
@@ -435,6 +439,77 @@ fn share_links_contract(c: &dyn Catalog) {
     assert!(c
         .create_share_link(&share_link(&again, None, hour), &"4".repeat(64))
         .unwrap());
+}
+
+fn quotas_contract(c: &dyn Catalog) {
+    let u = 21_i64;
+    let unlimited = QuotaLimits::default();
+    // No override: every limit is the configured default.
+    assert_eq!(c.quota_override(u).unwrap(), QuotaOverride::default());
+    assert_eq!(c.quota_usage(u).unwrap(), QuotaUsage::default());
+
+    // Reserved uploads count as soon as they are reserved; files being deleted do not.
+    let first = record(u, "q1", &"a".repeat(64));
+    c.reserve_within_quota(&first, unlimited).unwrap();
+    assert_eq!(c.quota_usage(u).unwrap(), QuotaUsage { bytes: 10, files: 1 });
+    c.commit_upload(first.id, None).unwrap();
+    add(c, u, "q2", None);
+    assert_eq!(c.quota_usage(u).unwrap(), QuotaUsage { bytes: 20, files: 2 });
+    let (gone, _) = c.begin_delete(u, "q2", None).unwrap().unwrap();
+    assert_eq!(c.quota_usage(u).unwrap(), QuotaUsage { bytes: 10, files: 1 });
+    c.finish_delete(gone.id).unwrap();
+
+    // The configured defaults: 2 files, 25 bytes.
+    let defaults = QuotaLimits {
+        bytes: Some(25),
+        files: Some(2),
+    };
+    let q3 = record(u, "q3", &"b".repeat(64));
+    c.reserve_within_quota(&q3, defaults).unwrap();
+    let refused = c.reserve_within_quota(&record(u, "q4", &"c".repeat(64)), defaults);
+    assert!(matches!(refused, Err(Error::QuotaExceeded(_))), "{refused:?}");
+    assert!(!c.name_claimed(u, "q4").unwrap(), "a refusal reserves nothing");
+    // A taken name is still a conflict, not a quota refusal.
+    let mut over = record(u, "q1", &"d".repeat(64));
+    over.size_bytes = 1;
+    assert!(matches!(
+        c.reserve_within_quota(&over, QuotaLimits::default()),
+        Err(Error::Conflict(_))
+    ));
+
+    // An override: files unlimited, 30 bytes; the default applies to what it leaves.
+    let quota = QuotaOverride {
+        bytes: QuotaSetting::Limit(30),
+        files: QuotaSetting::Unlimited,
+    };
+    c.set_quota_override(u, &quota).unwrap();
+    assert_eq!(c.quota_override(u).unwrap(), quota);
+    assert_eq!(
+        quota.apply(defaults),
+        QuotaLimits {
+            bytes: Some(30),
+            files: None
+        }
+    );
+    let q4 = record(u, "q4", &"c".repeat(64));
+    c.reserve_within_quota(&q4, defaults).unwrap();
+    let mut big = record(u, "q5", &"e".repeat(64));
+    big.size_bytes = 1;
+    let refused = c.reserve_within_quota(&big, defaults);
+    assert!(
+        matches!(refused, Err(Error::QuotaExceeded(_))),
+        "30 of 30 bytes: {refused:?}"
+    );
+    // Other users are not affected by this user's override.
+    let elsewhere = record(u + 1, "q5", &"e".repeat(64));
+    c.reserve_within_quota(&elsewhere, defaults).unwrap();
+    // Back to the defaults: the override is gone.
+    c.set_quota_override(u, &QuotaOverride::default()).unwrap();
+    assert_eq!(c.quota_override(u).unwrap(), QuotaOverride::default());
+    // Leave nothing reserved for the leases' checks that follow.
+    for reserved in [q3, q4, elsewhere] {
+        c.abort_upload(reserved.id).unwrap();
+    }
 }
 
 #[test]

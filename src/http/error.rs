@@ -33,6 +33,9 @@ fn status(err: &Error) -> StatusCode {
         // tus's own status for a checksum that does not match.
         Error::ChecksumMismatch(_) => StatusCode::from_u16(460).expect("a valid status"),
         Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+        // The client's own limit, like MAX_UPLOAD_BYTES' 413 (507 is kept for a full
+        // storage, which is the server's condition, not the user's).
+        Error::QuotaExceeded(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -162,5 +165,11 @@ mod tests {
     fn a_full_storage_is_507_insufficient_storage() {
         let response = error_response(&Error::storage_full());
         assert_eq!(response.status().as_u16(), 507);
+    }
+
+    #[test]
+    fn a_quota_refusal_is_413_quota_exceeded() {
+        let response = error_response(&Error::QuotaExceeded("no room".into()));
+        assert_eq!(response.status().as_u16(), 413);
     }
 }

@@ -11,6 +11,7 @@ mod files;
 pub mod links;
 mod listing;
 mod query;
+pub mod quotas;
 mod recovery;
 pub mod resumable;
 mod stored;
@@ -19,7 +20,7 @@ mod upload;
 
 pub use query::{Download, QueryTarget};
 pub use recovery::run as run_recovery;
-pub use sync::{ApplyReport, ChangePage};
+pub use sync::{ApplyReport, ChangePage, Rejection};
 pub use upload::FormPart;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +58,8 @@ pub struct Limits {
     pub max_concurrent_queries: usize,
     /// A query running longer is stopped.
     pub query_timeout: Duration,
+    /// Every user's quota unless overridden (`QUOTA_BYTES`, `QUOTA_FILES`).
+    pub quota: crate::catalog::QuotaLimits,
 }
 
 /// Held for the whole of one upload; past `max_concurrent_uploads` none is given.

@@ -62,6 +62,9 @@ impl FileService {
                 "Upload-Length {length} is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"
             )));
         }
+        // The length is known: a file that cannot fit the user's quota now is refused before
+        // any byte is sent. Completion checks again, in the transaction that reserves it.
+        self.precheck_quota(user, Some(length)).await?;
         let required = |field: &Option<String>, name: &str| {
             field
                 .clone()

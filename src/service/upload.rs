@@ -88,10 +88,13 @@ impl FileService {
     }
 
     /// Checks what an upload's fields say before its bytes are read, so a bad name,
-    /// session or extension, or a name already taken, fails fast. The same checks run
+    /// session or extension, a name already taken or a full quota, fails fast. The same checks run
     /// again in [`FileService::store_upload`]; the catalog has the last word on names.
     async fn precheck_upload(&self, user: UserId, fields: &UploadFields, filename: Option<&str>) -> Result<()> {
         upload_format(filename)?;
+        // A user at (or, after files dropped in storage, over) a limit is refused before
+        // sending the bytes; the length is not known yet, so the exact check is at reserve.
+        self.precheck_quota(user, None).await?;
         if let Some(raw) = &fields.session_id {
             parse_session_id(raw)?;
         }
@@ -338,9 +341,10 @@ impl FileService {
                 .new_record(user, file_name, description, extension, &profile, size_bytes, sha256)
                 .await?;
             record.id = fields.record_id.unwrap_or(record.id);
-            // Reserve the name first: the unique index decides between concurrent uploads.
-            let reserved = record.clone();
-            self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+            // Reserve the name first: the unique index decides between concurrent uploads,
+            // and the quota is checked in the same transaction (a refusal discards the
+            // bytes received below).
+            self.reserve_within_quota(record.clone()).await?;
             Ok(record)
         }
         .await;

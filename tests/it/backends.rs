@@ -249,8 +249,8 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     );
     // 0001 the files, 0002 the change feed (sync), 0003 leases (crash recovery), 0004 the
     // `s3` storage type, 0005 deletes' origins and the hash index, 0006 resumable
-    // uploads, 0007 share links: each applied once by two processes.
-    assert_eq!(migrations, 7);
+    // uploads, 0007 share links, 0008 quota overrides: each applied once by two processes.
+    assert_eq!(migrations, 8);
 }
 
 #[tokio::test]

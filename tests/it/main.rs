@@ -16,6 +16,7 @@ mod limits;
 mod links;
 mod ops;
 mod query;
+mod quotas;
 mod recovery;
 mod s3;
 mod spectrum;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::copies::{conflict_name, later, CONFLICT_MARK};
-use super::{check_sha256, ApplyReport};
+use super::{check_sha256, ApplyReport, Rejection};
 use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::formats::Format;
@@ -21,8 +21,20 @@ pub(super) enum Outcome {
     Applied,
     Skipped,
     Conflict,
-    Rejected,
+    /// Refused here, with the error a request would get.
+    Rejected(Error),
     Deferred,
+}
+
+impl Outcome {
+    /// A refusal by the user's quota becomes a rejected change (reported with its
+    /// reason); any other error stays one.
+    fn or_rejected(result: Result<Outcome>) -> Result<Outcome> {
+        match result {
+            Err(e @ Error::QuotaExceeded(_)) => Ok(Outcome::Rejected(e)),
+            other => other,
+        }
+    }
 }
 
 /// The name a remote version gets here.
@@ -100,7 +112,16 @@ impl FileService {
                         Outcome::Applied => report.applied += 1,
                         Outcome::Skipped => report.skipped += 1,
                         Outcome::Conflict => report.conflicts += 1,
-                        Outcome::Rejected => report.rejected += 1,
+                        Outcome::Rejected(why) => {
+                            report.rejected += 1;
+                            report.rejections.push(Rejection {
+                                seq: change.seq,
+                                user_id: change.file.user_id,
+                                file_name: change.file.file_name.clone(),
+                                code: why.code().to_string(),
+                                detail: why.detail(),
+                            });
+                        }
                         Outcome::Deferred => waiting.push(change),
                     }
                 }
@@ -133,8 +154,19 @@ impl FileService {
         for change in &pending {
             *uses.entry(name_key(&change.file)).or_default() += 1;
         }
+        // The batch reserves without counting quotas: a user with a limit takes the
+        // one-at-a-time path, whose reservation checks it.
+        let users: Vec<UserId> = pending
+            .iter()
+            .filter(|c| c.op == ChangeOp::Upsert)
+            .map(|c| c.file.user_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let limited = self.users_with_quota(users).await?;
         let (candidates, mut rest): (Vec<Change>, Vec<Change>) = pending.into_iter().partition(|c| {
             c.op == ChangeOp::Upsert
+                && !limited.contains(&c.file.user_id)
                 && acceptable(&c.file).is_ok()
                 && uses[&name_key(&c.file)] == 1
                 && !c.file.file_name.contains(CONFLICT_MARK)
@@ -232,7 +264,7 @@ impl FileService {
         let remote = &change.file;
         if let Err(e) = acceptable(remote) {
             tracing::warn!(file = %remote.id, error = %e.detail(), "sync: refused a change");
-            return Ok(Outcome::Rejected);
+            return Ok(Outcome::Rejected(e));
         }
         let id = remote.id;
         let local = self.with_catalog(move |c| c.get_by_id(id)).await?;
@@ -335,6 +367,11 @@ impl FileService {
     /// A version we do not have, for a file we do not have: stored under its name, or
     /// under a conflict name if a later local file holds that name.
     pub(super) async fn insert_synced(&self, remote: &SyncRecord, resolve_names: bool) -> Result<Outcome> {
+        // Refused early if it cannot fit, before a name is resolved; the reservation below
+        // checks again, race-free.
+        if let Err(e) = self.check_quota_now(remote.user_id, remote.size_bytes, 1).await {
+            return Outcome::or_rejected(Err(e));
+        }
         let (name, conflict) = match Box::pin(self.place(remote, None, resolve_names)).await? {
             (Placement::Wait, _) => return Ok(Outcome::Deferred),
             (Placement::Name(name), conflict) => (name, conflict),
@@ -345,8 +382,10 @@ impl FileService {
         let object = object_name(remote.user_id, &name, &remote.extension);
         let mut record = remote.to_record(self.storage.uri(&object), self.storage.storage_type().to_string());
         self.rename_here(&mut record, name).await?;
-        let reserved = record.clone();
-        self.with_catalog(move |c| c.reserve_upload(&reserved)).await?;
+        // Within the user's quota, checked as for an upload (a refusal is a rejected change).
+        if let Err(e) = self.reserve_within_quota(record.clone()).await {
+            return Outcome::or_rejected(Err(e));
+        }
         let (sha, target) = (remote.sha256.clone(), object.clone());
         if let Err(e) = self.with_storage(move |s| s.place_blob(&sha, &target)).await {
             self.with_catalog(move |c| c.abort_upload(record.id)).await?;
@@ -370,6 +409,14 @@ impl FileService {
         remote: &SyncRecord,
         resolve_names: bool,
     ) -> Result<Outcome> {
+        if remote.size_bytes > local.size_bytes {
+            // A version that grows the file must fit the user's byte quota (checked before
+            // anything moves; not a reservation, so concurrent growth may pass it).
+            let growth = remote.size_bytes - local.size_bytes;
+            if let Err(e) = self.check_quota_now(local.user_id, growth, 0).await {
+                return Outcome::or_rejected(Err(e));
+            }
+        }
         let (name, conflict) = if remote.file_name == local.file_name {
             (local.file_name.clone(), false)
         } else {

@@ -63,6 +63,7 @@ impl FileService {
         }
         match Box::pin(self.insert_synced(&copy, resolve_names)).await? {
             Outcome::Deferred => return Ok(Outcome::Deferred),
+            rejected @ Outcome::Rejected(_) => return Ok(rejected),
             _ => tracing::info!(file = %loser.id, copy = %copy.file_name, "sync: conflict, both versions kept"),
         }
         // Copies of the loser's own ancestors are its past: this copy supersedes them.

@@ -58,13 +58,28 @@ pub struct ApplyReport {
     pub skipped: u64,
     /// Resolved conflicts (both versions kept).
     pub conflicts: u64,
-    /// Changes that carry a record this instance refuses (bad name, unsupported format).
+    /// Changes that carry a record this instance refuses (bad name, unsupported format,
+    /// a user's quota that it would exceed).
     pub rejected: u64,
+    /// Why each rejected change was refused (absent from the reports of older instances).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<Rejection>,
     /// Sequence numbers not applied yet: waiting for bytes or for a name to be freed.
     /// The caller sends them again with the next batch.
     pub deferred: Vec<i64>,
     /// The checkpoint stored for the source: everything up to it is applied.
     pub checkpoint: i64,
+}
+
+/// A change refused by the instance applying it, and why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Rejection {
+    pub seq: i64,
+    pub user_id: UserId,
+    pub file_name: String,
+    /// The error code a request would get (`quota_exceeded`, `invalid_file_name`, …).
+    pub code: String,
+    pub detail: String,
 }
 
 impl FileService {

@@ -1,0 +1,8 @@
+-- Per-user quota overrides set by `file-service quota set`. A NULL limit is the configured
+-- default (QUOTA_BYTES, QUOTA_FILES); -1 is no limit. Usage is not stored: it is counted
+-- from the user's files when an upload is reserved, under a per-user advisory lock.
+CREATE TABLE quotas (
+    user_id   bigint PRIMARY KEY,
+    max_bytes bigint CHECK (max_bytes >= -1),
+    max_files bigint CHECK (max_files >= -1)
+);
