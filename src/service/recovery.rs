@@ -11,12 +11,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use super::stored::hash_reader;
 use super::FileService;
-use crate::catalog::{RenameIntent, Unfinished};
-use crate::error::Result;
+use crate::catalog::{RenameIntent, Settlement, Unfinished};
+use crate::error::{Error, Result};
 use crate::model::{FileRecord, UserId};
 use crate::storage::object_name;
+
+/// An upload whose bytes are in place and whose commit may or may not have happened
+/// (see [`FileService::settle_upload`]).
+#[derive(Debug, Clone)]
+pub(super) struct Unsettled {
+    pub id: Uuid,
+    pub user: UserId,
+    /// Its stored name: removed only once the catalog says the upload was not committed.
+    pub object: String,
+    /// The session the commit would have made it active in (its cache entry follows).
+    pub session: Option<Uuid>,
+}
 
 impl FileService {
     /// Takes over and resolves abandoned work (see the module doc); with `all_others`,
@@ -97,6 +111,98 @@ impl FileService {
         Ok(hash_reader(bytes).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
     }
 
+    /// Undoes an upload whose commit failed, without ever removing the bytes of a record
+    /// that exists: the catalog says first what became of it ([`Records::settle_upload`],
+    /// on a fresh connection). Committed: the record, if `failure` left the outcome
+    /// unknown (it is this upload's own commit), else `failure` (recovery elsewhere
+    /// committed it; the bytes stay). Not committed: the bytes go and `failure` stands.
+    /// If the catalog cannot say, nothing is removed; this process settles it on its
+    /// periodic pass, and the client hears that the outcome will be settled.
+    ///
+    /// [`Records::settle_upload`]: crate::catalog::Records::settle_upload
+    pub(super) async fn settle_upload(&self, upload: Unsettled, failure: Error) -> Result<FileRecord> {
+        let id = upload.id;
+        let ambiguous = failure.is_outcome_unknown();
+        match self.with_catalog(move |c| c.settle_upload(id)).await {
+            Ok(Settlement::Committed(record)) if ambiguous => {
+                tracing::info!(file = %record.file_name, user = record.user_id, "an upload's commit lost its answer; it had committed");
+                Ok(record)
+            }
+            Ok(Settlement::Committed(_) | Settlement::Elsewhere) => Err(failure),
+            Ok(Settlement::Aborted) => {
+                let object = upload.object;
+                if let Err(e) = self.with_storage(move |s| s.delete(&object)).await {
+                    tracing::warn!(error = %e.detail(), "an upload was undone, but its stored bytes could not be removed");
+                }
+                Err(if ambiguous {
+                    Error::Unavailable(
+                        "the catalog's answer to the upload's commit was lost, and the upload had not been committed: \
+                         nothing was kept; retry the upload"
+                            .into(),
+                    )
+                } else {
+                    failure
+                })
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e.detail(),
+                    upload = %id,
+                    "cannot find out whether an upload committed; its bytes are kept until it can"
+                );
+                self.unsettled
+                    .lock()
+                    .expect("the unsettled uploads' lock is never poisoned")
+                    .push(upload);
+                Err(Error::Unavailable(
+                    "the catalog could not confirm whether the upload was committed; the outcome will be settled \
+                     shortly (either the file is kept whole or nothing of it is): look the file up before retrying"
+                        .into(),
+                ))
+            }
+        }
+    }
+
+    /// Settles the uploads [`FileService::settle_upload`] could not (the catalog away);
+    /// those it still cannot wait for the next pass.
+    pub(super) async fn settle_remembered(&self) {
+        let waiting = std::mem::take(
+            &mut *self
+                .unsettled
+                .lock()
+                .expect("the unsettled uploads' lock is never poisoned"),
+        );
+        for upload in waiting {
+            let id = upload.id;
+            match self.with_catalog(move |c| c.settle_upload(id)).await {
+                Ok(Settlement::Committed(record)) => {
+                    self.feed_changed();
+                    if let Some(session) = upload.session {
+                        self.cache_result(self.cache.put(upload.user, session, Arc::new(record)).await);
+                    }
+                    tracing::info!(upload = %id, "settled an upload whose commit lost its answer: it had committed");
+                }
+                Ok(Settlement::Elsewhere) => {}
+                Ok(Settlement::Aborted) => {
+                    let object = upload.object.clone();
+                    match self.with_storage(move |s| s.delete(&object)).await {
+                        Ok(()) => {
+                            tracing::info!(upload = %id, "settled an upload whose commit lost its answer: it had not committed");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e.detail(), "an upload was undone, but its stored bytes could not be removed")
+                        }
+                    }
+                }
+                Err(_) => self
+                    .unsettled
+                    .lock()
+                    .expect("the unsettled uploads' lock is never poisoned")
+                    .push(upload),
+            }
+        }
+    }
+
     /// Notes a rename in the catalog before its bytes get a second stored name.
     pub(super) async fn begin_rename(&self, user: UserId, from: &str, to: &str, format: &str) -> Result<i64> {
         let (from, to, format) = (from.to_string(), to.to_string(), format.to_string());
@@ -128,6 +234,7 @@ pub async fn run(service: Arc<FileService>, lease: Duration) {
                     .await
                     .map_err(crate::error::Error::internal)
                     .and_then(|r| r);
+                service.settle_remembered().await;
                 service.complete_stalled().await;
                 recovered
             }
