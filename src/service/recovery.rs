@@ -115,9 +115,12 @@ impl FileService {
     /// that exists: the catalog says first what became of it ([`Records::settle_upload`],
     /// on a fresh connection). Committed: the record, if `failure` left the outcome
     /// unknown (it is this upload's own commit), else `failure` (recovery elsewhere
-    /// committed it; the bytes stay). Not committed: the bytes go and `failure` stands.
-    /// If the catalog cannot say, nothing is removed; this process settles it on its
-    /// periodic pass, and the client hears that the outcome will be settled.
+    /// committed it; the bytes stay). Not committed: the bytes go and the client hears
+    /// `failure`. If the catalog cannot say, this process settles it on its periodic
+    /// pass; meanwhile, if the commit may have happened, nothing is removed and the client
+    /// hears that the outcome will be settled. (A definite failure's bytes are no record's
+    /// unless recovery elsewhere took the upload over, which needs this process's lease to
+    /// lapse: they go now, as a failed upload's always did.)
     ///
     /// [`Records::settle_upload`]: crate::catalog::Records::settle_upload
     pub(super) async fn settle_upload(&self, upload: Unsettled, failure: Error) -> Result<FileRecord> {
@@ -130,16 +133,12 @@ impl FileService {
             }
             Ok(Settlement::Committed(_) | Settlement::Elsewhere) => Err(failure),
             Ok(Settlement::Aborted) => {
-                let object = upload.object;
-                if let Err(e) = self.with_storage(move |s| s.delete(&object)).await {
-                    tracing::warn!(error = %e.detail(), "an upload was undone, but its stored bytes could not be removed");
-                }
+                self.remove_unsettled_bytes(upload.object).await;
                 Err(if ambiguous {
-                    Error::Unavailable(
-                        "the catalog's answer to the upload's commit was lost, and the upload had not been committed: \
-                         nothing was kept; retry the upload"
-                            .into(),
-                    )
+                    Error::Unavailable(format!(
+                        "{}; it had not been committed: nothing of the upload was kept; retry it",
+                        failure.detail()
+                    ))
                 } else {
                     failure
                 })
@@ -148,18 +147,33 @@ impl FileService {
                 tracing::warn!(
                     error = %e.detail(),
                     upload = %id,
-                    "cannot find out whether an upload committed; its bytes are kept until it can"
+                    "cannot find out whether an upload committed; settled when the catalog answers"
                 );
+                let object = (!ambiguous).then(|| upload.object.clone());
                 self.unsettled
                     .lock()
                     .expect("the unsettled uploads' lock is never poisoned")
                     .push(upload);
-                Err(Error::Unavailable(
-                    "the catalog could not confirm whether the upload was committed; the outcome will be settled \
-                     shortly (either the file is kept whole or nothing of it is): look the file up before retrying"
-                        .into(),
-                ))
+                match object {
+                    Some(object) => {
+                        self.remove_unsettled_bytes(object).await;
+                        Err(failure)
+                    }
+                    None => Err(Error::Unavailable(format!(
+                        "{}; the outcome will be settled shortly (either the file is kept whole or nothing of it \
+                         is): look the file up before retrying",
+                        failure.detail()
+                    ))),
+                }
             }
+        }
+    }
+
+    /// Removes the stored bytes of an upload the catalog says was not committed (a
+    /// failure is logged: the upload's own outcome is the one to report).
+    async fn remove_unsettled_bytes(&self, object: String) {
+        if let Err(e) = self.with_storage(move |s| s.delete(&object)).await {
+            tracing::warn!(error = %e.detail(), "an upload was undone, but its stored bytes could not be removed");
         }
     }
 
@@ -184,15 +198,8 @@ impl FileService {
                 }
                 Ok(Settlement::Elsewhere) => {}
                 Ok(Settlement::Aborted) => {
-                    let object = upload.object.clone();
-                    match self.with_storage(move |s| s.delete(&object)).await {
-                        Ok(()) => {
-                            tracing::info!(upload = %id, "settled an upload whose commit lost its answer: it had not committed");
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e.detail(), "an upload was undone, but its stored bytes could not be removed")
-                        }
-                    }
+                    self.remove_unsettled_bytes(upload.object).await;
+                    tracing::info!(upload = %id, "settled an upload whose commit lost its answer: it had not committed");
                 }
                 Err(_) => self
                     .unsettled

@@ -306,7 +306,14 @@ async fn armed_upload(arming: Arming, test: &str) -> (TestServer, CommitProxy, T
     assert_eq!(proxy.cuts(), 1, "the upload's commit was cut: {status} {body}");
     match status {
         201 => assert_eq!(body["file_name"], "sales", "{body}"),
-        503 => assert_eq!(body["code"], "unavailable", "{body}"),
+        503 => {
+            assert_eq!(body["code"], "unavailable", "{body}");
+            let detail = body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("PostgreSQL"), "{detail}");
+            if arming.blackout.is_some() {
+                assert!(detail.contains("will be settled"), "{detail}");
+            }
+        }
         other => panic!("an ambiguous commit answered {other}: {body}"),
     }
     if let Some(blackout) = arming.blackout {
@@ -373,6 +380,7 @@ async fn commit_answer_lost_with_the_catalog_away_is_settled_by_the_periodic_pas
         assert_eq!(kept, cut == Cut::AfterCommit, "{cut:?}");
         let logs = server.logs();
         assert!(logs.contains("cannot find out whether an upload committed"), "{logs}");
+        assert!(logs.contains("settled an upload whose commit lost its answer"), "{logs}");
         still_serving(&server, "after").await;
     }
 }
