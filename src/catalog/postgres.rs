@@ -662,7 +662,11 @@ impl Records for PostgresCatalog {
             .query_one(&exists, &[&id])
             .and_then(|row| row.try_get(0))
             .map_err(db_err)?;
-        Ok(if held { Settlement::Elsewhere } else { Settlement::Aborted })
+        Ok(if held {
+            Settlement::Elsewhere
+        } else {
+            Settlement::Aborted
+        })
     }
 
     fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>> {

@@ -359,7 +359,11 @@ impl Records for SqliteCatalog {
                 |row| row.get(0),
             )
             .map_err(db_err)?;
-        Ok(if held { Settlement::Elsewhere } else { Settlement::Aborted })
+        Ok(if held {
+            Settlement::Elsewhere
+        } else {
+            Settlement::Aborted
+        })
     }
 
     fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>> {

@@ -452,7 +452,10 @@ fn settle_contract(c: &dyn Catalog) {
         Settlement::Committed(r) => assert_eq!((r.id, r.file_name.as_str()), (landed.id, "landed")),
         other => panic!("a committed upload settled as {other:?}"),
     }
-    assert!(c.get_by_id(landed.id).unwrap().is_some(), "settling never undoes a commit");
+    assert!(
+        c.get_by_id(landed.id).unwrap().is_some(),
+        "settling never undoes a commit"
+    );
     assert!(matches!(c.settle_upload(Uuid::new_v4()).unwrap(), Settlement::Aborted));
 }
 
