@@ -24,6 +24,13 @@ pub enum Error {
     /// A backend (catalog, cache, storage) cannot be reached right now.
     #[error("{0}")]
     Unavailable(String),
+    /// The catalog was asked to commit a change and its answer was lost (the connection
+    /// broke after the COMMIT was sent): the change may or may not have happened. Only
+    /// the catalog's conversion of a commit's answer makes this; whoever gets it must
+    /// find out which it was before undoing anything (see `Records::settle_upload`).
+    /// Clients see it as `unavailable`.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// Too much work in progress; the client should retry after a moment.
     #[error("{0}")]
     Busy(String),
@@ -115,6 +122,12 @@ impl Error {
         Error::Internal(anyhow::anyhow!("{context}"))
     }
 
+    /// Whether the change this error ended may have happened all the same (its commit's
+    /// answer was lost), as opposed to a definite failure.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::OutcomeUnknown(_))
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized(_) => "unauthorized",
@@ -123,7 +136,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::Invalid { code, .. } => code,
-            Error::Unavailable(_) => "unavailable",
+            Error::Unavailable(_) | Error::OutcomeUnknown(_) => "unavailable",
             Error::Busy(_) => "busy",
             Error::Timeout(_) => "timeout",
             Error::InsufficientStorage(_) => "insufficient_storage",

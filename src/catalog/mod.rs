@@ -154,6 +154,19 @@ pub trait Catalog:
     fn describe(&self) -> String;
 }
 
+/// What [`Records::settle_upload`] found of an upload whose commit had an unknown outcome.
+#[derive(Debug)]
+pub enum Settlement {
+    /// The commit happened: the record is visible and the stored bytes are its own.
+    Committed(FileRecord),
+    /// The commit did not happen and the reservation is now gone: the placed bytes are
+    /// no one's and the caller removes them.
+    Aborted,
+    /// Still reserved, but no longer by this process (recovery elsewhere took it over
+    /// when this process's lease lapsed): that process decides; the bytes stay.
+    Elsewhere,
+}
+
 /// A user's file records: uploads reserved and committed, lookups, listings, renames and deletes.
 pub trait Records {
     /// Reserves `record.file_name` for its user with an invisible, pending record.
@@ -168,6 +181,12 @@ pub trait Records {
 
     /// Forgets a reserved upload whose bytes could not be stored.
     fn abort_upload(&self, id: Uuid) -> Result<()>;
+
+    /// Finds out what became of the upload `id` after its commit's answer was lost
+    /// (`Error::OutcomeUnknown`), and ends the doubt: a reservation still pending under
+    /// this process is removed (after any commit still in flight on the server ends, so
+    /// the two cannot both win), and the caller learns whether the record is committed.
+    fn settle_upload(&self, id: Uuid) -> Result<Settlement>;
 
     /// Reserves, in one transaction, each of `records` (versions that arrived by sync)
     /// whose file this instance has never known (no record in any state, no entry in its

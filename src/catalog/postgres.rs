@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::{
     feed_entry, history_json, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records,
-    RenameIntent, Unfinished, UserLock,
+    RenameIntent, Settlement, Unfinished, UserLock,
 };
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
@@ -91,6 +91,8 @@ const COMMIT: &str = concat!(
 const ACTIVATE: &str = "INSERT INTO active_files (user_id, session_id, file_id, updated_at) VALUES ($1, $2, $3, now())
      ON CONFLICT (user_id, session_id) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at";
 const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending' AND holder = $2";
+// Any state: a row still there after `ABORT` removed nothing is ready or someone else's.
+const EXISTS_BY_ID: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE public_id = $1)";
 // `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
 // Without the profile and the version history (see `Records::list_files`).
 const LIST: &str = concat!(
@@ -387,6 +389,21 @@ fn db_err(e: postgres::Error) -> Error {
     }
 }
 
+/// The conversion for the answer to COMMIT, where a broken connection means something
+/// else: the server may have received the COMMIT and committed before the answer was
+/// lost. That is `Error::OutcomeUnknown`, never a plain failure, so no caller undoes
+/// work that may be committed. A refusal the server sent (a serialization failure, a
+/// deferred constraint) is definite: nothing was committed.
+fn commit_err(e: postgres::Error) -> Error {
+    if e.as_db_error().is_none() && is_unavailable(&e) {
+        Error::OutcomeUnknown(format!(
+            "the PostgreSQL catalog's answer to a commit was lost, so whether it happened is not known yet: {e}"
+        ))
+    } else {
+        db_err(e)
+    }
+}
+
 fn is_unavailable(e: &postgres::Error) -> bool {
     if e.is_closed() {
         return true;
@@ -565,7 +582,7 @@ impl Catalog for PostgresCatalog {
             tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
                 .map_err(db_err)?;
         }
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(commit_err)
     }
 
     fn lock_user(&self, user: UserId) -> Result<Option<UserLock>> {
@@ -615,7 +632,7 @@ impl Records for PostgresCatalog {
                 .map_err(db_err)?;
         }
         record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(record)
     }
 
@@ -624,6 +641,34 @@ impl Records for PostgresCatalog {
         let stmt = conn.statement(ABORT)?;
         conn.client.execute(&stmt, &[&id, &self.holder]).map_err(db_err)?;
         Ok(())
+    }
+
+    fn settle_upload(&self, id: Uuid) -> Result<Settlement> {
+        let mut conn = self.conn()?;
+        let (abort, get, exists) = (
+            conn.statement(ABORT)?,
+            conn.statement(GET_BY_ID)?,
+            conn.statement(EXISTS_BY_ID)?,
+        );
+        // The lost commit's transaction holds the row's lock until the server has ended
+        // it: the delete waits for that, then removes the row only if it is still pending
+        // (re-checked on the row as the commit left it), so it never undoes a commit.
+        if conn.client.execute(&abort, &[&id, &self.holder]).map_err(db_err)? == 1 {
+            return Ok(Settlement::Aborted);
+        }
+        if let Some(row) = conn.client.query_opt(&get, &[&id]).map_err(db_err)? {
+            return Ok(Settlement::Committed(record_of(&row)?));
+        }
+        let held: bool = conn
+            .client
+            .query_one(&exists, &[&id])
+            .and_then(|row| row.try_get(0))
+            .map_err(db_err)?;
+        Ok(if held {
+            Settlement::Elsewhere
+        } else {
+            Settlement::Aborted
+        })
     }
 
     fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>> {
@@ -646,7 +691,7 @@ impl Records for PostgresCatalog {
                 reserved.push(r.id);
             }
         }
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(reserved)
     }
 
@@ -663,7 +708,7 @@ impl Records for PostgresCatalog {
                 committed.push(*id);
             }
         }
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(committed)
     }
 
@@ -734,7 +779,7 @@ impl Records for PostgresCatalog {
         };
         let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
         record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(Some((record, sessions)))
     }
 
@@ -760,7 +805,7 @@ impl Records for PostgresCatalog {
         let (pk, record) = pk_and_record(&row)?;
         let sessions = session_ids(tx.query(&clear, &[&pk]).map_err(db_err)?)?;
         record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Delete, tombstone)?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(Some((record, sessions)))
     }
 
@@ -816,7 +861,7 @@ impl Records for PostgresCatalog {
         let (pk, record) = pk_and_record(&row)?;
         let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
         record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(Some((record, sessions)))
     }
 
@@ -853,7 +898,7 @@ impl Records for PostgresCatalog {
         let (pk, record) = pk_and_record(&row)?;
         let sessions = session_ids(tx.query(&sessions_of, &[&pk]).map_err(db_err)?)?;
         record_change(&mut tx, (&next_seq, &insert), &record, ChangeOp::Upsert, None)?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(Some((record, sessions)))
     }
 
@@ -915,7 +960,7 @@ impl ActiveFiles for PostgresCatalog {
         };
         let (pk, record) = pk_and_record(&row)?;
         tx.execute(&activate, &[&user, &session, &pk]).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(Some(record))
     }
 
@@ -967,7 +1012,7 @@ impl ChangeFeed for PostgresCatalog {
             ChangeOp::Delete,
             Some(tombstone),
         )?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(true)
     }
 
@@ -1050,7 +1095,7 @@ impl Leases for PostgresCatalog {
         tx.execute(&drop_expired, &[]).map_err(db_err)?;
         tx.execute(&renew, &[&self.holder, &ttl.as_secs_f64()])
             .map_err(db_err)?;
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(commit_err)
     }
 
     fn end_lease(&self) -> Result<()> {
@@ -1086,7 +1131,7 @@ impl Leases for PostgresCatalog {
                 format: row.try_get(4).map_err(db_err)?,
             }));
         }
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(out)
     }
 }

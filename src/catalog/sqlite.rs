@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     feed_entry, history_json, ActiveFiles, Catalog, Change, ChangeFeed, ChangeOp, FeedPage, Leases, Records,
-    RenameIntent, Unfinished,
+    RenameIntent, Settlement, Unfinished,
 };
 use crate::error::{Error, Result};
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery, SyncRecord, UserId};
@@ -337,6 +337,35 @@ impl Records for SqliteCatalog {
             )
             .map_err(db_err)?;
         Ok(())
+    }
+
+    fn settle_upload(&self, id: Uuid) -> Result<Settlement> {
+        // One connection, and SQLite has one writer: nothing can commit in between.
+        let conn = self.conn()?;
+        let removed = conn
+            .execute(
+                "DELETE FROM files WHERE id = ?1 AND state = 'pending' AND holder = ?2",
+                params![id.to_string(), self.holder],
+            )
+            .map_err(db_err)?;
+        if removed == 1 {
+            return Ok(Settlement::Aborted);
+        }
+        if let Some((_, record)) = ready_by_id(&conn, id).map_err(db_err)? {
+            return Ok(Settlement::Committed(record));
+        }
+        let held: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE id = ?1)",
+                params![id.to_string()],
+                |row| row.get(0),
+            )
+            .map_err(db_err)?;
+        Ok(if held {
+            Settlement::Elsewhere
+        } else {
+            Settlement::Aborted
+        })
     }
 
     fn reserve_unknown(&self, records: &[FileRecord]) -> Result<Vec<Uuid>> {

@@ -9,7 +9,7 @@ use super::postgres::PostgresCatalog;
 use super::sqlite::SqliteCatalog;
 use super::{
     Catalog, ChangeOp, Leases, QuotaLimits, QuotaOverride, QuotaSetting, QuotaUsage, ResumableState, ResumableUpload,
-    ShareLink,
+    Settlement, ShareLink,
 };
 use crate::error::Error;
 use crate::model::{new_rev, FileRecord, FileUpdate, ListQuery};
@@ -512,11 +512,34 @@ fn quotas_contract(c: &dyn Catalog) {
     }
 }
 
+/// [`Records::settle_upload`](super::Records::settle_upload), on its own user (run after
+/// [`contract`], whose feed counts it must not disturb).
+fn settle_contract(c: &dyn Catalog) {
+    let u = 77_i64;
+    // Settling an upload whose commit's answer was lost: still pending, it is aborted
+    // (name free); committed, its record comes back; unknown, it is aborted (nothing to keep).
+    let unsure = record(u, "unsure", &"c".repeat(64));
+    c.reserve_upload(&unsure).unwrap();
+    assert!(matches!(c.settle_upload(unsure.id).unwrap(), Settlement::Aborted));
+    assert!(!c.name_claimed(u, "unsure").unwrap());
+    let landed = add(c, u, "landed", None);
+    match c.settle_upload(landed.id).unwrap() {
+        Settlement::Committed(r) => assert_eq!((r.id, r.file_name.as_str()), (landed.id, "landed")),
+        other => panic!("a committed upload settled as {other:?}"),
+    }
+    assert!(
+        c.get_by_id(landed.id).unwrap().is_some(),
+        "settling never undoes a commit"
+    );
+    assert!(matches!(c.settle_upload(Uuid::new_v4()).unwrap(), Settlement::Aborted));
+}
+
 #[test]
 fn sqlite_catalog_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = SqliteCatalog::open(&dir.path().join("files.db")).unwrap();
     contract(&catalog);
+    settle_contract(&catalog);
     // Nothing unfinished is left by a run of complete operations: even taking over every
     // other process's work finds nothing.
     assert!(catalog.claim_abandoned(true).unwrap().is_empty());
@@ -536,6 +559,7 @@ fn postgres_catalog_keeps_the_contract() {
     let result = std::panic::catch_unwind(|| {
         let catalog = PostgresCatalog::open(&url).unwrap();
         contract(&catalog);
+        settle_contract(&catalog);
     });
     let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     if let Err(panic) = result {

@@ -21,7 +21,7 @@ fn status(err: &Error) -> StatusCode {
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::Unavailable(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable(_) | Error::OutcomeUnknown(_) | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Error::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -105,7 +105,15 @@ impl FileService {
         }
         let result = self.apply_update(user, file_name, update, old_object, new_object).await;
         if let Some(intent) = rename {
-            self.end_rename(intent).await;
+            // A rename whose commit's answer was lost may hold either name: both stored
+            // names stay, and so does the note, for recovery to remove the one that no
+            // record holds once it can tell.
+            match &result {
+                Err(e) if e.is_outcome_unknown() => {
+                    tracing::warn!(file = %file_name, user, "a rename's commit lost its answer; recovery settles it");
+                }
+                _ => self.end_rename(intent).await,
+            }
         }
         result
     }
@@ -125,6 +133,7 @@ impl FileService {
         self.feed_changed();
         let (record, sessions) = match updated {
             Ok(Some(found)) => found,
+            Err(e) if e.is_outcome_unknown() => return Err(e),
             other => {
                 if let Some(object) = new_object.clone() {
                     let _ = self.with_storage(move |s| s.delete(&object)).await;

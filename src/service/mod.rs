@@ -104,6 +104,10 @@ pub struct FileService {
     /// Resumable uploads a stopped process left completing, taken over by the periodic
     /// pass and waiting to be committed here.
     stalled_completions: std::sync::Mutex<Vec<crate::catalog::ResumableUpload>>,
+    /// Uploads of this process whose commit's outcome is unknown and whose catalog could
+    /// not be asked yet: settled by the periodic pass (work of a live process is no other
+    /// process's to resolve).
+    unsettled: std::sync::Mutex<Vec<recovery::Unsettled>>,
 }
 
 impl FileService {
@@ -132,6 +136,7 @@ impl FileService {
             queries,
             copies: Arc::new(copies),
             stalled_completions: std::sync::Mutex::new(Vec::new()),
+            unsettled: std::sync::Mutex::new(Vec::new()),
         }
     }
 

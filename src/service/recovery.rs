@@ -11,12 +11,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use super::stored::hash_reader;
 use super::FileService;
-use crate::catalog::{RenameIntent, Unfinished};
-use crate::error::Result;
+use crate::catalog::{RenameIntent, Settlement, Unfinished};
+use crate::error::{Error, Result};
 use crate::model::{FileRecord, UserId};
 use crate::storage::object_name;
+
+/// An upload whose bytes are in place and whose commit may or may not have happened
+/// (see [`FileService::settle_upload`]).
+#[derive(Debug, Clone)]
+pub(super) struct Unsettled {
+    pub id: Uuid,
+    pub user: UserId,
+    /// Its stored name: removed only once the catalog says the upload was not committed.
+    pub object: String,
+    /// The session the commit would have made it active in (its cache entry follows).
+    pub session: Option<Uuid>,
+}
 
 impl FileService {
     /// Takes over and resolves abandoned work (see the module doc); with `all_others`,
@@ -97,6 +111,105 @@ impl FileService {
         Ok(hash_reader(bytes).is_ok_and(|(size, sha)| size == record.size_bytes && sha == record.sha256))
     }
 
+    /// Undoes an upload whose commit failed, without ever removing the bytes of a record
+    /// that exists: the catalog says first what became of it ([`Records::settle_upload`],
+    /// on a fresh connection). Committed: the record, if `failure` left the outcome
+    /// unknown (it is this upload's own commit), else `failure` (recovery elsewhere
+    /// committed it; the bytes stay). Not committed: the bytes go and the client hears
+    /// `failure`. If the catalog cannot say, this process settles it on its periodic
+    /// pass; meanwhile, if the commit may have happened, nothing is removed and the client
+    /// hears that the outcome will be settled. (A definite failure's bytes are no record's
+    /// unless recovery elsewhere took the upload over, which needs this process's lease to
+    /// lapse: they go now, as a failed upload's always did.)
+    ///
+    /// [`Records::settle_upload`]: crate::catalog::Records::settle_upload
+    pub(super) async fn settle_upload(&self, upload: Unsettled, failure: Error) -> Result<FileRecord> {
+        let id = upload.id;
+        let ambiguous = failure.is_outcome_unknown();
+        match self.with_catalog(move |c| c.settle_upload(id)).await {
+            Ok(Settlement::Committed(record)) if ambiguous => {
+                tracing::info!(file = %record.file_name, user = record.user_id, "an upload's commit lost its answer; it had committed");
+                Ok(record)
+            }
+            Ok(Settlement::Committed(_) | Settlement::Elsewhere) => Err(failure),
+            Ok(Settlement::Aborted) => {
+                self.remove_unsettled_bytes(upload.object).await;
+                Err(if ambiguous {
+                    Error::Unavailable(format!(
+                        "{}; it had not been committed: nothing of the upload was kept; retry it",
+                        failure.detail()
+                    ))
+                } else {
+                    failure
+                })
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e.detail(),
+                    upload = %id,
+                    "cannot find out whether an upload committed; settled when the catalog answers"
+                );
+                let object = (!ambiguous).then(|| upload.object.clone());
+                self.unsettled
+                    .lock()
+                    .expect("the unsettled uploads' lock is never poisoned")
+                    .push(upload);
+                match object {
+                    Some(object) => {
+                        self.remove_unsettled_bytes(object).await;
+                        Err(failure)
+                    }
+                    None => Err(Error::Unavailable(format!(
+                        "{}; the outcome will be settled shortly (either the file is kept whole or nothing of it \
+                         is): look the file up before retrying",
+                        failure.detail()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Removes the stored bytes of an upload the catalog says was not committed (a
+    /// failure is logged: the upload's own outcome is the one to report).
+    async fn remove_unsettled_bytes(&self, object: String) {
+        if let Err(e) = self.with_storage(move |s| s.delete(&object)).await {
+            tracing::warn!(error = %e.detail(), "an upload was undone, but its stored bytes could not be removed");
+        }
+    }
+
+    /// Settles the uploads [`FileService::settle_upload`] could not (the catalog away);
+    /// those it still cannot wait for the next pass.
+    pub(super) async fn settle_remembered(&self) {
+        let waiting = std::mem::take(
+            &mut *self
+                .unsettled
+                .lock()
+                .expect("the unsettled uploads' lock is never poisoned"),
+        );
+        for upload in waiting {
+            let id = upload.id;
+            match self.with_catalog(move |c| c.settle_upload(id)).await {
+                Ok(Settlement::Committed(record)) => {
+                    self.feed_changed();
+                    if let Some(session) = upload.session {
+                        self.cache_result(self.cache.put(upload.user, session, Arc::new(record)).await);
+                    }
+                    tracing::info!(upload = %id, "settled an upload whose commit lost its answer: it had committed");
+                }
+                Ok(Settlement::Elsewhere) => {}
+                Ok(Settlement::Aborted) => {
+                    self.remove_unsettled_bytes(upload.object).await;
+                    tracing::info!(upload = %id, "settled an upload whose commit lost its answer: it had not committed");
+                }
+                Err(_) => self
+                    .unsettled
+                    .lock()
+                    .expect("the unsettled uploads' lock is never poisoned")
+                    .push(upload),
+            }
+        }
+    }
+
     /// Notes a rename in the catalog before its bytes get a second stored name.
     pub(super) async fn begin_rename(&self, user: UserId, from: &str, to: &str, format: &str) -> Result<i64> {
         let (from, to, format) = (from.to_string(), to.to_string(), format.to_string());
@@ -128,6 +241,7 @@ pub async fn run(service: Arc<FileService>, lease: Duration) {
                     .await
                     .map_err(crate::error::Error::internal)
                     .and_then(|r| r);
+                service.settle_remembered().await;
                 service.complete_stalled().await;
                 recovered
             }

@@ -475,7 +475,10 @@ fn check_receiving(upload: &ResumableUpload, offset: u64) -> Result<()> {
 /// A backend that failed for now (the catalog or bucket away, too much work): the
 /// upload's bytes are all there, so its commit is tried again rather than refused.
 fn retryable(e: &Error) -> bool {
-    matches!(e, Error::Unavailable(_) | Error::Busy(_) | Error::Internal(_))
+    matches!(
+        e,
+        Error::Unavailable(_) | Error::OutcomeUnknown(_) | Error::Busy(_) | Error::Internal(_)
+    )
 }
 
 /// Whether the bytes that arrived have the checksum the client sent.

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::recovery::Unsettled;
 use super::{analysis_error, check_description, stall_for_test, FileService};
 use crate::analysis;
 use crate::error::{Error, Result};
@@ -374,17 +375,21 @@ impl FileService {
             Err(e) => Err(e),
         };
         let (_guard, stored) = match committed {
-            Ok((guard, stored)) => (guard, Arc::new(stored)),
+            Ok((guard, stored)) => (Some(guard), Arc::new(stored)),
             Err(e) => {
-                // Undo in reverse; if this fails too, recovery finishes the job. But if
-                // recovery elsewhere has already completed the upload (this process lost
-                // its lease while the catalog was away), the bytes are that record's.
-                let completed = self.with_catalog(move |c| c.get_by_id(id)).await;
-                if !matches!(completed, Ok(Some(_))) {
-                    let _ = self.with_storage(move |s| s.delete(&object)).await;
-                    let _ = self.with_catalog(move |c| c.abort_upload(id)).await;
-                }
-                return Err(e);
+                // Undo, but only after the catalog says the upload is not committed: the
+                // commit's answer may be what was lost, or recovery elsewhere may have
+                // completed it (this process lost its lease while the catalog was away).
+                let upload = Unsettled {
+                    id,
+                    user,
+                    object,
+                    session: Some(session),
+                };
+                let stored = Arc::new(self.settle_upload(upload, e).await?);
+                // Committed after all: its cache entry is written under the lock as usual,
+                // if the lock can be had.
+                (self.lock_user(user).await.ok(), stored)
             }
         };
         self.feed_changed();

@@ -5,6 +5,7 @@ mod auth;
 mod backends;
 mod behaviours;
 mod cli;
+mod commit;
 mod crash;
 mod explore;
 mod faults;

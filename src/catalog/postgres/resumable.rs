@@ -4,7 +4,7 @@ use postgres::error::SqlState;
 use postgres::Row;
 use uuid::Uuid;
 
-use super::{db_err, PostgresCatalog};
+use super::{commit_err, db_err, PostgresCatalog};
 use crate::catalog::{ResumableState, ResumableUpload, ResumableUploads};
 use crate::error::{Error, Result};
 
@@ -208,7 +208,7 @@ impl ResumableUploads for PostgresCatalog {
         tx.execute(&free, &[&self.holder, &all_others]).map_err(db_err)?;
         let rows = tx.query(&claim, &[&self.holder, &all_others]).map_err(db_err)?;
         let claimed = rows.iter().map(upload_of).collect::<Result<Vec<_>>>()?;
-        tx.commit().map_err(db_err)?;
+        tx.commit().map_err(commit_err)?;
         Ok(claimed)
     }
 }

@@ -13,6 +13,7 @@ use crate::catalog::{Change, ChangeOp};
 use crate::error::{Error, Result};
 use crate::formats::Format;
 use crate::model::{new_rev, validate_file_name, FileRecord, SyncRecord, UserId};
+use crate::service::recovery::Unsettled;
 use crate::service::{file_not_found, FileService};
 use crate::storage::{object_name, upload_write_error, Content, UploadSink};
 
@@ -228,6 +229,34 @@ impl FileService {
         let ids: Vec<Uuid> = to_commit.iter().map(|(id, _)| *id).collect();
         let committed = match self.with_catalog(move |c| c.commit_uploads(&ids)).await {
             Ok(committed) => committed,
+            Err(e) if e.is_outcome_unknown() => {
+                // The batch's commit may have happened: each upload is settled on its own,
+                // and its bytes go only if the catalog says it is not committed.
+                let users: HashMap<Uuid, UserId> = records.iter().map(|r| (r.id, r.user_id)).collect();
+                let mut committed = Vec::new();
+                let mut refusal = None;
+                for (id, object) in to_commit {
+                    let upload = Unsettled {
+                        id,
+                        user: users[&id],
+                        object,
+                        session: None,
+                    };
+                    match self.settle_upload(upload, Error::OutcomeUnknown(e.to_string())).await {
+                        Ok(_) => committed.push(id),
+                        Err(e) => refusal = refusal.or(Some(e)),
+                    }
+                }
+                if let Some(e) = refusal {
+                    self.feed_changed();
+                    let failed_ids: Vec<Uuid> = failed.iter().map(|(id, _)| *id).collect();
+                    let _ = self
+                        .with_catalog(move |c| failed_ids.iter().try_for_each(|id| c.abort_upload(*id)))
+                        .await;
+                    return Err(e);
+                }
+                committed
+            }
             Err(e) => {
                 // Nothing was committed: the reservations and placed bytes go.
                 let objects: Vec<String> = to_commit.into_iter().map(|(_, object)| object).collect();
@@ -393,9 +422,14 @@ impl FileService {
         }
         let id = record.id;
         if let Err(e) = self.with_catalog(move |c| c.commit_upload(id, None)).await {
-            let _ = self.with_storage(move |s| s.delete(&object)).await;
-            let _ = self.with_catalog(move |c| c.abort_upload(id)).await;
-            return Err(e);
+            // Its bytes go only once the catalog says it is not committed.
+            let upload = Unsettled {
+                id,
+                user: remote.user_id,
+                object,
+                session: None,
+            };
+            self.settle_upload(upload, e).await?;
         }
         self.feed_changed();
         Ok(if conflict { Outcome::Conflict } else { Outcome::Applied })
