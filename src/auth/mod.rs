@@ -1,4 +1,4 @@
-//! Bearer-token authentication: validates JWTs signed with the local secret (HS256/384/512) or by an identity provider, extracts the user id, and mints tokens for local use.
+//! Bearer-token authentication and admission: validates JWTs signed with the local secret (HS256/384/512) or by an identity provider, extracts the user id, counts each user's requests against its budget, and mints tokens for local use.
 
 mod provider;
 
