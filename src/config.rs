@@ -97,6 +97,9 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
+    /// Another process's multipart upload under the prefix started this long ago is taken
+    /// for abandoned (its process stopped) and aborted by the periodic pass.
+    pub abandoned_upload_after: std::time::Duration,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -108,6 +111,7 @@ impl std::fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
+            .field("abandoned_upload_after", &self.abandoned_upload_after)
             .finish_non_exhaustive()
     }
 }
@@ -503,6 +507,10 @@ fn parse_s3(src: &Source, url: &str) -> Result<S3Config, ConfigError> {
         access_key_id,
         secret_access_key,
         session_token: src.get("aws_session_token")?,
+        abandoned_upload_after: std::time::Duration::from_secs(
+            src.parse("s3_abandoned_upload_seconds", 86_400u64, "a whole number of seconds")?
+                .max(1),
+        ),
     })
 }
 

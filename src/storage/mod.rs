@@ -158,11 +158,13 @@ pub trait Storage: Send + Sync + 'static {
     /// The parts whose name starts with `prefix`, as (name, size), in no order.
     fn list_parts(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
 
-    /// Removes what interrupted work left: temporary files no process holds and staged
-    /// sync bytes. With `exclusive` (no other process can be using this storage) all of
-    /// them; otherwise only those old enough that no work in progress, here or on a
-    /// replica sharing the storage, can still need them ([`STALE_TEMPORARY_AGE`],
-    /// [`STAGED_BYTES_KEPT_FOR`]). Returns how many.
+    /// Removes what interrupted work left: temporary files no process holds, staged sync
+    /// bytes, and in a bucket the multipart uploads a stopped process left unfinished
+    /// (aborted; never one of this process's uploads in progress). With `exclusive` (no
+    /// other process can be using this storage) all of them; otherwise only those old
+    /// enough that no work in progress, here or on a replica sharing the storage, can
+    /// still need them ([`STALE_TEMPORARY_AGE`], [`STAGED_BYTES_KEPT_FOR`], a bucket's
+    /// `S3_ABANDONED_UPLOAD_SECONDS`). Returns how many.
     fn sweep_temporaries(&self, exclusive: bool) -> Result<usize>;
 
     /// Where the bytes are, for logs.

@@ -9,29 +9,32 @@
 //!
 //! Uploads stream to the bucket while they arrive ([`S3Upload`]): the bytes fill parts of
 //! 8 MiB; once more than one part has arrived, a multipart upload starts under a temporary
-//! key no other upload can use (`.upload-{uuid}`) and takes each full part as it fills, at
-//! most two in flight, so memory stays at three parts whatever the size. Nothing is
-//! visible until the upload is accepted: then the multipart upload is completed and the
-//! object copied to its name only if the name is free (a multipart copy completed with
-//! `If-None-Match: *`), and the temporary key deleted. An upload of one part or less is
-//! kept (in memory, or in its local copy) until accepted, then stored with one
-//! conditional PUT (`If-None-Match: *`). A refused or cut-off upload is aborted; a
-//! temporary key a dead process left is swept. A local copy in the spool folder is kept
-//! only when the analysis needs the whole file (columnar formats and workbooks seek).
+//! key no other upload can use (`.upload-{start}-{uuid}`, its start in Unix seconds) and
+//! takes each full part as it fills, at most two in flight, so memory stays at three parts
+//! whatever the size. Nothing is visible until the upload is accepted: then the multipart
+//! upload is completed and the object copied to its name only if the name is free (a
+//! multipart copy completed with `If-None-Match: *`), and the temporary key deleted. An
+//! upload of one part or less is kept (in memory, or in its local copy) until accepted,
+//! then stored with one conditional PUT (`If-None-Match: *`). A refused or cut-off upload
+//! is aborted; a temporary key a dead process left is swept, and so is a multipart upload
+//! it left unfinished ([`multipart_sweep`]). A local copy in the spool folder is kept only
+//! when the analysis needs the whole file (columnar formats and workbooks seek).
 //!
 //! `object_store` is async; the trait is blocking and runs on the service's blocking pool,
 //! so this backend drives its own small runtime with `block_on`. Its own runtime, not the
 //! server's: storage is also used before the server's runtime starts and after it stops.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::{Read, Seek, Write};
 use std::path::Path as FsPath;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
+use object_store::multipart::MultipartStore;
 use object_store::path::{Path, PathPart};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
@@ -45,6 +48,10 @@ use super::local::LocalStorage;
 use super::{Content, Storage, StoredObject, UploadSink, STAGED_BYTES_KEPT_FOR, STALE_TEMPORARY_AGE};
 use crate::config::S3Config;
 use crate::error::{Error, Result};
+
+mod multipart_sweep;
+
+use multipart_sweep::MultipartLister;
 
 /// Multipart uploads send parts of this size, at most [`PARTS_IN_FLIGHT`] at once: memory
 /// stays at a few parts whatever the file's size (S3 allows 10,000 parts: 80 GB).
@@ -78,6 +85,9 @@ pub struct Client {
     root: Path,
     /// The storage's own runtime (see the module doc).
     handle: tokio::runtime::Handle,
+    /// The temporary keys of this process's uploads in progress: their multipart uploads
+    /// are never taken for abandoned, however long they last.
+    in_progress: Arc<Mutex<HashSet<String>>>,
 }
 
 pub struct S3Storage {
@@ -85,6 +95,13 @@ pub struct S3Storage {
     endpoint: String,
     /// Uploads in progress (and downloads for readers that seek) on this machine.
     spool: LocalStorage,
+    /// Finds the multipart uploads a stopped process left (see [`multipart_sweep`]).
+    multiparts: MultipartLister,
+    /// Another process's multipart upload started this long ago is abandoned.
+    abandoned_upload_after: Duration,
+    /// The last pass could not list or abort multipart uploads (warned once, not on
+    /// every pass).
+    multipart_sweep_failing: AtomicBool,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -114,7 +131,7 @@ impl S3Storage {
             .with_virtual_hosted_style_request(false)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
-            .with_client_options(options)
+            .with_client_options(options.clone())
             .with_retry(retry);
         if let Some(endpoint) = &config.endpoint {
             builder = builder.with_endpoint(endpoint);
@@ -135,9 +152,13 @@ impl S3Storage {
                 prefix: config.prefix.clone(),
                 root,
                 handle: runtime.handle().clone(),
+                in_progress: Arc::default(),
             },
             endpoint: config.endpoint.clone().unwrap_or_else(|| "AWS".into()),
             spool: LocalStorage::open(spool)?,
+            multiparts: MultipartLister::new(config, &options)?,
+            abandoned_upload_after: config.abandoned_upload_after,
+            multipart_sweep_failing: AtomicBool::new(false),
             runtime: Some(runtime),
         };
         storage
@@ -380,6 +401,67 @@ impl S3Storage {
     }
 }
 
+impl S3Storage {
+    /// Aborts the multipart uploads stopped processes left under the prefix (see
+    /// [`multipart_sweep`] for which are taken for abandoned). Returns how many. A failure
+    /// (a server without ListMultipartUploads, credentials without the right to list
+    /// them) is warned of once and never fails the pass: the rest of it, and startup,
+    /// go on; the next pass tries again.
+    fn abort_abandoned_multiparts(&self, exclusive: bool) -> usize {
+        let prefix_key = self.key(TEMP_PREFIX).to_string();
+        let swept = self.block_on(async {
+            let listed = self.multiparts.list(&self.store, &prefix_key).await?;
+            let ours = self
+                .in_progress
+                .lock()
+                .expect("the uploads in progress' lock is never poisoned")
+                .clone();
+            let now = chrono::Utc::now();
+            let mut aborted = 0;
+            for upload in listed {
+                if !multipart_sweep::abandoned(&upload, &prefix_key, &ours, exclusive, now, self.abandoned_upload_after)
+                {
+                    continue;
+                }
+                let key = Path::parse(&upload.key)
+                    .map_err(|e| Error::internal(format!("a listed key {:?}: {e}", upload.key)))?;
+                match self.store.abort_multipart(&key, &upload.upload_id).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            key = %upload.key,
+                            initiated = ?upload.initiated,
+                            "aborted a multipart upload a stopped process left"
+                        );
+                        aborted += 1;
+                    }
+                    // Gone meanwhile: completed or aborted by its own process, or a replica's pass.
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok::<_, Error>(aborted)
+        });
+        match swept {
+            Ok(aborted) => {
+                if self.multipart_sweep_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("multipart uploads are swept again");
+                }
+                aborted
+            }
+            Err(e) => {
+                if !self.multipart_sweep_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %e.detail(),
+                        "cannot sweep the multipart uploads stopped processes left (the credentials need \
+                         s3:ListBucketMultipartUploads and s3:AbortMultipartUpload); retrying on each pass"
+                    );
+                }
+                0
+            }
+        }
+    }
+}
+
 impl Drop for S3Storage {
     fn drop(&mut self) {
         // Never blocks: the storage may be dropped on an async thread.
@@ -408,9 +490,19 @@ impl Storage for S3Storage {
         } else {
             None
         };
+        // The start in the key: the sweep of abandoned multipart uploads reads it.
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let temp = self.key(&format!("{TEMP_PREFIX}{started}-{}", uuid::Uuid::new_v4().simple()));
+        self.in_progress
+            .lock()
+            .expect("the uploads in progress' lock is never poisoned")
+            .insert(temp.to_string());
         Ok(Box::new(S3Upload {
             client: self.client.clone(),
-            temp: self.key(&format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple())),
+            temp,
             label: label.to_string(),
             local,
             part: Vec::new(),
@@ -535,6 +627,7 @@ impl Storage for S3Storage {
             }
             Ok::<_, Error>(removed)
         })?;
+        removed += self.abort_abandoned_multiparts(exclusive);
         Ok(removed)
     }
 
@@ -617,7 +710,7 @@ impl Storage for S3Storage {
 /// filled, at most [`PARTS_IN_FLIGHT`] parts being sent, and a local copy only if asked.
 struct S3Upload {
     client: Client,
-    /// The key of this upload's own (`.upload-{uuid}`), where its multipart upload goes.
+    /// The key of this upload's own (`.upload-{start}-{uuid}`), where its multipart upload goes.
     temp: Path,
     /// The uploaded file's name, for logs and the crash tests' faults.
     label: String,
@@ -843,6 +936,12 @@ impl UploadSink for S3Upload {
 
 impl Drop for S3Upload {
     fn drop(&mut self) {
+        // From now on a pass may abort what is left of it (this drop aborts it anyway).
+        self.client
+            .in_progress
+            .lock()
+            .expect("the uploads in progress' lock is never poisoned")
+            .remove(self.temp.as_ref());
         // Dropped without `persist` or `discard` (a request that ended some other way):
         // abort in the background, never blocking (this may run on an async thread).
         for part in self.in_flight.drain(..) {
@@ -998,6 +1097,7 @@ mod tests {
             prefix: prefix.into(),
             root: Path::parse(prefix).unwrap(),
             handle: runtime.handle().clone(),
+            in_progress: Arc::default(),
         };
         (client, runtime)
     }

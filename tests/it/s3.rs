@@ -1,7 +1,8 @@
 //! The S3 backend against a real S3 server (`TEST_S3_ENDPOINT`, `TEST_S3_BUCKET`): replicas
 //! on separate machines' folders sharing one bucket, uploads cut off or killed half-way
-//! leaving no object, objects written by other tools catalogued, a bad bucket at startup,
-//! keys that are the names as written, and a bucket of an earlier release upgraded.
+//! leaving no object (and the periodic pass aborting the multipart upload a killed server
+//! left, never a live one's), objects written by other tools catalogued, a bad bucket at
+//! startup, keys that are the names as written, and a bucket of an earlier release upgraded.
 //!
 //! The whole HTTP suite also runs on this backend (`TEST_STACK=postgres-redis-s3`).
 
@@ -49,15 +50,65 @@ fn big_csv(bytes: usize) -> Vec<u8> {
     csv
 }
 
-/// Multipart uploads in progress under `bucket`'s prefix, asked of the server directly
-/// (object_store has no call for it); the test server does not check signatures.
-async fn pending_multipart_uploads(bucket: &Bucket) -> usize {
+/// Multipart uploads in progress under `bucket`'s prefix, as (key, upload id), asked of
+/// the server directly (object_store has no call for it); the test server does not check
+/// signatures.
+async fn pending_multiparts(bucket: &Bucket) -> Vec<(String, String)> {
     let url = format!(
         "{}/{}?uploads&prefix={}/",
         bucket.endpoint, bucket.bucket, bucket.prefix
     );
     let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
-    body.matches("<UploadId>").count()
+    let field = |upload: &str, tag: &str| {
+        let start = upload.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = upload[start..].find(&format!("</{tag}>"))?;
+        Some(upload[start..start + end].to_string())
+    };
+    body.split("<Upload>")
+        .skip(1)
+        .map(|upload| (field(upload, "Key").unwrap(), field(upload, "UploadId").unwrap()))
+        .collect()
+}
+
+async fn pending_multipart_uploads(bucket: &Bucket) -> usize {
+    pending_multiparts(bucket).await.len()
+}
+
+/// How many parts the multipart upload `upload_id` of `key` has in the bucket (none once
+/// it is aborted).
+async fn parts_of(bucket: &Bucket, key: &str, upload_id: &str) -> usize {
+    let url = format!(
+        "{}/{}/{key}?uploadId={}",
+        bucket.endpoint,
+        bucket.bucket,
+        enc(upload_id)
+    );
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    body.matches("<PartNumber>").count()
+}
+
+/// Waits until the bucket has a multipart upload not in `known` with at least `parts`
+/// parts; returns it as (key, upload id).
+async fn wait_for_new_multipart(
+    server: &TestServer,
+    bucket: &Bucket,
+    known: &[(String, String)],
+    parts: usize,
+) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for upload in pending_multiparts(bucket).await {
+            if !known.contains(&upload) && parts_of(bucket, &upload.0, &upload.1).await >= parts {
+                return upload;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new multipart upload with {parts} parts; log:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -227,10 +278,12 @@ async fn a_multipart_upload_cut_off_by_a_kill_leaves_no_object() {
     server.kill();
     upload.abort();
     // Parts were sent, yet the bucket lists no object: an unfinished multipart upload is
-    // invisible (a lifecycle rule on the bucket reclaims its parts).
+    // invisible.
     assert_eq!(bucket.list(), Vec::<String>::new());
 
+    // At start the SQLite server owns the storage: its pass aborts the parts.
     server.restart();
+    assert_eq!(pending_multipart_uploads(&bucket).await, 0, "log:\n{}", server.logs());
     assert_eq!(bucket.list(), Vec::<String>::new());
     assert_eq!(server.get(1, "/files/").await.1, serde_json::json!([]));
     assert_eq!(server.get(1, &format!("/files/active/{session}")).await.0, 404);
@@ -403,6 +456,97 @@ async fn a_large_upload_streams_to_the_bucket_while_it_arrives() {
         download(&server, 1, "big", Some("bytes=25000000-25000099")).await,
         (206, csv[25_000_000..25_000_100].to_vec())
     );
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn the_periodic_pass_aborts_the_multipart_upload_a_killed_server_left_never_a_live_one() {
+    // The pass every second (LEASE_SECONDS / 3); another process's multipart upload is
+    // abandoned once 4 s old. On PostgreSQL the pass is never exclusive: the age decides.
+    let age = Duration::from_secs(4);
+    let mut server = s3_server(&[("LEASE_SECONDS", "3"), ("S3_ABANDONED_UPLOAD_SECONDS", "4")]).await;
+    let bucket = b_bucket(&server).clone();
+    let csv = big_csv(30 << 20);
+    // Killed (SIGKILL) mid-upload, with more than two parts of 8 MiB in the bucket.
+    let (tx, answer) = fed_upload(&server, "killed", false);
+    feed(&tx, &csv[..20 << 20]).await;
+    let left = wait_for_new_multipart(&server, &bucket, &[], 2).await;
+    server.kill();
+    answer.abort();
+    drop(tx);
+    assert_eq!(pending_multiparts(&bucket).await, [left.clone()]);
+    assert_eq!(bucket.list(), Vec::<String>::new());
+
+    server.restart();
+    // An upload in progress on the restarted server: its multipart upload is this
+    // process's own, never aborted however long it lasts.
+    let (tx, answer) = fed_upload(&server, "live", false);
+    feed(&tx, &csv[..20 << 20]).await;
+    let live = wait_for_new_multipart(&server, &bucket, std::slice::from_ref(&left), 1).await;
+    let live_started = Instant::now();
+    // The killed server's parts are aborted by the pass.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pending_multiparts(&bucket).await.contains(&left) {
+        assert!(
+            Instant::now() < deadline,
+            "the killed server's multipart upload was never aborted; log:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(parts_of(&bucket, &left.0, &left.1).await, 0);
+    assert!(
+        server
+            .logs()
+            .contains("aborted a multipart upload a stopped process left"),
+        "log:\n{}",
+        server.logs()
+    );
+    // The live one outlives the age by several passes, and completes.
+    tokio::time::sleep((age + Duration::from_secs(3)).saturating_sub(live_started.elapsed())).await;
+    assert_eq!(pending_multiparts(&bucket).await, [live], "log:\n{}", server.logs());
+    feed(&tx, &csv[20 << 20..]).await;
+    drop(tx);
+    let (status, record) = answer.await.unwrap();
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["sha256"], sha256_hex(&csv));
+    assert_eq!(bucket.list(), ["1_live.csv"]);
+    assert_eq!(pending_multiparts(&bucket).await, Vec::<(String, String)>::new());
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_S3_ENDPOINT, TEST_S3_BUCKET, TEST_DATABASE_URL and TEST_REDIS_URL (run with --include-ignored)"]
+async fn a_replicas_upload_in_progress_is_not_taken_for_abandoned() {
+    // Both run the pass every second, with the default age. The test server dates every
+    // multipart upload in 2010: only the start the key carries keeps a young one young.
+    let a = s3_server(&[("LEASE_SECONDS", "3")]).await;
+    let other_machine = tempfile::tempdir().unwrap();
+    let data = other_machine.path().join("data");
+    let b = a
+        .replica(&[
+            ("DATA_DIR", data.to_str().unwrap()),
+            ("LOCAL_STORAGE_PATH", data.join("spool").to_str().unwrap()),
+        ])
+        .await;
+    let bucket = b_bucket(&a).clone();
+    let csv = big_csv(20 << 20);
+    let (tx, answer) = fed_upload(&b, "on b", false);
+    feed(&tx, &csv[..17 << 20]).await;
+    let live = wait_for_new_multipart(&b, &bucket, &[], 2).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        pending_multiparts(&bucket).await,
+        [live],
+        "log of a:\n{}\nlog of b:\n{}",
+        a.logs(),
+        b.logs()
+    );
+    feed(&tx, &csv[17 << 20..]).await;
+    drop(tx);
+    let (status, record) = answer.await.unwrap();
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(bucket.list(), ["1_on b.csv"]);
+    assert_eq!(pending_multiparts(&bucket).await, Vec::<(String, String)>::new());
 }
 
 #[tokio::test]
