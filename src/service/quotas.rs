@@ -49,12 +49,25 @@ pub fn set_quota(
     Ok(quota)
 }
 
+/// What is left of a user's byte quota as an upload starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ByteRoom {
+    pub left: u64,
+    pub limit: u64,
+}
+
 impl FileService {
     /// Refuses (`Error::QuotaExceeded`) an upload of `bytes` bytes for `user` that cannot
     /// fit now, before any of them is stored; `None` when the length is not known yet
-    /// (any file takes at least a byte).
-    pub(super) async fn precheck_quota(&self, user: UserId, bytes: Option<u64>) -> Result<()> {
-        self.check_quota_now(user, bytes.unwrap_or(1), 1).await
+    /// (any file takes at least a byte). Answers the bytes left of the user's byte quota
+    /// (`None`: no byte limit), so an upload of unknown length can be cut off there.
+    pub(super) async fn precheck_quota(&self, user: UserId, bytes: Option<u64>) -> Result<Option<ByteRoom>> {
+        let (limits, usage) = self.quota_state(user).await?;
+        usage.check(limits, bytes.unwrap_or(1), 1)?;
+        Ok(limits.bytes.map(|limit| ByteRoom {
+            left: limit.saturating_sub(usage.bytes),
+            limit,
+        }))
     }
 
     /// Refuses adding `files` files and `bytes` bytes to what `user` has now if it would
@@ -62,17 +75,21 @@ impl FileService {
     /// cannot be passed by concurrent requests. Unlimited users cost only the override's
     /// read.
     pub(super) async fn check_quota_now(&self, user: UserId, bytes: u64, files: u64) -> Result<()> {
-        let defaults = self.limits.quota;
-        let (limits, usage) = self
-            .with_catalog(move |c| {
-                let limits = c.quota_override(user)?.apply(defaults);
-                if limits == QuotaLimits::default() {
-                    return Ok((limits, QuotaUsage::default()));
-                }
-                Ok((limits, c.quota_usage(user)?))
-            })
-            .await?;
+        let (limits, usage) = self.quota_state(user).await?;
         usage.check(limits, bytes, files)
+    }
+
+    /// The user's limits and, when any is in effect, their usage.
+    async fn quota_state(&self, user: UserId) -> Result<(QuotaLimits, QuotaUsage)> {
+        let defaults = self.limits.quota;
+        self.with_catalog(move |c| {
+            let limits = c.quota_override(user)?.apply(defaults);
+            if limits == QuotaLimits::default() {
+                return Ok((limits, QuotaUsage::default()));
+            }
+            Ok((limits, c.quota_usage(user)?))
+        })
+        .await
     }
 
     /// Which of `users` have a limit in effect.

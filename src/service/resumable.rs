@@ -230,6 +230,7 @@ impl FileService {
                 "the request sends more than the {remaining} bytes left of Upload-Length {}; nothing of it was kept",
                 upload.length
             ),
+            over_quota: false,
             sha1: matches!(checksum, Some(Checksum::Sha1(_))),
         };
         let label = format!("resumable upload {}", upload.id);
@@ -345,7 +346,7 @@ impl FileService {
             record_id: Some(upload.id),
         };
         let file = self
-            .receive_file(Some(&upload.filename), self.read_parts(upload.parts.clone()))
+            .receive_file(Some(&upload.filename), self.read_parts(upload.parts.clone()), None)
             .await?;
         self.store_upload(upload.user_id, fields, file).await
     }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::quotas::ByteRoom;
 use super::recovery::Unsettled;
 use super::{analysis_error, check_description, stall_for_test, FileService};
 use crate::analysis;
@@ -75,8 +76,8 @@ impl FileService {
                             "the form has more than one `file` part",
                         ));
                     }
-                    self.precheck_upload(user, &fields, filename.as_deref()).await?;
-                    file = Some(self.receive_file(filename.as_deref(), chunks).await?);
+                    let room = self.precheck_upload(user, &fields, filename.as_deref()).await?;
+                    file = Some(self.receive_file(filename.as_deref(), chunks, room).await?);
                 }
                 FormPart::FileName(name) => fields.file_name = Some(name),
                 FormPart::SessionId(session) => fields.session_id = Some(session),
@@ -91,11 +92,18 @@ impl FileService {
     /// Checks what an upload's fields say before its bytes are read, so a bad name,
     /// session or extension, a name already taken or a full quota, fails fast. The same checks run
     /// again in [`FileService::store_upload`]; the catalog has the last word on names.
-    async fn precheck_upload(&self, user: UserId, fields: &UploadFields, filename: Option<&str>) -> Result<()> {
+    /// Answers the bytes left of the user's byte quota (`None`: no byte limit).
+    async fn precheck_upload(
+        &self,
+        user: UserId,
+        fields: &UploadFields,
+        filename: Option<&str>,
+    ) -> Result<Option<ByteRoom>> {
         upload_format(filename)?;
         // A user at (or, after files dropped in storage, over) a limit is refused before
-        // sending the bytes; the length is not known yet, so the exact check is at reserve.
-        self.precheck_quota(user, None).await?;
+        // sending the bytes. The length is not known yet: the upload is cut off once it
+        // passes the room left, and the exact check (racing uploads) is at reserve.
+        let room = self.precheck_quota(user, None).await?;
         if let Some(raw) = &fields.session_id {
             parse_session_id(raw)?;
         }
@@ -105,15 +113,21 @@ impl FileService {
                 return Err(Error::name_taken(fields.file_name.as_deref().unwrap_or_default()));
             }
         }
-        Ok(())
+        Ok(room)
     }
 
     /// Streams an upload's bytes to the storage backend ([`Storage::begin_upload`]: a
     /// temporary file of the folder, or a multipart upload to the bucket) through the
-    /// intake. On any error nothing of the upload is left.
+    /// intake. On any error nothing of the upload is left. A file larger than `room`
+    /// (what is left of the user's byte quota) is refused as soon as it passes it.
     ///
     /// [`Storage::begin_upload`]: crate::storage::Storage::begin_upload
-    pub(super) async fn receive_file<S>(&self, filename: Option<&str>, chunks: S) -> Result<ReceivedFile>
+    pub(super) async fn receive_file<S>(
+        &self,
+        filename: Option<&str>,
+        chunks: S,
+        room: Option<ByteRoom>,
+    ) -> Result<ReceivedFile>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
     {
@@ -143,7 +157,10 @@ impl FileService {
             });
             AnalysisTap { to_analysis, analysis }
         });
-        let limit = SizeLimit::upload(self.limits.max_upload_bytes, "file");
+        let limit = match room {
+            Some(room) if room.left < self.limits.max_upload_bytes => SizeLimit::quota_room(room),
+            _ => SizeLimit::upload(self.limits.max_upload_bytes, "file"),
+        };
         let Taken { upload, arrived, .. } = self.take_in(chunks, upload, tap, &limit).await?;
         // A cut-off or oversized upload, or a failed write, explains a failed analysis
         // of what arrived: `take_in` reports those first.
@@ -263,7 +280,11 @@ impl FileService {
                 size += chunk.len() as u64;
                 metrics().uploaded_bytes.inc_by(chunk.len() as u64);
                 if size > max {
-                    return Err(Error::PayloadTooLarge(limit.refusal.clone()));
+                    let detail = limit.refusal.clone();
+                    return Err(match limit.over_quota {
+                        true => Error::QuotaExceeded(detail),
+                        false => Error::PayloadTooLarge(detail),
+                    });
                 }
                 if tx.send(chunk).await.is_err() {
                     break; // the writer failed; its error is reported below
@@ -456,6 +477,9 @@ pub(super) struct SizeLimit {
     pub max: u64,
     /// The 413's detail when more arrives.
     pub refusal: String,
+    /// The limit is what is left of the user's byte quota: a refusal is 413
+    /// `quota_exceeded`, not `payload_too_large`.
+    pub over_quota: bool,
     /// Also hash the bytes with SHA-1 (the checksum tus clients send).
     pub sha1: bool,
 }
@@ -466,6 +490,21 @@ impl SizeLimit {
         SizeLimit {
             max,
             refusal: format!("the {what} is larger than the limit of {max} bytes (MAX_UPLOAD_BYTES)"),
+            over_quota: false,
+            sha1: false,
+        }
+    }
+
+    /// At most what is left of the user's byte quota.
+    pub fn quota_room(room: ByteRoom) -> SizeLimit {
+        SizeLimit {
+            max: room.left,
+            refusal: format!(
+                "the storage quota would be exceeded: this user has {} of its {} bytes left and the file is \
+                 larger; delete some files to make room",
+                room.left, room.limit
+            ),
+            over_quota: true,
             sha1: false,
         }
     }

@@ -75,7 +75,7 @@ async fn uploads_past_the_file_quota_are_refused_and_keep_nothing() {
 }
 
 #[tokio::test]
-async fn uploads_past_the_byte_quota_are_refused_at_commit() {
+async fn uploads_past_the_byte_quota_are_refused_and_keep_nothing() {
     let size = sales_csv().len();
     // Room for two files and a half.
     let quota = (size * 5 / 2).to_string();
@@ -90,8 +90,8 @@ async fn uploads_past_the_byte_quota_are_refused_at_commit() {
             201
         );
     }
-    // The length of a multipart file is not known up front: the bytes arrive, then the
-    // upload is refused when it would be reserved, and they are removed.
+    // The length of a multipart file is not known up front: it is cut off once it passes
+    // what is left of the quota, and what arrived is removed.
     let (status, body) = server.upload(1, "three", &session, "three.csv", sales_csv()).await;
     assert_quota_refusal(status, &body);
     assert!(body["detail"].as_str().unwrap().contains(&quota), "{body}");
@@ -101,6 +101,68 @@ async fn uploads_past_the_byte_quota_are_refused_at_commit() {
     // A smaller file still fits.
     let small = "a,b\n1,2\n";
     assert_eq!(server.upload(1, "small", &session, "small.csv", small).await.0, 201);
+}
+
+/// Sends a multipart upload's head and `sent` bytes of a file declared much larger, over a
+/// raw socket, then waits for the answer without sending the rest.
+async fn answer_to_a_partial_upload(server: &TestServer, sent: usize) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let boundary = "XBOUNDARYX";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file_name\"\r\n\r\nbig\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.csv\"\r\n\r\na,b\r\n"
+    );
+    let request = format!(
+        "POST /api/v1/files/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{head}",
+        server.token(1),
+        head.len() + 50_000_000
+    );
+    // Writes may fail once the server has refused and closed: the answer is what counts.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let _ = stream.write_all(&b"1,2\r\n".repeat(sent / 5)).await;
+    let _ = stream.flush().await;
+    // Well inside the server's idle timeout (60 s): an answer only comes this soon if the
+    // server refused the upload itself.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "no whole answer while the rest of the body was still due: {:?}",
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if text.split_once("\r\n\r\n").is_some_and(|(_, body)| body.contains('}')) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // A chunked body: the JSON is the line that starts with `{`.
+    let json = body.lines().find(|l| l.starts_with('{')).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_upload_is_cut_off_once_it_passes_what_is_left_of_the_byte_quota() {
+    let server = TestServer::start_with(&[("QUOTA_BYTES", "100000")]).await;
+    let (status, body) = answer_to_a_partial_upload(&server, 300_000).await;
+    assert_quota_refusal(status, &body);
+    assert!(body["detail"].as_str().unwrap().contains("100000"), "{body}");
+    assert_eq!(listed(&server, 1).await, 0);
+    nothing_half_stored(&server).await;
+    assert!(visible_stored(&server).is_empty(), "{:?}", visible_stored(&server));
+    // The name is free and the quota untouched.
+    let (status, body) = server.upload(1, "big", &new_session(), "big.csv", sales_csv()).await;
+    assert_eq!(status, 201, "{body}");
 }
 
 #[tokio::test]

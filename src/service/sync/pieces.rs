@@ -92,6 +92,7 @@ impl FileService {
                 "the piece goes past the content's {} bytes; nothing of it was kept",
                 range.total
             ),
+            over_quota: false,
             sha1: false,
         };
         let Taken {
