@@ -333,7 +333,7 @@ pub async fn serve(config: Config) -> Result<Arc<FileService>, StartupError> {
         addr,
         &config.cors_allowed_origins,
     ));
-    let routes = crate::http::routes(service.clone(), auth, &config.cors_allowed_origins);
+    let routes = crate::http::routes(service.clone(), auth, &crate::http::RouteSettings::from_config(&config));
     crate::http::server::serve(listener, routes, Some(mcp), options, shutdown_signal()).await;
     if let Some(watcher) = watcher {
         watcher.abort();

@@ -47,6 +47,10 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// Origins allowed by CORS; empty: CORS off (no CORS headers at all).
     pub cors_allowed_origins: Vec<String>,
+    /// The address clients reach the service at (`https://files.example.com`, with a path
+    /// when a proxy serves it under one), for the absolute addresses it hands out (share
+    /// links); unset: taken from each request's `X-Forwarded-*` or `Host` headers.
+    pub public_url: Option<String>,
     /// How long this process's claim on its unfinished work lasts without renewal; work
     /// a dead process left is taken over within twice this.
     pub lease_seconds: u64,
@@ -344,6 +348,7 @@ impl Config {
         if lease_seconds < 2 {
             return Err(config_error("LEASE_SECONDS", "must be at least 2"));
         }
+        let public_url = src.get("public_url")?.map(|url| parse_public_url(&url)).transpose()?;
         let cors_allowed_origins: Vec<String> = src
             .get("cors_allowed_origins")?
             .unwrap_or_default()
@@ -402,6 +407,7 @@ impl Config {
             upload_expires_seconds,
             shutdown_grace_seconds,
             cors_allowed_origins,
+            public_url,
             lease_seconds,
             watch,
             query_timeout_seconds,
@@ -414,6 +420,20 @@ impl Config {
             quota_files,
         })
     }
+}
+
+/// `PUBLIC_URL`: an http(s) address without query or fragment; kept without its trailing
+/// slash, so paths are appended to it as they are.
+fn parse_public_url(text: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| config_error("PUBLIC_URL", format!("{text:?} {why}; use e.g. https://files.example.com"));
+    let url = reqwest::Url::parse(text.trim()).map_err(|_| bad("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("is not an http:// or https:// address"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad("has a query, fragment or user name"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -570,6 +590,19 @@ mod tests {
         let c = load("quota_bytes = 0", &[]).unwrap();
         assert_eq!(c.quota_bytes, None, "0 is no limit");
         assert!(load("", &[("QUOTA_BYTES", "1GB")]).is_err());
+    }
+
+    #[test]
+    fn public_url_is_an_http_address_kept_without_its_trailing_slash() {
+        assert_eq!(load("", &[]).unwrap().public_url, None);
+        let c = load("public_url = \"https://files.example.com/base/\"", &[]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://files.example.com/base"));
+        let c = load("", &[("PUBLIC_URL", "http://10.0.0.5:8002")]).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("http://10.0.0.5:8002"));
+        for bad in ["files.example.com", "ftp://x.example", "https://x.example/?a=1", "https://u@x.example"] {
+            let e = load("", &[("PUBLIC_URL", bad)]).unwrap_err();
+            assert_eq!(e.key, "PUBLIC_URL", "{bad}");
+        }
     }
 
     #[test]

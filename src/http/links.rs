@@ -1,7 +1,8 @@
 //! Share links: `POST`/`GET /files/{name}/links` and `DELETE /files/{name}/links/{id}` for the file's owner, and `GET`/`HEAD /links/{secret}`, the file's bytes for anyone holding the address.
 //!
-//! The address is absolute, built from the request that made the link (`X-Forwarded-Proto`
-//! and `X-Forwarded-Host` from a proxy in front, else `Host`). A download answers as the
+//! The address is absolute: `PUBLIC_URL` when it is set, else built from the request that
+//! made the link (`X-Forwarded-Proto` and `X-Forwarded-Host` from a proxy in front, else
+//! `Host`). A download answers as the
 //! owner's own does (ETag, Range, conditional requests) and counts once per `GET` that
 //! sends bytes (200 or 206): a `HEAD`, a 304 or a 416 counts nothing.
 
@@ -22,7 +23,13 @@ use crate::service::FileService;
 /// (so an expired or revoked link stops at once), and no shared cache keeps them.
 const SHARED_CACHE_CONTROL: &str = "private, no-cache";
 
-pub(super) fn routes(service: Arc<FileService>, user: BoxedFilter<(UserId,)>) -> BoxedFilter<(Response,)> {
+pub(super) fn routes(
+    service: Arc<FileService>,
+    user: BoxedFilter<(UserId,)>,
+    public_url: Option<String>,
+) -> BoxedFilter<(Response,)> {
+    let public_url: Option<Arc<str>> = public_url.map(Into::into);
+    let with_public_url = warp::any().map(move || public_url.clone());
     let with_service = warp::any().map(move || service.clone());
     let links = warp::path!("api" / "v1" / "files" / String / "links");
     let one_link = warp::path!("api" / "v1" / "files" / String / "links" / String);
@@ -33,10 +40,16 @@ pub(super) fn routes(service: Arc<FileService>, user: BoxedFilter<(UserId,)>) ->
         .and(warp::post())
         .and(user.clone())
         .and(with_service.clone())
+        .and(with_public_url)
         .and(warp::header::headers_cloned())
         .and(json_body())
         .and_then(
-            |name: String, user, service: Arc<FileService>, headers: HeaderMap, body: bytes::Bytes| {
+            |name: String,
+             user,
+             service: Arc<FileService>,
+             public_url: Option<Arc<str>>,
+             headers: HeaderMap,
+             body: bytes::Bytes| {
                 async move {
                     #[derive(Deserialize)]
                     #[serde(deny_unknown_fields)]
@@ -49,7 +62,11 @@ pub(super) fn routes(service: Arc<FileService>, user: BoxedFilter<(UserId,)>) ->
                         .create_share_link(user, &decode(&name), body.expires_in, body.max_downloads)
                         .await?;
                     let mut answer = serde_json::to_value(&made.link).map_err(Error::internal)?;
-                    answer["url"] = format!("{}/api/v1/links/{}", public_base(&headers), made.secret).into();
+                    let base = match public_url.as_deref() {
+                        Some(url) => url.to_string(),
+                        None => public_base(&headers),
+                    };
+                    answer["url"] = format!("{base}/api/v1/links/{}", made.secret).into();
                     Ok::<_, Error>(json(StatusCode::CREATED, &answer))
                 }
                 .map_err_reject()

@@ -143,7 +143,25 @@ pub(crate) fn first_of(routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Re
 }
 
 /// Every route of the service, with error recovery and, when origins are configured, CORS.
-pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String]) -> BoxedFilter<(Response,)> {
+/// What the routes take from the configuration beside the service.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSettings {
+    /// Origins whose pages may call the API (CORS); none: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// The address clients reach the service at, for absolute addresses handed out.
+    pub public_url: Option<String>,
+}
+
+impl RouteSettings {
+    pub fn from_config(config: &crate::config::Config) -> RouteSettings {
+        RouteSettings {
+            cors_origins: config.cors_allowed_origins.clone(),
+            public_url: config.public_url.clone(),
+        }
+    }
+}
+
+pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, settings: &RouteSettings) -> BoxedFilter<(Response,)> {
     // Taken as raw bytes: a header that is not valid text is a bad token (401), not a
     // malformed request.
     let authorization = warp::header::value("authorization")
@@ -169,13 +187,14 @@ pub fn routes(service: Arc<FileService>, auth: Arc<Auth>, cors_origins: &[String
     let api = first_of(vec![
         files::routes(service.clone(), user.clone()),
         query::routes(service.clone(), user.clone()),
-        links::routes(service.clone(), user.clone()),
+        links::routes(service.clone(), user.clone(), settings.public_url.clone()),
         explore::routes(service.clone(), user),
         sync,
         resumable,
         ops::routes(service),
         web::routes(),
     ]);
+    let cors_origins = &settings.cors_origins;
     if cors_origins.is_empty() {
         return api.recover(recover).unify().boxed();
     }

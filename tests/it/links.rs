@@ -183,6 +183,33 @@ async fn a_link_downloads_without_a_token_until_it_is_revoked() {
     assert_eq!(link["max_downloads"], Value::Null);
 }
 
+#[tokio::test]
+async fn public_url_names_the_links_address_whatever_the_request_says() {
+    let server = TestServer::start_with(&[("PUBLIC_URL", "https://files.example.com/store/")]).await;
+    assert_eq!(
+        server.upload(1, "sales", &new_session(), "s.csv", sales_csv()).await.0,
+        201
+    );
+    let (status, link) = make_link_with(
+        &server,
+        1,
+        "sales",
+        json!({ "expires_in": 60 }),
+        &[("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "http")],
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    let url = link["url"].as_str().unwrap();
+    let path = url
+        .strip_prefix("https://files.example.com/store")
+        .unwrap_or_else(|| panic!("not under PUBLIC_URL: {url}"));
+    assert!(path.starts_with("/api/v1/links/"), "{url}");
+    // A proxy that serves the service under /store strips it: the rest is this server's.
+    let response = fetch(&server, &format!("{}{path}", server.base), false, &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), sales_csv());
+}
+
 /// The catalog holds the secret's SHA-256, never the secret.
 fn assert_secret_kept_hashed(server: &TestServer, secret: &str) {
     let hash = sha256_hex(secret.as_bytes());
