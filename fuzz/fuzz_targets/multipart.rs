@@ -12,10 +12,9 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use file_service::auth::Auth;
-use file_service::config::{Config, DatabaseUrl, WatchConfig};
+use file_service::config::Config;
 use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
@@ -48,29 +47,26 @@ fn server() -> &'static Server {
             .tempdir_in(parent)
             .expect("temp dir");
         let storage = dir.path().join("storage");
-        let config = Config {
-            bind_addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: DatabaseUrl::Sqlite(dir.path().join("files.db")),
-            redis_url: None,
-            secret_key: Some(SECRET.into()),
-            algorithm: Algorithm::HS256,
-            data_dir: dir.path().to_path_buf(),
-            local_storage_path: storage.clone(),
-            active_file_ttl_seconds: 3600,
-            max_upload_bytes: MAX_UPLOAD_BYTES,
-            max_concurrent_analyses: 1,
-            max_concurrent_uploads: 4,
-            header_read_timeout_seconds: 30,
-            upload_idle_timeout_seconds: 5,
-            shutdown_grace_seconds: 1,
-            cors_allowed_origins: Vec::new(),
-            watch: WatchConfig {
-                enabled: false,
-                interval: None,
-                settle: Duration::from_secs(1),
-                default_user_id: None,
-            },
-        };
+        // Read as the service reads its own file, so keys added later keep their defaults.
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "bind_addr = \"127.0.0.1:0\"\n\
+                 data_dir = {data:?}\n\
+                 secret_key = {SECRET:?}\n\
+                 max_upload_bytes = {MAX_UPLOAD_BYTES}\n\
+                 max_concurrent_analyses = 1\n\
+                 max_concurrent_uploads = 4\n\
+                 upload_idle_timeout_seconds = 5\n\
+                 shutdown_grace_seconds = 1\n\
+                 [watch]\n\
+                 enabled = false\n",
+                data = dir.path().display().to_string(),
+            ),
+        )
+        .expect("config file");
+        let config = Config::load(Some(&config_path)).expect("config");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -79,7 +75,7 @@ fn server() -> &'static Server {
         let service = runtime.block_on(file_service::app::build(&config)).expect("service");
         let auth = Auth::new(SECRET.as_bytes(), Algorithm::HS256);
         let bearer = format!("Bearer {}", auth.mint(1, 365 * 24 * 3600));
-        let routes = file_service::http::routes(service, Arc::new(auth), &[]);
+        let routes = file_service::http::routes(service, Arc::new(auth), &Default::default());
         let storage = storage.canonicalize().expect("storage folder");
         Server {
             runtime,
