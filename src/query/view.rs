@@ -10,9 +10,15 @@ use serde_json::Value as Json;
 
 use super::filter::{self, SortKey};
 use super::output::{AnswerColumn, OutputFormat, Rows};
+use super::positions::{self, PositionCache};
+use super::rowfile;
 use super::run::{engine_error, run, scan, write_all};
 use super::search;
 use super::{Cancel, QueryError, Table};
+
+/// Positions of the views paged lately, shared by all tables (bounded in bytes).
+static POSITIONS: std::sync::LazyLock<PositionCache> =
+    std::sync::LazyLock::new(|| PositionCache::new(positions::MAX_BYTES));
 
 pub use super::facets::{facets, Facets};
 
@@ -44,42 +50,190 @@ pub struct Page {
 pub(super) struct Filtered {
     pub plan: LazyFrame,
     pub schema: Schema,
+    /// The `where` and `q` conditions, as applied to `plan`.
+    conditions: Vec<Expr>,
+    /// The conditions in a form that tells views apart: `where` as built (spelling and
+    /// spacing aside), `q` as sent (its condition shows only which columns it searches).
+    identity: String,
 }
 
 pub(super) fn filtered(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
     let mut plan = scan(table).map_err(|e| engine_error(e, cancel))?;
     let schema = (*plan.collect_schema().map_err(|e| engine_error(e, cancel))?).clone();
+    let mut conditions = Vec::new();
+    let mut identity = String::new();
     if let Some(text) = spec.filter.as_deref().filter(|t| !t.trim().is_empty()) {
-        plan = plan.filter(filter::parse_where(text, &schema)?);
+        let condition = filter::parse_where(text, &schema)?;
+        identity = format!("where {condition:?}");
+        conditions.push(condition);
     }
     if let Some(text) = spec.search.as_deref().filter(|t| !t.is_empty()) {
-        plan = plan.filter(search::search(text, &schema)?);
+        conditions.push(search::search(text, &schema)?);
+        identity.push_str(&format!("\nq {text:?}"));
     }
-    Ok(Filtered { plan, schema })
+    for condition in &conditions {
+        plan = plan.filter(condition.clone());
+    }
+    Ok(Filtered {
+        plan,
+        schema,
+        conditions,
+        identity,
+    })
+}
+
+fn sort_keys(spec: &ViewSpec, schema: &Schema) -> Result<Vec<SortKey>, QueryError> {
+    match spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(text) => filter::parse_order_by(text, schema),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn sorted(plan: LazyFrame, keys: &[SortKey]) -> LazyFrame {
+    if keys.is_empty() {
+        return plan;
+    }
+    let options = SortMultipleOptions::default()
+        .with_order_descending_multi(keys.iter().map(|k| k.descending))
+        .with_nulls_last_multi(keys.iter().map(|k| k.nulls_last))
+        // Rows that tie keep the file's order, so pages do not overlap.
+        .with_maintain_order(true);
+    plan.sort_by_exprs(keys.iter().map(|k| col(k.column.as_str())).collect::<Vec<_>>(), options)
+}
+
+fn chosen_columns(spec: &ViewSpec, schema: &Schema) -> Result<Option<Vec<String>>, QueryError> {
+    spec.columns
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(|text| filter::parse_columns(text, schema))
+        .transpose()
 }
 
 /// The view sorted and narrowed to its columns.
 fn arranged(view: Filtered, spec: &ViewSpec) -> Result<LazyFrame, QueryError> {
-    let mut plan = view.plan;
-    if let Some(text) = spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
-        let keys: Vec<SortKey> = filter::parse_order_by(text, &view.schema)?;
-        let options = SortMultipleOptions::default()
-            .with_order_descending_multi(keys.iter().map(|k| k.descending))
-            .with_nulls_last_multi(keys.iter().map(|k| k.nulls_last))
-            // Rows that tie keep the file's order, so pages do not overlap.
-            .with_maintain_order(true);
-        plan = plan.sort_by_exprs(keys.iter().map(|k| col(k.column.as_str())).collect::<Vec<_>>(), options);
-    }
-    if let Some(text) = spec.columns.as_deref().filter(|t| !t.trim().is_empty()) {
-        let names = filter::parse_columns(text, &view.schema)?;
+    let keys = sort_keys(spec, &view.schema)?;
+    let mut plan = sorted(view.plan, &keys);
+    if let Some(names) = chosen_columns(spec, &view.schema)? {
         plan = plan.select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>());
     }
     Ok(plan)
 }
 
 /// Rows `offset..offset + limit` of the view, and how many rows match it.
+///
+/// The whole table in its own order is a slice of the scan. A filtered, searched or sorted
+/// view is found once as its rows' positions (kept between pages, see `positions`), and a
+/// page reads just its rows (see `rowfile`).
 pub fn page(table: &Table, spec: &ViewSpec, offset: u64, limit: usize, cancel: &Cancel) -> Result<Page, QueryError> {
     let view = filtered(table, spec, cancel)?;
+    let keys = sort_keys(spec, &view.schema)?;
+    let columns = chosen_columns(spec, &view.schema)?;
+    if view.conditions.is_empty() && keys.is_empty() {
+        return sliced_page(view, spec, offset, limit, cancel);
+    }
+    match positioned_page(table, &view, &keys, columns.as_deref(), offset, limit, cancel) {
+        // The row file could not be made or read (a type it cannot hold, a full disk):
+        // the page is still answered, by scanning.
+        Err(QueryError::Internal(e)) if !cancel.is_cancelled() => {
+            tracing::warn!(error = %format!("{e:#}"), "a page by row positions failed; scanning instead");
+            sliced_page(view, spec, offset, limit, cancel)
+        }
+        answer => answer,
+    }
+}
+
+/// The view's positions (from the cache, or found and kept), then the page's rows by position.
+fn positioned_page(
+    table: &Table,
+    view: &Filtered,
+    keys: &[SortKey],
+    columns: Option<&[String]>,
+    offset: u64,
+    limit: usize,
+    cancel: &Cancel,
+) -> Result<Page, QueryError> {
+    let key = format!("{}\n{}\norderby {keys:?}", table.file.identity(), view.identity);
+    let positions = match POSITIONS.get(&key) {
+        Some(kept) => kept,
+        None => {
+            let found = Arc::new(view_positions(table, view, keys, cancel)?);
+            POSITIONS.insert(key, found.clone());
+            found
+        }
+    };
+    let total = positions.len();
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(total);
+    let end = start.saturating_add(limit).min(total);
+    let mut frame = rowfile::gather(table, &view.schema, &positions[start..end], cancel)?;
+    if let Some(names) = columns {
+        frame = frame
+            .select(names.iter().map(|n| PlSmallStr::from_str(n)))
+            .map_err(|e| engine_error(e, cancel))?;
+    }
+    let mut rows = Rows::new(frame.schema(), limit);
+    rows.take(&frame).map_err(|e| engine_error(e, cancel))?;
+    let cut = cut_long_cells(&mut rows.rows);
+    Ok(Page {
+        columns: rows.columns,
+        rows: rows.rows,
+        offset,
+        total_rows: total as u64,
+        cut,
+    })
+}
+
+/// Positions of the view's rows in the table, in the view's order: only the conditions'
+/// and sort keys' columns are read, and only positions are sorted.
+fn view_positions(
+    table: &Table,
+    view: &Filtered,
+    keys: &[SortKey],
+    cancel: &Cancel,
+) -> Result<Vec<IdxSize>, QueryError> {
+    let mut name = String::from("__position");
+    while view.schema.contains(&name) {
+        name.push('_');
+    }
+    let mut plan = scan(table)
+        .map_err(|e| engine_error(e, cancel))?
+        .with_row_index(name.as_str(), None);
+    for condition in &view.conditions {
+        plan = plan.filter(condition.clone());
+    }
+    let plan = sorted(plan, keys).select([col(name.as_str())]);
+    let found: Arc<Mutex<Vec<IdxSize>>> = Arc::default();
+    let taken = found.clone();
+    let restart = found.clone();
+    let column = name.clone();
+    run(
+        plan,
+        cancel,
+        move |batch| {
+            let positions = batch.column(&column)?.idx()?.clone();
+            let mut found = taken
+                .lock()
+                .map_err(|_| PolarsError::ComputeError("the view's positions were lost".into()))?;
+            found.extend(positions.into_no_null_iter());
+            Ok(true)
+        },
+        &|| restart.lock().map(|mut f| f.clear()).is_ok(),
+    )?;
+    let found = std::mem::take(
+        &mut *found
+            .lock()
+            .map_err(|_| QueryError::Internal(anyhow::anyhow!("the view's positions were lost")))?,
+    );
+    Ok(found)
+}
+
+/// The page as a slice of the view's plan, counting its rows with a scan.
+fn sliced_page(
+    view: Filtered,
+    spec: &ViewSpec,
+    offset: u64,
+    limit: usize,
+    cancel: &Cancel,
+) -> Result<Page, QueryError> {
     let total_rows = count(view.plan.clone(), cancel)?;
     let plan = arranged(view, spec)?.slice(
         i64::try_from(offset).unwrap_or(i64::MAX),
