@@ -53,7 +53,7 @@ pub(super) struct Filtered {
     /// The `where` and `q` conditions, as applied to `plan`.
     conditions: Vec<Expr>,
     /// The conditions in a form that tells views apart: `where` as built (spelling and
-    /// spacing aside), `q` as sent (its condition shows only which columns it searches).
+    /// spacing aside), `q` as sent.
     identity: String,
 }
 
