@@ -1,5 +1,6 @@
 //! A view's row positions kept between pages: which rows of the table a `where` and a `q`
-//! keep, in `orderby`'s order, held in memory (bounded in bytes, least recently used dropped
+//! keep, in `orderby`'s order (all of them, or a sorted view's first rows and its count),
+//! held in memory (bounded in bytes, least recently used dropped
 //! first) so that later pages of the same view neither filter nor sort the table again.
 //!
 //! Entries are keyed by the table's identity (its content hash and how it was read) and the
@@ -30,6 +31,8 @@ struct State {
 
 struct Entry {
     positions: Arc<Vec<IdxSize>>,
+    /// Rows in the view: `positions` holds them all, or the first of them.
+    total: usize,
     last_used: u64,
 }
 
@@ -45,19 +48,21 @@ impl PositionCache {
         }
     }
 
-    /// The positions kept under `key`, if any (now the most recently used).
-    pub(super) fn get(&self, key: &str) -> Option<Arc<Vec<IdxSize>>> {
+    /// The positions kept under `key` and the view's row count, if any (now the most
+    /// recently used).
+    pub(super) fn get(&self, key: &str) -> Option<(Arc<Vec<IdxSize>>, usize)> {
         let mut state = self.state.lock().ok()?;
         state.clock += 1;
         let now = state.clock;
         let entry = state.entries.get_mut(key)?;
         entry.last_used = now;
-        Some(entry.positions.clone())
+        Some((entry.positions.clone(), entry.total))
     }
 
-    /// Keeps `positions` under `key`, dropping the least recently used entries until they
-    /// fit; positions larger than the whole bound are not kept.
-    pub(super) fn insert(&self, key: String, positions: Arc<Vec<IdxSize>>) {
+    /// Keeps `positions` (the first of the view's `total` rows, or all) under `key`,
+    /// dropping the least recently used entries until they fit; positions larger than the
+    /// whole bound are not kept.
+    pub(super) fn insert(&self, key: String, positions: Arc<Vec<IdxSize>>, total: usize) {
         let size = cost(&key, &positions);
         if size > self.max_bytes {
             return;
@@ -84,7 +89,14 @@ impl PositionCache {
         state.clock += 1;
         let last_used = state.clock;
         state.bytes += size;
-        state.entries.insert(key, Entry { positions, last_used });
+        state.entries.insert(
+            key,
+            Entry {
+                positions,
+                total,
+                last_used,
+            },
+        );
     }
 
     #[cfg(test)]
@@ -105,13 +117,13 @@ mod tests {
     fn the_least_recently_used_go_first_and_the_bound_holds() {
         let each = cost("a", &positions(100));
         let cache = PositionCache::new(each * 2);
-        cache.insert("a".into(), positions(100));
-        cache.insert("b".into(), positions(100));
+        cache.insert("a".into(), positions(100), 100);
+        cache.insert("b".into(), positions(100), 100);
         // `a` used since: `b` is the one to go.
         assert!(cache.get("a").is_some());
-        cache.insert("c".into(), positions(100));
+        cache.insert("c".into(), positions(100), 100);
         assert!(cache.get("b").is_none());
-        assert_eq!(cache.get("a").unwrap().len(), 100);
+        assert_eq!(cache.get("a").unwrap().0.len(), 100);
         assert!(cache.get("c").is_some());
         assert!(cache.bytes() <= each * 2);
     }
@@ -119,12 +131,12 @@ mod tests {
     #[test]
     fn positions_past_the_bound_are_not_kept_and_a_key_is_replaced_whole() {
         let cache = PositionCache::new(1_000);
-        cache.insert("big".into(), positions(1_000));
+        cache.insert("big".into(), positions(1_000), 1_000);
         assert!(cache.get("big").is_none());
         assert_eq!(cache.bytes(), 0);
-        cache.insert("k".into(), positions(10));
-        cache.insert("k".into(), positions(20));
-        assert_eq!(cache.get("k").unwrap().len(), 20);
+        cache.insert("k".into(), positions(10), 500);
+        cache.insert("k".into(), positions(20), 20);
+        assert_eq!(cache.get("k").map(|(p, total)| (p.len(), total)), Some((20, 20)));
         assert_eq!(cache.bytes(), cost("k", &positions(20)));
     }
 }

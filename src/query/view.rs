@@ -16,6 +16,9 @@ use super::run::{engine_error, run, scan, write_all};
 use super::search;
 use super::{Cancel, QueryError, Table};
 
+/// How many of a sorted view's first rows its first pages find without a whole sort.
+const FIRST_ROWS: usize = 10_000;
+
 /// Positions of the views paged lately, shared by all tables (bounded in bytes).
 static POSITIONS: std::sync::LazyLock<PositionCache> =
     std::sync::LazyLock::new(|| PositionCache::new(positions::MAX_BYTES));
@@ -153,17 +156,31 @@ fn positioned_page(
     cancel: &Cancel,
 ) -> Result<Page, QueryError> {
     let key = format!("{}\n{}\norderby {keys:?}", table.file.identity(), view.identity);
-    let positions = match POSITIONS.get(&key) {
-        Some(kept) => kept,
-        None => {
-            let found = Arc::new(view_positions(table, view, keys, cancel)?);
-            POSITIONS.insert(key, found.clone());
-            found
+    let wanted = usize::try_from(offset).unwrap_or(usize::MAX).saturating_add(limit);
+    let (positions, total) = match POSITIONS.get(&key) {
+        Some((kept, total)) if kept.len() == total || wanted <= kept.len() => (kept, total),
+        // A sorted view's first pages: the engine sorts just enough for its first rows
+        // (much less than a whole sort), and counts the view apart.
+        _ if !keys.is_empty() && wanted <= FIRST_ROWS => {
+            let first = Arc::new(view_positions(table, view, keys, Some(FIRST_ROWS), cancel)?);
+            let total = if first.len() < FIRST_ROWS {
+                first.len()
+            } else {
+                usize::try_from(count(view.plan.clone(), cancel)?).unwrap_or(usize::MAX)
+            };
+            POSITIONS.insert(key, first.clone(), total);
+            (first, total)
+        }
+        _ => {
+            let all = Arc::new(view_positions(table, view, keys, None, cancel)?);
+            let total = all.len();
+            POSITIONS.insert(key, all.clone(), total);
+            (all, total)
         }
     };
-    let total = positions.len();
+    // `positions` reaches `end`: it is whole, or holds the first `wanted` rows or more.
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(total);
-    let end = start.saturating_add(limit).min(total);
+    let end = start.saturating_add(limit).min(total).min(positions.len());
     let mut frame = rowfile::gather(table, &view.schema, &positions[start..end], cancel)?;
     if let Some(names) = columns {
         frame = frame
@@ -182,12 +199,14 @@ fn positioned_page(
     })
 }
 
-/// Positions of the view's rows in the table, in the view's order: only the conditions'
-/// and sort keys' columns are read, and only positions are sorted.
+/// Positions of the view's rows in the table, in the view's order (only the `first` ones
+/// when given): only the conditions' and sort keys' columns are read, and only positions
+/// are sorted.
 fn view_positions(
     table: &Table,
     view: &Filtered,
     keys: &[SortKey],
+    first: Option<usize>,
     cancel: &Cancel,
 ) -> Result<Vec<IdxSize>, QueryError> {
     let mut name = String::from("__position");
@@ -200,7 +219,11 @@ fn view_positions(
     for condition in &view.conditions {
         plan = plan.filter(condition.clone());
     }
-    let plan = sorted(plan, keys).select([col(name.as_str())]);
+    let mut plan = sorted(plan, keys);
+    if let Some(n) = first {
+        plan = plan.slice(0, IdxSize::try_from(n).unwrap_or(IdxSize::MAX));
+    }
+    let plan = plan.select([col(name.as_str())]);
     let found: Arc<Mutex<Vec<IdxSize>>> = Arc::default();
     let taken = found.clone();
     let restart = found.clone();
