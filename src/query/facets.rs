@@ -72,68 +72,27 @@ pub fn facets(
             .and_then(|s| s.get(0).ok().map(|v| v.into_static()))
     };
     let total_rows = get("n").and_then(|v| v.extract::<u64>()).unwrap_or(0);
-    let jobs: Vec<(String, Job)> = kinds
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, kind))| {
-            let job = match kind {
-                FacetKind::Dates => {
-                    let day = |c: String| match get(&c) {
-                        Some(AnyValue::Date(d)) => Some(d),
-                        _ => None,
-                    };
-                    Job::Dates(day(format!("lo{i}")), day(format!("hi{i}")))
-                }
-                FacetKind::Bins => {
-                    let number = |c: String| get(&c).and_then(|v| v.extract::<f64>());
-                    let nulls = number(format!("nulls{i}")).unwrap_or(0.0) as u64;
-                    Job::Bins(number(format!("lo{i}")).zip(number(format!("hi{i}"))), nulls)
-                }
-                FacetKind::Values => Job::Values,
-            };
-            (name, job)
-        })
-        .collect();
-    let one = |name: &str, job: &Job| match job {
-        Job::Dates(lo, hi) => date_facet(&view.plan, name, *lo, *hi, cancel),
-        Job::Bins(range, nulls) => number_facet(&view.plan, name, limit, *range, *nulls, cancel),
-        Job::Values => value_facet(&view.plan, name, limit, total_rows, cancel),
-    };
     let mut facets = serde_json::Map::new();
-    // A few columns at once, each on a thread of this (blocking) query: one column's scan
-    // and grouping leaves the engine's threads idle part of the time, and several columns'
-    // work fills those gaps. Answers keep the order asked, and the first error in that
-    // order is the one reported, as one after the other.
-    for group in jobs.chunks(FACETS_AT_ONCE) {
-        let answers: Vec<Result<Json, QueryError>> = std::thread::scope(|scope| {
-            let running: Vec<_> = group
-                .iter()
-                .map(|(name, job)| scope.spawn(move || one(name, job)))
-                .collect();
-            running
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(QueryError::Internal(anyhow::anyhow!("a facet's work panicked"))))
-                })
-                .collect()
-        });
-        for ((name, _), answer) in group.iter().zip(answers) {
-            facets.insert(name.clone(), answer?);
-        }
+    for (i, (name, kind)) in kinds.into_iter().enumerate() {
+        let facet = match kind {
+            FacetKind::Dates => {
+                let day = |c: String| match get(&c) {
+                    Some(AnyValue::Date(d)) => Some(d),
+                    _ => None,
+                };
+                date_facet(&view.plan, &name, day(format!("lo{i}")), day(format!("hi{i}")), cancel)?
+            }
+            FacetKind::Bins => {
+                let number = |c: String| get(&c).and_then(|v| v.extract::<f64>());
+                let nulls = number(format!("nulls{i}")).unwrap_or(0.0) as u64;
+                let range = number(format!("lo{i}")).zip(number(format!("hi{i}")));
+                number_facet(&view.plan, &name, limit, range, nulls, cancel)?
+            }
+            FacetKind::Values => value_facet(&view.plan, &name, limit, total_rows, cancel)?,
+        };
+        facets.insert(name, facet);
     }
     Ok(Facets { total_rows, facets })
-}
-
-/// Columns faceted at once.
-const FACETS_AT_ONCE: usize = 3;
-
-/// One column's facet, with what the first pass found of its range.
-enum Job {
-    Values,
-    Dates(Option<i32>, Option<i32>),
-    /// The range, and how many values are missing.
-    Bins(Option<(f64, f64)>, u64),
 }
 
 /// How a column is faceted: its most frequent values, dates by period, numbers in bins.

@@ -22,7 +22,7 @@ mod statement;
 mod tables;
 pub mod view;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use output::{Answer, AnswerColumn, OutputFormat, XLSX_MAX_ROWS};
@@ -62,14 +62,13 @@ pub struct Cancel(Arc<CancelState>);
 #[derive(Debug, Default)]
 struct CancelState {
     cancelled: AtomicBool,
-    /// Calls into the engine under way (a view's facets make several at once).
-    in_engine: AtomicUsize,
+    in_engine: AtomicBool,
 }
 
 impl Cancel {
     pub fn cancel(&self) {
         self.0.cancelled.store(true, Ordering::SeqCst);
-        if self.0.in_engine.load(Ordering::SeqCst) > 0 {
+        if self.0.in_engine.load(Ordering::SeqCst) {
             run::interrupt_engine();
         }
     }
@@ -80,13 +79,13 @@ impl Cancel {
 
     /// Runs `f` (a call into the engine) marked as inside the engine.
     fn in_engine<T>(&self, f: impl FnOnce() -> T) -> T {
-        self.0.in_engine.fetch_add(1, Ordering::SeqCst);
+        self.0.in_engine.store(true, Ordering::SeqCst);
         // A cancel that came just before the mark did not interrupt: do it now.
         if self.is_cancelled() {
             run::interrupt_engine();
         }
         let out = f();
-        self.0.in_engine.fetch_sub(1, Ordering::SeqCst);
+        self.0.in_engine.store(false, Ordering::SeqCst);
         out
     }
 }
