@@ -15,7 +15,7 @@ use sqlparser::tokenizer::Token;
 use super::QueryError;
 
 /// Longest `where`, `orderby` or `q` taken.
-const MAX_TEXT: usize = 8 * 1024;
+pub(super) const MAX_TEXT: usize = 8 * 1024;
 /// Most values an `IN` list may hold.
 const MAX_IN_LIST: usize = 1_000;
 
@@ -68,21 +68,6 @@ pub fn parse_order_by(text: &str, schema: &Schema) -> Result<Vec<SortKey>, Query
             })
         })
         .collect()
-}
-
-/// `q`: rows where any text column contains `text`, ignoring case.
-pub fn search(text: &str, schema: &Schema) -> Result<Expr, QueryError> {
-    if text.len() > MAX_TEXT {
-        return Err(too_long("q"));
-    }
-    let pattern = format!("(?i){}", regex_escape(text));
-    Ok(schema
-        .iter()
-        .filter(|(_, dtype)| dtype.is_string())
-        .map(|(name, _)| col(name.clone()).str().contains(lit(pattern.clone()), true))
-        .reduce(|a, b| a.or(b))
-        // No text column: nothing matches.
-        .unwrap_or_else(|| lit(false)))
 }
 
 /// The columns of `columns=`: comma-separated names as the header has them; a name
@@ -169,7 +154,7 @@ fn parse<T>(
     Ok(tree)
 }
 
-fn too_long(what: &str) -> QueryError {
+pub(super) fn too_long(what: &str) -> QueryError {
     QueryError::Invalid(format!("{what} is longer than {MAX_TEXT} bytes"))
 }
 
@@ -410,7 +395,7 @@ fn like(subject: &Sql, pattern: &Sql, negated: bool, ignore_case: bool, schema: 
 }
 
 /// `text` matched literally by a regular expression.
-fn regex_escape(text: &str) -> String {
+pub(super) fn regex_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         // The characters the regex crate gives a meaning (its own `escape` set).
@@ -447,6 +432,7 @@ fn not_allowed(what: &str) -> QueryError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::search::search;
     use super::*;
 
     #[test]

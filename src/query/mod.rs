@@ -5,13 +5,19 @@
 //! file as something polars scans: Parquet and Arrow files as stored, every other format
 //! through a typed columnar copy kept in a cache folder), `run` (the engine: deadline,
 //! cancellation, results batch by batch), `output` (answers as JSON rows; downloads as CSV,
-//! Parquet, JSON lines, Arrow or xlsx), `view` and `filter` (a page, facets or download of
-//! one table filtered, searched and sorted without SQL text). Everything here blocks; the service calls it on the
-//! blocking pool, a bounded number at a time.
+//! Parquet, JSON lines, Arrow or xlsx), `view`, `facets`, `filter` and `search` (a page,
+//! facets or download of one table filtered, searched and sorted without SQL text), with
+//! `positions` (a view's rows kept between pages) and `rowfile` (a table's rows read by
+//! position). Everything here blocks; the service calls it on the blocking pool, a bounded
+//! number at a time.
 
+mod facets;
 mod filter;
 mod output;
+mod positions;
+mod rowfile;
 mod run;
+mod search;
 mod statement;
 mod tables;
 pub mod view;

@@ -37,15 +37,51 @@ pub enum ScanKind {
 pub struct TableFile {
     pub kind: ScanKind,
     file: File,
+    /// What the table's rows are: the content hash and how they were read. Equal identities
+    /// mean equal tables, so what is derived from a table (a view's row positions, its row
+    /// file) is kept under it; a rename keeps it, new content changes it.
+    identity: String,
+    /// The cache folder, where the table's row file is kept.
+    cache: CacheFolder,
+}
+
+/// A cache folder and its bound in bytes.
+#[derive(Clone)]
+pub(super) struct CacheFolder {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
 }
 
 impl TableFile {
-    fn open(kind: ScanKind, file: File) -> TableFile {
-        TableFile { kind, file }
+    fn open(kind: ScanKind, file: File, identity: String, cache: CacheFolder) -> TableFile {
+        TableFile {
+            kind,
+            file,
+            identity,
+            cache,
+        }
     }
 
     pub fn path(&self) -> String {
         format!("/proc/self/fd/{}", self.file.as_raw_fd())
+    }
+
+    /// A table of `file` (Parquet) known as `identity`, with `dir` as its cache folder.
+    #[cfg(test)]
+    pub(super) fn for_test(file: File, identity: &str, dir: &Path) -> TableFile {
+        let cache = CacheFolder {
+            dir: dir.to_path_buf(),
+            max_bytes: u64::MAX,
+        };
+        TableFile::open(ScanKind::Parquet, file, identity.into(), cache)
+    }
+
+    pub(super) fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    pub(super) fn cache(&self) -> &CacheFolder {
+        &self.cache
     }
 }
 
@@ -75,18 +111,29 @@ impl ColumnarCache {
         content: Content,
     ) -> Result<TableFile, QueryError> {
         let columnar = format.columnar();
+        let folder = CacheFolder {
+            dir: self.dir.clone(),
+            max_bytes: self.max_bytes,
+        };
         if let (Some(layout), Content::File(file)) = (columnar, &content) {
             if format.scans_as_stored(file).map_err(unreadable)? {
-                return Ok(TableFile::open(scan_kind(layout), file.try_clone().map_err(io)?));
+                let identity = format!("{sha256}.{}.stored", format.key());
+                return Ok(TableFile::open(
+                    scan_kind(layout),
+                    file.try_clone().map_err(io)?,
+                    identity,
+                    folder,
+                ));
             }
         }
         let layout = columnar.unwrap_or(Columnar::Parquet);
-        let key = format!("{sha256}.{}.v{COPY_VERSION}.{}", format.key(), extension(layout));
+        let identity = format!("{sha256}.{}.v{COPY_VERSION}", format.key());
+        let key = format!("{identity}.{}", extension(layout));
         let path = self.dir.join(&key);
         if let Ok(file) = File::open(&path) {
             // Recently used: evicted last.
             let _ = file.set_modified(std::time::SystemTime::now());
-            return Ok(TableFile::open(scan_kind(layout), file));
+            return Ok(TableFile::open(scan_kind(layout), file, identity, folder));
         }
         let source = content
             .into_file()
@@ -107,13 +154,15 @@ impl ColumnarCache {
         }
         temp.as_file_mut().flush().map_err(io)?;
         let file = temp.persist(&path).map_err(|e| io(e.error))?;
-        self.evict(&path);
-        Ok(TableFile::open(scan_kind(layout), file))
+        folder.evict(&path);
+        Ok(TableFile::open(scan_kind(layout), file, identity, folder))
     }
+}
 
-    /// Removes the least recently used copies while the folder is over its bound (never
-    /// `keep`, the one just made). Copies being read stay readable: readers hold them open.
-    fn evict(&self, keep: &Path) {
+impl CacheFolder {
+    /// Removes the least recently used files while the folder is over its bound (never
+    /// `keep`, the one just made). Files being read stay readable: readers hold them open.
+    pub(super) fn evict(&self, keep: &Path) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };

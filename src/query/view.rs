@@ -1,6 +1,5 @@
 //! Views of one table for exploring it: a filtered, searched and sorted page of rows with
-//! the count of rows that match, facets (the most common values, dates by period, numbers
-//! in bins), and the whole view written out.
+//! the count of rows that match, and the whole view written out (facets: `facets`).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -10,9 +9,21 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::filter::{self, SortKey};
-use super::output::{json_value, AnswerColumn, OutputFormat, Rows};
+use super::output::{AnswerColumn, OutputFormat, Rows};
+use super::positions::{self, PositionCache};
+use super::rowfile;
 use super::run::{engine_error, run, scan, write_all};
+use super::search;
 use super::{Cancel, QueryError, Table};
+
+/// How many of a sorted view's first rows its first pages find without a whole sort.
+const FIRST_ROWS: usize = 10_000;
+
+/// Positions of the views paged lately, shared by all tables (bounded in bytes).
+static POSITIONS: std::sync::LazyLock<PositionCache> =
+    std::sync::LazyLock::new(|| PositionCache::new(positions::MAX_BYTES));
+
+pub use super::facets::{facets, Facets};
 
 /// Longest text a page shows of one cell, in characters.
 pub const MAX_CELL_CHARS: usize = 1_000;
@@ -38,53 +49,218 @@ pub struct Page {
     pub cut: Vec<[usize; 2]>,
 }
 
-/// `{"total_rows", "facets": {column: facet}}`.
-#[derive(Debug, Serialize)]
-pub struct Facets {
-    pub total_rows: u64,
-    pub facets: serde_json::Map<String, Json>,
-}
-
 /// A view's plan: the table filtered and searched (not yet sorted or narrowed).
-struct Filtered {
-    plan: LazyFrame,
-    schema: Schema,
+pub(super) struct Filtered {
+    pub plan: LazyFrame,
+    pub schema: Schema,
+    /// The `where` and `q` conditions, as applied to `plan`.
+    conditions: Vec<Expr>,
+    /// The conditions in a form that tells views apart: `where` as built (spelling and
+    /// spacing aside), `q` as sent.
+    identity: String,
 }
 
-fn filtered(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
+pub(super) fn filtered(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<Filtered, QueryError> {
     let mut plan = scan(table).map_err(|e| engine_error(e, cancel))?;
     let schema = (*plan.collect_schema().map_err(|e| engine_error(e, cancel))?).clone();
+    let mut conditions = Vec::new();
+    let mut identity = String::new();
     if let Some(text) = spec.filter.as_deref().filter(|t| !t.trim().is_empty()) {
-        plan = plan.filter(filter::parse_where(text, &schema)?);
+        let condition = filter::parse_where(text, &schema)?;
+        identity = format!("where {condition:?}");
+        conditions.push(condition);
     }
     if let Some(text) = spec.search.as_deref().filter(|t| !t.is_empty()) {
-        plan = plan.filter(filter::search(text, &schema)?);
+        conditions.push(search::search(text, &schema)?);
+        identity.push_str(&format!("\nq {text:?}"));
     }
-    Ok(Filtered { plan, schema })
+    for condition in &conditions {
+        plan = plan.filter(condition.clone());
+    }
+    Ok(Filtered {
+        plan,
+        schema,
+        conditions,
+        identity,
+    })
+}
+
+fn sort_keys(spec: &ViewSpec, schema: &Schema) -> Result<Vec<SortKey>, QueryError> {
+    match spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(text) => filter::parse_order_by(text, schema),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn sorted(plan: LazyFrame, keys: &[SortKey]) -> LazyFrame {
+    if keys.is_empty() {
+        return plan;
+    }
+    let options = SortMultipleOptions::default()
+        .with_order_descending_multi(keys.iter().map(|k| k.descending))
+        .with_nulls_last_multi(keys.iter().map(|k| k.nulls_last))
+        // Rows that tie keep the file's order, so pages do not overlap.
+        .with_maintain_order(true);
+    plan.sort_by_exprs(keys.iter().map(|k| col(k.column.as_str())).collect::<Vec<_>>(), options)
+}
+
+fn chosen_columns(spec: &ViewSpec, schema: &Schema) -> Result<Option<Vec<String>>, QueryError> {
+    spec.columns
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(|text| filter::parse_columns(text, schema))
+        .transpose()
 }
 
 /// The view sorted and narrowed to its columns.
 fn arranged(view: Filtered, spec: &ViewSpec) -> Result<LazyFrame, QueryError> {
-    let mut plan = view.plan;
-    if let Some(text) = spec.order_by.as_deref().filter(|t| !t.trim().is_empty()) {
-        let keys: Vec<SortKey> = filter::parse_order_by(text, &view.schema)?;
-        let options = SortMultipleOptions::default()
-            .with_order_descending_multi(keys.iter().map(|k| k.descending))
-            .with_nulls_last_multi(keys.iter().map(|k| k.nulls_last))
-            // Rows that tie keep the file's order, so pages do not overlap.
-            .with_maintain_order(true);
-        plan = plan.sort_by_exprs(keys.iter().map(|k| col(k.column.as_str())).collect::<Vec<_>>(), options);
-    }
-    if let Some(text) = spec.columns.as_deref().filter(|t| !t.trim().is_empty()) {
-        let names = filter::parse_columns(text, &view.schema)?;
+    let keys = sort_keys(spec, &view.schema)?;
+    let mut plan = sorted(view.plan, &keys);
+    if let Some(names) = chosen_columns(spec, &view.schema)? {
         plan = plan.select(names.iter().map(|n| col(n.as_str())).collect::<Vec<_>>());
     }
     Ok(plan)
 }
 
 /// Rows `offset..offset + limit` of the view, and how many rows match it.
+///
+/// The whole table in its own order is a slice of the scan. A filtered, searched or sorted
+/// view is found once as its rows' positions (kept between pages, see `positions`), and a
+/// page reads just its rows (see `rowfile`).
 pub fn page(table: &Table, spec: &ViewSpec, offset: u64, limit: usize, cancel: &Cancel) -> Result<Page, QueryError> {
     let view = filtered(table, spec, cancel)?;
+    let keys = sort_keys(spec, &view.schema)?;
+    let columns = chosen_columns(spec, &view.schema)?;
+    if view.conditions.is_empty() && keys.is_empty() {
+        return sliced_page(view, spec, offset, limit, cancel);
+    }
+    match positioned_page(table, &view, &keys, columns.as_deref(), offset, limit, cancel) {
+        // The row file could not be made or read (a type it cannot hold, a full disk):
+        // the page is still answered, by scanning.
+        Err(QueryError::Internal(e)) if !cancel.is_cancelled() => {
+            tracing::warn!(error = %format!("{e:#}"), "a page by row positions failed; scanning instead");
+            sliced_page(view, spec, offset, limit, cancel)
+        }
+        answer => answer,
+    }
+}
+
+/// The view's positions (from the cache, or found and kept), then the page's rows by position.
+fn positioned_page(
+    table: &Table,
+    view: &Filtered,
+    keys: &[SortKey],
+    columns: Option<&[String]>,
+    offset: u64,
+    limit: usize,
+    cancel: &Cancel,
+) -> Result<Page, QueryError> {
+    let key = format!("{}\n{}\norderby {keys:?}", table.file.identity(), view.identity);
+    let wanted = usize::try_from(offset).unwrap_or(usize::MAX).saturating_add(limit);
+    let (positions, total) = match POSITIONS.get(&key) {
+        Some((kept, total)) if kept.len() == total || wanted <= kept.len() => (kept, total),
+        // A sorted view's first pages: the engine sorts just enough for its first rows
+        // (much less than a whole sort), and counts the view apart.
+        _ if !keys.is_empty() && wanted <= FIRST_ROWS => {
+            let first = Arc::new(view_positions(table, view, keys, Some(FIRST_ROWS), cancel)?);
+            let total = if first.len() < FIRST_ROWS {
+                first.len()
+            } else {
+                usize::try_from(count(view.plan.clone(), cancel)?).unwrap_or(usize::MAX)
+            };
+            POSITIONS.insert(key, first.clone(), total);
+            (first, total)
+        }
+        _ => {
+            let all = Arc::new(view_positions(table, view, keys, None, cancel)?);
+            let total = all.len();
+            POSITIONS.insert(key, all.clone(), total);
+            (all, total)
+        }
+    };
+    // `positions` reaches `end`: it is whole, or holds the first `wanted` rows or more.
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(total);
+    let end = start.saturating_add(limit).min(total).min(positions.len());
+    let mut frame = rowfile::gather(table, &view.schema, &positions[start..end], cancel)?;
+    if let Some(names) = columns {
+        frame = frame
+            .select(names.iter().map(|n| PlSmallStr::from_str(n)))
+            .map_err(|e| engine_error(e, cancel))?;
+    }
+    let mut rows = Rows::new(frame.schema(), limit);
+    rows.take(&frame).map_err(|e| engine_error(e, cancel))?;
+    let cut = cut_long_cells(&mut rows.rows);
+    Ok(Page {
+        columns: rows.columns,
+        rows: rows.rows,
+        offset,
+        total_rows: total as u64,
+        cut,
+    })
+}
+
+/// Positions of the view's rows in the table, in the view's order (only the `first` ones
+/// when given): only the conditions' and sort keys' columns are read, and only positions
+/// are sorted.
+fn view_positions(
+    table: &Table,
+    view: &Filtered,
+    keys: &[SortKey],
+    first: Option<usize>,
+    cancel: &Cancel,
+) -> Result<Vec<IdxSize>, QueryError> {
+    let mut name = String::from("__position");
+    while view.schema.contains(&name) {
+        name.push('_');
+    }
+    let mut plan = scan(table)
+        .map_err(|e| engine_error(e, cancel))?
+        .with_row_index(name.as_str(), None);
+    for condition in &view.conditions {
+        plan = plan.filter(condition.clone());
+    }
+    let mut plan = sorted(plan, keys);
+    if let Some(n) = first {
+        plan = plan.slice(0, IdxSize::try_from(n).unwrap_or(IdxSize::MAX));
+    }
+    let plan = plan.select([col(name.as_str())]);
+    let found: Arc<Mutex<Vec<IdxSize>>> = Arc::default();
+    let taken = found.clone();
+    let restart = found.clone();
+    let column = name.clone();
+    run(
+        plan,
+        cancel,
+        move |batch| {
+            let positions = batch.column(&column)?.idx()?;
+            let mut found = taken
+                .lock()
+                .map_err(|_| PolarsError::ComputeError("the view's positions were lost".into()))?;
+            // Whole arrays at once (a row index has no nulls): a loop over millions of
+            // values is slow in an unoptimized build of this crate.
+            for array in positions.downcast_iter() {
+                found.extend_from_slice(array.values().as_slice());
+            }
+            Ok(true)
+        },
+        &|| restart.lock().map(|mut f| f.clear()).is_ok(),
+    )?;
+    let found = std::mem::take(
+        &mut *found
+            .lock()
+            .map_err(|_| QueryError::Internal(anyhow::anyhow!("the view's positions were lost")))?,
+    );
+    Ok(found)
+}
+
+/// The page as a slice of the view's plan, counting its rows with a scan.
+fn sliced_page(
+    view: Filtered,
+    spec: &ViewSpec,
+    offset: u64,
+    limit: usize,
+    cancel: &Cancel,
+) -> Result<Page, QueryError> {
     let total_rows = count(view.plan.clone(), cancel)?;
     let plan = arranged(view, spec)?.slice(
         i64::try_from(offset).unwrap_or(i64::MAX),
@@ -138,216 +314,6 @@ pub fn row_count(table: &Table, spec: &ViewSpec, cancel: &Cancel) -> Result<u64,
     count(filtered(table, spec, cancel)?.plan, cancel)
 }
 
-/// Facets of `columns` (all when `None`) over the view: at most `limit` values or bins each.
-pub fn facets(
-    table: &Table,
-    spec: &ViewSpec,
-    columns: Option<&str>,
-    limit: usize,
-    cancel: &Cancel,
-) -> Result<Facets, QueryError> {
-    let view = filtered(table, spec, cancel)?;
-    let names: Vec<String> = match columns.filter(|t| !t.trim().is_empty()) {
-        Some(text) => filter::parse_columns(text, &view.schema)?,
-        None => view.schema.iter_names().map(|n| n.to_string()).collect(),
-    };
-    let kinds: Vec<(String, FacetKind)> = names
-        .into_iter()
-        .map(|name| {
-            let dtype = view.schema.get(name.as_str()).cloned().unwrap_or(DataType::Null);
-            let kind = if matches!(dtype, DataType::Date | DataType::Datetime(..)) {
-                FacetKind::Dates
-            } else if dtype.is_primitive_numeric() {
-                FacetKind::Bins
-            } else {
-                FacetKind::Values
-            };
-            (name, kind)
-        })
-        .collect();
-    // One pass for the count and every range a date or number facet needs.
-    let mut measures = vec![len().cast(DataType::Int64).alias("n")];
-    for (i, (name, kind)) in kinds.iter().enumerate() {
-        match kind {
-            FacetKind::Dates => measures.extend([
-                col(name.as_str()).min().cast(DataType::Date).alias(format!("lo{i}")),
-                col(name.as_str()).max().cast(DataType::Date).alias(format!("hi{i}")),
-            ]),
-            FacetKind::Bins => measures.extend([
-                col(name.as_str()).cast(DataType::Float64).min().alias(format!("lo{i}")),
-                col(name.as_str()).cast(DataType::Float64).max().alias(format!("hi{i}")),
-                col(name.as_str())
-                    .null_count()
-                    .cast(DataType::Int64)
-                    .alias(format!("nulls{i}")),
-            ]),
-            FacetKind::Values => {}
-        }
-    }
-    let bounds = collect(view.plan.clone().select(measures), cancel)?;
-    let get = |c: &str| -> Option<AnyValue<'static>> {
-        bounds
-            .column(c)
-            .ok()
-            .and_then(|s| s.get(0).ok().map(|v| v.into_static()))
-    };
-    let total_rows = get("n").and_then(|v| v.extract::<u64>()).unwrap_or(0);
-    let mut facets = serde_json::Map::new();
-    for (i, (name, kind)) in kinds.into_iter().enumerate() {
-        let facet = match kind {
-            FacetKind::Dates => {
-                let day = |c: String| match get(&c) {
-                    Some(AnyValue::Date(d)) => Some(d),
-                    _ => None,
-                };
-                date_facet(&view.plan, &name, day(format!("lo{i}")), day(format!("hi{i}")), cancel)?
-            }
-            FacetKind::Bins => {
-                let number = |c: String| get(&c).and_then(|v| v.extract::<f64>());
-                let nulls = number(format!("nulls{i}")).unwrap_or(0.0) as u64;
-                let range = number(format!("lo{i}")).zip(number(format!("hi{i}")));
-                number_facet(&view.plan, &name, limit, range, nulls, cancel)?
-            }
-            FacetKind::Values => value_facet(&view.plan, &name, limit, total_rows, cancel)?,
-        };
-        facets.insert(name, facet);
-    }
-    Ok(Facets { total_rows, facets })
-}
-
-/// How a column is faceted: its most frequent values, dates by period, numbers in bins.
-enum FacetKind {
-    Values,
-    Dates,
-    Bins,
-}
-
-/// The most frequent values with their counts, and how many rows hold another value.
-fn value_facet(plan: &LazyFrame, name: &str, limit: usize, total: u64, cancel: &Cancel) -> Result<Json, QueryError> {
-    let counts = collect(
-        plan.clone()
-            .group_by([col(name).alias("value")])
-            .agg([len().alias("count")])
-            .sort_by_exprs(
-                [col("count"), col("value")],
-                SortMultipleOptions::default()
-                    .with_order_descending_multi([true, false])
-                    .with_nulls_last(true),
-            )
-            .limit(IdxSize::try_from(limit).unwrap_or(IdxSize::MAX)),
-        cancel,
-    )?;
-    let values = value_counts(&counts)?;
-    let shown: u64 = values.iter().map(|v| v["count"].as_u64().unwrap_or(0)).sum();
-    Ok(serde_json::json!({ "kind": "values", "values": values, "other": total.saturating_sub(shown) }))
-}
-
-/// Counts by year, month or day, whichever gives a readable number of periods for the
-/// range the view covers (`lo..=hi`, days since 1970; over three years: years; over
-/// ninety days: months; else days).
-fn date_facet(
-    plan: &LazyFrame,
-    name: &str,
-    lo: Option<i32>,
-    hi: Option<i32>,
-    cancel: &Cancel,
-) -> Result<Json, QueryError> {
-    let span = match (lo, hi) {
-        (Some(lo), Some(hi)) => hi - lo,
-        _ => 0,
-    };
-    let (period, format) = if span > 3 * 366 {
-        ("year", "%Y")
-    } else if span > 90 {
-        ("month", "%Y-%m")
-    } else {
-        ("day", "%Y-%m-%d")
-    };
-    let counts = collect(
-        plan.clone()
-            .group_by([col(name).dt().strftime(format).alias("value")])
-            .agg([len().alias("count")])
-            .sort_by_exprs([col("value")], SortMultipleOptions::default().with_nulls_last(true)),
-        cancel,
-    )?;
-    Ok(serde_json::json!({ "kind": "dates", "period": period, "values": value_counts(&counts)?, "other": 0 }))
-}
-
-/// A histogram of `bins` equal-width bins from the smallest value to the largest
-/// (`range`; the last bin includes its upper edge); the `nulls` missing values are
-/// counted apart, as `null`.
-fn number_facet(
-    plan: &LazyFrame,
-    name: &str,
-    bins: usize,
-    range: Option<(f64, f64)>,
-    nulls: u64,
-    cancel: &Cancel,
-) -> Result<Json, QueryError> {
-    let x = || col(name).cast(DataType::Float64);
-    let Some((lo, hi)) = range else {
-        let values = if nulls > 0 {
-            vec![serde_json::json!({ "value": null, "count": nulls })]
-        } else {
-            vec![]
-        };
-        return Ok(serde_json::json!({ "kind": "bins", "values": values, "other": 0 }));
-    };
-    let bins = bins.max(1);
-    let width = if hi > lo { (hi - lo) / bins as f64 } else { 1.0 };
-    let counts = collect(
-        plan.clone()
-            .filter(col(name).is_not_null())
-            .select([((x() - lit(lo)) / lit(width))
-                .floor()
-                .clip(lit(0.0), lit((bins - 1) as f64))
-                .cast(DataType::Int64)
-                .alias("bin")])
-            .group_by([col("bin")])
-            .agg([len().alias("count")]),
-        cancel,
-    )?;
-    let mut per_bin = vec![0u64; bins];
-    let bin_col = counts.column("bin").map_err(|e| engine_error(e, cancel))?;
-    let count_col = counts.column("count").map_err(|e| engine_error(e, cancel))?;
-    for i in 0..counts.height() {
-        let bin = bin_col.get(i).ok().and_then(|v| v.extract::<i64>()).unwrap_or(0);
-        let n = count_col.get(i).ok().and_then(|v| v.extract::<u64>()).unwrap_or(0);
-        per_bin[(bin.max(0) as usize).min(bins - 1)] += n;
-    }
-    let mut values: Vec<Json> = if hi > lo {
-        per_bin
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let to = if i + 1 == bins { hi } else { lo + width * (i + 1) as f64 };
-                serde_json::json!({ "value": lo + width * i as f64, "to": to, "count": n })
-            })
-            .collect()
-    } else {
-        // Every value is the same: one bin.
-        vec![serde_json::json!({ "value": lo, "to": hi, "count": per_bin.iter().sum::<u64>() })]
-    };
-    if nulls > 0 {
-        values.push(serde_json::json!({ "value": null, "count": nulls }));
-    }
-    Ok(serde_json::json!({ "kind": "bins", "values": values, "other": 0 }))
-}
-
-/// `[{"value", "count"}]` from a frame of those two columns.
-fn value_counts(frame: &DataFrame) -> Result<Vec<Json>, QueryError> {
-    let internal = |e: PolarsError| QueryError::Internal(anyhow::Error::new(e).context("reading facet counts"));
-    let values = frame.column("value").map_err(internal)?;
-    let counts = frame.column("count").map_err(internal)?;
-    (0..frame.height())
-        .map(|i| {
-            let value = values.get(i).map_err(internal)?;
-            let count = counts.get(i).map_err(internal)?.extract::<u64>().unwrap_or(0);
-            Ok(serde_json::json!({ "value": json_value(&value), "count": count }))
-        })
-        .collect()
-}
-
 fn count(plan: LazyFrame, cancel: &Cancel) -> Result<u64, QueryError> {
     let counted = collect(plan.select([len().alias("n")]), cancel)?;
     Ok(counted
@@ -360,7 +326,7 @@ fn count(plan: LazyFrame, cancel: &Cancel) -> Result<u64, QueryError> {
 
 /// A small result (a count, a facet's groups) in one frame; with no rows, an empty frame
 /// that still has the result's columns (the engine may hand over no batch at all).
-fn collect(mut plan: LazyFrame, cancel: &Cancel) -> Result<DataFrame, QueryError> {
+pub(super) fn collect(mut plan: LazyFrame, cancel: &Cancel) -> Result<DataFrame, QueryError> {
     let schema = plan.collect_schema().map_err(|e| engine_error(e, cancel))?;
     let batches: Arc<Mutex<Vec<DataFrame>>> = Arc::default();
     let taken = batches.clone();
