@@ -376,7 +376,7 @@ async fn start_held_patch(
     offset: u64,
     first: &[u8],
 ) -> HeldPatch {
-    for _attempt in 0..5 {
+    for attempt in 0..8u32 {
         let (tx, body) = held_body();
         tx.send(Ok(first.to_vec())).await.unwrap();
         let r = request(server, Method::PATCH, path, Some(user))
@@ -389,6 +389,9 @@ async fn start_held_patch(
                 Err(_) => None,
             }
         });
+        // A head start before the first probe, longer after each lost race: on a busy
+        // machine the held PATCH may reach the server only after a probe took the lock.
+        tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
         let probe = eventually(20, "a PATCH through the observer refused with 423", || {
             let answer = &answer;
             async move {
@@ -417,7 +420,7 @@ async fn start_held_patch(
             }
         }
     }
-    panic!("the held PATCH lost the upload to a probe five times");
+    panic!("the held PATCH lost the upload to a probe eight times");
 }
 
 /// Sends a PATCH over a raw socket: its headers (declaring `declared` bytes), then only
