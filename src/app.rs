@@ -260,6 +260,7 @@ async fn open(config: &Config) -> Result<Arc<FileService>, StartupError> {
         max_concurrent_queries: config.max_concurrent_queries,
         query_timeout: Duration::from_secs(config.query_timeout_seconds),
         quota: quota_defaults(config),
+        tables_ahead: config.query_tables_ahead,
     };
     let copies_dir = config.data_dir.join("query-tables");
     let copies = crate::query::ColumnarCache::new(copies_dir.clone(), config.query_cache_max_bytes)

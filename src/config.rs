@@ -61,6 +61,9 @@ pub struct Config {
     pub max_concurrent_queries: usize,
     /// Columnar copies made for queries are kept under `data_dir`, at most this many bytes.
     pub query_cache_max_bytes: u64,
+    /// Make each uploaded file's columnar copy and row file in the background right after
+    /// the upload, so its first query does not wait for them.
+    pub query_tables_ahead: bool,
     /// Rows (or listed files) in one MCP tool result.
     pub mcp_max_rows: usize,
     /// Characters in one MCP tool result (its structured content, and its text).
@@ -326,6 +329,7 @@ impl Config {
         }
         let max_concurrent_queries = src.parse("max_concurrent_queries", cores, "a whole number")?.max(1);
         let query_cache_max_bytes = src.parse("query_cache_max_bytes", 10u64 << 30, "a whole number of bytes")?;
+        let query_tables_ahead = src.parse("query_tables_ahead", true, "true or false")?;
         let mcp_max_rows = src.parse("mcp_max_rows", 500usize, "a whole number of rows")?;
         if !(1..=crate::query::MAX_LIMIT).contains(&mcp_max_rows) {
             return Err(config_error(
@@ -413,6 +417,7 @@ impl Config {
             query_timeout_seconds,
             max_concurrent_queries,
             query_cache_max_bytes,
+            query_tables_ahead,
             mcp_max_rows,
             mcp_max_chars,
             rate_limit_per_minute,

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub query_seconds: Histogram,
     /// Rows answered or written by queries and conversions.
     pub query_rows: IntCounter,
+    /// New files' tables made ahead of their first query, by outcome (made, failed, left
+    /// to the first query when the queue was full).
+    pub tables_ahead: IntCounterVec,
     /// Bytes of query downloads and conversions sent.
     pub query_bytes: IntCounter,
     /// MCP tool calls by tool and outcome (ok, truncated, invalid, unauthorized, timeout, busy, error).
@@ -124,6 +127,14 @@ impl Metrics {
             .expect("valid metric"),
             query_rows: IntCounter::new("file_service_query_rows_total", "Rows answered or written by queries")
                 .expect("valid metric"),
+            tables_ahead: IntCounterVec::new(
+                Opts::new(
+                    "file_service_tables_ahead_total",
+                    "New files' columnar copies and row files made ahead of their first query, by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             query_bytes: IntCounter::new(
                 "file_service_query_bytes_total",
                 "Bytes of query downloads and conversions sent",
@@ -152,6 +163,7 @@ impl Metrics {
             Box::new(m.query_seconds.clone()),
             Box::new(m.query_rows.clone()),
             Box::new(m.query_bytes.clone()),
+            Box::new(m.tables_ahead.clone()),
             Box::new(m.mcp_calls.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");

@@ -26,6 +26,10 @@ pub struct ListResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub response_bytes: u64,
+    /// `GET /files/` right after a change to one of the files (a new description): the
+    /// listing the server kept is stale, so this is a miss.
+    pub after_change_p50_ms: f64,
+    pub after_change_p99_ms: f64,
     pub errors: u64,
     pub first_error: Option<String>,
 }
@@ -112,4 +116,40 @@ pub async fn count(server: &Server, user: i64) -> usize {
             .unwrap_or(0),
         Err(_) => 0,
     }
+}
+
+/// Changes made before each timed listing of [`after_change`].
+const CHANGES: usize = 40;
+
+/// Each of [`CHANGES`] rounds gives `file-00000` a new description, then times one
+/// `GET /files/` (the whole body): latencies in µs, sorted, and how many rounds failed.
+pub async fn after_change(server: &Server, user: i64) -> (Vec<u32>, u64) {
+    let client = client();
+    let bearer = server::token(user);
+    let mut latencies = Vec::with_capacity(CHANGES);
+    let mut errors = 0;
+    for round in 0..CHANGES {
+        let changed = client
+            .patch(server.url("/files/file-00000"))
+            .bearer_auth(&bearer)
+            .json(&serde_json::json!({ "description": format!("changed {round}") }))
+            .send()
+            .await;
+        if !changed.is_ok_and(|r| r.status().is_success()) {
+            errors += 1;
+            continue;
+        }
+        let started = Instant::now();
+        let listed = match client.get(server.url("/files/")).bearer_auth(&bearer).send().await {
+            Ok(resp) if resp.status().is_success() => resp.bytes().await.is_ok(),
+            _ => false,
+        };
+        if listed {
+            latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        } else {
+            errors += 1;
+        }
+    }
+    latencies.sort_unstable();
+    (latencies, errors)
 }

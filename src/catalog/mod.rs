@@ -203,6 +203,14 @@ pub trait Records {
     /// `rev_history` empty (only sync reads it, through other calls).
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)>;
 
+    /// The id and rev of each file [`Catalog::list_files`] would answer, in its order, and
+    /// the same total: enough to tell which records a kept listing still has as they are
+    /// (every change to a listed field makes a new rev).
+    fn list_revs(&self, user: UserId, query: &ListQuery) -> Result<(Vec<(Uuid, String)>, u64)>;
+
+    /// The user's visible files among `ids`, as listings read them, in no particular order.
+    fn listed_by_id(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<FileRecord>>;
+
     /// The change-feed sequence number of `user`'s latest change (0 if none). Every change
     /// to a listed record (upload, rename, description, content, delete, sync) enters the
     /// feed with a new, larger number in its own transaction, so while this number stays

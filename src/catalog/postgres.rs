@@ -95,12 +95,28 @@ const ABORT: &str = "DELETE FROM files WHERE public_id = $1 AND state = 'pending
 const EXISTS_BY_ID: &str = "SELECT EXISTS (SELECT 1 FROM files WHERE public_id = $1)";
 // `starts_with` compares characters; an empty prefix matches every name. LIMIT NULL is no limit.
 // Without the profile and the version history (see `Records::list_files`).
-const LIST: &str = concat!(
-    "SELECT f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
+/// The columns listings read: without the profile and the rev history (large, and never
+/// shown in a listing).
+macro_rules! listed_columns {
+    () => {
+        "f.public_id, f.user_id, f.file_name, f.storage_uri, f.storage_type::text, f.description, f.summary, \
          f.format, f.size_bytes, f.sha256, f.row_count, f.column_count, '' AS profile, f.created_at, f.updated_at, f.state, \
-         f.rev, '[]' AS rev_history, f.origin",
+         f.rev, '[]' AS rev_history, f.origin"
+    };
+}
+const LIST: &str = concat!(
+    "SELECT ",
+    listed_columns!(),
     " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)
      ORDER BY f.id LIMIT $3 OFFSET $4"
+);
+const LIST_REVS: &str = "SELECT f.public_id, f.rev FROM files f
+     WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)
+     ORDER BY f.id LIMIT $3 OFFSET $4";
+const LISTED_BY_ID: &str = concat!(
+    "SELECT ",
+    listed_columns!(),
+    " FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND f.public_id = ANY($2)"
 );
 const COUNT: &str =
     "SELECT COUNT(*) FROM files f WHERE f.user_id = $1 AND f.state = 'ready' AND starts_with(f.file_name, $2)";
@@ -428,6 +444,32 @@ fn is_name_taken(e: &postgres::Error) -> bool {
 }
 
 /// Reads a record from the `columns!()` of `row`, by column name.
+/// The rows of `statement` (a listing's page: user, prefix, limit, offset) for `query`.
+fn list_page(conn: &mut PgConn, statement: &'static str, user: UserId, query: &ListQuery) -> Result<Vec<Row>> {
+    let stmt = conn.statement(statement)?;
+    let prefix = query.name_prefix.clone().unwrap_or_default();
+    let limit = query.limit.map(i64::from);
+    let offset = query.offset as i64;
+    conn.client
+        .query(&stmt, &[&user, &prefix, &limit, &offset])
+        .map_err(db_err)
+}
+
+/// How many files the listing of `query` matches in all, given the `page_len` it got:
+/// without paging the page is the whole answer, so only a paged listing counts.
+fn list_total(conn: &mut PgConn, user: UserId, query: &ListQuery, page_len: usize) -> Result<u64> {
+    if query.limit.is_none() && query.offset == 0 {
+        return Ok(page_len as u64);
+    }
+    let count = conn.statement(COUNT)?;
+    let prefix = query.name_prefix.clone().unwrap_or_default();
+    conn.client
+        .query_one(&count, &[&user, &prefix])
+        .and_then(|r| r.try_get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(db_err)
+}
+
 fn record_of(row: &Row) -> Result<FileRecord> {
     let read = || -> std::result::Result<FileRecord, postgres::Error> {
         Ok(FileRecord {
@@ -714,26 +756,29 @@ impl Records for PostgresCatalog {
 
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {
         let mut conn = self.conn()?;
-        let list = conn.statement(LIST)?;
-        let prefix = query.name_prefix.clone().unwrap_or_default();
-        let limit = query.limit.map(i64::from);
-        let offset = query.offset as i64;
-        let rows = conn
-            .client
-            .query(&list, &[&user, &prefix, &limit, &offset])
-            .map_err(db_err)?;
+        let rows = list_page(&mut conn, LIST, user, query)?;
         let files = rows.iter().map(|r| record_of(r)).collect::<Result<Vec<_>>>()?;
-        // Without paging the page is the whole answer; count only when it may not be.
-        let total = if query.limit.is_none() && query.offset == 0 {
-            files.len() as u64
-        } else {
-            let count = conn.statement(COUNT)?;
-            conn.client
-                .query_one(&count, &[&user, &prefix])
-                .and_then(|r| r.try_get::<_, i64>(0))
-                .map_err(db_err)? as u64
-        };
+        let total = list_total(&mut conn, user, query, files.len())?;
         Ok((files, total))
+    }
+
+    fn list_revs(&self, user: UserId, query: &ListQuery) -> Result<(Vec<(Uuid, String)>, u64)> {
+        let mut conn = self.conn()?;
+        let rows = list_page(&mut conn, LIST_REVS, user, query)?;
+        let revs = rows
+            .iter()
+            .map(|r| Ok((r.try_get("public_id")?, r.try_get("rev")?)))
+            .collect::<std::result::Result<Vec<_>, postgres::Error>>()
+            .map_err(db_err)?;
+        let total = list_total(&mut conn, user, query, revs.len())?;
+        Ok((revs, total))
+    }
+
+    fn listed_by_id(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<FileRecord>> {
+        let mut conn = self.conn()?;
+        let stmt = conn.statement(LISTED_BY_ID)?;
+        let rows = conn.client.query(&stmt, &[&user, &ids]).map_err(db_err)?;
+        rows.iter().map(|r| record_of(r)).collect()
     }
 
     fn list_version(&self, user: UserId) -> Result<i64> {

@@ -217,6 +217,49 @@ fn ready_by_id(conn: &Connection, id: Uuid) -> rusqlite::Result<Option<(i64, Fil
     .optional()
 }
 
+/// Which files a listing shows (`?1` the user, `?2` the name prefix). An empty prefix
+/// matches everything; substr compares characters, not bytes.
+const LISTED: &str = "user_id = ?1 AND state = 'ready' AND substr(file_name, 1, length(?2)) = ?2";
+
+/// The columns listings read: without the profile and the rev history (large, and never
+/// shown in a listing).
+fn listed_columns() -> String {
+    COLUMNS
+        .replace("profile", "'' AS profile")
+        .replace("rev_history", "'[]' AS rev_history")
+}
+
+/// `columns` of the page of the user's listing that `query` asks for, oldest first.
+fn list_page<T>(
+    conn: &Connection,
+    columns: &str,
+    user: UserId,
+    query: &ListQuery,
+    row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let prefix = query.name_prefix.clone().unwrap_or_default();
+    let limit = query.limit.map_or(-1, i64::from);
+    conn.prepare_cached(&format!("SELECT {columns} FROM files WHERE {LISTED} ORDER BY pk LIMIT ?3 OFFSET ?4"))
+        .map_err(db_err)?
+        .query_map(params![user, prefix, limit, query.offset as i64], row)
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)
+}
+
+/// How many files the listing of `query` matches in all, given the `page_len` it got:
+/// without paging the page is the whole answer, so only a paged listing counts.
+fn list_total(conn: &Connection, user: UserId, query: &ListQuery, page_len: usize) -> Result<u64> {
+    if query.limit.is_none() && query.offset == 0 {
+        return Ok(page_len as u64);
+    }
+    let prefix = query.name_prefix.clone().unwrap_or_default();
+    conn.prepare_cached(&format!("SELECT COUNT(*) FROM files WHERE {LISTED}"))
+        .and_then(|mut s| s.query_row(params![user, prefix], |r| r.get::<_, i64>(0)))
+        .map(|n| n as u64)
+        .map_err(db_err)
+}
+
 fn record(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
     record_of(row)
 }
@@ -410,32 +453,44 @@ impl Records for SqliteCatalog {
 
     fn list_files(&self, user: UserId, query: &ListQuery) -> Result<(Vec<FileRecord>, u64)> {
         let conn = self.conn()?;
-        // An empty prefix matches everything; substr compares characters, not bytes.
-        let prefix = query.name_prefix.clone().unwrap_or_default();
-        let filter = "user_id = ?1 AND state = 'ready' AND substr(file_name, 1, length(?2)) = ?2";
-        let limit = query.limit.map_or(-1, i64::from);
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {} FROM files WHERE {filter} ORDER BY pk LIMIT ?3 OFFSET ?4",
-                COLUMNS
-                    .replace("profile", "'' AS profile")
-                    .replace("rev_history", "'[]' AS rev_history")
-            ))
-            .map_err(db_err)?;
-        let files = stmt
-            .query_map(params![user, prefix, limit, query.offset as i64], record)
-            .map_err(db_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_err)?;
-        // Without paging the page is the whole answer; count only when it may not be.
-        let total = if query.limit.is_none() && query.offset == 0 {
-            files.len() as u64
-        } else {
-            conn.prepare_cached(&format!("SELECT COUNT(*) FROM files WHERE {filter}"))
-                .and_then(|mut s| s.query_row(params![user, prefix], |r| r.get::<_, i64>(0)))
-                .map_err(db_err)? as u64
-        };
+        let files = list_page(&conn, &listed_columns(), user, query, record)?;
+        let total = list_total(&conn, user, query, files.len())?;
         Ok((files, total))
+    }
+
+    fn list_revs(&self, user: UserId, query: &ListQuery) -> Result<(Vec<(Uuid, String)>, u64)> {
+        let conn = self.conn()?;
+        let revs = list_page(&conn, "id, rev", user, query, |row| {
+            let id: String = row.get(0)?;
+            let id = Uuid::parse_str(&id)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))?;
+            Ok((id, row.get(1)?))
+        })?;
+        let total = list_total(&conn, user, query, revs.len())?;
+        Ok((revs, total))
+    }
+
+    fn listed_by_id(&self, user: UserId, ids: &[Uuid]) -> Result<Vec<FileRecord>> {
+        let conn = self.conn()?;
+        let mut files = Vec::with_capacity(ids.len());
+        // A bounded number of parameters per statement.
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT {} FROM files WHERE user_id = ? AND state = 'ready' AND id IN ({marks})",
+                listed_columns()
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            let params = std::iter::once(&user as &dyn rusqlite::ToSql).chain(ids.iter().map(|i| i as &dyn rusqlite::ToSql));
+            let found = stmt
+                .query_map(rusqlite::params_from_iter(params), record)
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            files.extend(found);
+        }
+        Ok(files)
     }
 
     fn list_version(&self, user: UserId) -> Result<i64> {

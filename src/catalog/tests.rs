@@ -129,6 +129,20 @@ fn contract(c: &dyn Catalog) {
         listed.iter().all(|f| f.profile_json.is_empty()),
         "listings leave out the profile"
     );
+    // The ids and revs of a listing, in its order, with its total; and records by id, as
+    // listings read them (this user's visible ones only).
+    let (revs, total) = c.list_revs(u, &page).unwrap();
+    let paged = c.list_files(u, &page).unwrap().0;
+    assert_eq!(total, 3);
+    assert_eq!(revs, paged.iter().map(|f| (f.id, f.rev.clone())).collect::<Vec<_>>());
+    let (all_revs, all) = c.list_revs(u, &ListQuery::default()).unwrap();
+    assert_eq!((all_revs.len(), all), (4, 4));
+    let wanted = [listed[3].id, listed[0].id, Uuid::new_v4()];
+    let mut by_id = c.listed_by_id(u, &wanted).unwrap();
+    by_id.sort_by_key(|f| f.file_name.clone());
+    assert_eq!(by_id, vec![listed[0].clone(), listed[3].clone()]);
+    assert!(c.listed_by_id(other, &wanted).unwrap().is_empty());
+    assert!(c.listed_by_id(u, &[]).unwrap().is_empty());
 
     // Activation: a file of this user only; one active file per session.
     assert!(c.set_active(u, s1, "nope").unwrap().is_none());

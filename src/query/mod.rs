@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use output::{Answer, AnswerColumn, OutputFormat, XLSX_MAX_ROWS};
+pub use rowfile::prepare as prepare_row_file;
 pub use run::{answer, convert, download, Table};
 pub use statement::{check, Checked};
 pub use tables::{ColumnarCache, TableFile};

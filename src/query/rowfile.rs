@@ -15,6 +15,7 @@ use polars_arrow::io::ipc::read::{read_file_metadata, FileReader};
 use polars_arrow::io::ipc::write::{Compression, FileWriter, WriteOptions};
 
 use super::run::{engine_error, run, scan};
+use super::tables::open_kept;
 use super::{Cancel, QueryError, Table};
 
 /// Rows per record batch: a page of scattered rows reads about this many rows per row it shows.
@@ -97,19 +98,28 @@ fn open_or_build(table: &Table, cancel: &Cancel) -> Result<File, QueryError> {
     let path = cache
         .dir
         .join(format!("{}.rows-v{ROW_FILE_VERSION}.arrow", table.file.identity()));
-    if let Ok(file) = File::open(&path) {
-        // Recently used: evicted last.
-        let _ = file.set_modified(std::time::SystemTime::now());
+    if let Some(file) = open_kept(&path) {
         return Ok(file);
     }
-    let temp = tempfile::Builder::new()
-        .prefix(".building-")
-        .tempfile_in(&cache.dir)
-        .map_err(io)?;
-    write(table, temp.as_file().try_clone().map_err(io)?, cancel)?;
-    let file = temp.persist(&path).map_err(|e| io(e.error))?;
-    cache.evict(&path);
-    Ok(file)
+    cache.makers.one_at_a_time(&path, || {
+        if let Some(file) = open_kept(&path) {
+            return Ok(file);
+        }
+        let temp = tempfile::Builder::new()
+            .prefix(".building-")
+            .tempfile_in(&cache.dir)
+            .map_err(io)?;
+        write(table, temp.as_file().try_clone().map_err(io)?, cancel)?;
+        let file = temp.persist(&path).map_err(|e| io(e.error))?;
+        cache.evict(&path);
+        Ok(file)
+    })
+}
+
+/// Makes the table's row file now if the cache folder has none, so the first page of a
+/// filtered or sorted view finds it.
+pub fn prepare(table: &Table, cancel: &Cancel) -> Result<(), QueryError> {
+    open_or_build(table, cancel).map(drop)
 }
 
 /// Writes every row of `table` to `out` in batches of exactly [`BATCH_ROWS`] rows (the

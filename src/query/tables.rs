@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
@@ -50,6 +51,35 @@ pub struct TableFile {
 pub(super) struct CacheFolder {
     pub dir: PathBuf,
     pub max_bytes: u64,
+    /// Files being made in the folder, so two makers of one never race.
+    pub makers: Arc<Makers>,
+}
+
+/// One lock per file being made: whoever wants a file that is being made waits for it
+/// and then opens it, rather than making it a second time (a query arriving while the
+/// copy is made ahead of it, or two first queries of one file).
+#[derive(Default)]
+pub(super) struct Makers(Mutex<std::collections::HashMap<PathBuf, Arc<Mutex<()>>>>);
+
+impl Makers {
+    /// Runs `make` holding the lock of `path`: `make` must first look whether the file
+    /// exists by now.
+    pub(super) fn one_at_a_time<T>(&self, path: &Path, make: impl FnOnce() -> T) -> T {
+        let gate = {
+            let mut gates = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            gates.entry(path.to_path_buf()).or_default().clone()
+        };
+        let answer = {
+            let _held = gate.lock().unwrap_or_else(|e| e.into_inner());
+            make()
+        };
+        let mut gates = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's own and ours: nobody else waits, the entry can go.
+        if Arc::strong_count(&gate) <= 2 {
+            gates.remove(path);
+        }
+        answer
+    }
 }
 
 impl TableFile {
@@ -72,6 +102,7 @@ impl TableFile {
         let cache = CacheFolder {
             dir: dir.to_path_buf(),
             max_bytes: u64::MAX,
+            makers: Arc::default(),
         };
         TableFile::open(ScanKind::Parquet, file, identity.into(), cache)
     }
@@ -87,18 +118,24 @@ impl TableFile {
 
 /// The cache folder of columnar copies, bounded in bytes (least recently used go first).
 pub struct ColumnarCache {
-    dir: PathBuf,
-    max_bytes: u64,
+    folder: CacheFolder,
 }
 
 impl ColumnarCache {
     pub fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<ColumnarCache> {
         std::fs::create_dir_all(&dir)?;
-        Ok(ColumnarCache { dir, max_bytes })
+        remove_abandoned(&dir);
+        Ok(ColumnarCache {
+            folder: CacheFolder {
+                dir,
+                max_bytes,
+                makers: Arc::default(),
+            },
+        })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.folder.dir
     }
 
     /// The table of a stored file: `content` is its open bytes, `format` and `profile` what
@@ -111,10 +148,7 @@ impl ColumnarCache {
         content: Content,
     ) -> Result<TableFile, QueryError> {
         let columnar = format.columnar();
-        let folder = CacheFolder {
-            dir: self.dir.clone(),
-            max_bytes: self.max_bytes,
-        };
+        let folder = self.folder.clone();
         if let (Some(layout), Content::File(file)) = (columnar, &content) {
             if format.scans_as_stored(file).map_err(unreadable)? {
                 let identity = format!("{sha256}.{}.stored", format.key());
@@ -129,34 +163,73 @@ impl ColumnarCache {
         let layout = columnar.unwrap_or(Columnar::Parquet);
         let identity = format!("{sha256}.{}.v{COPY_VERSION}", format.key());
         let key = format!("{identity}.{}", extension(layout));
-        let path = self.dir.join(&key);
-        if let Ok(file) = File::open(&path) {
-            // Recently used: evicted last.
-            let _ = file.set_modified(std::time::SystemTime::now());
+        let path = folder.dir.join(&key);
+        if let Some(file) = open_kept(&path) {
             return Ok(TableFile::open(scan_kind(layout), file, identity, folder));
         }
-        let source = content
-            .into_file()
-            .map_err(|e| QueryError::Internal(anyhow::anyhow!("{e}")))?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".building-")
-            .tempfile_in(&self.dir)
-            .map_err(io)?;
-        match columnar {
-            // As stored (a bucket's object, or an Arrow stream made into a file).
-            Some(_) => format
-                .write_columnar(&source, temp.as_file_mut())
-                .map_err(|e| match e {
-                    FormatError::Io(e) => io(e),
-                    other => unreadable(other),
-                })?,
-            None => write_copy(&source, format, profile, temp.as_file_mut())?,
-        }
-        temp.as_file_mut().flush().map_err(io)?;
-        let file = temp.persist(&path).map_err(|e| io(e.error))?;
-        folder.evict(&path);
-        Ok(TableFile::open(scan_kind(layout), file, identity, folder))
+        let made = folder.makers.one_at_a_time(&path, || -> Result<File, QueryError> {
+            if let Some(file) = open_kept(&path) {
+                return Ok(file);
+            }
+            make_copy(&folder, &path, format, profile, content)
+        })?;
+        Ok(TableFile::open(scan_kind(layout), made, identity, folder))
     }
+}
+
+/// Files being made are written continually; one untouched for this long was left by a
+/// process that stopped while making it.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes what a stopped process left half made in the cache folder (another process may
+/// share the folder and be making a file right now, so only old ones go).
+fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let abandoned = entry.file_name().to_string_lossy().starts_with(".building-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+        if abandoned {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A kept file of the cache folder, marked recently used (evicted last).
+pub(super) fn open_kept(path: &Path) -> Option<File> {
+    let file = File::open(path).ok()?;
+    let _ = file.set_modified(std::time::SystemTime::now());
+    Some(file)
+}
+
+/// Makes the columnar copy of `content` at `path` (through a temporary file, so a copy is
+/// there whole or not at all).
+fn make_copy(folder: &CacheFolder, path: &Path, format: Format, profile: &Profile, content: Content) -> Result<File, QueryError> {
+    let source = content
+        .into_file()
+        .map_err(|e| QueryError::Internal(anyhow::anyhow!("{e}")))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".building-")
+        .tempfile_in(&folder.dir)
+        .map_err(io)?;
+    match format.columnar() {
+        // As stored (a bucket's object, or an Arrow stream made into a file).
+        Some(_) => format
+            .write_columnar(&source, temp.as_file_mut())
+            .map_err(|e| match e {
+                FormatError::Io(e) => io(e),
+                other => unreadable(other),
+            })?,
+        None => write_copy(&source, format, profile, temp.as_file_mut())?,
+    }
+    temp.as_file_mut().flush().map_err(io)?;
+    let file = temp.persist(path).map_err(|e| io(e.error))?;
+    folder.evict(path);
+    Ok(file)
 }
 
 impl CacheFolder {
@@ -330,4 +403,53 @@ fn write_copy(source: &File, format: Format, profile: &Profile, out: &mut File) 
     drop(flush);
     writer.finish().map_err(copy_failed)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn a_file_being_made_is_made_once_for_everyone_who_wants_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table");
+        let makers = Makers::default();
+        let made = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    makers.one_at_a_time(&path, || {
+                        if path.exists() {
+                            return;
+                        }
+                        made.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                        std::fs::write(&path, b"made").unwrap();
+                    })
+                });
+            }
+        });
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        assert!(makers.0.lock().unwrap().is_empty(), "no lock is kept once nobody waits");
+    }
+
+    #[test]
+    fn half_made_files_a_stopped_process_left_are_removed_at_start_and_recent_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".building-old");
+        let recent = dir.path().join(".building-recent");
+        let kept = dir.path().join("abc.csv.v1.parquet");
+        for path in [&old, &recent, &kept] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for path in [&old, &kept] {
+            File::options().write(true).open(path).unwrap().set_modified(two_hours_ago).unwrap();
+        }
+        ColumnarCache::new(dir.path().to_path_buf(), u64::MAX).unwrap();
+        assert!(!old.exists());
+        assert!(recent.exists() && kept.exists());
+    }
 }

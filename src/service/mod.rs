@@ -6,6 +6,7 @@
 //! storage, analysis) run on the blocking pool behind semaphores, so a burst of requests
 //! queues instead of swamping two cores.
 
+mod ahead;
 pub mod explore;
 mod files;
 pub mod links;
@@ -60,6 +61,9 @@ pub struct Limits {
     pub query_timeout: Duration,
     /// Every user's quota unless overridden (`QUOTA_BYTES`, `QUOTA_FILES`).
     pub quota: crate::catalog::QuotaLimits,
+    /// Make each uploaded file's columnar copy and row file right after the upload, in the
+    /// background (`QUERY_TABLES_AHEAD`).
+    pub tables_ahead: bool,
 }
 
 /// Held for the whole of one upload; past `max_concurrent_uploads` none is given.
@@ -101,6 +105,8 @@ pub struct FileService {
     queries: Arc<Semaphore>,
     /// The columnar copies queries read.
     copies: Arc<crate::query::ColumnarCache>,
+    /// Makes new files' tables before their first query.
+    tables_ahead: ahead::TablesAhead,
     /// Resumable uploads a stopped process left completing, taken over by the periodic
     /// pass and waiting to be committed here.
     stalled_completions: std::sync::Mutex<Vec<crate::catalog::ResumableUpload>>,
@@ -119,6 +125,8 @@ impl FileService {
         copies: crate::query::ColumnarCache,
     ) -> FileService {
         let queries = Arc::new(Semaphore::new(limits.max_concurrent_queries.max(1)));
+        let copies = Arc::new(copies);
+        let tables_ahead = ahead::TablesAhead::start(copies.clone(), limits.tables_ahead);
         FileService {
             catalog,
             cache,
@@ -134,7 +142,8 @@ impl FileService {
             feed: tokio::sync::Notify::new(),
             listings: listing::new_cache(),
             queries,
-            copies: Arc::new(copies),
+            copies,
+            tables_ahead,
             stalled_completions: std::sync::Mutex::new(Vec::new()),
             unsettled: std::sync::Mutex::new(Vec::new()),
         }

@@ -330,8 +330,29 @@ impl FileService {
         fields: UploadFields,
         file: ReceivedFile,
     ) -> Result<FileRecord> {
-        self.to_completion(move |s| async move { s.store_upload_steps(user, fields, file).await })
-            .await
+        let stored = self
+            .to_completion(move |s| async move { s.store_upload_steps(user, fields, file).await })
+            .await?;
+        self.make_tables_ahead(&stored);
+        Ok(stored)
+    }
+
+    /// Hands the stored file to the tables-ahead worker, without waiting (the bytes are
+    /// opened on a task of their own, then queued).
+    fn make_tables_ahead(self: &Arc<Self>, stored: &FileRecord) {
+        if !self.tables_ahead.enabled() {
+            return;
+        }
+        let (service, user, name) = (self.clone(), stored.user_id, stored.file_name.clone());
+        tokio::spawn(async move {
+            // The record and bytes as they are now, checked to belong together (a table is
+            // kept under its content hash).
+            match service.open_content(user, &name).await {
+                Ok((record, content)) => service.tables_ahead.offer(record, content),
+                // Deleted or renamed meanwhile: its first query (if any) makes its table.
+                Err(e) => tracing::debug!(error = %e.detail(), "could not open a new file to make its table ahead"),
+            }
+        });
     }
 
     async fn store_upload_steps(&self, user: UserId, fields: UploadFields, file: ReceivedFile) -> Result<FileRecord> {

@@ -173,6 +173,23 @@ async fn every_change_shows_in_the_next_listing() {
     assert_eq!(listed("").await, ["z:renamed", "b:about b"]);
     assert_eq!(listed("?limit=1&offset=1").await, ["b:about b"]);
     assert_eq!(listed("?name_prefix=z").await, ["z:renamed"]);
+    // A new description alone; a listing mended from the kept one has each file as it is
+    // now, the same as its own lookup.
+    let resp = server
+        .client
+        .patch(server.url("/files/b"))
+        .bearer_auth(server.token(1))
+        .json(&serde_json::json!({"description": "described"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(listed("").await, ["z:renamed", "b:described"]);
+    let (_, list) = server.get(1, "/files/").await;
+    for file in list.as_array().unwrap() {
+        let (status, own) = server.get(1, &format!("/files/{}", file["file_name"].as_str().unwrap())).await;
+        assert_eq!((status, file), (200, &own));
+    }
     assert_eq!(server.delete(1, "/files/b").await.0, 200);
     assert_eq!(listed("").await, ["z:renamed"]);
     assert!(listed("?limit=1&offset=1").await.is_empty());

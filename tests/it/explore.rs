@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{enc, local_folder_stack, new_session, status_json, TestServer};
+use crate::harness::{enc, eventually, list_dir, local_folder_stack, metric, new_session, status_json, TestServer};
 use crate::sync_kinds::change_stored_content;
 
 /// One generated row.
@@ -604,4 +604,66 @@ async fn a_large_sorted_view_pages_the_same_near_its_start_and_past_it() {
             assert_eq!(ids(&page), want, "{params:?}");
         }
     }
+}
+
+/// Names in the server's cache folder of columnar copies and row files (made files only).
+fn query_tables(server: &TestServer) -> Vec<String> {
+    list_dir(&server.data.path().join("data").join("query-tables"))
+        .into_iter()
+        .filter(|n| !n.starts_with(".building-"))
+        .collect()
+}
+
+/// Right after an upload, the file's columnar copy and row file are made in the background;
+/// the first query and the first sorted page then use them instead of making their own.
+#[tokio::test]
+async fn a_new_files_tables_are_made_ahead_of_its_first_query() {
+    let server = TestServer::start().await;
+    let (status, record) = server
+        .upload(1, "ahead", &new_session(), "ahead.csv", csv().into_bytes())
+        .await;
+    assert_eq!(status, 201, "{record}");
+    let sha = record["sha256"].as_str().expect("sha256").to_string();
+    let made = eventually(60, "the copy and row file made after the upload", || async {
+        let m = server.metrics().await;
+        let done = metric(&m, "file_service_tables_ahead_total", &[("outcome", "made")]) == Some(1.0);
+        let names = query_tables(&server);
+        let ours = |end: &str| names.iter().any(|n| n.starts_with(&sha) && n.ends_with(end));
+        (done && ours(".parquet") && ours(".rows-v1.arrow")).then_some(names)
+    })
+    .await;
+    assert_eq!(made.len(), 2, "{made:?}");
+
+    let (status, answer) = status_json(
+        server
+            .client
+            .post(server.url("/files/ahead/query"))
+            .bearer_auth(server.token(1))
+            .json(&serde_json::json!({ "sql": "SELECT COUNT(*) AS n FROM data" }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["rows"][0][0].as_i64(), Some(ROWS));
+    all_ids(&server, "ahead", &[("orderby", "\"unit price\" DESC, id"), ("where", "region = 'north' OR region IS NULL")], &north_by_price(&rows())).await;
+    assert_eq!(query_tables(&server), made, "the query and the pages made nothing new");
+}
+
+/// With `QUERY_TABLES_AHEAD=false` nothing is made until asked for: the first query makes
+/// the copy, the first sorted page the row file.
+#[tokio::test]
+async fn tables_ahead_turned_off_leaves_each_table_to_its_first_use() {
+    let server = TestServer::start_with(&[("QUERY_TABLES_AHEAD", "false")]).await;
+    upload(&server, 1, "later", "later.csv", csv().into_bytes()).await;
+    let (status, page) = view(&server, 1, "later", "rows", &[("limit", "5")]).await;
+    assert_eq!(status, 200, "{page}");
+    let after_first_page = query_tables(&server);
+    assert_eq!(after_first_page.len(), 1, "only the copy: {after_first_page:?}");
+    assert!(after_first_page[0].ends_with(".parquet"), "{after_first_page:?}");
+    all_ids(&server, "later", &[("orderby", "\"unit price\" DESC, id"), ("where", "region = 'north' OR region IS NULL")], &north_by_price(&rows())).await;
+    assert_eq!(query_tables(&server).len(), 2, "{:?}", query_tables(&server));
+    let m = server.metrics().await;
+    assert_eq!(metric(&m, "file_service_tables_ahead_total", &[("outcome", "made")]), None);
 }
