@@ -348,6 +348,35 @@ fn entries(pairs: Box<dyn Array>) -> Json {
     }
 }
 
+/// One column's statistics, fed its values in file order.
+pub(super) struct ColumnFill<'a> {
+    /// The column's place in the schema.
+    pub index: usize,
+    stats: &'a mut TypedColumn,
+    nulls: &'a mut u64,
+    kind: &'a Kind,
+}
+
+impl ColumnFill<'_> {
+    /// Adds the column's next values.
+    pub(super) fn push(&mut self, array: &dyn Array) {
+        let (stats, nulls) = (&mut *self.stats, &mut *self.nulls);
+        for_each_cell(array, self.kind, &mut |cell| {
+            if cell == Cell::Null {
+                *nulls += 1;
+            }
+            stats.push(cell);
+        });
+    }
+
+    /// `rows` rows where the file has no values of this column (a Parquet row group
+    /// without it): missing.
+    pub(super) fn missing(&mut self, rows: u64) {
+        *self.nulls += rows;
+        self.stats.push_nulls(rows);
+    }
+}
+
 /// The statistics of a whole table, fed one column's arrays at a time.
 pub(super) struct TableStats {
     names: Vec<String>,
@@ -388,6 +417,30 @@ impl TableStats {
             }
             stats.push(cell);
         });
+    }
+
+    /// Each wanted column's statistics apart, to be filled column by column (on threads
+    /// of their own: columns are independent); then [`TableStats::rows_filled`].
+    pub(super) fn column_fills(&mut self) -> Vec<ColumnFill<'_>> {
+        let pandas = &self.pandas;
+        self.columns
+            .iter_mut()
+            .zip(&mut self.nulls)
+            .zip(self.kinds.iter().zip(&self.names))
+            .enumerate()
+            .filter(|(_, (_, (_, name)))| !pandas.is_index(name))
+            .map(|(index, ((stats, nulls), (kind, _)))| ColumnFill {
+                index,
+                stats,
+                nulls,
+                kind,
+            })
+            .collect()
+    }
+
+    /// Every column is filled through [`TableStats::column_fills`] with `rows` rows.
+    pub(super) fn rows_filled(&mut self, rows: u64) {
+        self.rows_done(rows);
     }
 
     /// A piece of the file whose rows are all pushed (a row group, a record batch).

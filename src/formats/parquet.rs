@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 
 use polars_arrow::array::Array;
 use polars_arrow::datatypes::ArrowSchema;
@@ -112,7 +113,7 @@ fn corrupt(e: &dyn std::fmt::Display) -> FormatError {
 
 /// Reads one column of one row group: its column chunks' bytes, then polars' decoder.
 fn read_column(
-    file: &mut File,
+    file: &File,
     size: u64,
     group: &RowGroupMetadata,
     name: &str,
@@ -129,8 +130,8 @@ fn read_column(
             return Err(corrupt(&format!("column {name:?} points past the end of the file")));
         }
         let mut bytes = vec![0u8; (range.end - range.start) as usize];
-        file.seek(SeekFrom::Start(range.start))?;
-        file.read_exact(&mut bytes)?;
+        // Positioned reads: threads share the file.
+        file.read_exact_at(&mut bytes, range.start)?;
         let reader = PageReader::new(Cursor::new(bytes.into()), meta, Vec::new(), usize::MAX);
         pages.push(BasicDecompressor::new(reader, Vec::new()));
         types.push(&meta.descriptor().descriptor.primitive_type);
@@ -139,29 +140,57 @@ fn read_column(
     Ok(Some(arrays))
 }
 
+/// Threads that decode and profile columns at once, at most: the analysis of one file
+/// may use the cores of a small machine, no more.
+const PROFILE_THREADS: usize = 4;
+
+/// The profile of the whole file, its columns on threads of their own (columns are
+/// independent); a thread holds one column chunk of one row group at a time.
 fn profile(file: &File) -> Result<Profile, FormatError> {
-    let (mut file, metadata, schema) = open(file)?;
+    let (file, metadata, schema) = open(file)?;
     let size = file.metadata()?.len();
+    let fields: Vec<_> = schema.iter().collect();
     let mut table = TableStats::new(&schema, pandas_meta(&metadata));
-    for group in &metadata.row_groups {
-        for (i, (name, field)) in schema.iter().enumerate() {
-            if !table.wants(i) {
-                continue;
-            }
-            // Decoded one column at a time: memory holds one column chunk of one row group.
-            if let Some(arrays) = read_column(&mut file, size, group, name, field)? {
-                for array in arrays {
-                    table.push(i, array.as_ref());
+    let fills = table.column_fills();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(PROFILE_THREADS)
+        .min(fills.len())
+        .max(1);
+    // Each thread takes the next column not yet taken, so a costly column does not hold
+    // up columns waiting behind it.
+    let waiting = std::sync::Mutex::new(fills.into_iter());
+    let fill_columns = || -> Result<(), FormatError> {
+        loop {
+            let next = waiting.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some(mut fill) = next else { return Ok(()) };
+            let (name, field) = fields[fill.index];
+            for group in &metadata.row_groups {
+                match read_column(&file, size, group, name, field)? {
+                    Some(arrays) => arrays.iter().for_each(|array| fill.push(array.as_ref())),
+                    None => fill.missing(group.num_rows() as u64),
                 }
             }
         }
-        table.rows_done(group.num_rows() as u64);
-    }
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(fill_columns)).collect();
+        let mut result = fill_columns();
+        for helper in helpers {
+            let joined = helper
+                .join()
+                .unwrap_or_else(|_| Err(FormatError::Corrupt("profiling a column panicked".into())));
+            result = result.and(joined);
+        }
+        result
+    })?;
+    let rows = metadata.row_groups.iter().map(|g| g.num_rows() as u64).sum();
+    table.rows_filled(rows);
     Ok(table.finish(metadata.row_groups.len() as u64))
 }
 
 fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
-    let (mut file, metadata, schema) = open(file)?;
+    let (file, metadata, schema) = open(file)?;
     let size = file.metadata()?.len();
     let mut preview = PreviewRows::new(&schema, &pandas_meta(&metadata), rows);
     for group in &metadata.row_groups {
@@ -170,7 +199,7 @@ fn preview(file: &File, rows: usize) -> Result<Preview, FormatError> {
         }
         let mut columns = Vec::with_capacity(schema.len());
         for (name, field) in schema.iter() {
-            let array = match read_column(&mut file, size, group, name, field)? {
+            let array = match read_column(&file, size, group, name, field)? {
                 Some(arrays) => concat(arrays, field, group.num_rows()),
                 None => polars_arrow::array::new_null_array(field.dtype.clone(), group.num_rows()),
             };
