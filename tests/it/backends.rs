@@ -298,7 +298,8 @@ async fn postgres_down_mid_run_gives_503_with_a_detail_and_recovers() {
         201
     );
 
-    // Cut the service off: no new connections, existing ones terminated.
+    // Cut the service off: no new connections, existing ones terminated (waiting up to 5 s
+    // for each to end: a backend signalled but still running could answer one more query).
     let name = db.name.clone();
     let admin2 = admin.clone();
     let run_admin = move |sql: String| {
@@ -310,7 +311,7 @@ async fn postgres_down_mid_run_gives_503_with_a_detail_and_recovers() {
     };
     run_admin(format!(
         "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+         SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{name}'"
     ));
     for path in ["/files/".to_string(), format!("/files/active/{session}")] {
         let started = Instant::now();
