@@ -216,6 +216,19 @@ impl ColumnState {
 
     #[inline]
     pub(super) fn apply(&mut self, v: Value, key: u64, field: &[u8]) {
+        self.apply_shown(v, key, field, || field);
+    }
+
+    /// As [`ColumnState::apply`] for a value that is not text (`v` is never `Text`, so its
+    /// text is needed only if the top values keep it): `shown` makes that text.
+    #[inline]
+    pub(super) fn apply_typed<D: AsRef<[u8]>>(&mut self, v: Value, key: u64, shown: impl FnOnce() -> D) {
+        debug_assert!(!matches!(v, Value::Text), "text values come with their text");
+        self.apply_shown(v, key, &[], shown);
+    }
+
+    #[inline]
+    fn apply_shown<D: AsRef<[u8]>>(&mut self, v: Value, key: u64, field: &[u8], shown: impl FnOnce() -> D) {
         self.lat.observe(&v);
         if !self.not_comma_numbers {
             match v {
@@ -264,7 +277,7 @@ impl ColumnState {
             }
         }
         match self.distinct.insert(key) {
-            Some(count) => self.top.observe_counted(key, count, field),
+            Some(count) => self.top.observe_counted(key, count, shown),
             None => self.top.observe_frozen(key),
         }
     }

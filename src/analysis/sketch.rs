@@ -331,8 +331,11 @@ impl TopK {
         self.min = self.entries.iter().map(|e| e.count).min().unwrap_or(0);
     }
 
+    /// A key counted `count` times so far. `display` makes the value's text, called only if
+    /// the entry is kept (for most values it is not, and making the text of a typed value
+    /// costs more than counting it).
     #[inline]
-    pub(super) fn observe_counted(&mut self, key: u64, count: u32, display: &[u8]) {
+    pub(super) fn observe_counted<D: AsRef<[u8]>>(&mut self, key: u64, count: u32, display: impl FnOnce() -> D) {
         let count = count as u64;
         if self.entries.len() >= TOP_K && count <= self.min {
             return;
@@ -350,13 +353,13 @@ impl TopK {
         if self.entries.len() < TOP_K {
             self.entries.push(TopEntry {
                 count,
-                display: clip(display),
+                display: clip(display().as_ref()),
             });
             self.keys.push(key);
         } else if let Some((i, _)) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.count) {
             self.entries[i] = TopEntry {
                 count,
-                display: clip(display),
+                display: clip(display().as_ref()),
             };
             self.keys[i] = key;
         }
@@ -577,7 +580,7 @@ mod tests {
             for k in 0..wide.exact_cap as u64 {
                 let key = mix(k ^ ((c as u64) << 32));
                 let count = distinct.insert(key).expect("exact while under the cap");
-                top.observe_counted(key, count + (k % 50) as u32, &long);
+                top.observe_counted(key, count + (k % 50) as u32, || &long);
             }
             for i in 0..(wide.reservoir_cap * 3) {
                 sample.push(i as f64);
@@ -628,7 +631,7 @@ mod tests {
             for v in round..=30u64 {
                 let key = mix(v);
                 if let Some(c) = d.insert(key) {
-                    t.observe_counted(key, c, v.to_string().as_bytes());
+                    t.observe_counted(key, c, || v.to_string());
                 }
             }
         }

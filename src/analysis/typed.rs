@@ -109,39 +109,19 @@ impl TypedColumn {
 
     #[inline]
     pub fn push(&mut self, cell: Cell<'_>) {
-        use std::io::Write;
         self.values += 1;
-        self.text.clear();
         let value = match cell {
             Cell::Null => Value::Missing,
-            Cell::Bool(b) => {
-                self.text.extend_from_slice(bool_text(b).as_bytes());
-                Value::Bool(b)
-            }
-            Cell::Int(i) => {
-                let _ = write!(self.text, "{i}");
-                Value::Int(i)
-            }
-            Cell::UInt(u) => {
-                let _ = write!(self.text, "{u}");
-                if u <= i64::MAX as u64 {
-                    Value::Int(u as i64)
-                } else {
-                    Value::UInt(u)
-                }
-            }
-            Cell::Float(x) => {
-                self.text.extend_from_slice(format_float(x).as_bytes());
-                Value::Float(x)
-            }
-            Cell::Time { ns, has_time } => {
-                self.text.extend_from_slice(iso::format(ns, !has_time).as_bytes());
-                Value::Date(IsoDate {
-                    ns,
-                    has_time,
-                    has_tz: false,
-                })
-            }
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Int(i) => Value::Int(i),
+            Cell::UInt(u) if u <= i64::MAX as u64 => Value::Int(u as i64),
+            Cell::UInt(u) => Value::UInt(u),
+            Cell::Float(x) => Value::Float(x),
+            Cell::Time { ns, has_time } => Value::Date(IsoDate {
+                ns,
+                has_time,
+                has_tz: false,
+            }),
             Cell::Text(bytes) => {
                 let (v, key) = (Value::Text, super::sketch::hash_bytes(bytes));
                 self.state.touch(key);
@@ -149,9 +129,16 @@ impl TypedColumn {
                 return;
             }
         };
-        let key = self.state.key(&value, &self.text);
+        // The key of a value that is not text does not depend on its text.
+        let key = self.state.key(&value, &[]);
         self.state.touch(key);
-        self.state.apply(value, key, &self.text);
+        let text = &mut self.text;
+        self.state.apply_typed(value, key, move || {
+            text.clear();
+            write_text(text, cell);
+            let text: &Vec<u8> = text;
+            text.as_slice()
+        });
     }
 
     /// The column's profile, with `dtype` as pandas names it and `stats` saying which
@@ -169,6 +156,24 @@ impl TypedColumn {
         for _ in 0..n {
             self.push(Cell::Null);
         }
+    }
+}
+
+/// The text a typed value is shown as (among the top values): Python's, as pandas prints it.
+fn write_text(text: &mut Vec<u8>, cell: Cell<'_>) {
+    use std::io::Write;
+    match cell {
+        Cell::Null => {}
+        Cell::Bool(b) => text.extend_from_slice(bool_text(b).as_bytes()),
+        Cell::Int(i) => {
+            let _ = write!(text, "{i}");
+        }
+        Cell::UInt(u) => {
+            let _ = write!(text, "{u}");
+        }
+        Cell::Float(x) => text.extend_from_slice(format_float(x).as_bytes()),
+        Cell::Time { ns, has_time } => text.extend_from_slice(iso::format(ns, !has_time).as_bytes()),
+        Cell::Text(bytes) => text.extend_from_slice(bytes),
     }
 }
 
