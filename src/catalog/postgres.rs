@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../schema/postgres/0006_resumable_uploads.sql")),
     (7, include_str!("../../schema/postgres/0007_share_links.sql")),
     (8, include_str!("../../schema/postgres/0008_quotas.sql")),
+    (9, include_str!("../../schema/postgres/0009_listing_index.sql")),
 ];
 
 /// Advisory lock key taken while migrating ("filesvc" + 1), so replicas starting together

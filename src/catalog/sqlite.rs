@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../../schema/sqlite/0006_resumable_uploads.sql")),
     (7, include_str!("../../schema/sqlite/0007_share_links.sql")),
     (8, include_str!("../../schema/sqlite/0008_quotas.sql")),
+    (9, include_str!("../../schema/sqlite/0009_listing_index.sql")),
 ];
 
 /// Rows from before leases (no holder) count as abandoned once this old.

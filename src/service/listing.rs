@@ -27,14 +27,33 @@ use crate::model::{FileRecord, ListQuery, UserId};
 /// Bytes of listings kept (bodies are shared with responses in flight, not copied).
 const LISTING_CACHE_BYTES: u64 = 64 << 20;
 
-/// A listing's body and total count as read at change-feed number `version`, and the
-/// JSON of each of its records with the rev it was written at.
+/// A listing's body and total count as read at change-feed number `version`, and its
+/// records' JSON in its order.
 #[derive(Clone)]
 pub(super) struct CachedListing {
     version: i64,
     body: Bytes,
     total: u64,
-    records: Arc<HashMap<Uuid, (String, Bytes)>>,
+    records: Arc<Vec<Listed>>,
+}
+
+/// One record of a listing: its JSON, written at rev `rev`.
+#[derive(Clone)]
+struct Listed {
+    id: Uuid,
+    rev: Arc<str>,
+    json: Bytes,
+}
+
+impl Listed {
+    fn of(file: &FileRecord) -> Result<Listed> {
+        let json = serde_json::to_vec(&file.to_read()).map_err(Error::internal)?;
+        Ok(Listed {
+            id: file.id,
+            rev: file.rev.as_str().into(),
+            json: Bytes::from(json),
+        })
+    }
 }
 
 #[derive(Clone, Hash, PartialEq, Eq)]
@@ -73,7 +92,7 @@ impl FileService {
                 let version = c.list_version(user)?;
                 match kept {
                     Some(kept) if kept.version == version => Ok(None),
-                    Some(kept) => mended(c, user, &query, version, &kept).map(Some),
+                    Some(kept) => mended(c, user, &query, version, &kept.records).map(Some),
                     None => read_whole(c, user, &query, version).map(Some),
                 }
             })
@@ -93,65 +112,76 @@ impl FileService {
 /// The listing read whole from the catalog.
 fn read_whole(c: &dyn Catalog, user: UserId, query: &ListQuery, version: i64) -> Result<CachedListing> {
     let (files, total) = c.list_files(user, query)?;
-    let records = files
-        .iter()
-        .map(|f| Ok((f.id, (f.rev.clone(), to_json(f)?))))
-        .collect::<Result<HashMap<_, _>>>()?;
-    let order: Vec<Uuid> = files.iter().map(|f| f.id).collect();
-    Ok(CachedListing {
-        version,
-        body: joined(&order, &records),
-        total,
-        records: Arc::new(records),
-    })
+    let records = files.iter().map(Listed::of).collect::<Result<Vec<_>>>()?;
+    Ok(listing(version, total, records))
 }
 
-/// The `kept` listing brought up to `version`: the ids and revs in order from the catalog,
-/// each record's JSON kept where its rev is the same, read anew where not.
-fn mended(c: &dyn Catalog, user: UserId, query: &ListQuery, version: i64, kept: &CachedListing) -> Result<CachedListing> {
+/// The `kept` records brought up to `version`: the listing's ids and revs in order from
+/// the catalog, each kept record whose rev is the same used again, the others read anew.
+fn mended(c: &dyn Catalog, user: UserId, query: &ListQuery, version: i64, kept: &[Listed]) -> Result<CachedListing> {
     let (revs, total) = c.list_revs(user, query)?;
-    let changed: Vec<Uuid> = revs
-        .iter()
-        .filter(|(id, rev)| kept.records.get(id).is_none_or(|(was, _)| was != rev))
-        .map(|(id, _)| *id)
-        .collect();
-    let mut records: HashMap<Uuid, (String, Bytes)> = HashMap::with_capacity(revs.len());
-    for file in c.listed_by_id(user, &changed)? {
-        records.insert(file.id, (file.rev.clone(), to_json(&file)?));
-    }
-    for (id, _) in &revs {
-        if !records.contains_key(id) {
-            match kept.records.get(id) {
-                Some(record) => {
-                    records.insert(*id, record.clone());
-                }
-                // Deleted between the two reads: read the listing whole instead.
-                None => return read_whole(c, user, query, version),
+    // Kept records are met in the same order as a rule (a change adds, removes or alters
+    // a few): each is looked for where the last one was found, and the index by id is made
+    // only if the order has moved.
+    let mut by_id: Option<HashMap<Uuid, usize>> = None;
+    let mut next = 0;
+    let mut records: Vec<Option<Listed>> = Vec::with_capacity(revs.len());
+    let mut changed = Vec::new();
+    for (id, rev) in &revs {
+        let at = match kept.get(next) {
+            Some(k) if k.id == *id => Some(next),
+            _ => by_id
+                .get_or_insert_with(|| kept.iter().enumerate().map(|(i, k)| (k.id, i)).collect())
+                .get(id)
+                .copied(),
+        };
+        if let Some(at) = at {
+            next = at + 1;
+        }
+        match at.map(|at| &kept[at]).filter(|k| *k.rev == **rev) {
+            Some(same) => records.push(Some(same.clone())),
+            None => {
+                records.push(None);
+                changed.push(*id);
             }
         }
     }
-    let order: Vec<Uuid> = revs.into_iter().map(|(id, _)| id).collect();
-    Ok(CachedListing {
-        version,
-        body: joined(&order, &records),
-        total,
-        records: Arc::new(records),
-    })
+    if !changed.is_empty() {
+        let fresh: HashMap<Uuid, FileRecord> = c
+            .listed_by_id(user, &changed)?
+            .into_iter()
+            .map(|f| (f.id, f))
+            .collect();
+        for (slot, (id, _)) in records.iter_mut().zip(&revs) {
+            if slot.is_none() {
+                match fresh.get(id) {
+                    Some(file) => *slot = Some(Listed::of(file)?),
+                    // Deleted between the two reads: read the listing whole instead.
+                    None => return read_whole(c, user, query, version),
+                }
+            }
+        }
+    }
+    Ok(listing(version, total, records.into_iter().flatten().collect()))
 }
 
-/// The JSON array of the records in `order`.
-fn joined(order: &[Uuid], records: &HashMap<Uuid, (String, Bytes)>) -> Bytes {
-    let parts: Vec<&Bytes> = order.iter().filter_map(|id| records.get(id).map(|r| &r.1)).collect();
-    let mut body = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+/// A listing of `records` in their order: the JSON array of them, and the records.
+fn listing(version: i64, total: u64, records: Vec<Listed>) -> CachedListing {
+    let mut body = Vec::with_capacity(records.iter().map(|r| r.json.len() + 1).sum::<usize>() + 2);
     body.push(b'[');
-    for (i, part) in parts.iter().enumerate() {
+    for (i, record) in records.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(part);
+        body.extend_from_slice(&record.json);
     }
     body.push(b']');
-    Bytes::from(body)
+    CachedListing {
+        version,
+        body: Bytes::from(body),
+        total,
+        records: Arc::new(records),
+    }
 }
 
 pub(super) fn check_limit(query: &ListQuery) -> Result<()> {
@@ -164,9 +194,4 @@ pub(super) fn check_limit(query: &ListQuery) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// One record's read shape as JSON.
-fn to_json(file: &FileRecord) -> Result<Bytes> {
-    serde_json::to_vec(&file.to_read()).map(Bytes::from).map_err(Error::internal)
 }

@@ -190,8 +190,15 @@ async fn every_change_shows_in_the_next_listing() {
         let (status, own) = server.get(1, &format!("/files/{}", file["file_name"].as_str().unwrap())).await;
         assert_eq!((status, file), (200, &own));
     }
+    // The first file gone and one added: every kept record after it has moved.
+    assert_eq!(server.upload(1, "c", &session, "c.csv", sales_csv()).await.0, 201);
+    assert_eq!(listed("").await, ["z:renamed", "b:described", "c:about c"]);
+    assert_eq!(server.delete(1, "/files/z").await.0, 200);
+    assert_eq!(server.upload(1, "d", &session, "d.csv", sales_csv()).await.0, 201);
+    assert_eq!(listed("").await, ["b:described", "c:about c", "d:about d"]);
     assert_eq!(server.delete(1, "/files/b").await.0, 200);
-    assert_eq!(listed("").await, ["z:renamed"]);
+    assert_eq!(server.delete(1, "/files/d").await.0, 200);
+    assert_eq!(listed("").await, ["c:about c"]);
     assert!(listed("?limit=1&offset=1").await.is_empty());
     let resp = server
         .client

@@ -241,6 +241,7 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     }
     assert_eq!(enum_labels, ["local", "s3"]);
     assert!(indexes.contains_key("idx_files_user_id"), "{indexes:?}");
+    assert!(indexes.contains_key("idx_files_listing"), "{indexes:?}");
     assert!(indexes["idx_files_user_filename"].contains("UNIQUE"), "{indexes:?}");
     assert!(indexes.contains_key("active_files_pkey"), "{indexes:?}");
     assert!(
@@ -249,8 +250,9 @@ async fn postgres_schema_keeps_the_original_table_and_replicas_migrate_together(
     );
     // 0001 the files, 0002 the change feed (sync), 0003 leases (crash recovery), 0004 the
     // `s3` storage type, 0005 deletes' origins and the hash index, 0006 resumable
-    // uploads, 0007 share links, 0008 quota overrides: each applied once by two processes.
-    assert_eq!(migrations, 8);
+    // uploads, 0007 share links, 0008 quota overrides, 0009 the listing's index: each
+    // applied once by two processes.
+    assert_eq!(migrations, 9);
 }
 
 #[tokio::test]
