@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::query::{prepare, Source};
 use crate::metrics::metrics;
 use crate::model::FileRecord;
-use crate::query::{self, Cancel, ColumnarCache};
+use crate::query::{self, Cancel, ColumnarCache, QueryError};
 use crate::storage::Content;
 
 /// Files waiting for the worker; more are left to their first query.
@@ -95,10 +95,14 @@ fn work(copies: &ColumnarCache, jobs: Receiver<Job>) {
         // Nobody waits for this work: it has no deadline, and a failure only means the
         // first query makes the table (and reports what is wrong) itself.
         let cancel = Cancel::default();
-        let made = prepare(copies, vec![source], &cancel).and_then(|mut tables| {
-            let table = tables.remove(0);
-            query::prepare_row_file(&table, &cancel)
-        });
+        // One file that makes the readers panic must not stop the worker for the rest.
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            prepare(copies, vec![source], &cancel).and_then(|mut tables| {
+                let table = tables.remove(0);
+                query::prepare_row_file(&table, &cancel)
+            })
+        }))
+        .unwrap_or_else(|_| Err(QueryError::Internal(anyhow::anyhow!("making the table panicked"))));
         let outcome = if made.is_ok() { "made" } else { "failed" };
         metrics().tables_ahead.with_label_values(&[outcome]).inc();
         match made {
