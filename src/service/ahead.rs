@@ -1,11 +1,12 @@
 //! A newly stored file's columnar copy and row file, made in the background right after
 //! its upload is committed, so the first query or page of the file finds them ready.
 //!
-//! One worker thread at a lower CPU priority takes files one at a time from a short queue;
-//! when the queue is full the file is left, as without this, to its first query. Nothing
-//! waits for the worker: an upload answers as soon as it is committed, and a query that
-//! arrives while its table is being made waits for that one making (see the cache folder's
-//! makers) rather than starting another.
+//! One worker thread at a lower CPU priority takes files one at a time from a short queue
+//! (polars' own threads, which write the row file, keep the service's priority); when the
+//! queue is full the file is left, as without this, to its first query. Nothing waits for
+//! the worker: an upload answers as soon as it is committed, and a query that arrives
+//! while its table is being made waits for that one making (see the cache folder's makers)
+//! rather than starting another.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
