@@ -410,17 +410,18 @@ impl TableStats {
         if !self.wants(column) {
             return;
         }
-        let (stats, nulls) = (&mut self.columns[column], &mut self.nulls[column]);
-        for_each_cell(array, &self.kinds[column], &mut |cell| {
-            if cell == Cell::Null {
-                *nulls += 1;
-            }
-            stats.push(cell);
-        });
+        ColumnFill {
+            index: column,
+            stats: &mut self.columns[column],
+            nulls: &mut self.nulls[column],
+            kind: &self.kinds[column],
+        }
+        .push(array);
     }
 
     /// Each wanted column's statistics apart, to be filled column by column (on threads
-    /// of their own: columns are independent); then [`TableStats::rows_filled`].
+    /// of their own: columns are independent); then [`TableStats::rows_done`] with the
+    /// table's rows.
     pub(super) fn column_fills(&mut self) -> Vec<ColumnFill<'_>> {
         let pandas = &self.pandas;
         self.columns
@@ -436,11 +437,6 @@ impl TableStats {
                 kind,
             })
             .collect()
-    }
-
-    /// Every column is filled through [`TableStats::column_fills`] with `rows` rows.
-    pub(super) fn rows_filled(&mut self, rows: u64) {
-        self.rows_done(rows);
     }
 
     /// A piece of the file whose rows are all pushed (a row group, a record batch).

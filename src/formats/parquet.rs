@@ -185,7 +185,7 @@ fn profile(file: &File) -> Result<Profile, FormatError> {
         result
     })?;
     let rows = metadata.row_groups.iter().map(|g| g.num_rows() as u64).sum();
-    table.rows_filled(rows);
+    table.rows_done(rows);
     Ok(table.finish(metadata.row_groups.len() as u64))
 }
 
