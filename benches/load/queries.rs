@@ -91,6 +91,20 @@ const QUERIES: &[QuerySpec] = &[
         limit: 1000,
         shape: Shape::Keyed,
     },
+    QuerySpec {
+        name: "count distinct",
+        sql: "SELECT COUNT(DISTINCT customer) AS n FROM data",
+        limit: 1000,
+        shape: Shape::Ordered,
+    },
+    QuerySpec {
+        name: "group by year",
+        sql: "SELECT yr, COUNT(*) AS n FROM (SELECT EXTRACT(YEAR FROM order_date) AS yr FROM data) t \
+              GROUP BY yr ORDER BY yr",
+        // A few years, plus the empty cells' NULL group.
+        limit: 1000,
+        shape: Shape::Keyed,
+    },
 ];
 
 /// data.rs's CITIES, as written in the CSV (quoted where they hold a comma), each with a
