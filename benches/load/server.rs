@@ -21,6 +21,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub base: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The catalog's PostgreSQL database, when the server has one.
+    pub database_url: Option<String>,
     // Removed (with every stored upload) when the server is dropped.
     _data: tempfile::TempDir,
 }
@@ -47,6 +49,7 @@ impl Server {
                 addr,
                 base: format!("http://{addr}"),
                 logs,
+                database_url: env.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone()),
                 _data: data,
             }),
             Err(_) => {

@@ -100,6 +100,14 @@ impl Drop for Services {
     }
 }
 
+/// `VACUUM ANALYZE` of the database at `url`: what autovacuum does on a default server
+/// after many inserts (fresh planner statistics, pages marked all-visible for index-only scans).
+pub fn vacuum_analyze(url: &str) -> Result<(), String> {
+    admin_client(url)?
+        .batch_execute("VACUUM ANALYZE")
+        .map_err(|e| format!("VACUUM ANALYZE: {e}"))
+}
+
 fn admin_client(url: &str) -> Result<Client, String> {
     Client::connect(url, NoTls).map_err(|e| format!("connecting to TEST_DATABASE_URL: {e}"))
 }
